@@ -1,1 +1,32 @@
-export {};
+export { PRESETS, getPreset, type ModelPreset, type ConvNetSpec, type ConvStage } from './presets';
+export {
+  MoEModel,
+  DEFAULT_MOE_CONFIG,
+  type MoEConfig,
+  type ModulePart,
+  type ForwardResult,
+  type StepResult,
+  type TrainOptions,
+} from './moe-model';
+export { routeTopK, loadBalancingLoss, type Routing } from './gating';
+export { crossEntropy, complementCrossEntropy } from './losses';
+export { AdamW, type AdamWConfig } from './optim/adamw';
+export { serializeParameters, deserializeParameters, readWeightsHeader } from './serialization';
+export { evaluate, batchToTensor, type ArrayBatch, type Evaluation } from './evaluation';
+export { ConvNet } from './layers/conv-net';
+export { ParameterCollection } from './layers/parameters';
+export { learningRateAt, type ScheduleName, type ScheduleConfig } from './training/learning-rate';
+export {
+  trainModel,
+  type TrainingRun,
+  type StepProgress,
+  type EpochSummary,
+} from './training/trainer';
+export {
+  saveModel,
+  loadModel,
+  readModelCard,
+  type ModelCard,
+  type SaveOptions,
+  type LoadedModel,
+} from './persistence';

@@ -1,0 +1,80 @@
+import { rm } from 'node:fs/promises';
+import type { Command } from 'commander';
+import { makeSyntheticDataset } from '@lethe/data';
+import { LocalDirStore } from '@lethe/store';
+import { runTrainJob } from '../jobs/train-job';
+import { action } from '../terminal/errors';
+import { positiveInt } from '../terminal/option-parsers';
+import { Progress } from '../terminal/progress';
+import { percent } from '../terminal/tables';
+import { printEvaluation } from './eval.command';
+
+interface DemoFlags {
+  store: string;
+  epochs: number;
+  perClass: number;
+}
+
+export function registerDemoCommand(program: Command): void {
+  program
+    .command('demo')
+    .description('a short offline demonstration on a generated dataset, embedded store, no servers')
+    .option('--store <dir>', 'store directory (emptied first)', '.lethe/demo')
+    .option('--epochs <N>', 'training epochs', positiveInt, 4)
+    .option('--per-class <N>', 'training images per class', positiveInt, 400)
+    .action(
+      action(async (flags: DemoFlags) => {
+        await rm(flags.store, { recursive: true, force: true });
+        const store = new LocalDirStore(flags.store);
+        const train = makeSyntheticDataset({ perClass: flags.perClass, split: 'train', seed: 1 });
+        const test = makeSyntheticDataset({ perClass: 100, split: 'test', seed: 1 });
+        console.log(
+          `Lethe demo: ${train.classes.length} classes of generated shapes (${train.classes.join(', ')}), ` +
+            `${train.size} training and ${test.size} test images; store ${store.describe()}`,
+        );
+        const progress = new Progress(
+          'epoch {epoch}/{epochs} |{bar}| {value}/{total} steps | loss {loss} | acc {acc} | {ips} img/s | ETA {eta_formatted}',
+          (v, value, total) =>
+            `epoch ${v['epoch']}/${v['epochs']} step ${value}/${total} loss ${v['loss']} acc ${v['acc']}`,
+          5,
+        );
+        let started = false;
+        const result = await runTrainJob({
+          data: { train, test },
+          store,
+          preset: 'tiny',
+          experts: 4,
+          topK: 2,
+          epochs: flags.epochs,
+          batchSize: 64,
+          learningRate: 0.01,
+          weightDecay: 0.0005,
+          schedule: 'one-cycle',
+          seed: 1,
+          augment: false,
+          onStatus: (m) => process.stderr.write(`${m}\n`),
+          onStep: (p) => {
+            const values = {
+              epoch: p.epoch + 1,
+              epochs: flags.epochs,
+              loss: p.loss.toFixed(3),
+              acc: percent(p.accuracy),
+              ips: Math.round(p.imagesPerSecond),
+            };
+            if (!started) progress.start(p.totalSteps, values);
+            started = true;
+            progress.update(p.globalStep, p.totalSteps, values);
+          },
+        });
+        progress.stop();
+        console.log(
+          `\ntrained in ${result.seconds.toFixed(1)} s on the ${result.engine.engine} engine`,
+        );
+        if (result.test) printEvaluation(result.test, result.classes);
+        console.log(
+          `\nstored: manifest revision ${result.manifestRevision} in ${store.describe()}`,
+        );
+        console.log('next: `lethe train --data cifar10:DIR` on real data (see README).');
+      }),
+    );
+}

@@ -1,0 +1,76 @@
+import type { Command } from 'commander';
+import { batches, openDataset, type Split } from '@lethe/data';
+import { initEngine } from '@lethe/engine';
+import { evaluate, type Evaluation, loadModel } from '@lethe/model';
+import { LocalDirStore } from '@lethe/store';
+import { action, CliError } from '../terminal/errors';
+import { oneOf, positiveInt } from '../terminal/option-parsers';
+import { percent, table } from '../terminal/tables';
+
+interface EvalFlags {
+  store: string;
+  data: string;
+  split: Split;
+  batch: number;
+  json: boolean;
+}
+
+export function registerEvalCommand(program: Command): void {
+  program
+    .command('eval')
+    .description(
+      'evaluate the stored model: overall and per-class accuracy, class × expert routing',
+    )
+    .requiredOption(
+      '--data <spec>',
+      'cifar10:DIR | cifar100:DIR | cifar100-coarse:DIR | folder:DIR',
+    )
+    .option('--store <dir>', 'local store directory', '.lethe/store')
+    .option('--split <split>', 'train | test', oneOf(['train', 'test'] as const), 'test')
+    .option('--batch <B>', 'batch size', positiveInt, 256)
+    .option('--json', 'print the result as JSON on stdout', false)
+    .action(
+      action(async (flags: EvalFlags) => {
+        await initEngine();
+        const { model, card } = await loadModel(new LocalDirStore(flags.store));
+        try {
+          const data = await openDataset(flags.data, flags.split);
+          if (data.classes.length !== card.classes.length) {
+            throw new CliError(
+              `the stored model has ${card.classes.length} classes, ${flags.data} has ${data.classes.length}`,
+            );
+          }
+          const normalise = { mean: card.normalisation.mean, std: card.normalisation.std } as never;
+          const result = evaluate(
+            model,
+            batches(data, { batchSize: flags.batch, shuffle: false, normalise }),
+          );
+          if (flags.json) {
+            process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+          } else {
+            printEvaluation(result, card.classes);
+          }
+        } finally {
+          model.dispose();
+        }
+      }),
+    );
+}
+
+export function printEvaluation(result: Evaluation, classes: string[]): void {
+  console.log(`accuracy ${percent(result.accuracy, 2)} on ${result.count} images`);
+  const experts = result.routing[0]?.length ?? 0;
+  const header = ['class', 'accuracy', 'n', ...Array.from({ length: experts }, (_, e) => `e${e}`)];
+  const rows = result.perClass.map((p, c) => {
+    const routed = result.routing[c]!;
+    const slots = routed.reduce((a, b) => a + b, 0);
+    return [
+      classes[c] ?? String(c),
+      percent(p.accuracy),
+      p.total,
+      ...routed.map((n) => (slots === 0 ? '—' : percent(n / slots, 0))),
+    ];
+  });
+  console.log('per-class accuracy and share of routing slots per expert:');
+  console.log(table([header, ...rows]));
+}

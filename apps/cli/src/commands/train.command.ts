@@ -1,0 +1,123 @@
+import type { Command } from 'commander';
+import { LocalDirStore } from '@lethe/store';
+import { PRESETS } from '@lethe/model';
+import { runTrainJob } from '../jobs/train-job';
+import { action, CliError } from '../terminal/errors';
+import {
+  nonNegativeInt,
+  nonNegativeNumber,
+  oneOf,
+  positiveInt,
+  positiveNumber,
+} from '../terminal/option-parsers';
+import { Progress } from '../terminal/progress';
+import { percent } from '../terminal/tables';
+import { printEvaluation } from './eval.command';
+
+interface TrainFlags {
+  data: string;
+  store: string;
+  experts: number;
+  topK: number;
+  preset: string;
+  epochs: number;
+  batch: number;
+  lr: number;
+  weightDecay: number;
+  schedule: 'constant' | 'cosine' | 'one-cycle';
+  seed: number;
+  augment: boolean;
+  limit?: number;
+  json: boolean;
+}
+
+export function registerTrainCommand(program: Command): void {
+  program
+    .command('train')
+    .description('train a Mixture-of-Experts classifier jointly and store it')
+    .requiredOption(
+      '--data <spec>',
+      'cifar10:DIR | cifar100:DIR | cifar100-coarse:DIR | folder:DIR',
+    )
+    .option('--store <dir>', 'local store directory', '.lethe/store')
+    .option('--experts <E>', 'number of experts', positiveInt, 4)
+    .option('--top-k <K>', 'experts per image', positiveInt, 2)
+    .option('--preset <name>', `architecture: ${Object.keys(PRESETS).join(', ')}`, 'small')
+    .option('--epochs <N>', 'training epochs', positiveInt, 10)
+    .option('--batch <B>', 'batch size', positiveInt, 128)
+    .option('--lr <LR>', 'peak learning rate (AdamW)', positiveNumber, 0.003)
+    .option('--weight-decay <WD>', 'decoupled weight decay', nonNegativeNumber, 0.0005)
+    .option(
+      '--schedule <name>',
+      'constant | cosine | one-cycle',
+      oneOf(['constant', 'cosine', 'one-cycle'] as const),
+      'one-cycle',
+    )
+    .option('--seed <S>', 'random seed', nonNegativeInt, 0)
+    .option('--no-augment', 'no random crop / flip')
+    .option('--limit <N>', 'train on a seeded subset of N samples', positiveInt)
+    .option('--json', 'print the result as JSON on stdout', false)
+    .action(
+      action(async (flags: TrainFlags) => {
+        if (flags.topK > flags.experts) {
+          throw new CliError(`--top-k (${flags.topK}) cannot exceed --experts (${flags.experts})`);
+        }
+        if (!(flags.preset in PRESETS)) {
+          throw new CliError(
+            `unknown --preset ${flags.preset} (known: ${Object.keys(PRESETS).join(', ')})`,
+          );
+        }
+        const store = new LocalDirStore(flags.store);
+        let epochs = flags.epochs;
+        const progress = new Progress(
+          'epoch {epoch}/{epochs} |{bar}| {value}/{total} steps | loss {loss} | acc {acc} | {ips} img/s | ETA {eta_formatted}',
+          (v, value, total) =>
+            `epoch ${v['epoch']}/${v['epochs']} step ${value}/${total} loss ${v['loss']} acc ${v['acc']} ${v['ips']} img/s`,
+        );
+        let started = false;
+        const result = await runTrainJob({
+          data: flags.data,
+          store,
+          preset: flags.preset,
+          experts: flags.experts,
+          topK: flags.topK,
+          epochs: flags.epochs,
+          batchSize: flags.batch,
+          learningRate: flags.lr,
+          weightDecay: flags.weightDecay,
+          schedule: flags.schedule,
+          seed: flags.seed,
+          augment: flags.augment,
+          ...(flags.limit ? { limit: flags.limit } : {}),
+          onStatus: (message) => process.stderr.write(`${message}\n`),
+          onStep: (p) => {
+            epochs = Math.ceil(p.totalSteps / p.stepsPerEpoch);
+            const values = {
+              epoch: p.epoch + 1,
+              epochs,
+              loss: p.loss.toFixed(3),
+              acc: percent(p.accuracy),
+              ips: Math.round(p.imagesPerSecond),
+            };
+            if (!started) {
+              progress.start(p.totalSteps, values);
+              started = true;
+            }
+            progress.update(p.globalStep, p.totalSteps, values);
+          },
+        });
+        progress.stop();
+        if (flags.json) {
+          process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+          return;
+        }
+        const last = result.history.at(-1);
+        console.log(
+          `trained in ${result.seconds.toFixed(1)} s on ${result.engine.engine}: ${result.trainSize} images × ${epochs} epochs, ` +
+            `final train loss ${last?.loss.toFixed(3)}, train accuracy ${percent(last?.accuracy ?? Number.NaN)}`,
+        );
+        if (result.test) printEvaluation(result.test, result.classes);
+        console.log(`stored in ${store.describe()} (manifest revision ${result.manifestRevision})`);
+      }),
+    );
+}

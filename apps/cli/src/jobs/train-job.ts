@@ -1,0 +1,180 @@
+import {
+  batches,
+  CIFAR10_STATS,
+  CIFAR100_STATS,
+  channelStats,
+  createRng,
+  deriveSeed,
+  type ChannelStats,
+  type Dataset,
+  openDataset,
+  parseDatasetSpec,
+} from '@lethe/data';
+import { initEngine, type EngineInfo } from '@lethe/engine';
+import {
+  type EpochSummary,
+  evaluate,
+  type Evaluation,
+  MoEModel,
+  type ScheduleName,
+  saveModel,
+  type StepProgress,
+  trainModel,
+} from '@lethe/model';
+import { type ObjectStore } from '@lethe/store';
+
+export interface TrainJobOptions {
+  /** A dataset spec (`cifar10:DIR`…) or an already opened dataset pair. */
+  data: string | { train: Dataset; test?: Dataset };
+  store: ObjectStore;
+  preset: string;
+  experts: number;
+  topK: number;
+  epochs: number;
+  batchSize: number;
+  learningRate: number;
+  weightDecay: number;
+  schedule: ScheduleName;
+  seed: number;
+  augment: boolean;
+  /** Train on a seeded random subset of this many training samples. */
+  limit?: number;
+  onStep?: (progress: StepProgress) => void;
+  onEpoch?: (summary: EpochSummary) => void;
+  onStatus?: (message: string) => void;
+  signal?: AbortSignal;
+}
+
+export interface TrainJobResult {
+  engine: EngineInfo;
+  classes: string[];
+  trainSize: number;
+  history: EpochSummary[];
+  test: Evaluation | undefined;
+  manifestRevision: number;
+  seconds: number;
+  parameters: { router: number; expert: number; total: number };
+}
+
+/** Trains a jointly routed MoE on a dataset, evaluates it on the test split and stores it. */
+export async function runTrainJob(options: TrainJobOptions): Promise<TrainJobResult> {
+  const started = performance.now();
+  const engine = await initEngine();
+  const status = options.onStatus ?? (() => undefined);
+  let train: Dataset;
+  let test: Dataset | undefined;
+  let normalise: ChannelStats;
+  if (typeof options.data === 'string') {
+    status(`reading ${options.data}`);
+    train = await openDataset(options.data, 'train');
+    test = await openDataset(options.data, 'test').catch(() => undefined);
+    const scheme = parseDatasetSpec(options.data).scheme;
+    normalise =
+      scheme === 'cifar10'
+        ? CIFAR10_STATS
+        : scheme.startsWith('cifar100')
+          ? CIFAR100_STATS
+          : channelStats(train);
+  } else {
+    train = options.data.train;
+    test = options.data.test;
+    normalise = channelStats(train);
+  }
+  const positions =
+    options.limit && options.limit < train.size
+      ? sampleSubset(train.size, options.limit, options.seed)
+      : undefined;
+  const trainSize = positions?.length ?? train.size;
+  const batchSize = Math.min(options.batchSize, trainSize);
+  const model = new MoEModel({
+    preset: options.preset,
+    experts: options.experts,
+    topK: options.topK,
+    numClasses: train.classes.length,
+    inputShape: [train.height, train.width, train.channels],
+    routerNoise: 1,
+    balanceWeight: 0.01,
+    seed: options.seed,
+  });
+  try {
+    status(
+      `training ${options.preset} MoE (E=${options.experts}, k=${options.topK}) on ${trainSize} images of ${train.classes.length} classes`,
+    );
+    const history = await trainModel(model, {
+      epochs: options.epochs,
+      stepsPerEpoch: Math.floor(trainSize / batchSize),
+      learningRate: options.learningRate,
+      schedule: options.schedule,
+      weightDecay: options.weightDecay,
+      batches: (epoch) =>
+        batches(train, {
+          batchSize,
+          seed: options.seed,
+          epoch,
+          shuffle: true,
+          dropLast: true,
+          normalise,
+          ...(options.augment ? { augment: { crop: 4, flip: true } } : {}),
+          ...(positions ? { indices: positions } : {}),
+        }),
+      ...(options.onStep ? { onStep: options.onStep } : {}),
+      ...(options.onEpoch ? { onEpoch: options.onEpoch } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    const evaluation = test
+      ? evaluate(model, batches(test, { batchSize: 256, shuffle: false, normalise }))
+      : undefined;
+    const seconds = (performance.now() - started) / 1000;
+    const manifest = await saveModel(
+      options.store,
+      model,
+      {
+        classes: train.classes,
+        normalisation: { mean: [...normalise.mean], std: [...normalise.std] },
+      },
+      {
+        attributes: {
+          training: {
+            mode: 'joint',
+            dataset: typeof options.data === 'string' ? options.data : train.source,
+            datasetName: train.name,
+            trainSize,
+            epochs: options.epochs,
+            batchSize,
+            learningRate: options.learningRate,
+            schedule: options.schedule,
+            weightDecay: options.weightDecay,
+            augment: options.augment,
+            seed: options.seed,
+            engine: engine.engine,
+            seconds,
+            testAccuracy: evaluation?.accuracy ?? null,
+            history: history.map((h) => ({
+              epoch: h.epoch,
+              loss: h.loss,
+              accuracy: h.accuracy,
+              seconds: h.seconds,
+            })),
+          },
+        },
+      },
+    );
+    return {
+      engine,
+      classes: train.classes,
+      trainSize,
+      history,
+      test: evaluation,
+      manifestRevision: manifest.revision,
+      seconds,
+      parameters: model.countParameters(),
+    };
+  } finally {
+    model.dispose();
+  }
+}
+
+function sampleSubset(size: number, count: number, seed: number): Int32Array {
+  const all = Int32Array.from({ length: size }, (_, i) => i);
+  return createRng(deriveSeed(seed, 'train-subset')).shuffle(all).slice(0, count).sort();
+}

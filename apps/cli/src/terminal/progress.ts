@@ -1,0 +1,53 @@
+import { SingleBar } from 'cli-progress';
+
+export interface ProgressValues {
+  [key: string]: string | number;
+}
+
+/**
+ * A progress bar on a terminal; on anything else (CI logs, pipes) one plain line every
+ * `everySeconds`, so logs stay readable and still show that work is moving.
+ */
+export class Progress {
+  private readonly bar: SingleBar | undefined;
+  private lastLine = 0;
+
+  constructor(
+    format: string,
+    private readonly plain: (values: ProgressValues, value: number, total: number) => string,
+    private readonly everySeconds = 10,
+    private readonly stream: NodeJS.WriteStream = process.stderr,
+  ) {
+    if (stream.isTTY) {
+      this.bar = new SingleBar({
+        format,
+        stream,
+        barsize: 24,
+        hideCursor: true,
+        etaBuffer: 50,
+        fps: 5,
+      });
+    }
+  }
+
+  start(total: number, values: ProgressValues): void {
+    this.bar?.start(total, 0, values);
+  }
+
+  update(value: number, total: number, values: ProgressValues): void {
+    if (this.bar) {
+      this.bar.setTotal(total);
+      this.bar.update(value, values);
+      return;
+    }
+    const now = Date.now();
+    if (now - this.lastLine >= this.everySeconds * 1000 || value === total) {
+      this.lastLine = now;
+      this.stream.write(`${this.plain(values, value, total)}\n`);
+    }
+  }
+
+  stop(): void {
+    this.bar?.stop();
+  }
+}

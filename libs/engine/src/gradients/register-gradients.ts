@@ -1,0 +1,42 @@
+import {
+  getGradient,
+  registerGradient,
+  version_core,
+  type GradConfig,
+} from '@tensorflow/tfjs-core';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { conv2dGradConfig } from './conv2d-grad';
+
+interface VendoredGradients {
+  gradConfigs: GradConfig[];
+  tfjsCoreVersion: string;
+}
+
+// Same relative location from src/gradients (tsx, vitest) and dist/gradients (built).
+const VENDORED = path.join(__dirname, '..', '..', 'vendor', 'tfjs-core-gradients.cjs');
+
+/**
+ * Makes `tf.grad` work with plain @tensorflow/tfjs-core. Its Node entry registers no gradients
+ * (they ship only as ES modules Node cannot load; see scripts/vendor-gradients.ts), so register
+ * the vendored copies of tfjs-core's own definitions for every kernel that has none yet — a
+ * gradient someone registered earlier (or that @tensorflow/tfjs-node brought) is kept — and
+ * then Conv2D's, which adds dilation support. Idempotent. Returns a one-line description.
+ */
+export function registerTrainingGradients(): string {
+  const load = createRequire(__filename);
+  const vendored = load(VENDORED) as VendoredGradients;
+  let added = 0;
+  for (const config of vendored.gradConfigs) {
+    if (getGradient(config.kernelName) === undefined) {
+      registerGradient(config);
+      added++;
+    }
+  }
+  registerGradient(conv2dGradConfig);
+  const mismatch =
+    vendored.tfjsCoreVersion === version_core
+      ? ''
+      : ` (installed tfjs-core is ${version_core}: rerun libs/engine/scripts/vendor-gradients.ts)`;
+  return `${added} gradients from tfjs-core ${vendored.tfjsCoreVersion}${mismatch}`;
+}

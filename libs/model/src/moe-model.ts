@@ -1,0 +1,220 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { type BatchStatistics, updateMovingStatistics } from './layers/batch-norm';
+import { ConvNet } from './layers/conv-net';
+import { crossEntropy } from './losses';
+import { AdamW } from './optim/adamw';
+import { loadBalancingLoss, routeTopK, type Routing } from './gating';
+import { getPreset } from './presets';
+
+export interface MoEConfig {
+  preset: string;
+  experts: number;
+  topK: number;
+  numClasses: number;
+  inputShape: [number, number, number];
+  /** Std-dev of the Gaussian noise added to router logits while training (noisy top-k). */
+  routerNoise: number;
+  /** α of the load-balancing loss. */
+  balanceWeight: number;
+  seed: number;
+}
+
+export const DEFAULT_MOE_CONFIG: Omit<MoEConfig, 'numClasses'> = {
+  preset: 'small',
+  experts: 4,
+  topK: 2,
+  inputShape: [32, 32, 3],
+  routerNoise: 1,
+  balanceWeight: 0.01,
+  seed: 0,
+};
+
+/** Identifies a separately stored part of the model. */
+export type ModulePart = 'router' | `expert/${number}`;
+
+export interface ForwardResult {
+  /** [B, C] Σ over the chosen k of gateᵢ · expertᵢ(x). */
+  logits: tf.Tensor2D;
+  routing: Routing;
+}
+
+export interface StepResult {
+  loss: number;
+  crossEntropy: number;
+  balance: number;
+  correct: number;
+  size: number;
+  /** Samples routed to each expert in this step. */
+  expertLoad: number[];
+}
+
+export interface TrainOptions {
+  learningRate: number;
+  weightDecay?: number;
+  /** Parts whose weights the step may change; the rest are frozen (inference-mode batch norm). */
+  trainable?: ReadonlySet<ModulePart>;
+}
+
+/**
+ * A sparse Mixture-of-Experts classifier: a CNN router picks k of E CNN experts per image, and
+ * the output is the gate-weighted sum of the chosen experts' logits. Each expert runs only on the
+ * samples routed to it.
+ */
+export class MoEModel {
+  readonly router: ConvNet;
+  readonly experts: ConvNet[];
+  private optimizer: AdamW | undefined;
+  private noiseStep = 0;
+
+  constructor(readonly config: MoEConfig) {
+    validateConfig(config);
+    const preset = getPreset(config.preset);
+    const base = config.seed * 131;
+    this.router = new ConvNet('router', preset.router, config.inputShape, config.experts, base + 1);
+    this.experts = Array.from(
+      { length: config.experts },
+      (_, e) =>
+        new ConvNet(
+          `expert${e}`,
+          preset.expert,
+          config.inputShape,
+          config.numClasses,
+          base + 2 + e,
+        ),
+    );
+  }
+
+  static parts(experts: number): ModulePart[] {
+    return ['router', ...Array.from({ length: experts }, (_, e) => `expert/${e}` as const)];
+  }
+
+  part(name: ModulePart): ConvNet {
+    if (name === 'router') return this.router;
+    const e = Number(name.slice('expert/'.length));
+    const net = this.experts[e];
+    if (!net) throw new Error(`no ${name}: the model has ${this.experts.length} experts`);
+    return net;
+  }
+
+  /**
+   * Runs router and experts. Call inside tf.tidy (or a gradient function): the returned tensors
+   * and intermediates belong to the caller's scope.
+   */
+  forward(
+    x: tf.Tensor4D,
+    options: {
+      training?: boolean;
+      trainable?: ReadonlySet<ModulePart>;
+      collect?: BatchStatistics[];
+    } = {},
+  ): ForwardResult {
+    const training = options.training ?? false;
+    const isTraining = (part: ModulePart): boolean =>
+      training && (options.trainable === undefined || options.trainable.has(part));
+    const batch = x.shape[0];
+    let routerLogits = this.router.apply(x, isTraining('router'), options.collect);
+    if (training && this.config.routerNoise > 0) {
+      const noise = tf.randomNormal(
+        routerLogits.shape,
+        0,
+        this.config.routerNoise,
+        'float32',
+        this.config.seed * 7_919 + ++this.noiseStep,
+      );
+      routerLogits = tf.add(routerLogits, noise);
+    }
+    const routing = routeTopK(routerLogits, this.config.topK);
+    let logits: tf.Tensor2D = tf.zeros([batch, this.config.numClasses]);
+    this.experts.forEach((expert, e) => {
+      const positions = routing.assignments[e]!;
+      if (positions.length === 0) return;
+      const indices = tf.tensor1d(positions, 'int32');
+      const inputs = positions.length === batch ? x : tf.gather(x, indices);
+      const expertLogits = expert.apply(inputs, isTraining(`expert/${e}`), options.collect);
+      // Back to batch order through a one-hot dispatch matrix [n, B]: its transpose product
+      // has a matMul gradient on every backend, whereas scatterND has none in tfjs and
+      // gather's needs UnsortedSegmentSum.
+      const full =
+        positions.length === batch
+          ? expertLogits
+          : tf.matMul(tf.oneHot(indices, batch), expertLogits, true, false);
+      const gate = tf.slice(routing.gates, [0, e], [batch, 1]);
+      logits = tf.add(logits, tf.mul(full, gate));
+    });
+    return { logits, routing };
+  }
+
+  /** Class logits for a batch, in inference mode. The caller disposes the result. */
+  predict(x: tf.Tensor4D): tf.Tensor2D {
+    return tf.tidy(() => this.forward(x).logits);
+  }
+
+  /** One optimisation step on a batch of images [B, H, W, C] and integer labels [B]. */
+  trainStep(x: tf.Tensor4D, labels: tf.Tensor1D, options: TrainOptions): StepResult {
+    const optimizer = (this.optimizer ??= new AdamW({
+      learningRate: options.learningRate,
+      weightDecay: options.weightDecay ?? 0,
+    }));
+    optimizer.learningRate = options.learningRate;
+    const trainable = options.trainable;
+    const variables = MoEModel.parts(this.config.experts)
+      .filter((p) => !trainable || trainable.has(p))
+      .flatMap((p) => this.part(p).params.trainable());
+    const collect: BatchStatistics[] = [];
+    let kept: { logits: tf.Tensor2D; ce: tf.Scalar; balance: tf.Scalar } | undefined;
+    let load: number[] = [];
+    const { value, grads } = tf.variableGrads(() => {
+      const { logits, routing } = this.forward(x, { training: true, trainable, collect });
+      const ce = crossEntropy(logits, labels);
+      const balance = loadBalancingLoss(routing, this.config.balanceWeight);
+      kept = { logits: tf.keep(logits), ce: tf.keep(ce), balance: tf.keep(balance) };
+      load = routing.assignments.map((a) => a.length);
+      return tf.add(ce, balance) as tf.Scalar;
+    }, variables);
+    optimizer.apply(
+      variables.filter((v) => grads[v.name]).map((v) => [v, grads[v.name]!] as const),
+    );
+    updateMovingStatistics(collect);
+    const result = kept!;
+    const correct = tf.tidy(
+      () => tf.sum(tf.cast(tf.equal(tf.argMax(result.logits, 1), labels), 'int32')).dataSync()[0]!,
+    );
+    const step: StepResult = {
+      loss: value.dataSync()[0]!,
+      crossEntropy: result.ce.dataSync()[0]!,
+      balance: result.balance.dataSync()[0]!,
+      correct,
+      size: x.shape[0],
+      expertLoad: load,
+    };
+    tf.dispose([value, result.logits, result.ce, result.balance]);
+    tf.dispose(Object.values(grads));
+    return step;
+  }
+
+  countParameters(): { router: number; expert: number; total: number } {
+    const router = this.router.params.countParameters();
+    const expert = this.experts[0]!.params.countParameters();
+    return { router, expert, total: router + expert * this.experts.length };
+  }
+
+  dispose(): void {
+    this.optimizer?.dispose();
+    this.router.dispose();
+    for (const e of this.experts) e.dispose();
+  }
+}
+
+function validateConfig(config: MoEConfig): void {
+  const fail = (msg: string): never => {
+    throw new Error(`invalid model config: ${msg}`);
+  };
+  if (!Number.isInteger(config.experts) || config.experts < 1)
+    fail(`experts must be ≥ 1, got ${config.experts}`);
+  if (!Number.isInteger(config.topK) || config.topK < 1 || config.topK > config.experts) {
+    fail(`top-k must be between 1 and experts (${config.experts}), got ${config.topK}`);
+  }
+  if (!Number.isInteger(config.numClasses) || config.numClasses < 2)
+    fail(`numClasses must be ≥ 2, got ${config.numClasses}`);
+  if (!Number.isInteger(config.seed)) fail(`seed must be an integer, got ${config.seed}`);
+}

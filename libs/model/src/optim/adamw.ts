@@ -1,0 +1,84 @@
+import * as tf from '@tensorflow/tfjs-core';
+
+export interface AdamWConfig {
+  learningRate: number;
+  beta1?: number;
+  beta2?: number;
+  epsilon?: number;
+  /** Decoupled weight decay (Loshchilov & Hutter), applied only where `decays` says so. */
+  weightDecay?: number;
+}
+
+interface Moments {
+  m: tf.Variable;
+  v: tf.Variable;
+}
+
+/**
+ * AdamW with a settable learning rate and inspectable state.
+ *
+ * tfjs-core's AdamOptimizer hides its learning rate (no schedules) and keys state by global
+ * variable names; a worker that checkpoints one expert needs that expert's moments alone.
+ */
+export class AdamW {
+  learningRate: number;
+  private readonly beta1: number;
+  private readonly beta2: number;
+  private readonly epsilon: number;
+  private readonly weightDecay: number;
+  private readonly moments = new Map<tf.Variable, Moments>();
+  private steps = 0;
+
+  constructor(
+    config: AdamWConfig,
+    private readonly decays: (v: tf.Variable) => boolean = (v) => v.name.endsWith('/kernel'),
+  ) {
+    this.learningRate = config.learningRate;
+    this.beta1 = config.beta1 ?? 0.9;
+    this.beta2 = config.beta2 ?? 0.999;
+    this.epsilon = config.epsilon ?? 1e-8;
+    this.weightDecay = config.weightDecay ?? 0;
+  }
+
+  get iterations(): number {
+    return this.steps;
+  }
+
+  /** Applies one update; `grads` pairs each variable with its gradient. Disposes nothing it is given. */
+  apply(grads: ReadonlyArray<readonly [tf.Variable, tf.Tensor]>): void {
+    this.steps++;
+    const t = this.steps;
+    const correction1 = 1 - this.beta1 ** t;
+    const correction2 = 1 - this.beta2 ** t;
+    const stepSize = (this.learningRate * Math.sqrt(correction2)) / correction1;
+    tf.tidy(() => {
+      for (const [variable, grad] of grads) {
+        let state = this.moments.get(variable);
+        if (!state) {
+          state = {
+            m: tf.variable(tf.zerosLike(variable), false),
+            v: tf.variable(tf.zerosLike(variable), false),
+          };
+          this.moments.set(variable, state);
+        }
+        const m = tf.add(tf.mul(state.m, this.beta1), tf.mul(grad, 1 - this.beta1));
+        const v = tf.add(tf.mul(state.v, this.beta2), tf.mul(tf.square(grad), 1 - this.beta2));
+        state.m.assign(m);
+        state.v.assign(v);
+        let next = tf.sub(variable, tf.mul(tf.div(m, tf.add(tf.sqrt(v), this.epsilon)), stepSize));
+        if (this.weightDecay > 0 && this.decays(variable)) {
+          next = tf.sub(next, tf.mul(variable, this.learningRate * this.weightDecay));
+        }
+        variable.assign(next);
+      }
+    });
+  }
+
+  dispose(): void {
+    for (const { m, v } of this.moments.values()) {
+      m.dispose();
+      v.dispose();
+    }
+    this.moments.clear();
+  }
+}

@@ -1,0 +1,105 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { batchToTensor, type ArrayBatch } from '../evaluation';
+import type { ModulePart, MoEModel } from '../moe-model';
+import { learningRateAt, type ScheduleName } from './learning-rate';
+
+export interface TrainingRun {
+  epochs: number;
+  /** Batches of one epoch; called once per epoch so the caller reshuffles with a new seed. */
+  batches: (epoch: number) => Iterable<ArrayBatch>;
+  stepsPerEpoch: number;
+  learningRate: number;
+  schedule?: ScheduleName;
+  weightDecay?: number;
+  trainable?: ReadonlySet<ModulePart>;
+  onStep?: (progress: StepProgress) => void;
+  onEpoch?: (summary: EpochSummary) => void | Promise<void>;
+  signal?: AbortSignal;
+}
+
+export interface StepProgress {
+  epoch: number;
+  step: number;
+  stepsPerEpoch: number;
+  globalStep: number;
+  totalSteps: number;
+  loss: number;
+  accuracy: number;
+  learningRate: number;
+  imagesPerSecond: number;
+}
+
+export interface EpochSummary {
+  epoch: number;
+  loss: number;
+  accuracy: number;
+  images: number;
+  seconds: number;
+  /** Samples routed to each expert over the epoch (k per image). */
+  expertLoad: number[];
+}
+
+/**
+ * Trains the MoE jointly (router and experts under one loss). Yields to the event loop between
+ * steps so progress output and signals are handled while a long run is in progress.
+ */
+export async function trainModel(model: MoEModel, run: TrainingRun): Promise<EpochSummary[]> {
+  const totalSteps = run.epochs * run.stepsPerEpoch;
+  const schedule = {
+    name: run.schedule ?? 'one-cycle',
+    learningRate: run.learningRate,
+    totalSteps,
+    warmupSteps: Math.min(200, Math.floor(totalSteps / 10)),
+  };
+  const history: EpochSummary[] = [];
+  let globalStep = 0;
+  for (let epoch = 0; epoch < run.epochs; epoch++) {
+    const started = performance.now();
+    let lossSum = 0;
+    let correct = 0;
+    let images = 0;
+    let step = 0;
+    const expertLoad = new Array<number>(model.config.experts).fill(0);
+    for (const batch of run.batches(epoch)) {
+      if (run.signal?.aborted) throw new Error('training cancelled');
+      const learningRate = learningRateAt(schedule, globalStep);
+      const x = batchToTensor(model, batch);
+      const y = tf.tensor1d(batch.y.subarray(0, batch.size), 'int32');
+      const result = model.trainStep(x, y, {
+        learningRate,
+        weightDecay: run.weightDecay ?? 0,
+        ...(run.trainable ? { trainable: run.trainable } : {}),
+      });
+      tf.dispose([x, y]);
+      lossSum += result.loss * result.size;
+      correct += result.correct;
+      images += result.size;
+      result.expertLoad.forEach((n, e) => (expertLoad[e]! += n));
+      step++;
+      globalStep++;
+      run.onStep?.({
+        epoch,
+        step,
+        stepsPerEpoch: run.stepsPerEpoch,
+        globalStep,
+        totalSteps,
+        loss: result.loss,
+        accuracy: result.correct / result.size,
+        learningRate,
+        imagesPerSecond: images / ((performance.now() - started) / 1000),
+      });
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    const summary: EpochSummary = {
+      epoch,
+      loss: lossSum / Math.max(1, images),
+      accuracy: correct / Math.max(1, images),
+      images,
+      seconds: (performance.now() - started) / 1000,
+      expertLoad,
+    };
+    history.push(summary);
+    await run.onEpoch?.(summary);
+  }
+  return history;
+}

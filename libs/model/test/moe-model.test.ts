@@ -1,0 +1,87 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { evaluate, MoEModel } from '../src';
+import { tinyModel, toyBatch, useWasm, weightsOf } from './helpers';
+
+beforeAll(useWasm);
+
+describe('MoEModel', () => {
+  let x: tf.Tensor4D, y: tf.Tensor1D, xs: Float32Array, ys: Int32Array;
+  beforeAll(() => ({ x, y, xs, ys } = toyBatch(48)));
+  afterAll(() => tf.dispose([x, y]));
+
+  it('learns a separable toy problem and routes to k experts per sample', () => {
+    const model = tinyModel();
+    const first = model.trainStep(x, y, { learningRate: 0.01 });
+    let last = first;
+    for (let i = 0; i < 40; i++) last = model.trainStep(x, y, { learningRate: 0.01 });
+    expect(last.loss).toBeLessThan(first.loss * 0.5);
+    expect(last.expertLoad.reduce((a, b) => a + b, 0)).toBe(48 * 2);
+    const result = evaluate(model, [{ x: xs, y: ys, size: 48 }]);
+    expect(result.accuracy).toBeGreaterThan(0.9);
+    for (const row of result.routing) expect(row.reduce((a, b) => a + b, 0)).toBe(16 * 2);
+    model.dispose();
+  });
+
+  it('keeps the number of live tensors constant across training steps', () => {
+    const model = tinyModel();
+    let atStep10 = 0;
+    for (let step = 1; step <= 100; step++) {
+      model.trainStep(x, y, { learningRate: 0.005 });
+      if (step === 10) atStep10 = tf.memory().numTensors;
+    }
+    expect(tf.memory().numTensors).toBe(atStep10);
+    const before = tf.memory().numTensors;
+    tf.dispose(model.predict(x));
+    expect(tf.memory().numTensors).toBe(before);
+    model.dispose();
+  });
+
+  it('is repeatable: the same seed gives the same weights and the same losses', () => {
+    const run = (): { losses: number[]; weights: Float32Array[] } => {
+      const model = tinyModel({ seed: 3 });
+      const losses = Array.from(
+        { length: 5 },
+        () => model.trainStep(x, y, { learningRate: 0.01 }).loss,
+      );
+      const weights = weightsOf(model, 'expert/1');
+      model.dispose();
+      return { losses, weights };
+    };
+    const a = run();
+    const b = run();
+    expect(b.losses).toEqual(a.losses);
+    expect(b.weights).toEqual(a.weights);
+    const other = tinyModel({ seed: 4 });
+    expect(weightsOf(other, 'expert/1')).not.toEqual(weightsOf(tinyModel({ seed: 3 }), 'expert/1'));
+    other.dispose();
+  });
+
+  it('changes only the trainable parts, leaving frozen ones bit-identical', () => {
+    const model = tinyModel();
+    const frozenBefore = [weightsOf(model, 'expert/0'), weightsOf(model, 'expert/2')];
+    const trainedBefore = weightsOf(model, 'expert/1');
+    const routerBefore = weightsOf(model, 'router');
+    const trainable = new Set(['router', 'expert/1', 'expert/3'] as const);
+    for (let i = 0; i < 5; i++) model.trainStep(x, y, { learningRate: 0.01, trainable });
+    expect([weightsOf(model, 'expert/0'), weightsOf(model, 'expert/2')]).toEqual(frozenBefore);
+    expect(weightsOf(model, 'expert/1')).not.toEqual(trainedBefore);
+    expect(weightsOf(model, 'router')).not.toEqual(routerBefore);
+    model.dispose();
+  });
+
+  it('rejects an impossible configuration with a clear message', () => {
+    expect(() => tinyModel({ topK: 5 })).toThrow(/top-k must be between 1 and experts \(4\)/);
+    expect(() => tinyModel({ preset: 'huge' })).toThrow(/unknown preset 'huge'/);
+    expect(() => tinyModel({ numClasses: 1 })).toThrow(/numClasses/);
+  });
+
+  it('lists its parts and counts parameters', () => {
+    expect(MoEModel.parts(3)).toEqual(['router', 'expert/0', 'expert/1', 'expert/2']);
+    const model = tinyModel();
+    const n = model.countParameters();
+    expect(n.total).toBe(n.router + 4 * n.expert);
+    expect(() => model.part('expert/9')).toThrow(/no expert\/9/);
+    model.dispose();
+  });
+});
