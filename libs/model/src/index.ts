@@ -5,6 +5,8 @@ export {
   type MoEConfig,
   type ModulePart,
   type ForwardResult,
+  type ForwardOptions,
+  type TaskLoss,
   type StepResult,
   type TrainOptions,
 } from './moe-model';

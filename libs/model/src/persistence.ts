@@ -13,7 +13,8 @@ import { deserializeParameters, serializeParameters } from './serialization';
 export interface ModelCard {
   config: MoEConfig;
   classes: string[];
-  normalisation: { mean: number[]; std: number[] };
+  /** Per-channel (RGB) mean and std of [0, 1]-scaled pixels, applied before the model. */
+  normalisation: { mean: [number, number, number]; std: [number, number, number] };
 }
 
 export interface SaveOptions {

@@ -84,4 +84,32 @@ describe('MoEModel', () => {
     expect(() => model.part('expert/9')).toThrow(/no expert\/9/);
     model.dispose();
   });
+
+  it('uses cached logits for frozen experts with the same result as running them', () => {
+    const model = tinyModel();
+    const cache = new Map([
+      [0, model.expertLogits(0, x)],
+      [2, model.expertLogits(2, x)],
+    ]);
+    const direct = model.predict(x);
+    const cached = tf.tidy(() => model.forward(x, { expertLogits: cache }).logits);
+    const a = direct.dataSync();
+    const b = cached.dataSync();
+    for (let i = 0; i < a.length; i++) expect(b[i]).toBeCloseTo(a[i]!, 4);
+    tf.dispose([direct, cached, ...cache.values()]);
+    model.dispose();
+  });
+
+  it('never predicts a suppressed class, and exposes internal features before any mask', () => {
+    const model = tinyModel();
+    for (let i = 0; i < 20; i++) model.trainStep(x, y, { learningRate: 0.01 });
+    const masked = model.predict(x, { suppressClasses: [1] });
+    const predicted = Array.from(tf.argMax(masked, 1).dataSync());
+    expect(predicted).not.toContain(1);
+    expect(new Set(predicted).size).toBe(2);
+    const features = model.internalFeatures(x);
+    expect(features.shape).toEqual([48, model.router.featureSize + 4 * 3]);
+    tf.dispose([masked, features]);
+    model.dispose();
+  });
 });

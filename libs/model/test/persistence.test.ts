@@ -23,7 +23,10 @@ describe('saving and loading', () => {
     return new LocalDirStore(dir);
   };
   afterEach(() => dirs.splice(0).forEach((d) => rmSync(d, { recursive: true, force: true })));
-  const card = { classes: ['a', 'b', 'c'], normalisation: { mean: [0, 0, 0], std: [1, 1, 1] } };
+  const card: {
+    classes: string[];
+    normalisation: { mean: [number, number, number]; std: [number, number, number] };
+  } = { classes: ['a', 'b', 'c'], normalisation: { mean: [0, 0, 0], std: [1, 1, 1] } };
 
   it('serialises a part deterministically and round-trips it exactly', () => {
     const a = tinyModel();

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { makeSyntheticDataset } from '@lethe/data';
 import { LocalDirStore } from '@lethe/store';
 import { runTrainJob } from '../jobs/train-job';
+import { startEngine } from '../terminal/engine';
 import { action } from '../terminal/errors';
 import { positiveInt } from '../terminal/option-parsers';
 import { Progress } from '../terminal/progress';
@@ -24,6 +25,7 @@ export function registerDemoCommand(program: Command): void {
     .option('--per-class <N>', 'training images per class', positiveInt, 400)
     .action(
       action(async (flags: DemoFlags) => {
+        await startEngine();
         await rm(flags.store, { recursive: true, force: true });
         const store = new LocalDirStore(flags.store);
         const train = makeSyntheticDataset({ perClass: flags.perClass, split: 'train', seed: 1 });
@@ -52,6 +54,8 @@ export function registerDemoCommand(program: Command): void {
           schedule: 'one-cycle',
           seed: 1,
           augment: false,
+          balanceWeight: 0.1,
+          routerNoise: 1,
           onStatus: (m) => process.stderr.write(`${m}\n`),
           onStep: (p) => {
             const values = {

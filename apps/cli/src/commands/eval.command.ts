@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import { batches, openDataset, type Split } from '@lethe/data';
-import { initEngine } from '@lethe/engine';
 import { evaluate, type Evaluation, loadModel } from '@lethe/model';
 import { LocalDirStore } from '@lethe/store';
+import { startEngine } from '../terminal/engine';
 import { action, CliError } from '../terminal/errors';
 import { oneOf, positiveInt } from '../terminal/option-parsers';
 import { percent, table } from '../terminal/tables';
@@ -31,7 +31,7 @@ export function registerEvalCommand(program: Command): void {
     .option('--json', 'print the result as JSON on stdout', false)
     .action(
       action(async (flags: EvalFlags) => {
-        await initEngine();
+        await startEngine();
         const { model, card } = await loadModel(new LocalDirStore(flags.store));
         try {
           const data = await openDataset(flags.data, flags.split);
@@ -40,7 +40,7 @@ export function registerEvalCommand(program: Command): void {
               `the stored model has ${card.classes.length} classes, ${flags.data} has ${data.classes.length}`,
             );
           }
-          const normalise = { mean: card.normalisation.mean, std: card.normalisation.std } as never;
+          const normalise = card.normalisation;
           const result = evaluate(
             model,
             batches(data, { batchSize: flags.batch, shuffle: false, normalise }),

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { LocalDirStore } from '@lethe/store';
 import { PRESETS } from '@lethe/model';
 import { runTrainJob } from '../jobs/train-job';
+import { startEngine } from '../terminal/engine';
 import { action, CliError } from '../terminal/errors';
 import {
   nonNegativeInt,
@@ -27,6 +28,8 @@ interface TrainFlags {
   schedule: 'constant' | 'cosine' | 'one-cycle';
   seed: number;
   augment: boolean;
+  balance: number;
+  routerNoise: number;
   limit?: number;
   json: boolean;
 }
@@ -54,6 +57,13 @@ export function registerTrainCommand(program: Command): void {
       'one-cycle',
     )
     .option('--seed <S>', 'random seed', nonNegativeInt, 0)
+    .option('--balance <alpha>', 'weight α of the load-balancing loss', nonNegativeNumber, 0.1)
+    .option(
+      '--router-noise <std>',
+      'std-dev of router-logit noise while training',
+      nonNegativeNumber,
+      1,
+    )
     .option('--no-augment', 'no random crop / flip')
     .option('--limit <N>', 'train on a seeded subset of N samples', positiveInt)
     .option('--json', 'print the result as JSON on stdout', false)
@@ -67,6 +77,7 @@ export function registerTrainCommand(program: Command): void {
             `unknown --preset ${flags.preset} (known: ${Object.keys(PRESETS).join(', ')})`,
           );
         }
+        await startEngine();
         const store = new LocalDirStore(flags.store);
         let epochs = flags.epochs;
         const progress = new Progress(
@@ -88,6 +99,8 @@ export function registerTrainCommand(program: Command): void {
           schedule: flags.schedule,
           seed: flags.seed,
           augment: flags.augment,
+          balanceWeight: flags.balance,
+          routerNoise: flags.routerNoise,
           ...(flags.limit ? { limit: flags.limit } : {}),
           onStatus: (message) => process.stderr.write(`${message}\n`),
           onStep: (p) => {

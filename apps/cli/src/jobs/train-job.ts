@@ -37,6 +37,10 @@ export interface TrainJobOptions {
   schedule: ScheduleName;
   seed: number;
   augment: boolean;
+  /** α of the load-balancing loss. */
+  balanceWeight: number;
+  /** Std-dev of router-logit noise while training. */
+  routerNoise: number;
   /** Train on a seeded random subset of this many training samples. */
   limit?: number;
   onStep?: (progress: StepProgress) => void;
@@ -92,8 +96,8 @@ export async function runTrainJob(options: TrainJobOptions): Promise<TrainJobRes
     topK: options.topK,
     numClasses: train.classes.length,
     inputShape: [train.height, train.width, train.channels],
-    routerNoise: 1,
-    balanceWeight: 0.01,
+    routerNoise: options.routerNoise,
+    balanceWeight: options.balanceWeight,
     seed: options.seed,
   });
   try {
@@ -145,6 +149,8 @@ export async function runTrainJob(options: TrainJobOptions): Promise<TrainJobRes
             schedule: options.schedule,
             weightDecay: options.weightDecay,
             augment: options.augment,
+            balanceWeight: options.balanceWeight,
+            routerNoise: options.routerNoise,
             seed: options.seed,
             engine: engine.engine,
             seconds,

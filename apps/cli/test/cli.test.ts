@@ -1,0 +1,89 @@
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { lethe, writeCifar10 } from './fixtures';
+
+const work = mkdtempSync(join(tmpdir(), 'lethe-cli-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+describe('lethe train / eval', () => {
+  const data = writeCifar10(work, 40, 10);
+  const store = join(work, 'store');
+
+  it('trains a tiny MoE on CIFAR-10-layout data, stores it, and eval agrees with training', () => {
+    const train = lethe([
+      'train',
+      '--data',
+      `cifar10:${data}`,
+      '--store',
+      store,
+      '--preset',
+      'tiny',
+      '--experts',
+      '3',
+      '--top-k',
+      '2',
+      '--epochs',
+      '2',
+      '--batch',
+      '16',
+      '--lr',
+      '0.01',
+      '--json',
+    ]);
+    expect(train.stderr).toContain('engine');
+    expect(train.status).toBe(0);
+    const result = JSON.parse(train.stdout) as {
+      trainSize: number;
+      history: unknown[];
+      test: { accuracy: number; count: number; routing: number[][] };
+      classes: string[];
+    };
+    expect(result.trainSize).toBe(160);
+    expect(result.history).toHaveLength(2);
+    expect(result.classes).toEqual(['square', 'disc', 'cross', 'h-stripes']);
+    expect(result.test.count).toBe(40);
+    expect(readdirSync(store)).toContain('manifest.json');
+
+    const evaluation = lethe(['eval', '--data', `cifar10:${data}`, '--store', store, '--json']);
+    expect(evaluation.status).toBe(0);
+    const ev = JSON.parse(evaluation.stdout) as { accuracy: number; routing: number[][] };
+    expect(ev.accuracy).toBe(result.test.accuracy);
+    expect(ev.routing).toEqual(result.test.routing);
+
+    const table = lethe(['eval', '--data', `cifar10:${data}`, '--store', store]);
+    expect(table.stdout).toMatch(/accuracy \d+\.\d\d% on 40 images/);
+    expect(table.stdout).toMatch(/square\s+\d+\.\d%\s+10/);
+  });
+
+  it.each([
+    [['train', '--data', 'nope:/x'], /unknown dataset spec "nope:\/x"/],
+    [['train', '--data', `cifar10:${join(work, 'missing')}`], /missing/],
+    [
+      ['train', '--data', 'cifar10:/x', '--experts', '2', '--top-k', '3'],
+      /--top-k \(3\) cannot exceed --experts \(2\)/,
+    ],
+    [['train', '--data', 'cifar10:/x', '--epochs', '0'], /--epochs.*positive integer/],
+    [['train', '--data', 'cifar10:/x', '--preset', 'huge'], /unknown --preset huge/],
+    [['eval', '--data', 'cifar10:/x', '--store', join(work, 'empty')], /no trained model/],
+  ])('rejects bad input with one clear line and a non-zero exit: %j', (args, message) => {
+    const run = lethe(args);
+    expect(run.status).not.toBe(0);
+    expect(run.stderr).toMatch(message);
+    expect(run.stderr).not.toMatch(/\n\s+at /); // no stack trace
+  });
+
+  it('forcing an engine that is not installed fails clearly', () => {
+    const run = lethe(['info'], { LETHE_ENGINE: 'gpu' });
+    expect(run.status).toBe(1);
+    expect(run.stderr).toMatch(/tfjs-node-gpu/);
+  });
+
+  it('info names the engine in use and the presets', () => {
+    const run = lethe(['info']);
+    expect(run.status).toBe(0);
+    expect(run.stdout).toMatch(/engine: wasm/);
+    expect(run.stdout).toMatch(/small/);
+  });
+});
