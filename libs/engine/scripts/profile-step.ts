@@ -11,11 +11,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-wasm';
-import {
-  initEngine,
-  registerTrainingGradients,
-  registerWasmTrainingKernels,
-} from '../src/index';
+import { initEngine, registerTrainingGradients, registerWasmTrainingKernels } from '../src/index';
 import { naiveConv2dBackpropFilter } from './naive-conv2d-backprop-filter';
 
 function arg(name: string, fallback: string): string {
@@ -100,11 +96,16 @@ async function main(): Promise<void> {
   step();
   const tensorsBefore = tf.memory().numTensors;
   const started = performance.now();
+  const cpuStarted = process.cpuUsage();
   for (let i = 0; i < steps; i++) step();
   const msPerStep = (performance.now() - started) / steps;
+  const cpu = process.cpuUsage(cpuStarted);
+  // CPU time is the steadier figure on a shared machine (it leaves out time spent descheduled).
+  const cpuMsPerStep = (cpu.user + cpu.system) / 1000 / steps;
   console.log(
     `${arch}, batch ${batch}: ${msPerStep.toFixed(0)} ms/step, ` +
-      `${((batch * 1000) / msPerStep).toFixed(0)} images/s ` +
+      `${((batch * 1000) / msPerStep).toFixed(0)} images/s; CPU ${cpuMsPerStep.toFixed(0)} ms/step, ` +
+      `${((batch * 1000) / cpuMsPerStep).toFixed(0)} images/s per core ` +
       `(tensors ${tensorsBefore} → ${tf.memory().numTensors})`,
   );
 

@@ -11,11 +11,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-wasm';
-import {
-  initEngine,
-  registerTrainingGradients,
-  registerWasmTrainingKernels,
-} from '../src/index';
+import { initEngine, registerTrainingGradients, registerWasmTrainingKernels } from '../src/index';
 import { naiveConv2dBackpropFilter } from './naive-conv2d-backprop-filter';
 
 function arg(name: string, fallback: string): string {
@@ -119,7 +115,16 @@ async function main(): Promise<void> {
     entry.calls++;
     byKernel.set(k.name, entry);
   }
-  if (process.env.DETAIL) for (const k of profile.kernels) if (typeof k.kernelTimeMs === "number" && k.kernelTimeMs > 1.5) console.log("   ", k.name, k.kernelTimeMs.toFixed(1), JSON.stringify(k.inputShapes), JSON.stringify(k.outputShapes));
+  if (process.env.DETAIL)
+    for (const k of profile.kernels)
+      if (typeof k.kernelTimeMs === 'number' && k.kernelTimeMs > 1.5)
+        console.log(
+          '   ',
+          k.name,
+          k.kernelTimeMs.toFixed(1),
+          JSON.stringify(k.inputShapes),
+          JSON.stringify(k.outputShapes),
+        );
   const total = [...byKernel.values()].reduce((sum, e) => sum + e.ms, 0);
   console.log(`kernel time in one profiled step: ${total.toFixed(0)} ms`);
   for (const [name, e] of [...byKernel].sort((a, b) => b[1].ms - a[1].ms).slice(0, 12)) {

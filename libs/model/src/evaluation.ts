@@ -6,6 +6,8 @@ export interface ArrayBatch {
   x: Float32Array;
   y: Int32Array;
   size: number;
+  /** Positions of the batch's samples in their dataset, where the producer knows them. */
+  positions?: Int32Array;
 }
 
 export interface Evaluation {
@@ -28,14 +30,18 @@ export function batchToTensor(model: MoEModel, batch: ArrayBatch): tf.Tensor4D {
 }
 
 /** One inference pass: accuracy, per-class accuracy and the class × expert routing table. */
-export function evaluate(model: MoEModel, batches: Iterable<ArrayBatch>): Evaluation {
+export function evaluate(
+  model: MoEModel,
+  batches: Iterable<ArrayBatch>,
+  options: { suppressClasses?: readonly number[] } = {},
+): Evaluation {
   const classes = model.config.numClasses;
   const experts = model.config.experts;
   const routing = Array.from({ length: classes }, () => new Array<number>(experts).fill(0));
   const confusion = Array.from({ length: classes }, () => new Array<number>(classes).fill(0));
   for (const batch of batches) {
     const predicted = tf.tidy(() => {
-      const { logits, routing: r } = model.forward(batchToTensor(model, batch));
+      const { logits, routing: r } = model.forward(batchToTensor(model, batch), options);
       for (let b = 0; b < batch.size; b++) {
         const label = batch.y[b]!;
         for (let j = 0; j < r.topK; j++) routing[label]![r.chosen[b * r.topK + j]!]!++;

@@ -7,11 +7,17 @@ export {
   type ForwardResult,
   type ForwardOptions,
   type TaskLoss,
+  type ExpertLogitsProvider,
   type StepResult,
   type TrainOptions,
 } from './moe-model';
 export { routeTopK, loadBalancingLoss, type Routing } from './gating';
-export { crossEntropy, complementCrossEntropy } from './losses';
+export {
+  crossEntropy,
+  complementCrossEntropy,
+  perSampleCrossEntropy,
+  perSampleComplementCrossEntropy,
+} from './losses';
 export { AdamW, type AdamWConfig } from './optim/adamw';
 export { serializeParameters, deserializeParameters, readWeightsHeader } from './serialization';
 export { evaluate, batchToTensor, type ArrayBatch, type Evaluation } from './evaluation';
@@ -26,6 +32,8 @@ export {
 } from './training/trainer';
 export {
   saveModel,
+  storeParts,
+  publishModel,
   loadModel,
   readModelCard,
   type ModelCard,

@@ -42,6 +42,15 @@ export interface ForwardResult {
   routing: Routing;
 }
 
+/**
+ * Returns an expert's logits [n, C] for the given batch positions (the samples routed to it),
+ * or undefined to run the expert.
+ */
+export type ExpertLogitsProvider = (
+  expert: number,
+  positions: Int32Array,
+) => tf.Tensor2D | undefined;
+
 /** The task part of the training objective; the balance loss is always added. */
 export type TaskLoss = (logits: tf.Tensor2D, labels: tf.Tensor1D) => tf.Scalar;
 
@@ -50,11 +59,11 @@ export interface ForwardOptions {
   trainable?: ReadonlySet<ModulePart>;
   collect?: BatchStatistics[];
   /**
-   * Logits [B, C] already computed for some experts (by expert index), used instead of running
-   * them. A frozen expert's outputs never change, so forgetting computes them once, not every
-   * epoch.
+   * Supplies logits for some experts instead of running them. A frozen expert's outputs never
+   * change, so forgetting computes each (expert, sample) pair at most once, and only for samples
+   * actually routed there.
    */
-  expertLogits?: ReadonlyMap<number, tf.Tensor2D>;
+  expertLogits?: ExpertLogitsProvider;
   /** Classes the output never predicts (their logits are pushed to −1e9), as a server would. */
   suppressClasses?: readonly number[];
 }
@@ -74,7 +83,7 @@ export interface TrainOptions {
   learningRate: number;
   /** Replaces cross-entropy, e.g. to add an unlearning term on forgotten samples. */
   loss?: TaskLoss;
-  expertLogits?: ReadonlyMap<number, tf.Tensor2D>;
+  expertLogits?: ExpertLogitsProvider;
   weightDecay?: number;
   /** Parts whose weights the step may change; the rest are frozen (inference-mode batch norm). */
   trainable?: ReadonlySet<ModulePart>;
@@ -147,15 +156,14 @@ export class MoEModel {
       const positions = routing.assignments[e]!;
       if (positions.length === 0) return;
       const gate = tf.slice(routing.gates, [0, e], [batch, 1]);
-      const cached = options.expertLogits?.get(e);
-      if (cached) {
-        // Already in batch order; the gate is zero where the expert was not chosen.
-        logits = tf.add(logits, tf.mul(cached, gate));
-        return;
-      }
       const indices = tf.tensor1d(positions, 'int32');
-      const inputs = positions.length === batch ? x : tf.gather(x, indices);
-      const expertLogits = expert.apply(inputs, isTraining(`expert/${e}`), options.collect);
+      const expertLogits =
+        options.expertLogits?.(e, positions) ??
+        expert.apply(
+          positions.length === batch ? x : tf.gather(x, indices),
+          isTraining(`expert/${e}`),
+          options.collect,
+        );
       // Back to batch order through a one-hot dispatch matrix [n, B]: its transpose product
       // has a matMul gradient on every backend, whereas scatterND has none in tfjs and
       // gather's needs UnsortedSegmentSum.
@@ -241,6 +249,12 @@ export class MoEModel {
     tf.dispose([value, result.logits, result.task, result.balance]);
     tf.dispose(Object.values(grads));
     return step;
+  }
+
+  /** Starts the next training step with fresh optimiser state (e.g. before forgetting). */
+  resetOptimizer(): void {
+    this.optimizer?.dispose();
+    this.optimizer = undefined;
   }
 
   countParameters(): { router: number; expert: number; total: number } {

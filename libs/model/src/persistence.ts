@@ -3,6 +3,7 @@ import {
   type JsonValue,
   type Manifest,
   ManifestStore,
+  type ObjectRef,
   type ObjectStore,
   putContent,
 } from '@lethe/store';
@@ -13,6 +14,8 @@ import { deserializeParameters, serializeParameters } from './serialization';
 export interface ModelCard {
   config: MoEConfig;
   classes: string[];
+  /** Classes the served output never predicts (set by a `mask` forget). */
+  suppressClasses?: number[];
   /** Per-channel (RGB) mean and std of [0, 1]-scaled pixels, applied before the model. */
   normalisation: { mean: [number, number, number]; std: [number, number, number] };
 }
@@ -20,12 +23,48 @@ export interface ModelCard {
 export interface SaveOptions {
   /** Parts to write; the manifest keeps the current refs of the others. Default: all. */
   parts?: readonly ModulePart[];
-  /** Extra manifest attributes (training summary, dataset, lineage refs...). */
+  /** Extra manifest attributes (training summary, forgotten classes...). */
   attributes?: Record<string, JsonValue>;
+  /** Extra named objects to publish in the same manifest revision (e.g. a receipt). */
+  objects?: Record<string, ObjectRef>;
   expectRevision?: number;
 }
 
 const MODEL_ATTRIBUTE = 'model';
+
+/** Writes parts as content-addressed objects; unchanged parts map to their existing object. */
+export async function storeParts(
+  store: ObjectStore,
+  model: MoEModel,
+  parts: readonly ModulePart[] = MoEModel.parts(model.config.experts),
+): Promise<Partial<Record<ModulePart, ObjectRef>>> {
+  const refs: Partial<Record<ModulePart, ObjectRef>> = {};
+  for (const part of parts) {
+    const bytes = serializeParameters(model.part(part).params, { part });
+    refs[part] = await putContent(store, bytes, { kind: part === 'router' ? 'router' : 'expert' });
+  }
+  return refs;
+}
+
+/**
+ * Publishes one manifest revision naming the given part objects (others keep their refs), the
+ * model card and any extra objects and attributes — all or nothing.
+ */
+export async function publishModel(
+  store: ObjectStore,
+  card: ModelCard,
+  refs: Partial<Record<ModulePart, ObjectRef>>,
+  options: Omit<SaveOptions, 'parts'> = {},
+): Promise<Manifest> {
+  return new ManifestStore(store).update(
+    (manifest) => {
+      Object.assign(manifest.objects, refs, options.objects ?? {});
+      manifest.attributes[MODEL_ATTRIBUTE] = card as unknown as JsonValue;
+      Object.assign(manifest.attributes, options.attributes ?? {});
+    },
+    options.expectRevision === undefined ? {} : { expectRevision: options.expectRevision },
+  );
+}
 
 /**
  * Stores each part (router, experts) as its own content-addressed object, then publishes one
@@ -38,24 +77,9 @@ export async function saveModel(
   card: Omit<ModelCard, 'config'>,
   options: SaveOptions = {},
 ): Promise<Manifest> {
-  const parts = options.parts ?? MoEModel.parts(model.config.experts);
-  const refs = new Map<ModulePart, Awaited<ReturnType<typeof putContent>>>();
-  for (const part of parts) {
-    const bytes = serializeParameters(model.part(part).params, { part });
-    refs.set(
-      part,
-      await putContent(store, bytes, { kind: part === 'router' ? 'router' : 'expert' }),
-    );
-  }
-  const fullCard: ModelCard = { config: model.config, ...card };
-  return new ManifestStore(store).update(
-    (manifest) => {
-      for (const [part, ref] of refs) manifest.objects[part] = ref;
-      manifest.attributes[MODEL_ATTRIBUTE] = fullCard as unknown as JsonValue;
-      Object.assign(manifest.attributes, options.attributes ?? {});
-    },
-    options.expectRevision === undefined ? {} : { expectRevision: options.expectRevision },
-  );
+  const refs = await storeParts(store, model, options.parts);
+  const { parts: _parts, ...rest } = options;
+  return publishModel(store, { ...card, config: model.config }, refs, rest);
 }
 
 export interface LoadedModel {

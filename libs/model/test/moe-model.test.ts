@@ -87,16 +87,21 @@ describe('MoEModel', () => {
 
   it('uses cached logits for frozen experts with the same result as running them', () => {
     const model = tinyModel();
-    const cache = new Map([
-      [0, model.expertLogits(0, x)],
-      [2, model.expertLogits(2, x)],
-    ]);
+    const full = new Map([0, 2].map((e) => [e, model.expertLogits(e, x)] as const));
+    const asked: number[] = [];
+    const provider = (e: number, positions: Int32Array): tf.Tensor2D | undefined => {
+      const logits = full.get(e);
+      if (!logits) return undefined;
+      asked.push(e);
+      return tf.gather(logits, tf.tensor1d(positions, 'int32'));
+    };
     const direct = model.predict(x);
-    const cached = tf.tidy(() => model.forward(x, { expertLogits: cache }).logits);
+    const cached = tf.tidy(() => model.forward(x, { expertLogits: provider }).logits);
     const a = direct.dataSync();
     const b = cached.dataSync();
     for (let i = 0; i < a.length; i++) expect(b[i]).toBeCloseTo(a[i]!, 4);
-    tf.dispose([direct, cached, ...cache.values()]);
+    expect(new Set(asked)).toEqual(new Set([0, 2]));
+    tf.dispose([direct, cached, ...full.values()]);
     model.dispose();
   });
 

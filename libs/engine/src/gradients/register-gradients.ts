@@ -7,6 +7,7 @@ import {
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { conv2dGradConfig } from './conv2d-grad';
+import { meanGradConfig, sumGradConfig } from './reduce-grad';
 
 interface VendoredGradients {
   gradConfigs: GradConfig[];
@@ -21,7 +22,8 @@ const VENDORED = path.join(__dirname, '..', '..', 'vendor', 'tfjs-core-gradients
  * (they ship only as ES modules Node cannot load; see scripts/vendor-gradients.ts), so register
  * the vendored copies of tfjs-core's own definitions for every kernel that has none yet — a
  * gradient someone registered earlier (or that @tensorflow/tfjs-node brought) is kept — and
- * then Conv2D's, which adds dilation support. Idempotent. Returns a one-line description.
+ * then our own for Conv2D (adds dilation), Sum and Mean (no JavaScript-built ones tensor).
+ * Idempotent. Returns a one-line description.
  */
 export function registerTrainingGradients(): string {
   const load = createRequire(__filename);
@@ -33,7 +35,7 @@ export function registerTrainingGradients(): string {
       added++;
     }
   }
-  registerGradient(conv2dGradConfig);
+  for (const config of [conv2dGradConfig, sumGradConfig, meanGradConfig]) registerGradient(config);
   const mismatch =
     vendored.tfjsCoreVersion === version_core
       ? ''

@@ -37,16 +37,40 @@ function reduceBlock(
 
   const out = backend.makeOutput(shape, 'float32');
   const xs = f32View(backend, x);
-  for (let o = 0; o < outer; o++) {
-    const accBase = o * inner;
-    let base = o * reduced * inner;
-    for (let r = 0; r < reduced; r++, base += inner) {
-      for (let i = 0; i < inner; i++) acc[accBase + i] += xs[base + i];
-    }
-  }
+  for (let o = 0; o < outer; o++)
+    accumulateRows(xs, o * reduced * inner, reduced, inner, acc, o * inner);
   if (op === 'Mean' && reduced > 0) {
     for (let i = 0; i < acc.length; i++) acc[i] /= reduced;
   }
   f32View(backend, out).set(acc);
   return out;
+}
+
+/**
+ * acc[at + i] += Σ_r xs[from + r·inner + i]. Adding eight rows per pass over `acc` halves the
+ * time against one row per pass (V8 does not vectorise; loads and stores of `acc` dominate).
+ */
+function accumulateRows(
+  xs: Float32Array,
+  from: number,
+  rows: number,
+  inner: number,
+  acc: Float64Array,
+  at: number,
+): void {
+  let base = from;
+  let r = 0;
+  for (; r + 8 <= rows; r += 8, base += 8 * inner) {
+    for (let i = 0; i < inner; i++) {
+      const k = base + i;
+      acc[at + i] +=
+        xs[k] +
+        xs[k + inner] +
+        (xs[k + 2 * inner] + xs[k + 3 * inner]) +
+        (xs[k + 4 * inner] + xs[k + 5 * inner] + (xs[k + 6 * inner] + xs[k + 7 * inner]));
+    }
+  }
+  for (; r < rows; r++, base += inner) {
+    for (let i = 0; i < inner; i++) acc[at + i] += xs[base + i];
+  }
 }

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { batchToTensor, type ArrayBatch } from '../evaluation';
-import type { ModulePart, MoEModel } from '../moe-model';
+import type { ModulePart, MoEModel, TrainOptions } from '../moe-model';
 import { learningRateAt, type ScheduleName } from './learning-rate';
 
 export interface TrainingRun {
@@ -12,6 +12,8 @@ export interface TrainingRun {
   schedule?: ScheduleName;
   weightDecay?: number;
   trainable?: ReadonlySet<ModulePart>;
+  /** Per-batch step options, e.g. an unlearning loss or cached frozen-expert logits. */
+  perBatch?: (batch: ArrayBatch, x: tf.Tensor4D) => Pick<TrainOptions, 'loss' | 'expertLogits'>;
   onStep?: (progress: StepProgress) => void;
   onEpoch?: (summary: EpochSummary) => void | Promise<void>;
   signal?: AbortSignal;
@@ -69,6 +71,7 @@ export async function trainModel(model: MoEModel, run: TrainingRun): Promise<Epo
         learningRate,
         weightDecay: run.weightDecay ?? 0,
         ...(run.trainable ? { trainable: run.trainable } : {}),
+        ...run.perBatch?.(batch, x),
       });
       tf.dispose([x, y]);
       lossSum += result.loss * result.size;

@@ -1,0 +1,256 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { batches, type ChannelStats, createRng, type Dataset, deriveSeed } from '@lethe/data';
+import {
+  type ArrayBatch,
+  crossEntropy,
+  type EpochSummary,
+  type ModulePart,
+  MoEModel,
+  perSampleComplementCrossEntropy,
+  perSampleCrossEntropy,
+  type ScheduleName,
+  type StepProgress,
+  type TaskLoss,
+  trainModel,
+} from '@lethe/model';
+import { FrozenExpertCache } from './frozen-expert-cache';
+
+export const FORGET_METHODS = [
+  'targeted',
+  'retrain',
+  'finetune',
+  'gradient-ascent',
+  'random-label',
+  'mask',
+] as const;
+export type ForgetMethod = (typeof FORGET_METHODS)[number];
+
+export const UNLEARNING_LOSSES = ['complement-ce', 'random-label'] as const;
+export type UnlearningLoss = (typeof UNLEARNING_LOSSES)[number];
+
+/** The recipe the stored model was trained with; `retrain` repeats it without the class. */
+export interface TrainingRecipe {
+  epochs: number;
+  batchSize: number;
+  learningRate: number;
+  schedule: ScheduleName;
+  weightDecay: number;
+  augment: boolean;
+  seed: number;
+}
+
+export interface ForgetRun {
+  model: MoEModel;
+  train: Dataset;
+  normalise: ChannelStats;
+  classIndex: number;
+  /** Experts to retrain (targeted only). */
+  experts: readonly number[];
+  epochs: number;
+  learningRate: number;
+  batchSize: number;
+  loss: UnlearningLoss;
+  /** Weight λ of the unlearning term against cross-entropy on retained samples. */
+  lambda: number;
+  seed: number;
+  recipe: TrainingRecipe;
+  onStep?: (progress: StepProgress) => void;
+  signal?: AbortSignal;
+}
+
+export interface ForgetOutcome {
+  /** The model after forgetting: `run.model` itself, or a new one (retrain). */
+  model: MoEModel;
+  parts: ModulePart[];
+  history: EpochSummary[];
+  seconds: number;
+  /** Classes the output must never predict (mask). */
+  suppressClasses: number[];
+  frozenExpertPasses?: { computed: number; reused: number };
+}
+
+/** Runs one forgetting method on a loaded model. */
+export async function runForgetMethod(
+  method: ForgetMethod,
+  run: ForgetRun,
+): Promise<ForgetOutcome> {
+  const started = performance.now();
+  const outcome = await METHODS[method](run);
+  return { ...outcome, seconds: (performance.now() - started) / 1000 };
+}
+
+type MethodImpl = (run: ForgetRun) => Promise<Omit<ForgetOutcome, 'seconds'>>;
+
+const allParts = (model: MoEModel): ModulePart[] => MoEModel.parts(model.config.experts);
+
+const positionsWhere = (ds: Dataset, keep: (label: number) => boolean): Int32Array =>
+  Int32Array.from({ length: ds.size }, (_, i) => i).filter((i) => keep(ds.labels[i]!));
+
+/**
+ * Replaces the labels of the forgotten class with seeded random other classes: the
+ * `random-label` objective, as cross-entropy on relabelled data.
+ */
+function relabel(
+  batchesOf: Iterable<ArrayBatch>,
+  run: ForgetRun,
+  epoch: number,
+): Iterable<ArrayBatch> {
+  const classes = run.train.classes.length;
+  return {
+    *[Symbol.iterator]() {
+      let b = 0;
+      for (const batch of batchesOf) {
+        const rng = createRng(deriveSeed(run.seed, 'random-label', epoch, b++));
+        const y = Int32Array.from(batch.y, (label) =>
+          label === run.classIndex ? (run.classIndex + 1 + rng.int(classes - 1)) % classes : label,
+        );
+        yield { ...batch, y };
+      }
+    },
+  };
+}
+
+function epochBatches(run: ForgetRun, epoch: number, indices?: Int32Array): Iterable<ArrayBatch> {
+  return batches(run.train, {
+    batchSize: run.batchSize,
+    seed: deriveSeed(run.seed, 'forget'),
+    epoch,
+    shuffle: true,
+    normalise: run.normalise,
+    ...(indices ? { indices } : {}),
+  });
+}
+
+async function fit(
+  run: ForgetRun,
+  model: MoEModel,
+  options: {
+    trainable: ModulePart[];
+    indices?: Int32Array;
+    loss?: TaskLoss;
+    relabelForgotten?: boolean;
+    cache?: FrozenExpertCache;
+  },
+): Promise<EpochSummary[]> {
+  const size = options.indices?.length ?? run.train.size;
+  model.resetOptimizer();
+  return trainModel(model, {
+    epochs: run.epochs,
+    stepsPerEpoch: Math.ceil(size / run.batchSize),
+    learningRate: run.learningRate,
+    schedule: 'constant',
+    trainable: new Set(options.trainable),
+    batches: (epoch) => {
+      const plain = epochBatches(run, epoch, options.indices);
+      return options.relabelForgotten ? relabel(plain, run, epoch) : plain;
+    },
+    perBatch: (batch, x) => ({
+      ...(options.loss ? { loss: options.loss } : {}),
+      ...(options.cache && batch.positions
+        ? { expertLogits: options.cache.provider(x, batch.positions) }
+        : {}),
+    }),
+    ...(run.onStep ? { onStep: run.onStep } : {}),
+    ...(run.signal ? { signal: run.signal } : {}),
+  });
+}
+
+/** Cross-entropy on retained samples plus λ · complement cross-entropy on the forgotten class. */
+function complementObjective(classIndex: number, lambda: number): TaskLoss {
+  return (logits, labels) => {
+    const forgotten = tf.cast(tf.equal(labels, classIndex), 'float32');
+    const retained = tf.sub(1, forgotten);
+    const ce = perSampleCrossEntropy(logits, labels);
+    const unlearn = perSampleComplementCrossEntropy(logits, labels);
+    return tf.mean(
+      tf.add(tf.mul(retained, ce), tf.mul(forgotten, tf.mul(unlearn, lambda))),
+    ) as tf.Scalar;
+  };
+}
+
+const METHODS: Record<ForgetMethod, MethodImpl> = {
+  // Only the experts that saw the class, and the router; frozen experts' logits are cached.
+  async targeted(run) {
+    if (run.experts.length === 0) throw new Error('targeted forgetting needs at least one expert');
+    const trainable: ModulePart[] = ['router', ...run.experts.map((e) => `expert/${e}` as const)];
+    const frozen = new Set(
+      Array.from({ length: run.model.config.experts }, (_, e) => e).filter(
+        (e) => !run.experts.includes(e),
+      ),
+    );
+    const cache = new FrozenExpertCache(run.model, frozen, run.train.size);
+    const history = await fit(run, run.model, {
+      trainable,
+      cache,
+      ...(run.loss === 'complement-ce'
+        ? { loss: complementObjective(run.classIndex, run.lambda) }
+        : { relabelForgotten: true }),
+    });
+    return {
+      model: run.model,
+      parts: trainable,
+      history,
+      suppressClasses: [],
+      frozenExpertPasses: cache.stats(),
+    };
+  },
+
+  // The oracle: a fresh model, the original recipe, the data without the class.
+  async retrain(run) {
+    const model = new MoEModel(run.model.config);
+    const indices = positionsWhere(run.train, (label) => label !== run.classIndex);
+    const { recipe } = run;
+    try {
+      const history = await trainModel(model, {
+        epochs: recipe.epochs,
+        stepsPerEpoch: Math.floor(indices.length / recipe.batchSize),
+        learningRate: recipe.learningRate,
+        schedule: recipe.schedule,
+        weightDecay: recipe.weightDecay,
+        batches: (epoch) =>
+          batches(run.train, {
+            batchSize: recipe.batchSize,
+            seed: recipe.seed,
+            epoch,
+            shuffle: true,
+            dropLast: true,
+            normalise: run.normalise,
+            indices,
+            ...(recipe.augment ? { augment: { crop: 4, flip: true } } : {}),
+          }),
+        ...(run.onStep ? { onStep: run.onStep } : {}),
+        ...(run.signal ? { signal: run.signal } : {}),
+      });
+      return { model, parts: allParts(model), history, suppressClasses: [] };
+    } catch (error) {
+      model.dispose();
+      throw error;
+    }
+  },
+
+  async finetune(run) {
+    const indices = positionsWhere(run.train, (label) => label !== run.classIndex);
+    const history = await fit(run, run.model, { trainable: allParts(run.model), indices });
+    return { model: run.model, parts: allParts(run.model), history, suppressClasses: [] };
+  },
+
+  async 'gradient-ascent'(run) {
+    const indices = positionsWhere(run.train, (label) => label === run.classIndex);
+    const loss: TaskLoss = (logits, labels) => tf.neg(crossEntropy(logits, labels)) as tf.Scalar;
+    const history = await fit(run, run.model, { trainable: allParts(run.model), indices, loss });
+    return { model: run.model, parts: allParts(run.model), history, suppressClasses: [] };
+  },
+
+  async 'random-label'(run) {
+    const history = await fit(run, run.model, {
+      trainable: allParts(run.model),
+      relabelForgotten: true,
+    });
+    return { model: run.model, parts: allParts(run.model), history, suppressClasses: [] };
+  },
+
+  // No training: the class is simply never predicted. The floor every method must beat.
+  async mask(run) {
+    return { model: run.model, parts: [], history: [], suppressClasses: [run.classIndex] };
+  },
+};

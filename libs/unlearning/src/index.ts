@@ -1,0 +1,37 @@
+// Public face of @lethe/unlearning: forget planning (which experts saw the data), targeted
+// retraining and its baselines, the measurements that show what was forgotten, and receipts.
+export {
+  type SelectionRule,
+  DEFAULT_SELECTION,
+  parseSelectionRule,
+  formatSelectionRule,
+  selectExperts,
+} from './expert-selection';
+export { type ClassForgetPlan, planClassForget } from './forget-plan';
+export { FrozenExpertCache } from './frozen-expert-cache';
+export {
+  FORGET_METHODS,
+  UNLEARNING_LOSSES,
+  type ForgetMethod,
+  type UnlearningLoss,
+  type ForgetRun,
+  type ForgetOutcome,
+  type TrainingRecipe,
+  runForgetMethod,
+} from './forget-methods';
+export { type ModelOutputs, modelOutputs, internalFeatures } from './model-outputs';
+export { type ForgetMetrics, type MeasureOptions, measureForgetting } from './measure-forgetting';
+export {
+  type ForgetReceipt,
+  type ClassForgetRequestRecord,
+  assertValidRequestId,
+  readReceipt,
+  listReceipts,
+  receiptObjectName,
+} from './receipt';
+export {
+  type ClassForgetRequest,
+  type ClassForgetContext,
+  ForgetRequestError,
+  forgetClass,
+} from './class-forget-job';

@@ -1,0 +1,114 @@
+import { type ChannelStats, createRng, type Dataset, deriveSeed } from '@lethe/data';
+import type { MoEModel } from '@lethe/model';
+import { featureProbe, forgetReport, miaEfficacy } from '@lethe/metrics';
+import { internalFeatures, modelOutputs } from './model-outputs';
+
+/** Evidence about one class in one model; percentages 0–100 (see docs/metrics.md). */
+export interface ForgetMetrics {
+  /** 100 − accuracy on the class's training samples. */
+  ua: number;
+  /** Accuracy on the retained training samples. */
+  ra: number;
+  /** Test accuracy on the other classes. */
+  ta: number;
+  forgottenClassTestAccuracy: number;
+  testAccuracy: number;
+  perClassTest: number[];
+  /** % of the class's training samples a confidence-based membership attack calls non-members. */
+  miaEfficacy: number;
+  miaAttackAccuracy: number;
+  /**
+   * % of the class's test samples a linear probe on the model's internal features (before any
+   * output mask) still recognises as the class.
+   */
+  featureProbe: number;
+  featureProbeHeldOutAccuracy: number | undefined;
+  seconds: number;
+}
+
+export interface MeasureOptions {
+  /** Training samples of the class (and as many others) the probe is fitted on. Default 2,000. */
+  probeSamples?: number;
+  seed?: number;
+}
+
+/** Runs the model over train and test data and computes every forgetting metric for a class. */
+export function measureForgetting(
+  model: MoEModel,
+  train: Dataset,
+  test: Dataset,
+  classIndex: number,
+  normalise: ChannelStats,
+  suppressClasses: readonly number[],
+  options: MeasureOptions = {},
+): ForgetMetrics {
+  const started = performance.now();
+  const seed = options.seed ?? 0;
+  const trainOut = modelOutputs(model, train, normalise, { suppressClasses });
+  const testOut = modelOutputs(model, test, normalise, { suppressClasses });
+  const report = forgetReport({
+    train: { pred: trainOut.pred, label: trainOut.labels },
+    test: { pred: testOut.pred, label: testOut.labels },
+    forgottenClasses: [classIndex],
+    numClasses: model.config.numClasses,
+  });
+
+  const classes = model.config.numClasses;
+  const rows = (
+    out: typeof trainOut,
+    keep: (label: number) => boolean,
+  ): { probs: Float32Array; labels: Int32Array } => {
+    const positions = Array.from(out.labels.keys()).filter((i) => keep(out.labels[i]!));
+    const probs = new Float32Array(positions.length * classes);
+    positions.forEach((p, i) =>
+      probs.set(out.probs.subarray(p * classes, (p + 1) * classes), i * classes),
+    );
+    return { probs, labels: Int32Array.from(positions, (p) => out.labels[p]!) };
+  };
+  const mia = miaEfficacy({
+    retain: rows(trainOut, (l) => l !== classIndex),
+    test: rows(testOut, () => true),
+    forget: rows(trainOut, (l) => l === classIndex),
+    seed,
+  });
+
+  // The probe reads every expert on every sample, so it is fitted on a seeded subsample.
+  const perSide = options.probeSamples ?? 2000;
+  const rng = createRng(deriveSeed(seed, 'probe'));
+  const pick = (ds: Dataset, keep: (label: number) => boolean, count: number): Int32Array => {
+    const all = Int32Array.from({ length: ds.size }, (_, i) => i).filter((i) =>
+      keep(ds.labels[i]!),
+    );
+    return rng.shuffle(all).slice(0, count).sort();
+  };
+  const positive = pick(train, (l) => l === classIndex, perSide);
+  const negative = pick(train, (l) => l !== classIndex, positive.length);
+  const fitPositions = Int32Array.from([...positive, ...negative]).sort();
+  const fit = internalFeatures(model, train, normalise, fitPositions);
+  const heldTest = internalFeatures(
+    model,
+    test,
+    normalise,
+    pick(test, (l) => l === classIndex, test.size),
+  );
+  const probe = featureProbe({
+    features: { data: fit.data, shape: [fit.rows, fit.cols] },
+    target: Uint8Array.from(fitPositions, (p) => (train.labels[p] === classIndex ? 1 : 0)),
+    test: { data: heldTest.data, shape: [heldTest.rows, heldTest.cols] },
+    seed,
+  });
+
+  return {
+    ua: report.ua,
+    ra: report.ra,
+    ta: report.ta,
+    forgottenClassTestAccuracy: report.forgottenClassTestAccuracy ?? Number.NaN,
+    testAccuracy: report.testAccuracy,
+    perClassTest: report.perClassTest.map((c) => c.accuracy),
+    miaEfficacy: mia.efficacy,
+    miaAttackAccuracy: mia.attackAccuracy,
+    featureProbe: probe.testAccuracy,
+    featureProbeHeldOutAccuracy: probe.heldOutAccuracy,
+    seconds: (performance.now() - started) / 1000,
+  };
+}

@@ -1,0 +1,75 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { batches, type ChannelStats, type Dataset } from '@lethe/data';
+import { batchToTensor, type MoEModel } from '@lethe/model';
+
+export interface ModelOutputs {
+  /** Predicted class per sample (after any output mask). */
+  pred: Int32Array;
+  /** Softmax outputs, row-major [n, classes]: what membership inference reads. */
+  probs: Float32Array;
+  labels: Int32Array;
+}
+
+/** Predictions and true-label probabilities over a dataset (or some of its positions). */
+export function modelOutputs(
+  model: MoEModel,
+  ds: Dataset,
+  normalise: ChannelStats,
+  options: { positions?: Int32Array; suppressClasses?: readonly number[] } = {},
+): ModelOutputs {
+  const n = options.positions?.length ?? ds.size;
+  const pred = new Int32Array(n);
+  const classes = model.config.numClasses;
+  const probs = new Float32Array(n * classes);
+  const labels = new Int32Array(n);
+  let offset = 0;
+  const source = batches(ds, {
+    batchSize: 256,
+    shuffle: false,
+    normalise,
+    ...(options.positions ? { indices: options.positions } : {}),
+  });
+  for (const batch of source) {
+    tf.tidy(() => {
+      const { logits } = model.forward(batchToTensor(model, batch), {
+        ...(options.suppressClasses ? { suppressClasses: options.suppressClasses } : {}),
+      });
+      pred.set(tf.argMax(logits, 1).dataSync() as Int32Array, offset);
+      probs.set(tf.softmax(logits).dataSync() as Float32Array, offset * classes);
+    });
+    labels.set(batch.y.subarray(0, batch.size), offset);
+    offset += batch.size;
+  }
+  return { pred, probs, labels };
+}
+
+/**
+ * The model's internal features (router features, every expert's logits: see
+ * MoEModel.internalFeatures) for some positions, as a row-major matrix.
+ */
+export function internalFeatures(
+  model: MoEModel,
+  ds: Dataset,
+  normalise: ChannelStats,
+  positions: Int32Array,
+): { data: Float32Array; rows: number; cols: number } {
+  let data = new Float32Array(0);
+  let cols = 0;
+  let row = 0;
+  for (const batch of batches(ds, {
+    batchSize: 256,
+    shuffle: false,
+    normalise,
+    indices: positions,
+  })) {
+    const features = tf.tidy(() => model.internalFeatures(batchToTensor(model, batch)));
+    if (cols === 0) {
+      cols = features.shape[1];
+      data = new Float32Array(positions.length * cols);
+    }
+    data.set(features.dataSync() as Float32Array, row * cols);
+    features.dispose();
+    row += batch.size;
+  }
+  return { data, rows: positions.length, cols };
+}

@@ -1,0 +1,152 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { batches, channelStats, makeSyntheticDataset } from '@lethe/data';
+import { initEngine } from '@lethe/engine';
+import { MoEModel, saveModel, trainModel } from '@lethe/model';
+import { LocalDirStore, ManifestStore } from '@lethe/store';
+import { type ForgetReceipt, forgetClass, listReceipts } from '../src';
+
+const train = makeSyntheticDataset({ perClass: 100, split: 'train', seed: 3, classes: 4 });
+const test = makeSyntheticDataset({ perClass: 25, split: 'test', seed: 3, classes: 4 });
+const dir = mkdtempSync(join(tmpdir(), 'lethe-forget-'));
+const store = new LocalDirStore(dir);
+const revision = async (): Promise<number> => (await new ManifestStore(store).read())!.revision;
+
+beforeAll(async () => {
+  await initEngine({ engine: 'wasm', log: () => undefined });
+  const normalise = channelStats(train);
+  const model = new MoEModel({
+    preset: 'tiny',
+    experts: 4,
+    topK: 2,
+    numClasses: 4,
+    inputShape: [32, 32, 3],
+    routerNoise: 1,
+    balanceWeight: 0.1,
+    seed: 1,
+  });
+  await trainModel(model, {
+    epochs: 8,
+    stepsPerEpoch: Math.floor(train.size / 32),
+    learningRate: 0.01,
+    batches: (epoch) =>
+      batches(train, { batchSize: 32, seed: 1, epoch, dropLast: true, normalise }),
+  });
+  await saveModel(
+    store,
+    model,
+    { classes: train.classes, normalisation: normalise },
+    {
+      attributes: {
+        training: {
+          epochs: 4,
+          batchSize: 32,
+          learningRate: 0.01,
+          schedule: 'one-cycle',
+          weightDecay: 0,
+          augment: false,
+          seed: 1,
+        },
+      },
+    },
+  );
+  model.dispose();
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('forgetting a class (targeted)', () => {
+  let receipt: ForgetReceipt;
+  const request = {
+    requestId: 'forget-disc-1',
+    class: 'disc',
+    epochs: 3,
+    learningRate: 0.003,
+    batchSize: 32,
+  };
+
+  it('retrains only the chosen experts and the router, and the class is forgotten', async () => {
+    const before = await new ManifestStore(store).read();
+    receipt = await forgetClass({ store, train, test }, request);
+    const after = (await new ManifestStore(store).read())!;
+    expect(receipt.mode).toBe('approximate');
+    expect(receipt.request.classIndex).toBe(1);
+    expect(receipt.plan.activations.reduce((a, b) => a + b, 0)).toBe(100 * 2);
+    expect(receipt.plan.coverage).toBeGreaterThanOrEqual(0.8);
+    expect(receipt.expertsRetrained).toEqual(receipt.plan.experts);
+    expect(receipt.manifest).toEqual({ before: before!.revision, after: after.revision });
+    // Frozen experts: same objects (bit-identical weights); chosen ones and the router: new.
+    for (let e = 0; e < 4; e++) {
+      const part = `expert/${e}`;
+      if (receipt.plan.experts.includes(e))
+        expect(after.objects[part]!.sha256).not.toBe(before!.objects[part]!.sha256);
+      else expect(after.objects[part]).toEqual(before!.objects[part]);
+    }
+    expect(after.objects['router']!.sha256).not.toBe(before!.objects['router']!.sha256);
+    expect(receipt.partsChanged.sort()).toEqual(
+      ['router', ...receipt.plan.experts.map((e) => `expert/${e}`)].sort(),
+    );
+    expect(receipt.weights.after['router']).toBe(after.objects['router']!.sha256);
+    // It worked: the class is no longer recognised, the others still are.
+    expect(receipt.metrics.before.forgottenClassTestAccuracy).toBeGreaterThan(50);
+    expect(receipt.metrics.after.forgottenClassTestAccuracy).toBeLessThan(
+      receipt.metrics.before.forgottenClassTestAccuracy / 2,
+    );
+    expect(receipt.metrics.after.ua).toBeGreaterThan(receipt.metrics.before.ua);
+    expect(receipt.metrics.after.ta).toBeGreaterThan(50);
+    expect(receipt.frozenExpertPasses!.computed).toBeLessThanOrEqual(
+      train.size * (4 - receipt.plan.experts.length),
+    );
+    expect(receipt.frozenExpertPasses!.reused).toBeGreaterThan(0);
+    expect(await listReceipts(store)).toEqual([receipt]);
+  });
+
+  it('is idempotent by request id and refuses a reused id for another request', async () => {
+    const rev = await revision();
+    expect(await forgetClass({ store, train, test }, request)).toEqual(receipt);
+    await expect(
+      forgetClass({ store, train, test }, { ...request, epochs: 4 }),
+    ).rejects.toMatchObject({ code: 'already-exists' });
+    expect(await revision()).toBe(rev);
+  });
+
+  it('rejects bad requests with a clear error and leaves the store untouched', async () => {
+    const rev = await revision();
+    const ctx = { store, train, test };
+    await expect(forgetClass(ctx, { class: 'disc' })).rejects.toMatchObject({
+      code: 'failed-precondition',
+      message: expect.stringMatching(/already forgotten/),
+    });
+    await expect(forgetClass(ctx, { class: 'hexagon' })).rejects.toMatchObject({
+      code: 'not-found',
+      message: expect.stringMatching(/unknown class "hexagon"/),
+    });
+    await expect(
+      forgetClass(ctx, { class: '0', method: 'finetune', select: 'top:1' }),
+    ).rejects.toMatchObject({ code: 'invalid-argument' });
+    await expect(forgetClass(ctx, { class: '0', select: 'top:0' })).rejects.toThrow(
+      /invalid expert selection/,
+    );
+    await expect(forgetClass(ctx, { class: '0', requestId: 'Bad Id' })).rejects.toThrow(
+      /invalid request id/,
+    );
+    const empty = new LocalDirStore(join(dir, 'empty'));
+    await expect(forgetClass({ store: empty, train, test }, { class: '0' })).rejects.toMatchObject({
+      code: 'failed-precondition',
+    });
+    expect(await revision()).toBe(rev);
+  });
+
+  it('mask suppresses the class at the output without touching any weights', async () => {
+    const before = (await new ManifestStore(store).read())!;
+    const masked = await forgetClass({ store, train, test }, { class: 'square', method: 'mask' });
+    const after = (await new ManifestStore(store).read())!;
+    expect(masked.partsChanged).toEqual([]);
+    expect(masked.suppressClasses).toEqual([0]);
+    expect(masked.metrics.after.forgottenClassTestAccuracy).toBe(0);
+    for (const part of ['router', 'expert/0', 'expert/1', 'expert/2', 'expert/3']) {
+      expect(after.objects[part]).toEqual(before.objects[part]);
+    }
+  });
+});
