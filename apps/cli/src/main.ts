@@ -3,7 +3,9 @@ import { Command } from 'commander';
 import { registerDataCommand } from './commands/data.command';
 import { registerDemoCommand } from './commands/demo.command';
 import { registerEvalCommand } from './commands/eval.command';
+import { registerForgetCommand } from './commands/forget.command';
 import { registerInfoCommand } from './commands/info.command';
+import { registerReceiptsCommand } from './commands/receipts.command';
 import { registerTrainCommand } from './commands/train.command';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -17,6 +19,8 @@ const program = new Command()
 
 registerTrainCommand(program);
 registerEvalCommand(program);
+registerForgetCommand(program);
+registerReceiptsCommand(program);
 registerInfoCommand(program, version);
 registerDataCommand(program);
 registerDemoCommand(program);

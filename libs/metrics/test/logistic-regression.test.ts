@@ -88,7 +88,12 @@ describe('fitLogisticRegression', () => {
       const p = predictProbability(m, x);
       let s = 0;
       let c = 0;
-      for (let i = 0; i < n; i++) if (y[i] === cls) ((s += p[i]!), c++);
+      for (let i = 0; i < n; i++) {
+        if (y[i] === cls) {
+          s += p[i]!;
+          c++;
+        }
+      }
       return s / c;
     };
     const balanced = fitLogisticRegression(x, y, { balanced: true });

@@ -2,6 +2,7 @@ import { rm } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { makeSyntheticDataset } from '@lethe/data';
 import { LocalDirStore } from '@lethe/store';
+import { forgetClass } from '@lethe/unlearning';
 import { runTrainJob } from '../jobs/train-job';
 import { startEngine } from '../terminal/engine';
 import { action } from '../terminal/errors';
@@ -9,6 +10,7 @@ import { positiveInt } from '../terminal/option-parsers';
 import { Progress } from '../terminal/progress';
 import { percent } from '../terminal/tables';
 import { printEvaluation } from './eval.command';
+import { printReceipt } from './forget.command';
 
 interface DemoFlags {
   store: string;
@@ -78,7 +80,43 @@ export function registerDemoCommand(program: Command): void {
         console.log(
           `\nstored: manifest revision ${result.manifestRevision} in ${store.describe()}`,
         );
-        console.log('next: `lethe train --data cifar10:DIR` on real data (see README).');
+
+        const forgotten = train.classes[1]!;
+        console.log(
+          `\nforgetting class "${forgotten}": only the experts that saw it, plus the router`,
+        );
+        const forgetProgress = new Progress(
+          'forget |{bar}| {value}/{total} steps | loss {loss} | ETA {eta_formatted}',
+          (v, value, total) => `forget step ${value}/${total} loss ${v['loss']}`,
+          5,
+        );
+        let forgetStarted = false;
+        const receipt = await forgetClass(
+          {
+            store,
+            train,
+            test,
+            onStatus: (m) => process.stderr.write(`${m}\n`),
+            onStep: (p) => {
+              const values = { loss: p.loss.toFixed(3) };
+              if (!forgetStarted) forgetProgress.start(p.totalSteps, values);
+              forgetStarted = true;
+              forgetProgress.update(p.globalStep, p.totalSteps, values);
+            },
+          },
+          {
+            class: forgotten,
+            requestId: 'demo-forget',
+            epochs: 3,
+            learningRate: 0.003,
+            batchSize: 64,
+          },
+        );
+        forgetProgress.stop();
+        printReceipt(receipt);
+        console.log(
+          `\nnext: lethe receipts --store ${flags.store} --id demo-forget, or train on CIFAR-10 (see README).`,
+        );
       }),
     );
 }

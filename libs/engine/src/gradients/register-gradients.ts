@@ -8,6 +8,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { conv2dGradConfig } from './conv2d-grad';
 import { meanGradConfig, sumGradConfig } from './reduce-grad';
+import { topKGradConfig } from './topk-grad';
 
 interface VendoredGradients {
   gradConfigs: GradConfig[];
@@ -22,7 +23,8 @@ const VENDORED = path.join(__dirname, '..', '..', 'vendor', 'tfjs-core-gradients
  * (they ship only as ES modules Node cannot load; see scripts/vendor-gradients.ts), so register
  * the vendored copies of tfjs-core's own definitions for every kernel that has none yet — a
  * gradient someone registered earlier (or that @tensorflow/tfjs-node brought) is kept — and
- * then our own for Conv2D (adds dilation), Sum and Mean (no JavaScript-built ones tensor).
+ * then our own for Conv2D (adds dilation), Sum and Mean (no JavaScript-built ones tensor)
+ * and TopK (which tfjs-core lacks; top-k gating needs it).
  * Idempotent. Returns a one-line description.
  */
 export function registerTrainingGradients(): string {
@@ -35,7 +37,8 @@ export function registerTrainingGradients(): string {
       added++;
     }
   }
-  for (const config of [conv2dGradConfig, sumGradConfig, meanGradConfig]) registerGradient(config);
+  const ours = [conv2dGradConfig, sumGradConfig, meanGradConfig, topKGradConfig];
+  for (const config of ours) registerGradient(config);
   const mismatch =
     vendored.tfjsCoreVersion === version_core
       ? ''

@@ -1,7 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 
-// Shared by the *.test.ts files only (tsconfig.lib.json excludes tests, not this file, so it
-// must stay free of test-runner imports).
+// Helpers for src/*.test.ts; outside src so the build does not ship them.
 
 /** Deterministic values in [-1, 1) (mulberry32), identical on every backend. */
 export function seeded(size: number, seed: number): Float32Array {
@@ -29,19 +28,18 @@ export function relativeError(actual: ArrayLike<number>, expected: ArrayLike<num
   let diff = 0;
   let scale = 0;
   for (let i = 0; i < expected.length; i++) {
-    diff = Math.max(diff, Math.abs(actual[i]! - expected[i]!));
-    scale = Math.max(scale, Math.abs(expected[i]!));
+    diff = Math.max(diff, Math.abs(actual[i] - expected[i]));
+    scale = Math.max(scale, Math.abs(expected[i]));
   }
   if (Number.isNaN(diff)) return Number.POSITIVE_INFINITY;
   return scale === 0 ? diff : diff / scale;
 }
 
 /** Runs `fn` on the named backend and returns plain arrays, leaving no tensors behind. */
-export async function onBackend<T>(
+export async function onBackend(
   backendName: string,
   fn: () => tf.Tensor | tf.Tensor[],
-  read: (values: Float32Array[]) => T = (v) => v as T,
-): Promise<T> {
+): Promise<Float32Array[]> {
   await tf.setBackend(backendName);
   const values: Float32Array[] = [];
   tf.tidy(() => {
@@ -50,5 +48,5 @@ export async function onBackend<T>(
       values.push(Float32Array.from(t.dataSync() as Float32Array | Int32Array));
     }
   });
-  return read(values);
+  return values;
 }

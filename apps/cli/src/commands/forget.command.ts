@@ -1,0 +1,149 @@
+import type { Command } from 'commander';
+import { openDataset } from '@lethe/data';
+import { LocalDirStore } from '@lethe/store';
+import {
+  FORGET_METHODS,
+  type ForgetMethod,
+  type ForgetMetrics,
+  type ForgetReceipt,
+  forgetClass,
+  UNLEARNING_LOSSES,
+  type UnlearningLoss,
+} from '@lethe/unlearning';
+import { startEngine } from '../terminal/engine';
+import { action, CliError } from '../terminal/errors';
+import { nonNegativeInt, oneOf, positiveInt, positiveNumber } from '../terminal/option-parsers';
+import { Progress } from '../terminal/progress';
+import { table } from '../terminal/tables';
+
+interface ForgetFlags {
+  store: string;
+  data: string;
+  class: string;
+  method: ForgetMethod;
+  loss?: UnlearningLoss;
+  epochs: number;
+  lr: number;
+  lambda: number;
+  select?: string;
+  maskOutput: boolean;
+  batch: number;
+  seed: number;
+  requestId?: string;
+  json: boolean;
+}
+
+export function registerForgetCommand(program: Command): void {
+  program
+    .command('forget')
+    .description(
+      'forget a class: retrain only the experts that saw it, plus the router; write a receipt',
+    )
+    .requiredOption('--class <name|id>', 'class to forget')
+    .requiredOption('--data <spec>', 'the training data of the stored model (cifar10:DIR, ...)')
+    .option('--store <dir>', 'local store directory', '.lethe/store')
+    .option('--method <name>', FORGET_METHODS.join(' | '), oneOf(FORGET_METHODS), 'targeted')
+    .option(
+      '--loss <name>',
+      `targeted only: ${UNLEARNING_LOSSES.join(' | ')} (default complement-ce)`,
+      oneOf(UNLEARNING_LOSSES),
+    )
+    .option('--epochs <N>', 'retraining epochs', positiveInt, 5)
+    .option('--lr <LR>', 'retraining learning rate', positiveNumber, 1e-4)
+    .option('--lambda <λ>', 'weight of the unlearning loss', positiveNumber, 1)
+    .option('--select <rule>', 'targeted only: coverage:F | top:N (default coverage:0.8)')
+    .option('--mask-output', 'also never predict the class at serving time', false)
+    .option('--batch <B>', 'batch size', positiveInt, 128)
+    .option('--seed <S>', 'random seed', nonNegativeInt, 0)
+    .option('--request-id <id>', 'idempotency key: re-sending it returns the same receipt')
+    .option('--json', 'print the receipt as JSON on stdout', false)
+    .action(
+      action(async (flags: ForgetFlags) => {
+        if (flags.method === 'mask' && flags.maskOutput) {
+          throw new CliError('--mask-output is what --method mask does: give one of them');
+        }
+        await startEngine();
+        const store = new LocalDirStore(flags.store);
+        const [train, test] = await Promise.all([
+          openDataset(flags.data, 'train'),
+          openDataset(flags.data, 'test'),
+        ]);
+        const progress = new Progress(
+          'forget |{bar}| {value}/{total} steps | loss {loss} | {ips} img/s | ETA {eta_formatted}',
+          (v, value, total) => `forget step ${value}/${total} loss ${v['loss']}`,
+        );
+        let started = false;
+        const receipt = await forgetClass(
+          {
+            store,
+            train,
+            test,
+            onStatus: (m) => process.stderr.write(`${m}\n`),
+            onStep: (p) => {
+              const values = { loss: p.loss.toFixed(3), ips: Math.round(p.imagesPerSecond) };
+              if (!started) progress.start(p.totalSteps, values);
+              started = true;
+              progress.update(p.globalStep, p.totalSteps, values);
+            },
+          },
+          {
+            class: flags.class,
+            method: flags.method,
+            epochs: flags.epochs,
+            learningRate: flags.lr,
+            lambda: flags.lambda,
+            maskOutput: flags.maskOutput,
+            batchSize: flags.batch,
+            seed: flags.seed,
+            ...(flags.loss ? { loss: flags.loss } : {}),
+            ...(flags.select ? { select: flags.select } : {}),
+            ...(flags.requestId ? { requestId: flags.requestId } : {}),
+          },
+        );
+        progress.stop();
+        if (flags.json) {
+          process.stdout.write(`${JSON.stringify(receipt, null, 2)}\n`);
+          return;
+        }
+        printReceipt(receipt);
+      }),
+    );
+}
+
+const pct = (n: number | undefined): string =>
+  n === undefined || Number.isNaN(n) ? '—' : n.toFixed(2);
+
+export function printReceipt(receipt: ForgetReceipt): void {
+  const { request, plan, metrics, timings } = receipt;
+  console.log(
+    `forgot class ${request.className} (${request.method}, ${receipt.mode}) — request ${receipt.requestId}`,
+  );
+  console.log(
+    `plan: activations per expert ${plan.activations.map((n, e) => `e${e}=${n}`).join(' ')}; ` +
+      `rule ${plan.rule} → experts ${plan.experts.join(', ')} (coverage ${(plan.coverage * 100).toFixed(1)}%)`,
+  );
+  console.log(`changed: ${receipt.partsChanged.join(', ') || 'no weights'}`);
+  const row = (name: string, m: ForgetMetrics): string[] => [
+    name,
+    pct(m.ua),
+    pct(m.ra),
+    pct(m.ta),
+    pct(m.forgottenClassTestAccuracy),
+    pct(m.miaEfficacy),
+    pct(m.featureProbe),
+  ];
+  console.log(
+    table([
+      ['', 'UA', 'RA', 'TA', 'forgotten-class test acc', 'MIA-Efficacy', 'feature probe'],
+      row('before', metrics.before),
+      row('after', metrics.after),
+    ]),
+  );
+  console.log(
+    `time: forget ${timings.forgetSeconds.toFixed(1)} s, plan ${timings.planSeconds.toFixed(1)} s, ` +
+      `measure ${timings.measureSeconds.toFixed(1)} s, total ${timings.totalSeconds.toFixed(1)} s`,
+  );
+  console.log(
+    `receipt stored; manifest revision ${receipt.manifest.before} → ${receipt.manifest.after}`,
+  );
+}
