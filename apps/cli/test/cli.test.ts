@@ -57,6 +57,58 @@ describe('lethe train / eval', () => {
     expect(table.stdout).toMatch(/square\s+\d+\.\d%\s+10/);
   });
 
+  it('forgets a class with a receipt, refuses to forget it twice, and lists receipts', () => {
+    const forget = lethe([
+      'forget',
+      '--data',
+      `cifar10:${data}`,
+      '--store',
+      store,
+      '--class',
+      'cross',
+      '--epochs',
+      '2',
+      '--lr',
+      '0.003',
+      '--batch',
+      '16',
+      '--request-id',
+      'cli-1',
+      '--json',
+    ]);
+    expect(forget.stderr).toMatch(/plan: class cross activates experts/);
+    expect(forget.status).toBe(0);
+    const receipt = JSON.parse(forget.stdout) as {
+      requestId: string;
+      partsChanged: string[];
+      request: { classIndex: number };
+    };
+    expect(receipt.requestId).toBe('cli-1');
+    expect(receipt.request.classIndex).toBe(2);
+    expect(receipt.partsChanged).toContain('router');
+
+    const again = lethe([
+      'forget',
+      '--data',
+      `cifar10:${data}`,
+      '--store',
+      store,
+      '--class',
+      'cross',
+    ]);
+    expect(again.status).toBe(1);
+    expect(again.stderr).toMatch(
+      /\nlethe: error: class cross was already forgotten \(request cli-1/,
+    );
+
+    const list = lethe(['receipts', '--store', store]);
+    expect(list.status).toBe(0);
+    expect(list.stdout).toMatch(/cli-1 .* cross +targeted/);
+    const shown = lethe(['receipts', '--store', store, '--id', 'cli-1']);
+    expect(shown.stdout).toMatch(/forgot class cross \(targeted, approximate\)/);
+    expect(shown.stdout).toMatch(/before .*\n.*after/);
+  });
+
   it.each([
     [['train', '--data', 'nope:/x'], /unknown dataset spec "nope:\/x"/],
     [['train', '--data', `cifar10:${join(work, 'missing')}`], /missing/],
@@ -67,6 +119,15 @@ describe('lethe train / eval', () => {
     [['train', '--data', 'cifar10:/x', '--epochs', '0'], /--epochs.*positive integer/],
     [['train', '--data', 'cifar10:/x', '--preset', 'huge'], /unknown --preset huge/],
     [['eval', '--data', 'cifar10:/x', '--store', join(work, 'empty')], /no trained model/],
+    [
+      ['forget', '--data', 'cifar10:/x', '--class', '1', '--method', 'mask', '--mask-output'],
+      /--mask-output is what --method mask does/,
+    ],
+    [
+      ['forget', '--data', 'cifar10:/x', '--class', '1', '--method', 'erase'],
+      /--method.*expected one of targeted/,
+    ],
+    [['receipts', '--store', join(work, 'empty'), '--id', 'nope'], /no receipt for request nope/],
   ])('rejects bad input with one clear line and a non-zero exit: %j', (args, message) => {
     const run = lethe(args);
     expect(run.status).not.toBe(0);

@@ -21,7 +21,7 @@ export const topKGradConfig: GradConfig = {
   outputsToSave: [false, true],
   gradFunc: (dy, saved) => {
     const [x, indices] = saved as [Tensor, Tensor];
-    const dyValues = mul((dy as Tensor[])[0]!, 0.5);
+    const dyValues = (dy as Tensor[])[0]!;
     const depth = x.shape[x.shape.length - 1]!;
     return {
       x: () => {
