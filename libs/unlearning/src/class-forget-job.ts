@@ -246,6 +246,12 @@ export async function forgetClass(
         totalSeconds: (performance.now() - started) / 1000,
       },
       engine: engineInfo()?.engine ?? 'unknown',
+      history: outcome.history.map(({ epoch, loss, accuracy, seconds }) => ({
+        epoch,
+        loss,
+        accuracy,
+        seconds,
+      })),
       ...(outcome.frozenExpertPasses ? { frozenExpertPasses: outcome.frozenExpertPasses } : {}),
     };
     const receiptRef = await storeReceipt(ctx.store, receipt);

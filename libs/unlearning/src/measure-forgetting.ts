@@ -23,6 +23,8 @@ export interface ForgetMetrics {
    */
   featureProbe: number;
   featureProbeHeldOutAccuracy: number | undefined;
+  /** [class][expert] routing counts on the test set. */
+  routingTest: number[][];
   seconds: number;
 }
 
@@ -111,6 +113,7 @@ export function measureForgetting(
     miaAttackAccuracy: mia.attackAccuracy,
     featureProbe: probe.testAccuracy,
     featureProbeHeldOutAccuracy: probe.heldOutAccuracy,
+    routingTest: testOut.routing,
     seconds: (performance.now() - started) / 1000,
   };
 }

@@ -8,6 +8,8 @@ export interface ModelOutputs {
   /** Softmax outputs, row-major [n, classes]: what membership inference reads. */
   probs: Float32Array;
   labels: Int32Array;
+  /** [true class][expert]: how often each expert was among a sample's top k. */
+  routing: number[][];
 }
 
 /** Predictions and true-label probabilities over a dataset (or some of its positions). */
@@ -22,6 +24,9 @@ export function modelOutputs(
   const classes = model.config.numClasses;
   const probs = new Float32Array(n * classes);
   const labels = new Int32Array(n);
+  const routing = Array.from({ length: classes }, () =>
+    new Array<number>(model.config.experts).fill(0),
+  );
   let offset = 0;
   const source = batches(ds, {
     batchSize: 256,
@@ -31,16 +36,19 @@ export function modelOutputs(
   });
   for (const batch of source) {
     tf.tidy(() => {
-      const { logits } = model.forward(batchToTensor(model, batch), {
+      const { logits, routing: r } = model.forward(batchToTensor(model, batch), {
         ...(options.suppressClasses ? { suppressClasses: options.suppressClasses } : {}),
       });
+      for (let b = 0; b < batch.size; b++) {
+        for (let j = 0; j < r.topK; j++) routing[batch.y[b]!]![r.chosen[b * r.topK + j]!]!++;
+      }
       pred.set(tf.argMax(logits, 1).dataSync() as Int32Array, offset);
       probs.set(tf.softmax(logits).dataSync() as Float32Array, offset * classes);
     });
     labels.set(batch.y.subarray(0, batch.size), offset);
     offset += batch.size;
   }
-  return { pred, probs, labels };
+  return { pred, probs, labels, routing };
 }
 
 /**

@@ -50,6 +50,8 @@ export interface ForgetReceipt {
     totalSeconds: number;
   };
   engine: string;
+  /** Per retraining epoch: mean loss, accuracy on its batches, seconds. */
+  history: { epoch: number; loss: number; accuracy: number; seconds: number }[];
   /** Targeted only: frozen-expert forward passes computed vs served from the cache. */
   frozenExpertPasses?: { computed: number; reused: number };
 }
