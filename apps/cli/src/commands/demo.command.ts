@@ -7,8 +7,7 @@ import { runTrainJob } from '../jobs/train-job';
 import { startEngine } from '../terminal/engine';
 import { action } from '../terminal/errors';
 import { positiveInt } from '../terminal/option-parsers';
-import { Progress } from '../terminal/progress';
-import { percent } from '../terminal/tables';
+import { stepProgress } from '../terminal/progress';
 import { printEvaluation } from './eval.command';
 import { printReceipt } from './forget.command';
 
@@ -36,13 +35,7 @@ export function registerDemoCommand(program: Command): void {
           `Lethe demo: ${train.classes.length} classes of generated shapes (${train.classes.join(', ')}), ` +
             `${train.size} training and ${test.size} test images; store ${store.describe()}`,
         );
-        const progress = new Progress(
-          'epoch {epoch}/{epochs} |{bar}| {value}/{total} steps | loss {loss} | acc {acc} | {ips} img/s | ETA {eta_formatted}',
-          (v, value, total) =>
-            `epoch ${v['epoch']}/${v['epochs']} step ${value}/${total} loss ${v['loss']} acc ${v['acc']}`,
-          5,
-        );
-        let started = false;
+        const progress = stepProgress('train', 5);
         const result = await runTrainJob({
           data: { train, test },
           store,
@@ -59,18 +52,7 @@ export function registerDemoCommand(program: Command): void {
           balanceWeight: 0.1,
           routerNoise: 1,
           onStatus: (m) => process.stderr.write(`${m}\n`),
-          onStep: (p) => {
-            const values = {
-              epoch: p.epoch + 1,
-              epochs: flags.epochs,
-              loss: p.loss.toFixed(3),
-              acc: percent(p.accuracy),
-              ips: Math.round(p.imagesPerSecond),
-            };
-            if (!started) progress.start(p.totalSteps, values);
-            started = true;
-            progress.update(p.globalStep, p.totalSteps, values);
-          },
+          onStep: progress.onStep,
         });
         progress.stop();
         console.log(
@@ -85,24 +67,14 @@ export function registerDemoCommand(program: Command): void {
         console.log(
           `\nforgetting class "${forgotten}": only the experts that saw it, plus the router`,
         );
-        const forgetProgress = new Progress(
-          'forget |{bar}| {value}/{total} steps | loss {loss} | ETA {eta_formatted}',
-          (v, value, total) => `forget step ${value}/${total} loss ${v['loss']}`,
-          5,
-        );
-        let forgetStarted = false;
+        const forgetProgress = stepProgress('forget', 5);
         const receipt = await forgetClass(
           {
             store,
             train,
             test,
             onStatus: (m) => process.stderr.write(`${m}\n`),
-            onStep: (p) => {
-              const values = { loss: p.loss.toFixed(3) };
-              if (!forgetStarted) forgetProgress.start(p.totalSteps, values);
-              forgetStarted = true;
-              forgetProgress.update(p.globalStep, p.totalSteps, values);
-            },
+            onStep: forgetProgress.onStep,
           },
           {
             class: forgotten,

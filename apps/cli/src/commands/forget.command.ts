@@ -13,7 +13,7 @@ import {
 import { startEngine } from '../terminal/engine';
 import { action, CliError } from '../terminal/errors';
 import { nonNegativeInt, oneOf, positiveInt, positiveNumber } from '../terminal/option-parsers';
-import { Progress } from '../terminal/progress';
+import { stepProgress } from '../terminal/progress';
 import { table } from '../terminal/tables';
 
 interface ForgetFlags {
@@ -68,23 +68,14 @@ export function registerForgetCommand(program: Command): void {
           openDataset(flags.data, 'train'),
           openDataset(flags.data, 'test'),
         ]);
-        const progress = new Progress(
-          'forget |{bar}| {value}/{total} steps | loss {loss} | {ips} img/s | ETA {eta_formatted}',
-          (v, value, total) => `forget step ${value}/${total} loss ${v['loss']}`,
-        );
-        let started = false;
+        const progress = stepProgress('forget');
         const receipt = await forgetClass(
           {
             store,
             train,
             test,
             onStatus: (m) => process.stderr.write(`${m}\n`),
-            onStep: (p) => {
-              const values = { loss: p.loss.toFixed(3), ips: Math.round(p.imagesPerSecond) };
-              if (!started) progress.start(p.totalSteps, values);
-              started = true;
-              progress.update(p.globalStep, p.totalSteps, values);
-            },
+            onStep: progress.onStep,
           },
           {
             class: flags.class,

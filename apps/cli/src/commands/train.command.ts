@@ -11,7 +11,7 @@ import {
   positiveInt,
   positiveNumber,
 } from '../terminal/option-parsers';
-import { Progress } from '../terminal/progress';
+import { stepProgress } from '../terminal/progress';
 import { percent } from '../terminal/tables';
 import { printEvaluation } from './eval.command';
 
@@ -79,13 +79,7 @@ export function registerTrainCommand(program: Command): void {
         }
         await startEngine();
         const store = new LocalDirStore(flags.store);
-        let epochs = flags.epochs;
-        const progress = new Progress(
-          'epoch {epoch}/{epochs} |{bar}| {value}/{total} steps | loss {loss} | acc {acc} | {ips} img/s | ETA {eta_formatted}',
-          (v, value, total) =>
-            `epoch ${v['epoch']}/${v['epochs']} step ${value}/${total} loss ${v['loss']} acc ${v['acc']} ${v['ips']} img/s`,
-        );
-        let started = false;
+        const progress = stepProgress('train');
         const result = await runTrainJob({
           data: flags.data,
           store,
@@ -103,21 +97,7 @@ export function registerTrainCommand(program: Command): void {
           routerNoise: flags.routerNoise,
           ...(flags.limit ? { limit: flags.limit } : {}),
           onStatus: (message) => process.stderr.write(`${message}\n`),
-          onStep: (p) => {
-            epochs = Math.ceil(p.totalSteps / p.stepsPerEpoch);
-            const values = {
-              epoch: p.epoch + 1,
-              epochs,
-              loss: p.loss.toFixed(3),
-              acc: percent(p.accuracy),
-              ips: Math.round(p.imagesPerSecond),
-            };
-            if (!started) {
-              progress.start(p.totalSteps, values);
-              started = true;
-            }
-            progress.update(p.globalStep, p.totalSteps, values);
-          },
+          onStep: progress.onStep,
         });
         progress.stop();
         if (flags.json) {
@@ -126,7 +106,7 @@ export function registerTrainCommand(program: Command): void {
         }
         const last = result.history.at(-1);
         console.log(
-          `trained in ${result.seconds.toFixed(1)} s on ${result.engine.engine}: ${result.trainSize} images × ${epochs} epochs, ` +
+          `trained in ${result.seconds.toFixed(1)} s on ${result.engine.engine}: ${result.trainSize} images × ${result.history.length} epochs, ` +
             `final train loss ${last?.loss.toFixed(3)}, train accuracy ${percent(last?.accuracy ?? Number.NaN)}`,
         );
         if (result.test) printEvaluation(result.test, result.classes);

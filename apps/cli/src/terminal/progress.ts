@@ -1,4 +1,6 @@
 import { SingleBar } from 'cli-progress';
+import type { StepProgress } from '@lethe/model';
+import { percent } from './tables';
 
 export interface ProgressValues {
   [key: string]: string | number;
@@ -50,4 +52,35 @@ export class Progress {
   stop(): void {
     this.bar?.stop();
   }
+}
+
+export interface StepReporter {
+  onStep: (p: StepProgress) => void;
+  stop: () => void;
+}
+
+/** Progress of a training or retraining run: epoch, step, loss, accuracy, images/s, ETA. */
+export function stepProgress(label: string, everySeconds = 10): StepReporter {
+  const progress = new Progress(
+    `${label} epoch {epoch}/{epochs} |{bar}| {value}/{total} steps | loss {loss} | acc {acc} | {ips} img/s | ETA {eta_formatted}`,
+    (v, value, total) =>
+      `${label} epoch ${v['epoch']}/${v['epochs']} step ${value}/${total} loss ${v['loss']} acc ${v['acc']} ${v['ips']} img/s`,
+    everySeconds,
+  );
+  let started = false;
+  return {
+    onStep: (p) => {
+      const values = {
+        epoch: p.epoch + 1,
+        epochs: Math.ceil(p.totalSteps / p.stepsPerEpoch),
+        loss: p.loss.toFixed(3),
+        acc: percent(p.accuracy),
+        ips: Math.round(p.imagesPerSecond),
+      };
+      if (!started) progress.start(p.totalSteps, values);
+      started = true;
+      progress.update(p.globalStep, p.totalSteps, values);
+    },
+    stop: () => progress.stop(),
+  };
 }
