@@ -10,6 +10,7 @@ import {
   UNLEARNING_LOSSES,
   type UnlearningLoss,
 } from '@lethe/unlearning';
+import { limitTrainingSet, storedTrainingSubset } from '../jobs/training-data';
 import { startEngine } from '../terminal/engine';
 import { action, CliError } from '../terminal/errors';
 import { nonNegativeInt, oneOf, positiveInt, positiveNumber } from '../terminal/option-parsers';
@@ -64,10 +65,12 @@ export function registerForgetCommand(program: Command): void {
         }
         await startEngine();
         const store = new LocalDirStore(flags.store);
-        const [train, test] = await Promise.all([
+        const [fullTrain, test] = await Promise.all([
           openDataset(flags.data, 'train'),
           openDataset(flags.data, 'test'),
         ]);
+        const trained = await storedTrainingSubset(store);
+        const train = limitTrainingSet(fullTrain, trained.limit, trained.seed);
         const progress = stepProgress('forget');
         const receipt = await forgetClass(
           {

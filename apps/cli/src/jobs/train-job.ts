@@ -3,8 +3,6 @@ import {
   CIFAR10_STATS,
   CIFAR100_STATS,
   channelStats,
-  createRng,
-  deriveSeed,
   type ChannelStats,
   type Dataset,
   openDataset,
@@ -22,6 +20,7 @@ import {
   trainModel,
 } from '@lethe/model';
 import { type ObjectStore } from '@lethe/store';
+import { limitTrainingSet } from './training-data';
 
 export interface TrainJobOptions {
   /** A dataset spec (`cifar10:DIR`…) or an already opened dataset pair. */
@@ -84,11 +83,8 @@ export async function runTrainJob(options: TrainJobOptions): Promise<TrainJobRes
     test = options.data.test;
     normalise = channelStats(train);
   }
-  const positions =
-    options.limit && options.limit < train.size
-      ? sampleSubset(train.size, options.limit, options.seed)
-      : undefined;
-  const trainSize = positions?.length ?? train.size;
+  train = limitTrainingSet(train, options.limit, options.seed);
+  const trainSize = train.size;
   const batchSize = Math.min(options.batchSize, trainSize);
   const model = new MoEModel({
     preset: options.preset,
@@ -119,7 +115,6 @@ export async function runTrainJob(options: TrainJobOptions): Promise<TrainJobRes
           dropLast: true,
           normalise,
           ...(options.augment ? { augment: { crop: 4, flip: true } } : {}),
-          ...(positions ? { indices: positions } : {}),
         }),
       ...(options.onStep ? { onStep: options.onStep } : {}),
       ...(options.onEpoch ? { onEpoch: options.onEpoch } : {}),
@@ -143,6 +138,7 @@ export async function runTrainJob(options: TrainJobOptions): Promise<TrainJobRes
             dataset: typeof options.data === 'string' ? options.data : train.source,
             datasetName: train.name,
             trainSize,
+            limit: options.limit ?? null,
             epochs: options.epochs,
             batchSize,
             learningRate: options.learningRate,
@@ -178,9 +174,4 @@ export async function runTrainJob(options: TrainJobOptions): Promise<TrainJobRes
   } finally {
     model.dispose();
   }
-}
-
-function sampleSubset(size: number, count: number, seed: number): Int32Array {
-  const all = Int32Array.from({ length: size }, (_, i) => i);
-  return createRng(deriveSeed(seed, 'train-subset')).shuffle(all).slice(0, count).sort();
 }
