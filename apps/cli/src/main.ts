@@ -6,6 +6,7 @@ import { registerEvalCommand } from './commands/eval.command';
 import { registerForgetCommand } from './commands/forget.command';
 import { registerInfoCommand } from './commands/info.command';
 import { registerReceiptsCommand } from './commands/receipts.command';
+import { registerReportCommand } from './commands/report.command';
 import { registerTrainCommand } from './commands/train.command';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -21,6 +22,7 @@ registerTrainCommand(program);
 registerEvalCommand(program);
 registerForgetCommand(program);
 registerReceiptsCommand(program);
+registerReportCommand(program);
 registerInfoCommand(program, version);
 registerDataCommand(program);
 registerDemoCommand(program);

@@ -35,3 +35,13 @@ export {
   softmax,
 } from './membership-inference';
 export { type FeatureProbeInput, type FeatureProbeResult, featureProbe } from './feature-probe';
+export {
+  type ReportEpoch,
+  type ReportForget,
+  type ReportForgetMetrics,
+  type ReportInput,
+  type ReportModel,
+  type ReportOutput,
+  type ReportTraining,
+  writeReport,
+} from './report';

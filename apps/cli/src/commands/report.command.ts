@@ -1,0 +1,110 @@
+import type { Command } from 'commander';
+import {
+  type ReportEpoch,
+  type ReportForget,
+  type ReportInput,
+  type ReportTraining,
+  writeReport,
+} from '@lethe/metrics';
+import type { ModelCard } from '@lethe/model';
+import { LocalDirStore, ManifestStore } from '@lethe/store';
+import { type ForgetReceipt, listReceipts } from '@lethe/unlearning';
+import { action, CliError } from '../terminal/errors';
+
+/** `training` as apps/cli/src/jobs/train-job.ts stores it in the manifest. */
+interface StoredTraining {
+  dataset?: string;
+  trainSize?: number;
+  epochs?: number;
+  batchSize?: number;
+  learningRate?: number;
+  engine?: string;
+  seconds?: number;
+  /** Fraction 0–1, or null when there was no test split. */
+  testAccuracy?: number | null;
+  history?: { epoch: number; loss: number; accuracy: number; seconds: number }[];
+}
+
+interface StoredForgotten {
+  className: string;
+}
+
+// Stored epochs count from 0 and accuracies are fractions; the report, like every @lethe/metrics
+// number, shows 1-based epochs and percentages.
+const epochs = (history: StoredTraining['history']): ReportEpoch[] =>
+  (history ?? []).map((h) => ({
+    epoch: h.epoch + 1,
+    loss: h.loss,
+    accuracy: h.accuracy * 100,
+    seconds: h.seconds,
+  }));
+
+function forgetOf(r: ForgetReceipt): ReportForget {
+  return {
+    requestId: r.requestId,
+    createdAt: r.createdAt,
+    classIndex: r.request.classIndex,
+    className: r.request.className,
+    method: r.request.method,
+    mode: r.mode,
+    ...(r.request.method === 'targeted' ? { loss: r.request.loss } : {}),
+    expertsRetrained: r.expertsRetrained,
+    partsChanged: r.partsChanged,
+    weights: r.weights,
+    metrics: r.metrics,
+    timings: r.timings,
+    history: epochs(r.history),
+    engine: r.engine,
+  };
+}
+
+export function registerReportCommand(program: Command): void {
+  program
+    .command('report')
+    .description('write report.html with charts of training and of every forget receipt')
+    .option('--store <dir>', 'local store directory', '.lethe/store')
+    .option('--out <dir>', 'output directory', 'lethe-report')
+    .action(
+      action(async (flags: { store: string; out: string }) => {
+        const store = new LocalDirStore(flags.store);
+        const manifest = await new ManifestStore(store).read();
+        const card = manifest?.attributes['model'] as unknown as ModelCard | undefined;
+        if (!manifest || !card) throw new CliError(`no trained model in ${store.describe()}`);
+        const stored = manifest.attributes['training'] as unknown as StoredTraining | undefined;
+        const forgotten = (manifest.attributes['forgotten'] ?? []) as unknown as StoredForgotten[];
+        const training: ReportTraining | undefined = stored && {
+          history: epochs(stored.history),
+          ...(stored.dataset !== undefined ? { dataset: stored.dataset } : {}),
+          ...(stored.trainSize !== undefined ? { trainSize: stored.trainSize } : {}),
+          ...(stored.epochs !== undefined ? { epochs: stored.epochs } : {}),
+          ...(stored.batchSize !== undefined ? { batchSize: stored.batchSize } : {}),
+          ...(stored.learningRate !== undefined ? { learningRate: stored.learningRate } : {}),
+          ...(typeof stored.testAccuracy === 'number'
+            ? { testAccuracy: stored.testAccuracy * 100 }
+            : {}),
+          ...(stored.seconds !== undefined ? { seconds: stored.seconds } : {}),
+        };
+        const input: ReportInput = {
+          title: `Lethe report: ${card.config.preset} MoE on ${card.classes.length} classes`,
+          source: store.describe(),
+          model: {
+            preset: card.config.preset,
+            experts: card.config.experts,
+            topK: card.config.topK,
+            classes: card.classes,
+            manifestRevision: manifest.revision,
+            forgotten: forgotten.map((f) => f.className),
+            ...(stored?.engine ? { engine: stored.engine } : {}),
+            ...(card.suppressClasses ? { suppressClasses: card.suppressClasses } : {}),
+          },
+          ...(training ? { training } : {}),
+          forgets: (await listReceipts(store)).map(forgetOf),
+        };
+        const written = await writeReport(input, flags.out);
+        console.log(
+          `wrote ${written.html} with ${written.charts.length} charts ` +
+            `(${input.forgets.length} forget receipt${input.forgets.length === 1 ? '' : 's'})`,
+        );
+      }),
+    );
+}

@@ -1,0 +1,10 @@
+export type {
+  ReportEpoch,
+  ReportForget,
+  ReportForgetMetrics,
+  ReportInput,
+  ReportModel,
+  ReportOutput,
+  ReportTraining,
+} from './types';
+export { writeReport } from './write-report';
