@@ -49,7 +49,7 @@ export function registerDemoCommand(program: Command): void {
           schedule: 'one-cycle',
           seed: 1,
           augment: false,
-          balanceWeight: 0.1,
+          balanceWeight: 0.5,
           routerNoise: 1,
           onStatus: (m) => process.stderr.write(`${m}\n`),
           onStep: progress.onStep,
