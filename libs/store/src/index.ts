@@ -14,6 +14,10 @@ export type { ObjectRef, PutContentOptions } from './content.js';
 export { LocalDirStore } from './local-dir-store.js';
 export type { SweepTempOptions } from './local-dir-store.js';
 export { MemoryStore } from './memory-store.js';
+export { S3ObjectStore } from './s3-object-store.js';
+export type { ConditionalPutMode, S3ObjectStoreConfig } from './s3-object-store.js';
+export { openObjectStore, parseObjectStoreUrl } from './open-object-store.js';
+export type { ObjectStoreLocation, StoreEnv } from './open-object-store.js';
 export { ManifestStore } from './manifest.js';
 export type {
   JsonValue,

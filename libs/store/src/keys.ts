@@ -61,6 +61,14 @@ const METADATA_KEY = /^[a-z0-9][a-z0-9-]*$/;
 const METADATA_VALUE = /^[\x20-\x7e]*$/;
 const MAX_METADATA_BYTES = 2048;
 
+/**
+ * The metadata entry under which S3ObjectStore keeps each object's digest (`x-amz-meta-sha256`).
+ * Reserved in every store so that metadata means the same wherever an object is kept.
+ */
+export const DIGEST_METADATA_KEY = 'sha256';
+// S3 counts the digest entry against the same 2 KiB as the caller's entries.
+const DIGEST_METADATA_BYTES = DIGEST_METADATA_KEY.length + 64;
+
 /** @returns a copy, so later changes by the caller cannot alter what was stored. */
 export function normalizeMetadata(
   metadata: Record<string, string> | undefined,
@@ -72,14 +80,22 @@ export function normalizeMetadata(
     if (!METADATA_KEY.test(name)) {
       throw new InvalidMetadataError(`key ${JSON.stringify(name)} must be [a-z0-9-]`);
     }
+    if (name === DIGEST_METADATA_KEY) {
+      throw new InvalidMetadataError(`key '${name}' is reserved for the object's digest`);
+    }
     if (typeof value !== 'string' || !METADATA_VALUE.test(value)) {
       throw new InvalidMetadataError(`value of '${name}' must be a printable ASCII string`);
+    }
+    // HTTP strips whitespace around header values, so S3 would hand back a different value.
+    if (value !== value.trim()) {
+      throw new InvalidMetadataError(`value of '${name}' must not start or end with a space`);
     }
     bytes += name.length + value.length;
     result[name] = value;
   }
-  if (bytes > MAX_METADATA_BYTES) {
-    throw new InvalidMetadataError(`${bytes} bytes exceeds the ${MAX_METADATA_BYTES}-byte limit`);
+  const limit = MAX_METADATA_BYTES - DIGEST_METADATA_BYTES;
+  if (bytes > limit) {
+    throw new InvalidMetadataError(`${bytes} bytes exceeds the ${limit}-byte limit`);
   }
   return result;
 }

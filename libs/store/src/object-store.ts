@@ -11,7 +11,8 @@ export interface ObjectInfo {
 export interface PutOptions {
   /**
    * User metadata, carried by S3 as `x-amz-meta-*` headers: keys are lower-case
-   * `[a-z0-9-]`, values printable ASCII, at most 2 KiB in all.
+   * `[a-z0-9-]` other than the reserved `sha256`, values printable ASCII without surrounding
+   * spaces, at most 1978 bytes in all (S3's 2 KiB less the digest entry S3ObjectStore adds).
    */
   metadata?: Record<string, string>;
   /**

@@ -178,11 +178,25 @@ export function objectStoreContract(name: string, create: () => Promise<ObjectSt
       { k: 'line\nbreak' },
       { k: 'caf\u00e9' },
       { k: 'x'.repeat(3000) },
+      { k: 'x'.repeat(1978) },
+      { sha256: '0'.repeat(64) },
+      { k: ' leading' },
+      { k: 'trailing ' },
     ])('rejects the metadata %j', async (metadata) => {
       await expect(store.put('k', bytes('x'), { metadata })).rejects.toBeInstanceOf(
         InvalidMetadataError,
       );
       expect(await store.head('k')).toBeUndefined();
+    });
+
+    it('carries metadata up to the size limit, and punctuation and inner spaces', async () => {
+      const full = { k: 'x'.repeat(1977) };
+      await store.put('full', bytes('x'), { metadata: full });
+      expect((await store.head('full'))?.metadata).toEqual(full);
+      const odd = { 'a-b': 'x  y "z" \\ %20 = & ~' };
+      await store.put('odd', bytes('x'), { metadata: odd });
+      expect((await store.head('odd'))?.metadata).toEqual(odd);
+      expect((await store.list('odd'))[0]?.metadata).toEqual(odd);
     });
 
     it('describes itself in one line', () => {
