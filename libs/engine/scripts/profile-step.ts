@@ -1,13 +1,15 @@
+/* eslint-disable no-console -- a command-line script: printing is its output */
 /**
  * Training throughput of a small CIFAR-shaped CNN on the selected engine, and the kernels that
  * take the time.
  *
  *   npx tsx libs/engine/scripts/profile-step.ts [--batch=128] [--steps=5] [--arch=2conv|3conv]
- *     [--kernels=all|missing|naive]
+ *     [--kernels=all|missing|naive] [--bn=moments|none]
  *
  * --kernels (wasm only) picks what this library registers: `all` (what initEngine does),
  * `missing` (only kernels the backend lacks, keeping its slower built-ins) or `naive` (as
  * `missing`, with a plain JavaScript filter gradient: the starting point before this work).
+ * --bn: batch norm differentiated through tf.moments (default), or left out.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-wasm';
@@ -23,6 +25,7 @@ const batch = Number(arg('batch', '128'));
 const steps = Number(arg('steps', '5'));
 const arch = arg('arch', '2conv');
 const kernels = arg('kernels', 'all');
+const bn = arg('bn', 'moments');
 
 interface ConvBlock {
   filter: tf.Variable;
@@ -40,6 +43,13 @@ function block(inC: number, outC: number, seed: number): ConvBlock {
     gamma: tf.variable(tf.ones([outC])),
     beta: tf.variable(tf.zeros([outC])),
   };
+}
+
+const AXES = [0, 1, 2];
+
+function batchNormMoments(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor): tf.Tensor {
+  const { mean, variance } = tf.moments(x, AXES);
+  return tf.add(tf.mul(tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, 1e-5))), gamma), beta);
 }
 
 async function main(): Promise<void> {
@@ -75,11 +85,7 @@ async function main(): Promise<void> {
     let h: tf.Tensor4D = x;
     for (const b of blocks) {
       const conv = tf.conv2d(h, b.filter as tf.Tensor4D, 1, 'same');
-      const { mean, variance } = tf.moments(conv, [0, 1, 2]);
-      const normed = tf.add(
-        tf.mul(tf.mul(tf.sub(conv, mean), tf.rsqrt(tf.add(variance, 1e-5))), b.gamma),
-        b.beta,
-      );
+      const normed = bn === 'none' ? conv : batchNormMoments(conv, b.gamma, b.beta);
       h = tf.maxPool(tf.relu(normed) as tf.Tensor4D, 2, 2, 'valid');
     }
     const logits = tf.add(tf.matMul(tf.reshape(h, [batch, features]), dense), bias);
@@ -103,7 +109,7 @@ async function main(): Promise<void> {
   // CPU time is the steadier figure on a shared machine (it leaves out time spent descheduled).
   const cpuMsPerStep = (cpu.user + cpu.system) / 1000 / steps;
   console.log(
-    `${arch}, batch ${batch}: ${msPerStep.toFixed(0)} ms/step, ` +
+    `${arch} (bn ${bn}), batch ${batch}: ${msPerStep.toFixed(0)} ms/step, ` +
       `${((batch * 1000) / msPerStep).toFixed(0)} images/s; CPU ${cpuMsPerStep.toFixed(0)} ms/step, ` +
       `${((batch * 1000) / cpuMsPerStep).toFixed(0)} images/s per core ` +
       `(tensors ${tensorsBefore} → ${tf.memory().numTensors})`,

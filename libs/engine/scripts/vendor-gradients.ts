@@ -1,3 +1,4 @@
+/* eslint-disable no-console -- a command-line script: printing is its output */
 /**
  * Regenerates vendor/tfjs-core-gradients.cjs: tfjs-core's gradient definitions as one CommonJS
  * file that exports them instead of registering them.

@@ -7,7 +7,8 @@ import { initEngine } from './index';
 
 // Every case runs the same computation on wasm (this library's kernels) and on the cpu
 // backend (tfjs's reference JavaScript kernels) and compares. cpu convolutions are ~100x
-// slower, so shapes stay small.
+// slower, so shapes stay small. The conv cases cover both filter-gradient formulations
+// (patch fh·fw·inC up to 64 and above) and the zero-stuffed strided input gradient.
 
 const TOLERANCE = 1e-4;
 
@@ -17,7 +18,7 @@ type Pad =
 interface ConvCase {
   x: [number, number, number, number];
   filter: [number, number, number, number];
-  strides: number;
+  strides: number | [number, number];
   pad: Pad;
   dilations?: number;
 }
@@ -31,6 +32,24 @@ const convCases: ConvCase[] = [
   { x: [3, 6, 6, 8], filter: [1, 1, 8, 16], strides: 1, pad: 'valid' },
   { x: [2, 7, 7, 16], filter: [3, 3, 16, 8], strides: 1, pad: 'same' },
   { x: [4, 16, 16, 16], filter: [3, 3, 16, 32], strides: 1, pad: 'same' },
+  { x: [2, 9, 9, 8], filter: [3, 3, 8, 4], strides: 2, pad: 'same' },
+  { x: [2, 10, 9, 8], filter: [3, 3, 8, 4], strides: 2, pad: 'valid' },
+  { x: [2, 7, 7, 4], filter: [1, 1, 4, 3], strides: 2, pad: 'same' },
+  { x: [2, 8, 7, 3], filter: [3, 3, 3, 4], strides: [2, 1], pad: 'same' },
+  {
+    // Padding wider than the filter: the input gradient falls back to the built-in kernel.
+    x: [1, 6, 6, 2],
+    filter: [3, 3, 2, 2],
+    strides: 2,
+    pad: [
+      [0, 0],
+      [3, 1],
+      [0, 2],
+      [0, 0],
+    ],
+  },
+  // More im2col rows than one chunk holds, split mid-image.
+  { x: [12, 32, 32, 3], filter: [3, 3, 3, 8], strides: 1, pad: 'same' },
   { x: [1, 9, 8, 4], filter: [3, 3, 4, 8], strides: 1, pad: 'same', dilations: 2 },
   { x: [2, 10, 7, 3], filter: [3, 3, 3, 2], strides: 1, pad: 'valid', dilations: 2 },
   {
@@ -137,6 +156,12 @@ describe('other training kernels on wasm match the cpu backend', () => {
         tf.sum(x, -1),
         tf.mean(x),
       ];
+    }));
+
+  it('casts, to the same dtype (shared buffer) and to another', () =>
+    compare(() => {
+      const x = randomTensor([3, 4], 18);
+      return [tf.cast(x, 'float32'), tf.cast(tf.greater(x, 0), 'float32'), tf.cast(x, 'int32')];
     }));
 
   it('matMul with transposed operands', () =>

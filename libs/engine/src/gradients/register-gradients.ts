@@ -24,8 +24,7 @@ const VENDORED = path.join(__dirname, '..', '..', 'vendor', 'tfjs-core-gradients
  * the vendored copies of tfjs-core's own definitions for every kernel that has none yet — a
  * gradient someone registered earlier (or that @tensorflow/tfjs-node brought) is kept — and
  * then our own for Conv2D (adds dilation), Sum and Mean (no JavaScript-built ones tensor)
- * and TopK (which tfjs-core lacks; top-k gating needs it).
- * Idempotent. Returns a one-line description.
+ * and TopK (which tfjs-core lacks). Idempotent. Returns a one-line description.
  */
 export function registerTrainingGradients(): string {
   const load = createRequire(__filename);
@@ -37,8 +36,10 @@ export function registerTrainingGradients(): string {
       added++;
     }
   }
-  const ours = [conv2dGradConfig, sumGradConfig, meanGradConfig, topKGradConfig];
-  for (const config of ours) registerGradient(config);
+  // Replacements for tfjs-core's own (same results, dilation support or no JavaScript-built
+  // ones tensor); TopK's fills a gap, so one registered by someone else stays.
+  for (const config of [conv2dGradConfig, sumGradConfig, meanGradConfig]) registerGradient(config);
+  if (getGradient(topKGradConfig.kernelName) === undefined) registerGradient(topKGradConfig);
   const mismatch =
     vendored.tfjsCoreVersion === version_core
       ? ''

@@ -38,18 +38,20 @@ export function conv2dBackpropFilter({ inputs, backend, attrs }: WasmKernelArgs)
     : viaConvolution(backend, x, dy, info);
 }
 
-// First layers (3 input channels: patch 27) run 2x faster as a matmul; from patch ~288
-// (3x3x32) on, the convolution is as fast or faster and needs no im2col buffer.
-let SMALL_PATCH = 64;
-export function setSmallPatch(n: number): void { SMALL_PATCH = n; }
+// Measured at batch 128 (ms, im2col-matmul vs convolution): patch 27 (3x3x3, first layers)
+// 36 vs 44; patch 288 at 16x16 69 vs 79, at 32x32 185 vs 169; patch 576 63 vs 65. Only the
+// small-patch win is clear, and the convolution needs no im2col buffer.
+const SMALL_PATCH = 64;
 
-// Rows of the im2col matrix per matmul: keeps the packed operands cache-sized (XNNPACK does
-// not block the reduction dimension), 10–25% faster than one matmul over the whole batch.
-const CHUNK_ROWS = 8192;
+// The reduction runs over batch·OH·OW rows (131072 for 128 images of 32x32). XNNPACK does not
+// block that dimension, so one matmul re-streams both operands from memory for every register
+// tile; chunks of rows whose im2col block (patch × rows floats, 1 MB) fits in L2 avoid that.
+const CHUNK_FLOATS = 1 << 18;
+const CHUNK_MIN_ROWS = 256;
 
 /**
  * dW as [patch, rows] · [rows, outC]: the transposed im2col of x (built here) times dy as it
- * is, so XNNPACK's fast path applies (no transposed operand), summed over batch chunks.
+ * is, so XNNPACK's fast path applies (no transposed operand), summed over chunks of rows.
  */
 function viaMatMul(
   backend: BackendWasm,
@@ -58,24 +60,24 @@ function viaMatMul(
   info: backend_util.Conv2DInfo,
 ): TensorInfo {
   const { batchSize, outHeight, outWidth, outChannels, filterShape } = info;
-  const pixels = outHeight * outWidth;
-  const imagesPerChunk = Math.max(1, Math.floor(CHUNK_ROWS / pixels));
+  const totalRows = batchSize * outHeight * outWidth;
   const patch = info.filterHeight * info.filterWidth * info.inChannels;
+  const chunkRows = Math.max(CHUNK_MIN_ROWS, Math.floor(CHUNK_FLOATS / patch));
   const acc = new Float64Array(patch * outChannels);
 
-  for (let n0 = 0; n0 < batchSize; n0 += imagesPerChunk) {
-    const n1 = Math.min(batchSize, n0 + imagesPerChunk);
-    const rows = (n1 - n0) * pixels;
-    const whole = n0 === 0 && n1 === batchSize;
+  for (let r0 = 0; r0 < totalRows; r0 += chunkRows) {
+    const r1 = Math.min(totalRows, r0 + chunkRows);
+    const rows = r1 - r0;
+    const whole = rows === totalRows;
     const cols = backend.makeOutput([patch, rows], 'float32');
     const dyRows = whole
       ? { dataId: dy.dataId, shape: [rows, outChannels], dtype: dy.dtype }
       : backend.makeOutput([rows, outChannels], 'float32');
     if (!whole) {
-      const from = n0 * pixels * outChannels;
-      f32View(backend, dyRows).set(f32View(backend, dy).subarray(from, from + rows * outChannels));
+      const dys = f32View(backend, dy).subarray(r0 * outChannels, r1 * outChannels);
+      f32View(backend, dyRows).set(dys);
     }
-    im2colTransposed(f32View(backend, x), f32View(backend, cols), info, n0, n1);
+    im2colTransposed(f32View(backend, x), f32View(backend, cols), info, r0, r1);
     const product = runBuiltin(
       'BatchMatMul',
       backend,
@@ -92,34 +94,35 @@ function viaMatMul(
   return dW;
 }
 
-/** cols[(p·fw + q)·inC + c][r] = x[n, i·s+p−top, j·s+q−left, c] (0 in padding), r over n0..n1. */
+/**
+ * cols[(p·fw + q)·inC + c][r − r0] = x[n, i·s+p−top, j·s+q−left, c] (0 in padding), where
+ * r = (n·OH + i)·OW + j runs over r0..r1.
+ */
 function im2colTransposed(
   xs: Float32Array,
   cols: Float32Array,
   info: backend_util.Conv2DInfo,
-  n0: number,
-  n1: number,
+  r0: number,
+  r1: number,
 ): void {
   const { inHeight, inWidth, inChannels, outHeight, outWidth, strideHeight, strideWidth } = info;
   const { filterHeight, filterWidth } = info;
   const { top, left } = info.padInfo;
-  const rows = (n1 - n0) * outHeight * outWidth;
-  let r = 0;
-  for (let n = n0; n < n1; n++) {
-    for (let i = 0; i < outHeight; i++) {
-      for (let j = 0; j < outWidth; j++, r++) {
-        for (let p = 0; p < filterHeight; p++) {
-          const xR = i * strideHeight + p - top;
-          for (let q = 0; q < filterWidth; q++) {
-            const xC = j * strideWidth + q - left;
-            let to = (p * filterWidth + q) * inChannels * rows + r;
-            if (xR < 0 || xR >= inHeight || xC < 0 || xC >= inWidth) {
-              for (let c = 0; c < inChannels; c++, to += rows) cols[to] = 0;
-            } else {
-              const from = ((n * inHeight + xR) * inWidth + xC) * inChannels;
-              for (let c = 0; c < inChannels; c++, to += rows) cols[to] = xs[from + c];
-            }
-          }
+  const rows = r1 - r0;
+  for (let r = r0; r < r1; r++) {
+    const j = r % outWidth;
+    const i = Math.floor(r / outWidth) % outHeight;
+    const n = Math.floor(r / (outWidth * outHeight));
+    for (let p = 0; p < filterHeight; p++) {
+      const xR = i * strideHeight + p - top;
+      for (let q = 0; q < filterWidth; q++) {
+        const xC = j * strideWidth + q - left;
+        let to = (p * filterWidth + q) * inChannels * rows + (r - r0);
+        if (xR < 0 || xR >= inHeight || xC < 0 || xC >= inWidth) {
+          for (let c = 0; c < inChannels; c++, to += rows) cols[to] = 0;
+        } else {
+          const from = ((n * inHeight + xR) * inWidth + xC) * inChannels;
+          for (let c = 0; c < inChannels; c++, to += rows) cols[to] = xs[from + c];
         }
       }
     }

@@ -1,18 +1,21 @@
+import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import {
   backend_util,
   Conv2DBackpropInput,
   type Conv2DBackpropInputAttrs,
   type TensorInfo,
 } from '@tensorflow/tfjs-core';
-import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { f32View, input, release, runBuiltin, type WasmKernelArgs } from './wasm-kernel';
 
 type Shape4 = [number, number, number, number];
 
 /**
- * The input gradient as a forward convolution of dy (zero-stuffed by the stride) with the
- * filter rotated 180° and its channel axes swapped, so it runs on XNNPACK: the backend's own
- * Conv2DBackpropInput is a scalar C++ loop, ~10x slower than the forward convolution.
+ * The input gradient as forward convolutions of dy with the filter rotated 180° and its
+ * channel axes swapped, so it runs on XNNPACK: the backend's own Conv2DBackpropInput is a
+ * scalar C++ loop, ~10x slower than the forward convolution (batch 128, 16x16x32→64: 62 ms vs
+ * 655 ms). With stride s, dx splits into s² phases (rows ≡ a, columns ≡ b mod s), each a
+ * stride-1 convolution with the taps p ≡ a, q ≡ b of the filter; zero-stuffing dy instead
+ * would do s² times the arithmetic (stride 2: 205 ms vs 42 ms forward).
  */
 export function conv2dBackpropInput(args: WasmKernelArgs): TensorInfo {
   const { inputs, backend, attrs } = args;
@@ -30,85 +33,155 @@ export function conv2dBackpropInput(args: WasmKernelArgs): TensorInfo {
     false,
     backend_util.convertConv2DDataFormat(dataFormat),
   );
-  const { inHeight, inWidth, outHeight, outWidth, strideHeight, strideWidth } = info;
-  const { filterHeight, filterWidth } = info;
-  const stuffedHeight = (outHeight - 1) * strideHeight + 1;
-  const stuffedWidth = (outWidth - 1) * strideWidth + 1;
-  const padTop = filterHeight - 1 - info.padInfo.top;
-  const padLeft = filterWidth - 1 - info.padInfo.left;
-  const padBottom = inHeight + info.padInfo.top - stuffedHeight;
-  const padRight = inWidth + info.padInfo.left - stuffedWidth;
-  if (
-    info.dataFormat !== 'channelsLast' ||
-    dy.dtype !== 'float32' ||
-    Math.min(padTop, padLeft, padBottom, padRight) < 0
-  ) {
-    // Padding wider than the filter (explicit padding only) would need cropping; not worth it.
+  const rows = phases(
+    info.inHeight,
+    info.outHeight,
+    info.filterHeight,
+    info.strideHeight,
+    info.padInfo.top,
+  );
+  const cols = phases(
+    info.inWidth,
+    info.outWidth,
+    info.filterWidth,
+    info.strideWidth,
+    info.padInfo.left,
+  );
+  if (info.dataFormat !== 'channelsLast' || dy.dtype !== 'float32' || !rows || !cols) {
+    // Explicit padding wider than the filter needs cropping; not worth it for so rare a case.
     return runBuiltin(Conv2DBackpropInput, backend, inputs, attrs);
   }
 
-  const flipped = flipFilter(backend, filter);
-  const stuffed = strideHeight === 1 && strideWidth === 1 ? dy : zeroStuff(backend, dy, info);
-  const dx = runBuiltin(
+  if (rows.length === 1 && cols.length === 1)
+    return phaseConv(backend, dy, filter, info, rows[0]!, cols[0]!);
+
+  const dx = backend.makeOutput(inputShape, 'float32');
+  f32View(backend, dx).fill(0); // phases without taps (filter smaller than the stride) stay 0
+  for (const r of rows) {
+    for (const c of cols) {
+      if (r.taps === 0 || c.taps === 0 || r.count === 0 || c.count === 0) continue;
+      const part = phaseConv(backend, dy, filter, info, r, c);
+      interleave(backend, part, dx, info, r, c);
+      release(backend, part);
+    }
+  }
+  return dx;
+}
+
+function phaseConv(
+  backend: BackendWasm,
+  dy: TensorInfo,
+  filter: TensorInfo,
+  info: backend_util.Conv2DInfo,
+  r: Phase,
+  c: Phase,
+): TensorInfo {
+  const subFilter = flippedSubFilter(backend, filter, info, r, c);
+  const out = runBuiltin(
     'Conv2D',
     backend,
-    { x: stuffed, filter: flipped },
+    { x: dy, filter: subFilter },
     {
       strides: [1, 1],
       dilations: [1, 1],
       pad: [
         [0, 0],
-        [padTop, padBottom],
-        [padLeft, padRight],
+        [r.padBefore, r.padAfter],
+        [c.padBefore, c.padAfter],
         [0, 0],
       ],
       dataFormat: 'NHWC',
     },
   );
-  release(backend, flipped);
-  if (stuffed !== dy) release(backend, stuffed);
-  return dx;
+  release(backend, subFilter);
+  return out;
 }
 
-/** [fh, fw, in, out] → [fh, fw, out, in] with both spatial axes reversed. */
-function flipFilter(backend: BackendWasm, filter: TensorInfo): TensorInfo {
-  const [fh, fw, inC, outC] = filter.shape as Shape4;
-  const out = backend.makeOutput([fh, fw, outC, inC], 'float32');
+/** One residue class of input rows (or columns) and the convolution that produces it. */
+interface Phase {
+  /** Filter taps a, a+s, a+2s, … */
+  first: number;
+  taps: number;
+  /** Input rows first·…: u·s + first − padStart for u = uMin … uMin+count−1. */
+  uMin: number;
+  count: number;
+  padBefore: number;
+  padAfter: number;
+}
+
+/** The s phases along one axis, or undefined if one would need negative padding. */
+function phases(
+  inSize: number,
+  outSize: number,
+  filterSize: number,
+  stride: number,
+  padStart: number,
+): Phase[] | undefined {
+  const out: Phase[] = [];
+  for (let a = 0; a < stride; a++) {
+    const taps = Math.max(0, Math.ceil((filterSize - a) / stride));
+    // x row h = u·s + a − padStart receives dy[u − m]·w[a + s·m] for m = 0 … taps−1.
+    const uMin = Math.max(0, Math.ceil((padStart - a) / stride));
+    const uMax = Math.floor((inSize - 1 + padStart - a) / stride);
+    const count = Math.max(0, uMax - uMin + 1);
+    const padBefore = taps - 1 - uMin;
+    const padAfter = count + taps - 1 - outSize - padBefore;
+    if (taps > 0 && count > 0 && (padBefore < 0 || padAfter < 0)) return undefined;
+    out.push({ first: a, taps, uMin, count, padBefore, padAfter });
+  }
+  return out;
+}
+
+/** w'[k, l, o, c] = w[r.first + s·(taps−1−k), c.first + s·(taps−1−l), c, o]. */
+function flippedSubFilter(
+  backend: BackendWasm,
+  filter: TensorInfo,
+  info: backend_util.Conv2DInfo,
+  r: Phase,
+  c: Phase,
+): TensorInfo {
+  const { filterWidth, inChannels, outChannels, strideHeight, strideWidth } = info;
+  const out = backend.makeOutput([r.taps, c.taps, outChannels, inChannels], 'float32');
   const src = f32View(backend, filter);
   const dst = f32View(backend, out);
-  for (let p = 0; p < fh; p++) {
-    for (let q = 0; q < fw; q++) {
-      const srcBase = ((fh - 1 - p) * fw + (fw - 1 - q)) * inC * outC;
-      const dstBase = (p * fw + q) * outC * inC;
-      for (let c = 0; c < inC; c++) {
-        for (let o = 0; o < outC; o++) dst[dstBase + o * inC + c] = src[srcBase + c * outC + o];
+  for (let k = 0; k < r.taps; k++) {
+    const p = r.first + strideHeight * (r.taps - 1 - k);
+    for (let l = 0; l < c.taps; l++) {
+      const q = c.first + strideWidth * (c.taps - 1 - l);
+      const srcBase = (p * filterWidth + q) * inChannels * outChannels;
+      const dstBase = (k * c.taps + l) * outChannels * inChannels;
+      for (let ci = 0; ci < inChannels; ci++) {
+        for (let o = 0; o < outChannels; o++) {
+          dst[dstBase + o * inChannels + ci] = src[srcBase + ci * outChannels + o];
+        }
       }
     }
   }
   return out;
 }
 
-/** Inserts stride-1 zero rows and columns between dy's pixels. */
-function zeroStuff(
+/** Copies a phase's rows and columns to their places in dx, one pixel's channels at a time. */
+function interleave(
   backend: BackendWasm,
-  dy: TensorInfo,
+  part: TensorInfo,
+  dx: TensorInfo,
   info: backend_util.Conv2DInfo,
-): TensorInfo {
-  const { batchSize, outHeight, outWidth, outChannels, strideHeight, strideWidth } = info;
-  const height = (outHeight - 1) * strideHeight + 1;
-  const width = (outWidth - 1) * strideWidth + 1;
-  const out = backend.makeOutput([batchSize, height, width, outChannels], 'float32');
-  const src = f32View(backend, dy);
-  const dst = f32View(backend, out);
-  dst.fill(0);
+  r: Phase,
+  c: Phase,
+): void {
+  const { batchSize, inHeight, inWidth, inChannels, strideHeight, strideWidth } = info;
+  const { top, left } = info.padInfo;
+  const src = f32View(backend, part);
+  const dst = f32View(backend, dx);
+  let from = 0;
   for (let n = 0; n < batchSize; n++) {
-    for (let i = 0; i < outHeight; i++) {
-      for (let j = 0; j < outWidth; j++) {
-        const from = ((n * outHeight + i) * outWidth + j) * outChannels;
-        const to = ((n * height + i * strideHeight) * width + j * strideWidth) * outChannels;
-        dst.set(src.subarray(from, from + outChannels), to);
+    for (let i = 0; i < r.count; i++) {
+      const h = (r.uMin + i) * strideHeight + r.first - top;
+      for (let j = 0; j < c.count; j++, from += inChannels) {
+        const w = (c.uMin + j) * strideWidth + c.first - left;
+        const to = ((n * inHeight + h) * inWidth + w) * inChannels;
+        dst.set(src.subarray(from, from + inChannels), to);
       }
     }
   }
-  return out;
 }

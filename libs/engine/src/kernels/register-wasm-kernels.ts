@@ -1,5 +1,6 @@
 import {
   BatchMatMul,
+  Cast,
   Conv2DBackpropFilter,
   Conv2DBackpropInput,
   DepthwiseConv2dNativeBackpropFilter,
@@ -17,7 +18,7 @@ import {
   depthwiseConv2dNativeBackpropFilter,
   depthwiseConv2dNativeBackpropInput,
 } from './depthwise-conv2d-backprop';
-import { identity } from './identity';
+import { cast, identity } from './identity-and-cast';
 import { maxPoolGrad } from './max-pool-grad';
 import { mean, sum } from './reduce-sum-mean';
 import { unsortedSegmentSum } from './unsorted-segment-sum';
@@ -38,6 +39,7 @@ export const FASTER_WASM_KERNELS: Readonly<Record<string, WasmKernelImpl>> = {
   [Sum]: sum,
   [Mean]: mean,
   [Identity]: identity,
+  [Cast]: cast,
   [BatchMatMul]: batchMatMul,
 };
 
