@@ -19,6 +19,7 @@ const program = new Command()
   .option('--experts <E>', 'experts', (v) => Number(v), 4)
   .option('--top-k <K>', 'top k', (v) => Number(v), 2)
   .option('--seconds <S>', 'time to measure each preset for', (v) => Number(v), 20)
+  .option('--measure <preset>', '(internal) measure one preset in this process and print JSON')
   .parse();
 const flags = program.opts<{
   presets: string;
@@ -26,6 +27,7 @@ const flags = program.opts<{
   experts: number;
   topK: number;
   seconds: number;
+  measure?: string;
 }>();
 
 /** The first interpreter that can import torch: Debian's python3-torch lands in /usr/bin. */
@@ -86,14 +88,54 @@ function measureTorch(python: string, preset: string, imagesPerSecondHint: numbe
     .imagesPerSecond;
 }
 
+/**
+ * Each preset runs in a fresh process: measured one after another in one process, the second
+ * preset ran ~30% slower (the wasm heap grown and fragmented by the first).
+ */
+function measureLetheInChild(preset: string): {
+  imagesPerSecond: number;
+  engine: string;
+  reason: string;
+} {
+  const run = spawnSync(
+    process.execPath,
+    [
+      __filename,
+      '--measure',
+      preset,
+      ...['--batch', '--experts', '--top-k', '--seconds'].flatMap((f, i) => [
+        f,
+        String([flags.batch, flags.experts, flags.topK, flags.seconds][i]),
+      ]),
+    ],
+    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  if (run.status !== 0) throw new Error(`measuring ${preset} failed`);
+  return JSON.parse(run.stdout.trim().split('\n').at(-1)!) as {
+    imagesPerSecond: number;
+    engine: string;
+    reason: string;
+  };
+}
+
 async function main(): Promise<void> {
-  const engine = await initEngine();
+  if (flags.measure) {
+    const info = await initEngine({ log: () => undefined });
+    const imagesPerSecond = measureLethe(flags.measure);
+    process.stdout.write(
+      `${JSON.stringify({ imagesPerSecond, engine: info.engine, reason: info.reason })}\n`,
+    );
+    return;
+  }
+  let engine = { engine: 'unknown', reason: '' };
   const python = findTorchPython();
   if (!python)
     console.log('PyTorch not importable (apt-get install python3-torch): Lethe numbers only');
   const rows: Row[] = [];
   for (const preset of flags.presets.split(',')) {
-    const lethe = measureLethe(preset);
+    const measured = measureLetheInChild(preset);
+    engine = measured;
+    const lethe = measured.imagesPerSecond;
     const torch = python ? measureTorch(python, preset, lethe) : undefined;
     rows.push({ preset, batch: flags.batch, lethe, torch });
     console.log(

@@ -27,11 +27,12 @@ const program = new Command()
   .option('--batch <B>', 'batch size', '128')
   .option('--lr <LR>', 'peak learning rate', '0.003')
   .option('--limit <N>', 'train on N samples only')
+  .option('--no-augment', 'no random crop / flip')
   .parse();
-const flags = program.opts<Record<string, string | undefined>>();
+const flags = program.opts<Record<string, string | boolean | undefined>>();
 
 async function main(): Promise<void> {
-  const data = resolve(flags['data']!);
+  const data = resolve(String(flags['data']));
   if (!existsSync(data)) throw new Error(`no such directory: ${data}`);
   const store = mkdtempSync(join(tmpdir(), 'lethe-bench-train-'));
   const args = [
@@ -44,8 +45,9 @@ async function main(): Promise<void> {
     '--json',
     ...['preset', 'experts', 'top-k', 'epochs', 'batch', 'lr', 'limit'].flatMap((k) => {
       const v = flags[k.replace(/-(.)/g, (_, c: string) => c.toUpperCase())];
-      return v === undefined ? [] : [`--${k}`, v];
+      return typeof v === 'string' ? [`--${k}`, v] : [];
     }),
+    ...(flags['augment'] === false ? ['--no-augment'] : []),
   ];
   const started = Date.now();
   const stdout = await new Promise<string>((resolvePromise, reject) => {
@@ -71,7 +73,7 @@ async function main(): Promise<void> {
     '',
     `| preset | E | k | params | train images | epochs | test accuracy | wall time | target |`,
     '|---|---|---|---|---|---|---|---|---|',
-    `| ${flags['preset']} | ${flags['experts']} | ${flags['topK']} | ${result.parameters.total} | ${result.trainSize} | ${result.history.length} | ${acc} on ${result.test?.count ?? 0} test images | ${(wall / 60).toFixed(1)} min | ≥ 70% in ≤ 45 min: ${result.test && result.test.accuracy >= 0.7 && wall <= 45 * 60 ? 'met' : 'missed'} |`,
+    `| ${String(flags['preset'])} | ${String(flags['experts'])} | ${String(flags['topK'])} | ${result.parameters.total} | ${result.trainSize} | ${result.history.length} | ${acc} on ${result.test?.count ?? 0} test images | ${(wall / 60).toFixed(1)} min | ≥ 70% in ≤ 45 min: ${result.test && result.test.accuracy >= 0.7 && wall <= 45 * 60 ? 'met' : 'missed'} |`,
     '',
     'Per epoch (train loss / train accuracy on augmented batches / seconds):',
     '',
