@@ -75,7 +75,7 @@ async function main(): Promise<void> {
     '|---|---|---|---|---|---|---|---|---|',
     `| ${String(flags['preset'])} | ${String(flags['experts'])} | ${String(flags['topK'])} | ${result.parameters.total} | ${result.trainSize} | ${result.history.length} | ${acc} on ${result.test?.count ?? 0} test images | ${(wall / 60).toFixed(1)} min | ≥ 70% in ≤ 45 min: ${result.test && result.test.accuracy >= 0.7 && wall <= 45 * 60 ? 'met' : 'missed'} |`,
     '',
-    'Per epoch (train loss / train accuracy on augmented batches / seconds):',
+    'Per epoch (train loss / train accuracy on the training batches / seconds):',
     '',
     ...result.history.map(
       (h) =>
