@@ -121,6 +121,35 @@ describe('other training kernels on wasm match the cpu backend', () => {
       return tf.grad(loss)(x);
     }));
 
+  it('gather rows along axis 0 (images, int32, repeats) and fall back elsewhere', () =>
+    compare(() => [
+      tf.gather(randomTensor([6, 4, 3, 2], 11), tf.tensor1d([5, 0, 5, 2], 'int32')),
+      tf.gather(
+        tf.tensor2d(
+          [
+            [1, 2],
+            [3, 4],
+            [5, 6],
+          ],
+          [3, 2],
+          'int32',
+        ),
+        tf.tensor1d([2, 2, 0], 'int32'),
+      ),
+      tf.gather(randomTensor([4, 5], 12), tf.tensor1d([4, 0], 'int32'), 1),
+      tf.gather(
+        randomTensor([4, 5], 13),
+        tf.tensor2d(
+          [
+            [1, 3],
+            [0, 0],
+          ],
+          [2, 2],
+          'int32',
+        ),
+      ),
+    ]));
+
   it('depthwise conv2d gradients', () =>
     compare(() => {
       const x = randomTensor([2, 7, 6, 3], 8) as tf.Tensor4D;

@@ -5,6 +5,7 @@ import {
   Conv2DBackpropInput,
   DepthwiseConv2dNativeBackpropFilter,
   DepthwiseConv2dNativeBackpropInput,
+  GatherV2,
   Identity,
   MaxPoolGrad,
   Mean,
@@ -18,6 +19,7 @@ import {
   depthwiseConv2dNativeBackpropFilter,
   depthwiseConv2dNativeBackpropInput,
 } from './depthwise-conv2d-backprop';
+import { gatherRows } from './gather-rows';
 import { cast, identity } from './identity-and-cast';
 import { maxPoolGrad } from './max-pool-grad';
 import { mean, sum } from './reduce-sum-mean';
@@ -41,6 +43,7 @@ export const FASTER_WASM_KERNELS: Readonly<Record<string, WasmKernelImpl>> = {
   [Identity]: identity,
   [Cast]: cast,
   [BatchMatMul]: batchMatMul,
+  [GatherV2]: gatherRows,
 };
 
 export interface RegisterWasmKernelsOptions {

@@ -55,8 +55,11 @@ export class ConvNet {
   features(x: tf.Tensor4D, training: boolean, collect?: BatchStatistics[]): tf.Tensor2D {
     let h = x;
     for (const block of this.blocks) {
-      h = tf.relu(block.norm.apply(block.conv.apply(h), training, collect));
+      h = block.norm.apply(block.conv.apply(h), training, collect);
+      // max-pool and ReLU commute (ReLU is monotonic); pooling first runs the ReLU and its
+      // gradient on a quarter of the values.
       if (block.pool) h = tf.maxPool(h, 2, 2, 'valid');
+      h = tf.relu(h);
     }
     return this.spec.head === 'gap'
       ? (tf.mean(h, [1, 2]) as tf.Tensor2D)
