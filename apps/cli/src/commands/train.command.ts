@@ -11,7 +11,7 @@ import {
   positiveInt,
   positiveNumber,
 } from '../terminal/option-parsers';
-import { stepProgress } from '../terminal/progress';
+import { decodeProgress, stepProgress } from '../terminal/progress';
 import { percent } from '../terminal/tables';
 import { printEvaluation } from './eval.command';
 
@@ -80,6 +80,7 @@ export function registerTrainCommand(program: Command): void {
         await startEngine();
         const store = new LocalDirStore(flags.store);
         const progress = stepProgress('train');
+        const decoding = decodeProgress();
         const result = await runTrainJob({
           data: flags.data,
           store,
@@ -96,7 +97,11 @@ export function registerTrainCommand(program: Command): void {
           balanceWeight: flags.balance,
           routerNoise: flags.routerNoise,
           ...(flags.limit ? { limit: flags.limit } : {}),
-          onStatus: (message) => process.stderr.write(`${message}\n`),
+          onStatus: (message) => {
+            decoding.stop();
+            process.stderr.write(`${message}\n`);
+          },
+          onDecode: decoding.update,
           onStep: progress.onStep,
         });
         progress.stop();

@@ -45,6 +45,8 @@ export interface TrainJobOptions {
   onStep?: (progress: StepProgress) => void;
   onEpoch?: (summary: EpochSummary) => void;
   onStatus?: (message: string) => void;
+  /** Image decoding progress while an image folder is read. */
+  onDecode?: (split: string, decoded: number, total: number) => void;
   signal?: AbortSignal;
 }
 
@@ -69,8 +71,11 @@ export async function runTrainJob(options: TrainJobOptions): Promise<TrainJobRes
   let normalise: ChannelStats;
   if (typeof options.data === 'string') {
     status(`reading ${options.data}`);
-    train = await openDataset(options.data, 'train');
-    test = await openDataset(options.data, 'test').catch(() => undefined);
+    const decode = options.onDecode;
+    const progress = (split: string) =>
+      decode ? { onProgress: (done: number, total: number) => decode(split, done, total) } : {};
+    train = await openDataset(options.data, 'train', progress('train'));
+    test = await openDataset(options.data, 'test', progress('test')).catch(() => undefined);
     const scheme = parseDatasetSpec(options.data).scheme;
     normalise =
       scheme === 'cifar10'

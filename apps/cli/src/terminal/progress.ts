@@ -84,3 +84,31 @@ export function stepProgress(label: string, everySeconds = 10): StepReporter {
     stop: () => progress.stop(),
   };
 }
+
+/** Progress of decoding an image folder: one bar per split. */
+export function decodeProgress(): {
+  update: (split: string, done: number, total: number) => void;
+  stop: () => void;
+} {
+  let current: { split: string; bar: Progress } | undefined;
+  return {
+    update: (split, done, total) => {
+      if (current?.split !== split) {
+        current?.bar.stop();
+        current = {
+          split,
+          bar: new Progress(
+            'decoding {split} |{bar}| {value}/{total} images | ETA {eta_formatted}',
+            (v, value, all) => `decoding ${v['split']} ${value}/${all} images`,
+          ),
+        };
+        current.bar.start(total, { split });
+      }
+      current.bar.update(done, total, { split });
+    },
+    stop: () => {
+      current?.bar.stop();
+      current = undefined;
+    },
+  };
+}
