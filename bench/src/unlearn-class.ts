@@ -43,6 +43,8 @@ const program = new Command()
   .option('--limit <N>', 'train on N samples (same subset for the oracle)')
   .option('--forget-epochs <N>', 'retraining epochs of the other methods', '5')
   .option('--forget-lr <LR>', 'retraining learning rate', '0.0001')
+  .option('--retain-fraction <F>', 'targeted: share of retained samples to retrain on')
+  .option('--section <name>', 'BENCHMARKS.md section to (re)write', 'unlearn-class')
   .parse();
 const flags = program.opts<Record<string, string | undefined>>();
 const CLI = join(__dirname, '..', '..', 'apps', 'cli', 'dist', 'main.js');
@@ -136,7 +138,7 @@ async function main(): Promise<void> {
   });
   const before = results.get(methods[0]!)![0]!.metrics.before;
   writeSection(
-    'unlearn-class',
+    flags['section']!,
     [
       '## Forgetting a class on CIFAR-10 (`bench/src/unlearn-class.ts`)',
       '',

@@ -38,6 +38,8 @@ export interface ClassForgetRequest {
   epochs?: number;
   learningRate?: number;
   lambda?: number;
+  /** Targeted only: share of retained samples to retrain on (0 < F ≤ 1, default 1). */
+  retainFraction?: number;
   /** `coverage:F` or `top:N`. */
   select?: string;
   maskOutput?: boolean;
@@ -93,9 +95,17 @@ export async function forgetClass(
       'invalid-argument',
     );
   }
-  if (method !== 'targeted' && (request.select !== undefined || request.loss !== undefined)) {
+  const fraction = request.retainFraction;
+  if (fraction !== undefined && !(fraction > 0 && fraction <= 1)) {
     throw new ForgetRequestError(
-      `--select and --loss apply to the targeted method only, not ${method}`,
+      `retain fraction must be in (0, 1], got ${fraction}`,
+      'invalid-argument',
+    );
+  }
+  const targetedOnly = [request.select, request.loss, fraction].some((v) => v !== undefined);
+  if (method !== 'targeted' && targetedOnly) {
+    throw new ForgetRequestError(
+      `--select, --loss and --retain-fraction apply to the targeted method only, not ${method}`,
       'invalid-argument',
     );
   }
@@ -121,6 +131,7 @@ export async function forgetClass(
       epochs: request.epochs ?? 5,
       learningRate: request.learningRate ?? 1e-4,
       lambda: request.lambda ?? 1,
+      retainFraction: request.retainFraction ?? 1,
       select: formatSelectionRule(rule),
       maskOutput: request.maskOutput ?? false,
       batchSize: request.batchSize ?? 128,
@@ -184,6 +195,7 @@ export async function forgetClass(
       batchSize: record.batchSize,
       loss: record.loss,
       lambda: record.lambda,
+      retainFraction: record.retainFraction,
       seed: record.seed,
       recipe,
       ...(ctx.onStep ? { onStep: ctx.onStep } : {}),
@@ -246,10 +258,11 @@ export async function forgetClass(
         totalSeconds: (performance.now() - started) / 1000,
       },
       engine: engineInfo()?.engine ?? 'unknown',
-      history: outcome.history.map(({ epoch, loss, accuracy, seconds }) => ({
+      history: outcome.history.map(({ epoch, loss, accuracy, images, seconds }) => ({
         epoch,
         loss,
         accuracy,
+        images,
         seconds,
       })),
       ...(outcome.frozenExpertPasses ? { frozenExpertPasses: outcome.frozenExpertPasses } : {}),

@@ -19,6 +19,7 @@ export interface ClassForgetRequestRecord {
   epochs: number;
   learningRate: number;
   lambda: number;
+  retainFraction: number;
   select: string;
   maskOutput: boolean;
   batchSize: number;
@@ -50,8 +51,8 @@ export interface ForgetReceipt {
     totalSeconds: number;
   };
   engine: string;
-  /** Per retraining epoch: mean loss, accuracy on its batches, seconds. */
-  history: { epoch: number; loss: number; accuracy: number; seconds: number }[];
+  /** Per retraining epoch: mean loss, accuracy on its batches, images seen, seconds. */
+  history: { epoch: number; loss: number; accuracy: number; images: number; seconds: number }[];
   /** Targeted only: frozen-expert forward passes computed vs served from the cache. */
   frozenExpertPasses?: { computed: number; reused: number };
 }

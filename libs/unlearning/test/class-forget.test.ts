@@ -138,6 +138,19 @@ describe('forgetting a class (targeted)', () => {
     expect(await revision()).toBe(rev);
   });
 
+  it('retrains on every forgotten sample and a share of the retained ones when asked', async () => {
+    const receipt = await forgetClass(
+      { store, train, test },
+      { class: 'cross', epochs: 1, learningRate: 0.003, batchSize: 32, retainFraction: 0.25 },
+    );
+    // cross has 100 training samples; a quarter of the 300 retained ones is 75.
+    expect(receipt.history.map((h) => h.images)).toEqual([175]);
+    expect(receipt.request.retainFraction).toBe(0.25);
+    expect(receipt.frozenExpertPasses!.computed).toBeLessThanOrEqual(
+      175 * (4 - receipt.plan.experts.length),
+    );
+  });
+
   it('mask suppresses the class at the output without touching any weights', async () => {
     const before = (await new ManifestStore(store).read())!;
     const masked = await forgetClass({ store, train, test }, { class: 'square', method: 'mask' });

@@ -26,6 +26,7 @@ interface ForgetFlags {
   epochs: number;
   lr: number;
   lambda: number;
+  retainFraction?: number;
   select?: string;
   maskOutput: boolean;
   batch: number;
@@ -52,6 +53,11 @@ export function registerForgetCommand(program: Command): void {
     .option('--epochs <N>', 'retraining epochs', positiveInt, 5)
     .option('--lr <LR>', 'retraining learning rate', positiveNumber, 1e-4)
     .option('--lambda <λ>', 'weight of the unlearning loss', positiveNumber, 1)
+    .option(
+      '--retain-fraction <F>',
+      'targeted only: retrain on all forgotten samples and this share of retained ones (default 1)',
+      positiveNumber,
+    )
     .option('--select <rule>', 'targeted only: coverage:F | top:N (default coverage:0.8)')
     .option('--mask-output', 'also never predict the class at serving time', false)
     .option('--batch <B>', 'batch size', positiveInt, 128)
@@ -91,6 +97,7 @@ export function registerForgetCommand(program: Command): void {
             seed: flags.seed,
             ...(flags.loss ? { loss: flags.loss } : {}),
             ...(flags.select ? { select: flags.select } : {}),
+            ...(flags.retainFraction !== undefined ? { retainFraction: flags.retainFraction } : {}),
             ...(flags.requestId ? { requestId: flags.requestId } : {}),
           },
         );
