@@ -119,6 +119,9 @@ async function main(): Promise<void> {
             '--lr',
             flags['forgetLr']!,
             '--json',
+            ...(method === 'targeted' && flags['retainFraction']
+              ? ['--retain-fraction', flags['retainFraction']]
+              : []),
           ]);
           results.get(method)!.push(JSON.parse(out) as Receipt);
           rmSync(store, { recursive: true, force: true });
