@@ -3,40 +3,27 @@ import { cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Command } from 'commander';
+import {
+  FORGET_METHODS,
+  type ForgetMethod,
+  type ForgetMetrics,
+  type ForgetReceipt,
+} from '@lethe/unlearning';
 import { machine, today, writeSection } from './benchmarks-md';
 
-const METHODS = [
-  'targeted',
-  'retrain',
-  'finetune',
-  'gradient-ascent',
-  'random-label',
-  'mask',
-] as const;
-type Method = (typeof METHODS)[number];
-
-interface Metrics {
-  ua: number;
-  ra: number;
-  ta: number;
-  forgottenClassTestAccuracy: number;
-  miaEfficacy: number;
-  featureProbe: number;
-}
-
-interface Receipt {
-  request: { className: string };
-  metrics: { before: Metrics; after: Metrics };
-  timings: { forgetSeconds: number };
-  expertsRetrained: number[];
-  engine: string;
-}
+type Method = ForgetMethod;
+type Receipt = ForgetReceipt;
+/** The metrics the table reports, one number each. */
+type Metrics = Pick<
+  ForgetMetrics,
+  'ua' | 'ra' | 'ta' | 'forgottenClassTestAccuracy' | 'miaEfficacy' | 'featureProbe'
+>;
 
 const program = new Command()
   .requiredOption('--data <dir>', 'CIFAR-10 binary directory')
   .option('--classes <list>', 'classes to forget', 'airplane,cat,truck')
   .option('--seeds <list>', 'seeds', '0,1,2')
-  .option('--methods <list>', 'methods', METHODS.join(','))
+  .option('--methods <list>', 'methods', FORGET_METHODS.join(','))
   .option('--experts <E>', 'experts', '8')
   .option('--preset <name>', 'preset', 'small')
   .option('--epochs <N>', 'training epochs (and the retrain oracle)', '8')
