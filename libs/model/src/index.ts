@@ -40,3 +40,12 @@ export {
   type SaveOptions,
   type LoadedModel,
 } from './persistence';
+export {
+  ExpertTrainer,
+  createExpertNet,
+  encodeOptimizerState,
+  decodeOptimizerState,
+  type ExpertSpec,
+  type ExpertStepResult,
+} from './distributed/expert-trainer';
+export type { AdamWState } from './optim/adamw';

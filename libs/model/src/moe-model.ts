@@ -66,6 +66,12 @@ export interface ForwardOptions {
   expertLogits?: ExpertLogitsProvider;
   /** Classes the output never predicts (their logits are pushed to −1e9), as a server would. */
   suppressClasses?: readonly number[];
+  /**
+   * Seed of the router noise. Expert parallelism routes a batch, gathers the experts' logits
+   * from workers and then runs the router again under the gradient tape; both passes must draw
+   * the same noise to pick the same experts.
+   */
+  noiseSeed?: number;
 }
 
 export interface StepResult {
@@ -77,6 +83,11 @@ export interface StepResult {
   size: number;
   /** Samples routed to each expert in this step. */
   expertLoad: number[];
+  /**
+   * d(loss)/d(logits) of each external expert (see TrainOptions.externalExperts), rows in the
+   * order of its batch positions, row-major [n, C].
+   */
+  expertLogitGradients?: Map<number, Float32Array>;
 }
 
 export interface TrainOptions {
@@ -87,7 +98,16 @@ export interface TrainOptions {
   weightDecay?: number;
   /** Parts whose weights the step may change; the rest are frozen (inference-mode batch norm). */
   trainable?: ReadonlySet<ModulePart>;
+  /**
+   * Experts that run elsewhere (on workers): their logits [n, C] for the samples routed to them,
+   * in batch-position order. The step treats them as inputs and returns the loss gradient with
+   * respect to each in StepResult.expertLogitGradients; it updates only local parts.
+   */
+  externalExperts?: ReadonlyMap<number, tf.Tensor2D>;
+  noiseSeed?: number;
 }
+
+let externalId = 0;
 
 /**
  * A sparse Mixture-of-Experts classifier: a CNN router picks k of E CNN experts per image, and
@@ -146,7 +166,7 @@ export class MoEModel {
         0,
         this.config.routerNoise,
         'float32',
-        this.config.seed * 7_919 + ++this.noiseStep,
+        options.noiseSeed ?? this.config.seed * 7_919 + ++this.noiseStep,
       );
       routerLogits = tf.add(routerLogits, noise);
     }
@@ -186,6 +206,31 @@ export class MoEModel {
     return tf.tidy(() => this.forward(x, options).logits);
   }
 
+  /**
+   * Which experts each sample of the batch goes to, without running any expert: the first half
+   * of an expert-parallel step. In training mode the router uses batch statistics (without
+   * updating its moving averages) and noise drawn from `noiseSeed`, as the step that follows will.
+   */
+  route(x: tf.Tensor4D, options: { training?: boolean; noiseSeed?: number } = {}): Int32Array[] {
+    return tf.tidy(() => {
+      const training = options.training ?? false;
+      let routerLogits = this.router.apply(x, training);
+      if (training && this.config.routerNoise > 0) {
+        routerLogits = tf.add(
+          routerLogits,
+          tf.randomNormal(
+            routerLogits.shape,
+            0,
+            this.config.routerNoise,
+            'float32',
+            options.noiseSeed ?? this.config.seed * 7_919 + this.noiseStep + 1,
+          ),
+        );
+      }
+      return routeTopK(routerLogits, this.config.topK).assignments;
+    });
+  }
+
   /** One expert's logits [B, C] on every sample of the batch, in inference mode. */
   expertLogits(expert: number, x: tf.Tensor4D): tf.Tensor2D {
     const net = this.part(`expert/${expert}`);
@@ -210,10 +255,34 @@ export class MoEModel {
       weightDecay: options.weightDecay ?? 0,
     }));
     optimizer.learningRate = options.learningRate;
-    const trainable = options.trainable;
+    const external = options.externalExperts ?? new Map<number, tf.Tensor2D>();
+    const trainable =
+      external.size > 0
+        ? new Set<ModulePart>(
+            [...(options.trainable ?? MoEModel.parts(this.config.experts))].filter(
+              (p) => p === 'router' || !external.has(Number(p.slice('expert/'.length))),
+            ),
+          )
+        : options.trainable;
     const variables = MoEModel.parts(this.config.experts)
       .filter((p) => !trainable || trainable.has(p))
       .flatMap((p) => this.part(p).params.trainable());
+    // External logits enter the tape as variables so that variableGrads returns their gradient.
+    const inputs = new Map(
+      [...external].map(([e, t]) => [e, tf.variable(t, true, `external-logits/${externalId++}`)]),
+    );
+    const expertLogits: ExpertLogitsProvider | undefined =
+      inputs.size > 0
+        ? (e, positions) => {
+            const input = inputs.get(e);
+            if (input && input.shape[0] !== positions.length) {
+              throw new Error(
+                `expert ${e}: ${input.shape[0]} external logit rows for ${positions.length} routed samples`,
+              );
+            }
+            return (input as tf.Tensor2D | undefined) ?? options.expertLogits?.(e, positions);
+          }
+        : options.expertLogits;
     const collect: BatchStatistics[] = [];
     let kept: { logits: tf.Tensor2D; task: tf.Scalar; balance: tf.Scalar } | undefined;
     let load: number[] = [];
@@ -222,14 +291,24 @@ export class MoEModel {
         training: true,
         trainable,
         collect,
-        ...(options.expertLogits ? { expertLogits: options.expertLogits } : {}),
+        ...(expertLogits ? { expertLogits } : {}),
+        ...(options.noiseSeed === undefined ? {} : { noiseSeed: options.noiseSeed }),
       });
       const task = (options.loss ?? crossEntropy)(logits, labels);
       const balance = loadBalancingLoss(routing, this.config.balanceWeight);
       kept = { logits: tf.keep(logits), task: tf.keep(task), balance: tf.keep(balance) };
       load = routing.assignments.map((a) => a.length);
       return tf.add(task, balance) as tf.Scalar;
-    }, variables);
+    }, [...variables, ...inputs.values()]);
+    const expertLogitGradients = new Map<number, Float32Array>();
+    for (const [e, input] of inputs) {
+      const grad = grads[input.name];
+      expertLogitGradients.set(
+        e,
+        grad ? (grad.dataSync() as Float32Array).slice() : new Float32Array(input.size),
+      );
+      input.dispose();
+    }
     optimizer.apply(
       variables.filter((v) => grads[v.name]).map((v) => [v, grads[v.name]!] as const),
     );
@@ -245,6 +324,7 @@ export class MoEModel {
       correct,
       size: x.shape[0],
       expertLoad: load,
+      ...(inputs.size > 0 ? { expertLogitGradients } : {}),
     };
     tf.dispose([value, result.logits, result.task, result.balance]);
     tf.dispose(Object.values(grads));

@@ -12,6 +12,12 @@ export interface AdamWConfig {
 /** Backends whose tensors live in host memory, where reading them is free of device syncs. */
 const HOST_BACKENDS = new Set(['wasm', 'cpu']);
 
+/** AdamW's state for a list of variables: first and second moments, and the step count. */
+export interface AdamWState {
+  steps: number;
+  moments: { m: Float32Array; v: Float32Array }[];
+}
+
 interface Moments {
   m: tf.Variable;
   v: tf.Variable;
@@ -28,7 +34,8 @@ export class AdamW {
   private readonly beta1: number;
   private readonly beta2: number;
   private readonly epsilon: number;
-  private readonly weightDecay: number;
+  /** Settable, like the learning rate: a worker gets both with every step. */
+  weightDecay: number;
   private readonly moments = new Map<tf.Variable, Moments>();
   private readonly hostMoments = new Map<tf.Variable, { m: Float32Array; v: Float32Array }>();
   private steps = 0;
@@ -113,6 +120,57 @@ export class AdamW {
       }
       tf.tidy(() => variable.assign(tf.tensor(w, variable.shape)));
     }
+  }
+
+  /**
+   * The moments of `variables` (zeros where none yet) and the step count, for a checkpoint that
+   * resumes training exactly where it stopped.
+   */
+  exportState(variables: readonly tf.Variable[]): AdamWState {
+    const moments = variables.map((variable) => {
+      const host = this.hostMoments.get(variable);
+      if (host) return { m: host.m.slice(), v: host.v.slice() };
+      const device = this.moments.get(variable);
+      if (device) {
+        return {
+          m: (device.m.dataSync() as Float32Array).slice(),
+          v: (device.v.dataSync() as Float32Array).slice(),
+        };
+      }
+      return { m: new Float32Array(variable.size), v: new Float32Array(variable.size) };
+    });
+    return { steps: this.steps, moments };
+  }
+
+  /** Restores what exportState returned for the same variables, in the same order. */
+  importState(variables: readonly tf.Variable[], state: AdamWState): void {
+    if (state.moments.length !== variables.length) {
+      throw new Error(
+        `optimizer state holds ${state.moments.length} variables, expected ${variables.length}`,
+      );
+    }
+    this.dispose();
+    this.steps = state.steps;
+    const host = HOST_BACKENDS.has(tf.getBackend());
+    variables.forEach((variable, i) => {
+      const { m, v } = state.moments[i]!;
+      if (m.length !== variable.size || v.length !== variable.size) {
+        throw new Error(
+          `optimizer state of variable ${i} does not match its size ${variable.size}`,
+        );
+      }
+      if (host) {
+        this.hostMoments.set(variable, { m: m.slice(), v: v.slice() });
+      } else {
+        const toVariable = (values: Float32Array): tf.Variable => {
+          const initial = tf.tensor(values, variable.shape);
+          const result = tf.variable(initial, false);
+          initial.dispose();
+          return result;
+        };
+        this.moments.set(variable, { m: toVariable(m), v: toVariable(v) });
+      }
+    });
   }
 
   dispose(): void {
