@@ -8,6 +8,8 @@ export interface ArrayBatch {
   size: number;
   /** Positions of the batch's samples in their dataset, where the producer knows them. */
   positions?: Int32Array;
+  /** Original dataset indices (what sample ids and workers' Forward calls name). */
+  indices?: Int32Array;
 }
 
 export interface Evaluation {

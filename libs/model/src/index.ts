@@ -29,6 +29,8 @@ export {
   type TrainingRun,
   type StepProgress,
   type EpochSummary,
+  type StepExecutor,
+  type StepContext,
 } from './training/trainer';
 export {
   saveModel,

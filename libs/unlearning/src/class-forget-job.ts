@@ -13,6 +13,7 @@ import { DEFAULT_SELECTION, formatSelectionRule, parseSelectionRule } from './ex
 import {
   FORGET_METHODS,
   type ForgetMethod,
+  type RemoteExperts,
   runForgetMethod,
   type TrainingRecipe,
   type UnlearningLoss,
@@ -54,6 +55,8 @@ export interface ClassForgetContext {
   onStatus?: (message: string) => void;
   onStep?: (progress: StepProgress) => void;
   signal?: AbortSignal;
+  /** Where the targeted method retrains its experts (the coordinator's workers); default here. */
+  remoteExperts?: RemoteExperts;
 }
 
 /** A request that cannot be carried out as asked; nothing was changed. */
@@ -200,6 +203,7 @@ export async function forgetClass(
       recipe,
       ...(ctx.onStep ? { onStep: ctx.onStep } : {}),
       ...(ctx.signal ? { signal: ctx.signal } : {}),
+      ...(ctx.remoteExperts && method === 'targeted' ? { remoteExperts: ctx.remoteExperts } : {}),
     });
     if (outcome.model !== model) {
       model.dispose();

@@ -9,6 +9,7 @@ import {
   perSampleComplementCrossEntropy,
   perSampleCrossEntropy,
   type ScheduleName,
+  type StepExecutor,
   type StepProgress,
   type TaskLoss,
   trainModel,
@@ -62,6 +63,19 @@ export interface ForgetRun {
   recipe: TrainingRecipe;
   onStep?: (progress: StepProgress) => void;
   signal?: AbortSignal;
+  /** Targeted only: where the retrained experts run; default in this process. */
+  remoteExperts?: RemoteExperts;
+}
+
+/**
+ * Experts hosted elsewhere (on workers) for the targeted method: the router steps here, the
+ * chosen experts step where they live, frozen experts' logits come from the local cache.
+ */
+export interface RemoteExperts extends StepExecutor {
+  /** Before retraining: make the workers hold `experts` at the weights `model` holds. */
+  prepare(model: MoEModel, experts: readonly number[]): Promise<void>;
+  /** After retraining: copy the retrained experts' weights into `model`. */
+  collect(model: MoEModel, experts: readonly number[]): Promise<void>;
 }
 
 export interface ForgetOutcome {
@@ -136,6 +150,7 @@ async function fit(
     loss?: TaskLoss;
     relabelForgotten?: boolean;
     cache?: FrozenExpertCache;
+    executor?: StepExecutor;
   },
 ): Promise<EpochSummary[]> {
   const size = options.indices?.length ?? run.train.size;
@@ -158,6 +173,7 @@ async function fit(
     }),
     ...(run.onStep ? { onStep: run.onStep } : {}),
     ...(run.signal ? { signal: run.signal } : {}),
+    ...(options.executor ? { executor: options.executor } : {}),
   });
 }
 
@@ -194,14 +210,18 @@ const METHODS: Record<ForgetMethod, MethodImpl> = {
       ),
     );
     const cache = new FrozenExpertCache(run.model, frozen, run.train.size);
+    const remote = run.remoteExperts;
+    await remote?.prepare(run.model, run.experts);
     const history = await fit(run, run.model, {
       trainable,
       cache,
+      ...(remote ? { executor: remote } : {}),
       ...(run.retainFraction < 1 ? { indices: retainSubset(run) } : {}),
       ...(run.loss === 'complement-ce'
         ? { loss: complementObjective(run.classIndex, run.lambda) }
         : { relabelForgotten: true }),
     });
+    await remote?.collect(run.model, run.experts);
     return {
       model: run.model,
       parts: trainable,

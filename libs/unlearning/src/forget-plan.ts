@@ -1,4 +1,3 @@
-import * as tf from '@tensorflow/tfjs-core';
 import { batches, type ChannelStats, type Dataset } from '@lethe/data';
 import { batchToTensor, type MoEModel } from '@lethe/model';
 import { formatSelectionRule, type SelectionRule, selectExperts } from './expert-selection';
@@ -40,10 +39,10 @@ export function planClassForget(
     normalise,
     indices: positions,
   })) {
-    tf.tidy(() => {
-      const { routing } = model.forward(batchToTensor(model, batch));
-      for (const e of routing.chosen) activations[e]!++;
-    });
+    // The router alone decides; experts need not run (nor be held here, as on a coordinator).
+    const x = batchToTensor(model, batch);
+    model.route(x).forEach((positions, e) => (activations[e]! += positions.length));
+    x.dispose();
   }
   const experts = selectExperts(activations, rule);
   const total = activations.reduce((a, b) => a + b, 0);

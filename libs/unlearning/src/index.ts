@@ -15,6 +15,7 @@ export {
   type ForgetMethod,
   type UnlearningLoss,
   type ForgetRun,
+  type RemoteExperts,
   type ForgetOutcome,
   type TrainingRecipe,
   runForgetMethod,

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { batchToTensor, type ArrayBatch } from '../evaluation';
-import type { ModulePart, MoEModel, TrainOptions } from '../moe-model';
+import type { ModulePart, MoEModel, StepResult, TrainOptions } from '../moe-model';
 import { learningRateAt, type ScheduleName } from './learning-rate';
 
 export interface TrainingRun {
@@ -17,6 +17,27 @@ export interface TrainingRun {
   onStep?: (progress: StepProgress) => void;
   onEpoch?: (summary: EpochSummary) => void | Promise<void>;
   signal?: AbortSignal;
+  /** Runs each step somewhere else than in this process (expert parallelism across workers). */
+  executor?: StepExecutor;
+}
+
+/** Where a step runs: the batch, its tensors, and the options trainModel would pass trainStep. */
+export interface StepContext {
+  batch: ArrayBatch;
+  x: tf.Tensor4D;
+  y: tf.Tensor1D;
+  options: TrainOptions;
+  epoch: number;
+  /** 0-based step over the whole run. */
+  globalStep: number;
+}
+
+/**
+ * Runs training steps in place of MoEModel.trainStep: e.g. on workers that host some experts,
+ * with the router (and any local experts) stepping here.
+ */
+export interface StepExecutor {
+  step(model: MoEModel, context: StepContext): Promise<StepResult>;
 }
 
 export interface StepProgress {
@@ -67,13 +88,20 @@ export async function trainModel(model: MoEModel, run: TrainingRun): Promise<Epo
       const learningRate = learningRateAt(schedule, globalStep);
       const x = batchToTensor(model, batch);
       const y = tf.tensor1d(batch.y.subarray(0, batch.size), 'int32');
-      const result = model.trainStep(x, y, {
+      const options: TrainOptions = {
         learningRate,
         weightDecay: run.weightDecay ?? 0,
         ...(run.trainable ? { trainable: run.trainable } : {}),
         ...run.perBatch?.(batch, x),
-      });
-      tf.dispose([x, y]);
+      };
+      let result: StepResult;
+      try {
+        result = run.executor
+          ? await run.executor.step(model, { batch, x, y, options, epoch, globalStep })
+          : model.trainStep(x, y, options);
+      } finally {
+        tf.dispose([x, y]);
+      }
       lossSum += result.loss * result.size;
       correct += result.correct;
       images += result.size;
