@@ -7,7 +7,9 @@ import { registerForgetCommand } from './commands/forget.command';
 import { registerInfoCommand } from './commands/info.command';
 import { registerReceiptsCommand } from './commands/receipts.command';
 import { registerReportCommand } from './commands/report.command';
+import { registerStatusCommand } from './commands/status.command';
 import { registerTrainCommand } from './commands/train.command';
+import { registerUpCommand } from './commands/up.command';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { version } = require('../package.json') as { version: string };
@@ -26,6 +28,8 @@ registerReportCommand(program);
 registerInfoCommand(program, version);
 registerDataCommand(program);
 registerDemoCommand(program);
+registerUpCommand(program);
+registerStatusCommand(program);
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   process.stderr.write(`lethe: error: ${error instanceof Error ? error.message : String(error)}\n`);

@@ -54,3 +54,5 @@ export {
   fetchDataset,
 } from './fetch';
 export { type SyntheticOptions, SYNTHETIC_CLASSES, makeSyntheticDataset } from './synthetic';
+export { limitTrainingSet, defaultNormalisation } from './training-subset';
+export { writeCifar10 } from './cifar-writer';

@@ -12,7 +12,7 @@ export type ObjectStoreLocation =
 
 const CREDENTIALS_HELP =
   'set LETHE_S3_ACCESS_KEY and LETHE_S3_SECRET_KEY (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)';
-const S3_PARAMS = new Set(['endpoint', 'region']);
+const S3_PARAMS = new Set(['endpoint', 'region', 'conditional-put']);
 
 /**
  * Opens the store `url` names; see `parseObjectStoreUrl`. An S3 bucket is created if missing.
@@ -30,7 +30,8 @@ export async function openObjectStore(
 /**
  * - `file:DIR`, `file:///abs/dir` or a plain path: a local directory (relative to the cwd).
  * - `s3://bucket/prefix?endpoint=http://127.0.0.1:9000[&region=…]`: a bucket, or a key prefix
- *   inside one. The endpoint may come from `LETHE_S3_ENDPOINT` instead. Credentials come only
+ *   inside one. `&conditional-put=emulate` checks manifest writes in this process instead of by
+ *   the server: only for test servers that ignore If-None-Match (s3rver), with one writer. The endpoint may come from `LETHE_S3_ENDPOINT` instead. Credentials come only
  *   from the environment, never from the URL, so that URLs can be logged: `LETHE_S3_ACCESS_KEY`
  *   and `LETHE_S3_SECRET_KEY` (with `LETHE_S3_SESSION_TOKEN`), else `AWS_ACCESS_KEY_ID` and
  *   `AWS_SECRET_ACCESS_KEY` (with `AWS_SESSION_TOKEN`).
@@ -71,7 +72,9 @@ function s3Config(url: string, env: StoreEnv): S3ObjectStoreConfig {
   const prefix = decodeURIComponent(parsed.pathname).replace(/^\/+/, '');
   for (const name of parsed.searchParams.keys()) {
     if (!S3_PARAMS.has(name)) {
-      throw new Error(`unknown parameter '${name}' in s3://${bucket}: expected endpoint, region`);
+      throw new Error(
+        `unknown parameter '${name}' in s3://${bucket}: expected endpoint, region, conditional-put`,
+      );
     }
   }
 
@@ -83,6 +86,10 @@ function s3Config(url: string, env: StoreEnv): S3ObjectStoreConfig {
   }
   const endpoint = parseEndpoint(endpointUrl);
   const region = parsed.searchParams.get('region') ?? undefined;
+  const conditional = parsed.searchParams.get('conditional-put') ?? 'server';
+  if (conditional !== 'server' && conditional !== 'emulate') {
+    throw new Error(`conditional-put must be server or emulate, got '${conditional}'`);
+  }
 
   return {
     ...endpoint,
@@ -90,6 +97,7 @@ function s3Config(url: string, env: StoreEnv): S3ObjectStoreConfig {
     bucket,
     ...(prefix === '' ? {} : { prefix }),
     ...(region === undefined ? {} : { region }),
+    ...(conditional === 'emulate' ? { conditionalPut: 'emulate-in-process' as const } : {}),
   };
 }
 

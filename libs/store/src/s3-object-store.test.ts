@@ -314,6 +314,15 @@ describe('openObjectStore', () => {
     }
   });
 
+  it('emulates conditional puts only when the URL asks for it', () => {
+    const url = 's3://b?endpoint=http://127.0.0.1:9000&conditional-put=emulate';
+    const location = parseObjectStoreUrl(url, creds);
+    expect(location.kind === 's3' && location.config.conditionalPut).toBe('emulate-in-process');
+    expect(() =>
+      parseObjectStoreUrl('s3://b?endpoint=http://127.0.0.1:9000&conditional-put=maybe', creds),
+    ).toThrow(/conditional-put must be server or emulate/);
+  });
+
   it('parses s3:// URLs', () => {
     expect(
       parseObjectStoreUrl('s3://models/team/a?endpoint=http://127.0.0.1:9000&region=eu-1', creds),

@@ -2,6 +2,8 @@ import type { Command } from 'commander';
 import { batches, openDataset, type Split } from '@lethe/data';
 import { evaluate, type Evaluation, loadModel } from '@lethe/model';
 import { LocalDirStore } from '@lethe/store';
+import { remoteEval } from '../remote/remote-jobs';
+import { explicitCoordinator, ignoredWithCoordinator } from '../remote/target';
 import { startEngine } from '../terminal/engine';
 import { action, CliError } from '../terminal/errors';
 import { oneOf, positiveInt } from '../terminal/option-parsers';
@@ -9,10 +11,12 @@ import { percent, table } from '../terminal/tables';
 
 interface EvalFlags {
   store: string;
-  data: string;
+  data?: string;
   split: Split;
   batch: number;
   json: boolean;
+  coordinator?: string;
+  ignoreOutputMask: boolean;
 }
 
 export function registerEvalCommand(program: Command): void {
@@ -21,23 +25,49 @@ export function registerEvalCommand(program: Command): void {
     .description(
       'evaluate the stored model: overall and per-class accuracy, class × expert routing',
     )
-    .requiredOption(
+    .option(
       '--data <spec>',
-      'cifar10:DIR | cifar100:DIR | cifar100-coarse:DIR | folder:DIR',
+      'cifar10:DIR | cifar100:DIR | cifar100-coarse:DIR | folder:DIR (with a coordinator: default the training data)',
     )
     .option('--store <dir>', 'local store directory', '.lethe/store')
     .option('--split <split>', 'train | test', oneOf(['train', 'test'] as const), 'test')
     .option('--batch <B>', 'batch size', positiveInt, 256)
     .option('--json', 'print the result as JSON on stdout', false)
+    .option(
+      '--coordinator <host:port>',
+      "evaluate the coordinator's current model (or set LETHE_COORDINATOR)",
+    )
+    .option(
+      '--ignore-output-mask',
+      'with a coordinator: evaluate the raw model, ignoring classes suppressed at serving time',
+      false,
+    )
     .action(
-      action(async (flags: EvalFlags) => {
+      action(async (flags: EvalFlags, command: Command) => {
+        const remote = explicitCoordinator(flags.coordinator);
+        if (remote) {
+          ignoredWithCoordinator(command, ['store']);
+          await remoteEval(remote, {
+            ...(flags.data ? { data: flags.data } : {}),
+            ...(command.getOptionValueSource('split') === 'cli' ? { split: flags.split } : {}),
+            batch: flags.batch,
+            ignoreOutputMask: flags.ignoreOutputMask,
+            json: flags.json,
+          });
+          return;
+        }
+        if (flags.ignoreOutputMask) throw new CliError('--ignore-output-mask needs --coordinator');
+        if (flags.data === undefined) {
+          throw new CliError("required option '--data <spec>' not specified");
+        }
+        const dataSpec = flags.data;
         await startEngine();
         const { model, card } = await loadModel(new LocalDirStore(flags.store));
         try {
-          const data = await openDataset(flags.data, flags.split);
+          const data = await openDataset(dataSpec, flags.split);
           if (data.classes.length !== card.classes.length) {
             throw new CliError(
-              `the stored model has ${card.classes.length} classes, ${flags.data} has ${data.classes.length}`,
+              `the stored model has ${card.classes.length} classes, ${dataSpec} has ${data.classes.length}`,
             );
           }
           const normalise = card.normalisation;

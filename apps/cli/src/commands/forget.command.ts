@@ -11,6 +11,14 @@ import {
   type UnlearningLoss,
 } from '@lethe/unlearning';
 import { limitTrainingSet, storedTrainingSubset } from '../jobs/training-data';
+import {
+  newRequestId,
+  readSampleIds,
+  REMOTE_FORGET_METHODS,
+  type RemoteForgetMethod,
+  remoteForget,
+} from '../remote/remote-jobs';
+import { explicitCoordinator, ignoredWithCoordinator } from '../remote/target';
 import { startEngine } from '../terminal/engine';
 import { action, CliError } from '../terminal/errors';
 import { nonNegativeInt, oneOf, positiveInt, positiveNumber } from '../terminal/option-parsers';
@@ -19,9 +27,12 @@ import { table } from '../terminal/tables';
 
 interface ForgetFlags {
   store: string;
-  data: string;
-  class: string;
-  method: ForgetMethod;
+  data?: string;
+  class?: string;
+  samples?: string;
+  samplesFile?: string;
+  coordinator?: string;
+  method?: RemoteForgetMethod;
   loss?: UnlearningLoss;
   epochs: number;
   lr: number;
@@ -41,10 +52,17 @@ export function registerForgetCommand(program: Command): void {
     .description(
       'forget a class: retrain only the experts that saw it, plus the router; write a receipt',
     )
-    .requiredOption('--class <name|id>', 'class to forget')
-    .requiredOption('--data <spec>', 'the training data of the stored model (cifar10:DIR, ...)')
+    .option('--class <name|id>', 'class to forget')
+    .option(
+      '--data <spec>',
+      'the training data of the stored model (cifar10:DIR, ...); required without a coordinator',
+    )
     .option('--store <dir>', 'local store directory', '.lethe/store')
-    .option('--method <name>', FORGET_METHODS.join(' | '), oneOf(FORGET_METHODS), 'targeted')
+    .option(
+      '--method <name>',
+      `${FORGET_METHODS.join(' | ')} (default targeted; with a coordinator also sisa-replay, default: the model's)`,
+      oneOf(REMOTE_FORGET_METHODS),
+    )
     .option(
       '--loss <name>',
       `targeted only: ${UNLEARNING_LOSSES.join(' | ')} (default complement-ce)`,
@@ -64,11 +82,62 @@ export function registerForgetCommand(program: Command): void {
     .option('--seed <S>', 'random seed', nonNegativeInt, 0)
     .option('--request-id <id>', 'idempotency key: re-sending it returns the same receipt')
     .option('--json', 'print the receipt as JSON on stdout', false)
+    .option(
+      '--coordinator <host:port>',
+      'forget on this coordinator instead of locally (or set LETHE_COORDINATOR)',
+    )
+    .option('--samples <ids>', 'with a coordinator: training sample ids to forget, comma-separated')
+    .option('--samples-file <file>', 'with a coordinator: a file of sample ids to forget')
     .action(
-      action(async (flags: ForgetFlags) => {
+      action(async (flags: ForgetFlags, command: Command) => {
         if (flags.method === 'mask' && flags.maskOutput) {
           throw new CliError('--mask-output is what --method mask does: give one of them');
         }
+        const bySamples = flags.samples !== undefined || flags.samplesFile !== undefined;
+        if (bySamples && flags.class !== undefined) {
+          throw new CliError('give either --class or --samples/--samples-file, not both');
+        }
+        if (!bySamples && flags.class === undefined) {
+          throw new CliError('give the class to forget: --class <name|id>');
+        }
+        const remote = explicitCoordinator(flags.coordinator);
+        if (remote) {
+          if (flags.retainFraction !== undefined) {
+            throw new CliError('--retain-fraction is not part of the coordinator API');
+          }
+          ignoredWithCoordinator(command, ['store', 'data']);
+          const samples = await readSampleIds(flags.samples, flags.samplesFile);
+          const requestId = flags.requestId ?? newRequestId();
+          if (!flags.requestId) process.stderr.write(`request id ${requestId}\n`);
+          await remoteForget(remote, {
+            ...(samples ? { samples } : { class: flags.class! }),
+            ...(flags.method ? { method: flags.method } : {}),
+            ...(flags.loss ? { loss: flags.loss } : {}),
+            ...(flags.select ? { select: flags.select } : {}),
+            epochs: flags.epochs,
+            lr: flags.lr,
+            lambda: flags.lambda,
+            maskOutput: flags.maskOutput,
+            batch: flags.batch,
+            seed: flags.seed,
+            requestId,
+            json: flags.json,
+          });
+          return;
+        }
+        if (bySamples) {
+          throw new CliError(
+            '--samples needs --coordinator: forgetting samples locally is not supported yet',
+          );
+        }
+        if (flags.method === 'sisa-replay') {
+          throw new CliError('--method sisa-replay needs --coordinator');
+        }
+        if (flags.data === undefined) {
+          throw new CliError("required option '--data <spec>' not specified");
+        }
+        const className = flags.class!;
+        const method: ForgetMethod = flags.method ?? 'targeted';
         await startEngine();
         const store = new LocalDirStore(flags.store);
         const [fullTrain, test] = await Promise.all([
@@ -87,8 +156,8 @@ export function registerForgetCommand(program: Command): void {
             onStep: progress.onStep,
           },
           {
-            class: flags.class,
-            method: flags.method,
+            class: className,
+            method,
             epochs: flags.epochs,
             learningRate: flags.lr,
             lambda: flags.lambda,

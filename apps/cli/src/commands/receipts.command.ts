@@ -1,9 +1,18 @@
 import type { Command } from 'commander';
 import { LocalDirStore } from '@lethe/store';
 import { listReceipts, readReceipt } from '@lethe/unlearning';
+import { remoteReceipts } from '../remote/remote-jobs';
+import { explicitCoordinator, ignoredWithCoordinator } from '../remote/target';
 import { action, CliError } from '../terminal/errors';
 import { table } from '../terminal/tables';
 import { printReceipt } from './forget.command';
+
+interface ReceiptsFlags {
+  store: string;
+  id?: string;
+  json: boolean;
+  coordinator?: string;
+}
 
 export function registerReceiptsCommand(program: Command): void {
   program
@@ -12,8 +21,18 @@ export function registerReceiptsCommand(program: Command): void {
     .option('--store <dir>', 'local store directory', '.lethe/store')
     .option('--id <request-id>', 'show this receipt')
     .option('--json', 'print JSON on stdout', false)
+    .option(
+      '--coordinator <host:port>',
+      "list the coordinator's receipts instead (or set LETHE_COORDINATOR)",
+    )
     .action(
-      action(async (flags: { store: string; id?: string; json: boolean }) => {
+      action(async (flags: ReceiptsFlags, command: Command) => {
+        const remote = explicitCoordinator(flags.coordinator);
+        if (remote) {
+          ignoredWithCoordinator(command, ['store']);
+          await remoteReceipts(remote, flags);
+          return;
+        }
         const store = new LocalDirStore(flags.store);
         if (flags.id) {
           const receipt = await readReceipt(store, flags.id);

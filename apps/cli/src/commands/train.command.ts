@@ -2,6 +2,8 @@ import type { Command } from 'commander';
 import { LocalDirStore } from '@lethe/store';
 import { PRESETS } from '@lethe/model';
 import { runTrainJob } from '../jobs/train-job';
+import { remoteTrain } from '../remote/remote-jobs';
+import { explicitCoordinator, ignoredWithCoordinator } from '../remote/target';
 import { startEngine } from '../terminal/engine';
 import { action, CliError } from '../terminal/errors';
 import {
@@ -31,6 +33,8 @@ interface TrainFlags {
   balance: number;
   routerNoise: number;
   limit?: number;
+  requestId?: string;
+  coordinator?: string;
   json: boolean;
 }
 
@@ -67,10 +71,24 @@ export function registerTrainCommand(program: Command): void {
     .option('--no-augment', 'no random crop / flip')
     .option('--limit <N>', 'train on a seeded subset of N samples', positiveInt)
     .option('--json', 'print the result as JSON on stdout', false)
+    .option(
+      '--coordinator <host:port>',
+      'train on this coordinator instead of locally (or set LETHE_COORDINATOR)',
+    )
+    .option('--request-id <id>', 'with a coordinator: idempotency key of the training request')
     .action(
-      action(async (flags: TrainFlags) => {
+      action(async (flags: TrainFlags, command: Command) => {
         if (flags.topK > flags.experts) {
           throw new CliError(`--top-k (${flags.topK}) cannot exceed --experts (${flags.experts})`);
+        }
+        const remote = explicitCoordinator(flags.coordinator);
+        if (remote) {
+          ignoredWithCoordinator(command, ['store']);
+          await remoteTrain(remote, flags);
+          return;
+        }
+        if (flags.requestId !== undefined) {
+          throw new CliError('--request-id needs --coordinator (local training is not idempotent)');
         }
         if (!(flags.preset in PRESETS)) {
           throw new CliError(

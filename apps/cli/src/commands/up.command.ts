@@ -1,0 +1,128 @@
+import { resolve } from 'node:path';
+import type { Command } from 'commander';
+import { parseDatasetSpec } from '@lethe/data';
+import {
+  CLUSTER_FILE,
+  isProcessAlive,
+  readClusterFile,
+  removeClusterFile,
+  writeClusterFile,
+} from '../cluster/cluster-file';
+import { startEmbeddedCluster } from '../cluster/embedded-cluster';
+import { action, CliError } from '../terminal/errors';
+import { nonNegativeInt } from '../terminal/option-parsers';
+import { table } from '../terminal/tables';
+
+interface UpFlags {
+  workers: number;
+  store: string;
+  port: number;
+  host: string;
+  data?: string;
+}
+
+function port(value: string): number {
+  const n = nonNegativeInt(value);
+  if (n > 65_535) throw new CliError('expected a port 0..65535');
+  return n;
+}
+
+export function registerUpCommand(program: Command): void {
+  program
+    .command('up')
+    .description(
+      'run a coordinator and N workers on this machine over a local store, in the foreground (Ctrl-C stops them)',
+    )
+    .option('--workers <N>', 'worker processes', nonNegativeInt, 2)
+    .option('--store <dir>', 'local store directory', '.lethe/store')
+    .option('--port <P>', 'coordinator port (0: any free port)', port, 7070)
+    .option('--host <host>', 'coordinator host to listen on', '127.0.0.1')
+    .option('--data <spec>', 'dataset to record as the default in .lethe/cluster.json')
+    .action(
+      action(async (flags: UpFlags) => {
+        if (flags.data) parseDatasetSpec(flags.data); // a malformed spec fails here, in one line
+        const clusterFile = resolve(CLUSTER_FILE);
+        const existing = readClusterFile(clusterFile);
+        if (existing && existing.pid !== process.pid && isProcessAlive(existing.pid)) {
+          throw new CliError(
+            `a cluster is already running from this directory (lethe up pid ${existing.pid}, coordinator ${existing.coordinator}); stop it first`,
+          );
+        }
+        const say = (message: string): void => {
+          process.stderr.write(`${message}\n`);
+        };
+
+        // Signals: the first stops the processes gracefully, a second kills them.
+        const interrupted = new AbortController();
+        let cluster: Awaited<ReturnType<typeof startEmbeddedCluster>> | undefined;
+        let finished: () => void = () => undefined;
+        const done = new Promise<void>((resolveDone) => {
+          finished = resolveDone;
+        });
+        let signals = 0;
+        const onSignal = (signal: NodeJS.Signals): void => {
+          signals++;
+          if (signals > 1) {
+            say(`${signal} again: killing the cluster processes`);
+            cluster?.kill();
+            return;
+          }
+          say(`${signal}: stopping the workers, then the coordinator…`);
+          interrupted.abort();
+          if (cluster) void cluster.stop().then(finished);
+        };
+        process.on('SIGINT', onSignal);
+        process.on('SIGTERM', onSignal);
+        try {
+          try {
+            cluster = await startEmbeddedCluster({
+              workers: flags.workers,
+              store: flags.store,
+              port: flags.port,
+              host: flags.host,
+              log: say,
+              signal: interrupted.signal,
+            });
+          } catch (error) {
+            if (interrupted.signal.aborted) return;
+            throw error;
+          }
+          const workers = cluster.children.filter((c) => c.role === 'worker');
+          await writeClusterFile(clusterFile, {
+            coordinator: cluster.address,
+            pid: process.pid,
+            workers: workers.map((w) => ({ name: w.name, pid: w.pid, address: w.address })),
+            store: cluster.store,
+            logs: cluster.logDir,
+            startedAt: new Date().toISOString(),
+            ...(flags.data ? { data: flags.data } : {}),
+          });
+          console.log(
+            table([
+              ['process', 'pid', 'address', 'log'],
+              ...cluster.children.map((c) => [c.name, c.pid, c.address, c.logFile]),
+            ]),
+          );
+          console.log(`store ${cluster.store}; cluster file ${clusterFile}`);
+          if (flags.data) console.log(`data ${flags.data}`);
+          console.log(
+            `ready: lethe status, or lethe train --coordinator ${cluster.address} --data …; Ctrl-C stops the cluster`,
+          );
+          const all = cluster;
+          void Promise.all(all.children.map((c) => c.exited)).then(() => {
+            if (signals > 0) return;
+            say('every cluster process has exited; stopping');
+            process.exitCode = 1;
+            finished();
+          });
+          await done;
+          await all.stop();
+          say('cluster stopped');
+        } finally {
+          removeClusterFile(clusterFile, process.pid);
+          process.off('SIGINT', onSignal);
+          process.off('SIGTERM', onSignal);
+        }
+      }),
+    );
+}

@@ -1,0 +1,162 @@
+import {
+  type CallOptions,
+  type Client,
+  type ClientUnaryCall,
+  credentials,
+  Metadata,
+  type ServiceError,
+  status,
+} from '@grpc/grpc-js';
+import { CoordinatorClient, Job, type JobEvent, JobState, jobStateToJSON } from '@lethe/proto';
+import { CliError } from '../terminal/errors';
+
+/** Deadline of ordinary unary calls (listing, submitting, fetching a receipt). */
+export const UNARY_DEADLINE_MS = 30_000;
+/** Deadline of Evaluate, which runs synchronously over a whole test split. */
+export const EVALUATE_DEADLINE_MS = 30 * 60_000;
+
+/** A client of the public Coordinator service; close it when done so the process can exit. */
+export function connectCoordinator(address: string): CoordinatorClient {
+  return new CoordinatorClient(address, credentials.createInsecure());
+}
+
+/** The last overload ts-proto generates for a unary method: request, metadata, options, callback. */
+type UnaryMethod<Req, Res> = (
+  request: Req,
+  metadata: Metadata,
+  options: Partial<CallOptions>,
+  callback: (error: ServiceError | null, response: Res) => void,
+) => ClientUnaryCall;
+
+/**
+ * Calls a unary method of a grpc-js client and resolves with its response, e.g.
+ * `callUnary(client, client.listWorkers, {}, { deadlineMs: 5000 })`. Same shape as
+ * `@lethe/rpc`'s `callUnary` (without retries: the CLI reports a failure instead of hiding it).
+ */
+export function callUnary<Req, Res>(
+  client: Client,
+  method: UnaryMethod<Req, Res>,
+  request: Req,
+  options: { deadlineMs?: number } = {},
+): Promise<Res> {
+  const deadline = new Date(Date.now() + (options.deadlineMs ?? UNARY_DEADLINE_MS));
+  return new Promise<Res>((resolve, reject) => {
+    method.call(client, request, new Metadata(), { deadline }, (error, response) => {
+      if (error) reject(error);
+      else resolve(response);
+    });
+  });
+}
+
+export function isServiceError(error: unknown): error is ServiceError {
+  return (
+    error instanceof Error &&
+    typeof (error as Partial<ServiceError>).code === 'number' &&
+    'details' in error
+  );
+}
+
+/** `NOT_FOUND` for 5, and so on; the number itself for a code grpc-js does not know. */
+export function statusName(code: number): string {
+  return (status as unknown as Record<number, string | undefined>)[code] ?? `STATUS_${code}`;
+}
+
+/**
+ * A gRPC failure as the one line the CLI prints: `NOT_FOUND: unknown class "x"`. An unreachable
+ * coordinator also names the address that was tried.
+ */
+export function remoteError(error: unknown, address: string): Error {
+  if (!isServiceError(error)) return error instanceof Error ? error : new Error(String(error));
+  const details = (error.details || error.message)
+    .split('\n')[0]!
+    .replace(/Last error: Error: /, 'Last error: ')
+    .replace(/\s*Resolution note:\s*$/, '')
+    .trim();
+  const where = error.code === status.UNAVAILABLE ? ` (coordinator ${address})` : '';
+  return new CliError(`${statusName(error.code)}: ${details}${where}`);
+}
+
+const TERMINAL: ReadonlySet<JobState> = new Set([
+  JobState.JOB_STATE_SUCCEEDED,
+  JobState.JOB_STATE_FAILED,
+  JobState.JOB_STATE_CANCELLED,
+]);
+
+export function isTerminal(state: JobState): boolean {
+  return TERMINAL.has(state);
+}
+
+/** `SUCCEEDED` for JOB_STATE_SUCCEEDED. */
+export function jobStateName(state: JobState): string {
+  return jobStateToJSON(state).replace(/^JOB_STATE_/, '');
+}
+
+/**
+ * Watches a job until it reaches a terminal state and resolves with the job as of that event.
+ * `onEvent` sees every event, the initial snapshot included. Ctrl-C stops watching (the job keeps
+ * running on the coordinator) with a line saying so and exit code 130.
+ */
+export function watchJob(
+  client: CoordinatorClient,
+  jobId: string,
+  onEvent: (event: JobEvent) => void,
+): Promise<Job> {
+  return new Promise<Job>((resolve, reject) => {
+    const call = client.watchJob({ jobId, includeLogs: false });
+    let settled = false;
+    const finish = (result: { job: Job } | { error: unknown }): void => {
+      if (settled) return;
+      settled = true;
+      process.off('SIGINT', interrupt);
+      if ('job' in result) resolve(result.job);
+      else reject(result.error);
+      call.cancel();
+    };
+    const interrupt = (): void => {
+      finish({
+        error: new CliError(
+          `stopped watching job ${jobId}; it keeps running on the coordinator (see lethe status)`,
+          130,
+        ),
+      });
+    };
+    process.once('SIGINT', interrupt);
+    call.on('data', (event: JobEvent) => {
+      if (settled) return;
+      onEvent(event);
+      if (event.event?.$case === 'status' && isTerminal(event.event.value.state)) {
+        const job = event.event.value.job;
+        finish({ job: job ?? Job.fromPartial({ jobId, state: event.event.value.state }) });
+      }
+    });
+    call.on('error', (error: unknown) => finish({ error }));
+    call.on('end', () =>
+      finish({
+        error: new CliError(`the coordinator ended the stream of job ${jobId} before it finished`),
+      }),
+    );
+  });
+}
+
+/**
+ * Runs `work` with a client of the coordinator at `address`, closes the client afterwards, and
+ * turns a gRPC failure into the CLI's one-line error (`NOT_FOUND: ...`).
+ */
+export async function withCoordinator<T>(
+  address: string,
+  work: (client: CoordinatorClient) => Promise<T>,
+): Promise<T> {
+  const client = connectCoordinator(address);
+  try {
+    return await work(client);
+  } catch (error) {
+    throw remoteError(error, address);
+  } finally {
+    client.close();
+  }
+}
+
+/** Prints a proto message as JSON on stdout, as its generated `toJSON` writes it. */
+export function printMessage<T>(codec: { toJSON(message: T): unknown }, message: T): void {
+  process.stdout.write(`${JSON.stringify(codec.toJSON(message), null, 2)}\n`);
+}

@@ -1,0 +1,311 @@
+import { readFile } from 'node:fs/promises';
+import {
+  type CoordinatorClient,
+  DatasetSpec,
+  EvaluateRequest,
+  ForgetMethod,
+  Job,
+  JobState,
+  LearningRateSchedule,
+  ListReceiptsResponse,
+  Receipt,
+  EvaluateResponse,
+  Split,
+  StartTrainingRequest,
+  SubmitForgetRequest,
+  TrainingMode,
+  UnlearningLoss,
+} from '@lethe/proto';
+import { CliError } from '../terminal/errors';
+import { percent } from '../terminal/tables';
+import {
+  callUnary,
+  EVALUATE_DEADLINE_MS,
+  jobStateName,
+  printMessage,
+  watchJob,
+  withCoordinator,
+} from './grpc';
+import { printRemoteEvaluation, printRemoteReceipt, receiptsTable } from './format';
+import { jobProgress } from './job-progress';
+import { logJob } from './job-log';
+import type { CoordinatorTarget } from './target';
+
+// ---------------------------------------------------------------------------------------------
+// Requests from CLI flags
+
+export interface RemoteTrainFlags {
+  data: string;
+  preset: string;
+  experts: number;
+  topK: number;
+  epochs: number;
+  batch: number;
+  lr: number;
+  weightDecay: number;
+  schedule: 'constant' | 'cosine' | 'one-cycle';
+  seed: number;
+  augment: boolean;
+  balance: number;
+  routerNoise: number;
+  limit?: number;
+  requestId?: string;
+  json: boolean;
+}
+
+const SCHEDULES: Record<RemoteTrainFlags['schedule'], LearningRateSchedule> = {
+  constant: LearningRateSchedule.LEARNING_RATE_SCHEDULE_CONSTANT,
+  cosine: LearningRateSchedule.LEARNING_RATE_SCHEDULE_COSINE,
+  'one-cycle': LearningRateSchedule.LEARNING_RATE_SCHEDULE_ONE_CYCLE,
+};
+
+export function datasetSpec(uri: string, split = Split.SPLIT_UNSPECIFIED, limit = 0): DatasetSpec {
+  return DatasetSpec.fromPartial({ source: { $case: 'uri', value: uri }, split, limit });
+}
+
+/** `lethe train` flags as a StartTrainingRequest (joint mode). */
+export function trainingRequest(flags: RemoteTrainFlags): StartTrainingRequest {
+  return StartTrainingRequest.fromPartial({
+    requestId: flags.requestId ?? '',
+    mode: TrainingMode.TRAINING_MODE_JOINT,
+    dataset: datasetSpec(flags.data, Split.SPLIT_TRAIN, flags.limit ?? 0),
+    preset: flags.preset,
+    experts: flags.experts,
+    topK: flags.topK,
+    epochs: flags.epochs,
+    batchSize: flags.batch,
+    learningRate: flags.lr,
+    weightDecay: flags.weightDecay,
+    schedule: SCHEDULES[flags.schedule],
+    seed: flags.seed,
+    balanceWeight: flags.balance,
+    routerNoise: flags.routerNoise,
+    augment: flags.augment,
+  });
+}
+
+export const REMOTE_FORGET_METHODS = [
+  'targeted',
+  'retrain',
+  'finetune',
+  'gradient-ascent',
+  'random-label',
+  'mask',
+  'sisa-replay',
+] as const;
+export type RemoteForgetMethod = (typeof REMOTE_FORGET_METHODS)[number];
+
+const METHODS: Record<RemoteForgetMethod, ForgetMethod> = {
+  targeted: ForgetMethod.FORGET_METHOD_TARGETED,
+  retrain: ForgetMethod.FORGET_METHOD_RETRAIN,
+  finetune: ForgetMethod.FORGET_METHOD_FINETUNE,
+  'gradient-ascent': ForgetMethod.FORGET_METHOD_GRADIENT_ASCENT,
+  'random-label': ForgetMethod.FORGET_METHOD_RANDOM_LABEL,
+  mask: ForgetMethod.FORGET_METHOD_MASK,
+  'sisa-replay': ForgetMethod.FORGET_METHOD_SISA_REPLAY,
+};
+
+const LOSSES: Record<'complement-ce' | 'random-label', UnlearningLoss> = {
+  'complement-ce': UnlearningLoss.UNLEARNING_LOSS_COMPLEMENT_CE,
+  'random-label': UnlearningLoss.UNLEARNING_LOSS_RANDOM_LABEL,
+};
+
+export interface RemoteForgetFlags {
+  class?: string;
+  samples?: string[];
+  method?: RemoteForgetMethod;
+  loss?: 'complement-ce' | 'random-label';
+  epochs: number;
+  lr: number;
+  lambda: number;
+  select?: string;
+  maskOutput: boolean;
+  batch: number;
+  seed: number;
+  requestId: string;
+  json: boolean;
+}
+
+/** `lethe forget` flags as a SubmitForgetRequest: a class by name or index, or sample ids. */
+export function forgetRequest(flags: RemoteForgetFlags): SubmitForgetRequest {
+  let target: SubmitForgetRequest['target'];
+  if (flags.samples) target = { $case: 'sampleIds', value: { ids: flags.samples } };
+  else if (flags.class !== undefined && /^\d+$/.test(flags.class))
+    target = { $case: 'classIndex', value: Number(flags.class) };
+  else if (flags.class !== undefined) target = { $case: 'className', value: flags.class };
+  return SubmitForgetRequest.fromPartial({
+    requestId: flags.requestId,
+    target,
+    method: flags.method ? METHODS[flags.method] : ForgetMethod.FORGET_METHOD_UNSPECIFIED,
+    loss: flags.loss ? LOSSES[flags.loss] : UnlearningLoss.UNLEARNING_LOSS_UNSPECIFIED,
+    epochs: flags.epochs,
+    learningRate: flags.lr,
+    lambda: flags.lambda,
+    select: flags.select ?? '',
+    maskOutput: flags.maskOutput,
+    batchSize: flags.batch,
+    seed: flags.seed,
+  });
+}
+
+/** Sample ids from `--samples a,b` and/or a file of ids separated by commas or white space. */
+export async function readSampleIds(list?: string, file?: string): Promise<string[] | undefined> {
+  if (list === undefined && file === undefined) return undefined;
+  const split = (text: string): string[] => text.split(/[\s,]+/).filter((id) => id.length > 0);
+  const ids = list === undefined ? [] : split(list);
+  if (file !== undefined) {
+    const text = await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
+      throw new CliError(`cannot read --samples-file ${file}: ${error.code ?? error.message}`);
+    });
+    ids.push(...split(text));
+  }
+  if (ids.length === 0) throw new CliError('no sample ids given (--samples / --samples-file)');
+  return ids;
+}
+
+/** A fresh forget request id matching the contract's `^[a-z0-9][a-z0-9._-]{0,63}$`. */
+export function newRequestId(now = new Date()): string {
+  const stamp = now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, '')
+    .toLowerCase();
+  return `forget-${stamp}-${Math.random().toString(36).slice(2, 8)}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running them
+
+/** Watches a job with a progress display; fails with one line unless it SUCCEEDED. */
+async function followJob(client: CoordinatorClient, job: Job): Promise<Job> {
+  const progress = jobProgress();
+  let final: Job;
+  try {
+    final = await watchJob(client, job.jobId, progress.onEvent);
+  } finally {
+    progress.stop();
+  }
+  if (final.state !== JobState.JOB_STATE_SUCCEEDED) {
+    throw new CliError(
+      `job ${final.jobId} ${jobStateName(final.state)}${final.error ? `: ${final.error}` : ''}`,
+    );
+  }
+  return final;
+}
+
+/** `lethe train --coordinator`: StartTraining, then WatchJob until the job finishes. */
+export async function remoteTrain(
+  target: CoordinatorTarget,
+  flags: RemoteTrainFlags,
+): Promise<void> {
+  await withCoordinator(target.address, async (client) => {
+    const job = await callUnary(client, client.startTraining, trainingRequest(flags));
+    logJob(job.jobId, target.address);
+    process.stderr.write(
+      `training job ${job.jobId} on ${target.address}: ${jobStateName(job.state)}\n`,
+    );
+    const final = await followJob(client, job);
+    if (flags.json) {
+      printMessage(Job, final);
+      return;
+    }
+    const p = final.progress;
+    console.log(
+      `trained: job ${final.jobId} succeeded, manifest revision ${final.manifestRevision}` +
+        (p
+          ? `; epoch ${p.epoch}/${p.epochs}, train loss ${p.loss.toFixed(3)}, train accuracy ${percent(p.accuracy)}, ${Math.round(p.imagesPerSecond)} img/s`
+          : ''),
+    );
+    console.log(`evaluate it with: lethe eval --coordinator ${target.address}`);
+  });
+}
+
+/** `lethe forget --coordinator`: SubmitForget, WatchJob, then GetReceipt. */
+export async function remoteForget(
+  target: CoordinatorTarget,
+  flags: RemoteForgetFlags,
+): Promise<void> {
+  await withCoordinator(target.address, async (client) => {
+    const response = await callUnary(client, client.submitForget, forgetRequest(flags));
+    const job = response.job;
+    if (!job) throw new CliError('the coordinator answered SubmitForget without a job');
+    logJob(job.jobId, target.address);
+    process.stderr.write(
+      `forget request ${flags.requestId}: job ${job.jobId} on ${target.address}, ${jobStateName(job.state)}` +
+        (response.duplicate ? ' (submitted before: following the original job)' : '') +
+        '\n',
+    );
+    await followJob(client, job);
+    const receipt = await callUnary(client, client.getReceipt, {
+      requestId: response.receiptId || flags.requestId,
+    });
+    if (flags.json) printMessage(Receipt, receipt);
+    else printRemoteReceipt(receipt);
+  });
+}
+
+export interface RemoteEvalFlags {
+  data?: string;
+  split?: 'train' | 'test';
+  batch: number;
+  ignoreOutputMask: boolean;
+  json: boolean;
+}
+
+/** `lethe eval --coordinator`: Evaluate (synchronous, long deadline). */
+export async function remoteEval(target: CoordinatorTarget, flags: RemoteEvalFlags): Promise<void> {
+  const split =
+    flags.split === 'train'
+      ? Split.SPLIT_TRAIN
+      : flags.split === 'test'
+        ? Split.SPLIT_TEST
+        : Split.SPLIT_UNSPECIFIED;
+  if (!flags.data && split === Split.SPLIT_TRAIN) {
+    throw new CliError(
+      '--split train needs --data with --coordinator (the default is the test split)',
+    );
+  }
+  const request = EvaluateRequest.fromPartial({
+    ...(flags.data ? { dataset: datasetSpec(flags.data, split) } : {}),
+    batchSize: flags.batch,
+    ignoreOutputMask: flags.ignoreOutputMask,
+  });
+  await withCoordinator(target.address, async (client) => {
+    const result = await callUnary(client, client.evaluate, request, {
+      deadlineMs: EVALUATE_DEADLINE_MS,
+    });
+    if (flags.json) printMessage(EvaluateResponse, result);
+    else printRemoteEvaluation(result);
+  });
+}
+
+/** `lethe receipts --coordinator`: every page of ListReceipts, or GetReceipt with --id. */
+export async function remoteReceipts(
+  target: CoordinatorTarget,
+  flags: { id?: string; json: boolean },
+): Promise<void> {
+  await withCoordinator(target.address, async (client) => {
+    if (flags.id) {
+      const receipt = await callUnary(client, client.getReceipt, { requestId: flags.id });
+      if (flags.json) printMessage(Receipt, receipt);
+      else printRemoteReceipt(receipt);
+      return;
+    }
+    const receipts: Receipt[] = [];
+    let pageToken = '';
+    let totalSize = 0;
+    do {
+      const page = await callUnary(client, client.listReceipts, { pageSize: 500, pageToken });
+      receipts.push(...page.receipts);
+      totalSize = page.totalSize;
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+    if (flags.json) {
+      printMessage(ListReceiptsResponse, { receipts, nextPageToken: '', totalSize });
+    } else if (receipts.length === 0) {
+      console.log('no receipts');
+    } else {
+      console.log(receiptsTable(receipts));
+    }
+  });
+}

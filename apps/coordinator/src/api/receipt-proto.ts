@@ -1,0 +1,93 @@
+import {
+  ForgetMethod,
+  ForgetMode,
+  type ForgetMetrics as ProtoMetrics,
+  type ObjectRef,
+  type Receipt,
+  UnlearningLoss,
+} from '@lethe/proto';
+import type { ForgetMetrics, ForgetReceipt } from '@lethe/unlearning';
+
+const METHODS: Record<string, ForgetMethod> = {
+  targeted: ForgetMethod.FORGET_METHOD_TARGETED,
+  retrain: ForgetMethod.FORGET_METHOD_RETRAIN,
+  finetune: ForgetMethod.FORGET_METHOD_FINETUNE,
+  'gradient-ascent': ForgetMethod.FORGET_METHOD_GRADIENT_ASCENT,
+  'random-label': ForgetMethod.FORGET_METHOD_RANDOM_LABEL,
+  mask: ForgetMethod.FORGET_METHOD_MASK,
+};
+
+function metrics(m: ForgetMetrics): ProtoMetrics {
+  const classes = m.routingTest.length;
+  const experts = m.routingTest[0]?.length ?? 0;
+  return {
+    ua: m.ua,
+    ra: m.ra,
+    ta: m.ta,
+    forgottenClassTestAccuracy: m.forgottenClassTestAccuracy,
+    testAccuracy: m.testAccuracy,
+    perClassTest: m.perClassTest,
+    miaEfficacy: m.miaEfficacy,
+    miaAttackAccuracy: m.miaAttackAccuracy,
+    featureProbe: m.featureProbe,
+    featureProbeHeldOutAccuracy: m.featureProbeHeldOutAccuracy,
+    routingTest: { rows: classes, cols: experts, counts: m.routingTest.flat() },
+    seconds: m.seconds,
+  };
+}
+
+/** The stored receipt document as the API's Receipt (epochs 1-based, as the proto counts). */
+export function toProtoReceipt(receipt: ForgetReceipt, jobId: string, object?: ObjectRef): Receipt {
+  const r = receipt.request;
+  return {
+    schema: receipt.schema,
+    requestId: receipt.requestId,
+    createdAt: new Date(receipt.createdAt),
+    request: {
+      target: { $case: 'classTarget', value: { index: r.classIndex, name: r.className } },
+      method: METHODS[r.method] ?? ForgetMethod.FORGET_METHOD_UNSPECIFIED,
+      loss:
+        r.method !== 'targeted'
+          ? UnlearningLoss.UNLEARNING_LOSS_UNSPECIFIED
+          : r.loss === 'random-label'
+            ? UnlearningLoss.UNLEARNING_LOSS_RANDOM_LABEL
+            : UnlearningLoss.UNLEARNING_LOSS_COMPLEMENT_CE,
+      epochs: r.epochs,
+      learningRate: r.learningRate,
+      lambda: r.lambda,
+      select: r.method === 'targeted' ? r.select : '',
+      maskOutput: r.maskOutput,
+      batchSize: r.batchSize,
+      seed: r.seed,
+    },
+    mode:
+      r.method === 'retrain' ? ForgetMode.FORGET_MODE_EXACT : ForgetMode.FORGET_MODE_APPROXIMATE,
+    plan: {
+      classIndex: receipt.plan.classIndex,
+      className: receipt.plan.className,
+      samples: receipt.plan.samples,
+      activations: receipt.plan.activations,
+      rule: receipt.plan.rule,
+      experts: receipt.plan.experts,
+      coverage: receipt.plan.coverage,
+    },
+    expertsRetrained: receipt.expertsRetrained,
+    partsChanged: receipt.partsChanged,
+    weights: { before: receipt.weights.before, after: receipt.weights.after },
+    manifest: { before: receipt.manifest.before, after: receipt.manifest.after },
+    suppressClasses: receipt.suppressClasses,
+    metrics: { before: metrics(receipt.metrics.before), after: metrics(receipt.metrics.after) },
+    timings: receipt.timings,
+    engine: receipt.engine,
+    history: receipt.history.map((h) => ({
+      epoch: h.epoch + 1,
+      loss: h.loss,
+      accuracy: h.accuracy,
+      seconds: h.seconds,
+    })),
+    frozenExpertPasses: receipt.frozenExpertPasses,
+    sisa: undefined,
+    jobId,
+    object,
+  };
+}

@@ -1,0 +1,35 @@
+import { type DynamicModule, Module } from '@nestjs/common';
+import { openObjectStore } from '@lethe/store';
+import type { Logger } from 'pino';
+import { CoordinatorApi } from './api/coordinator-api';
+import { RegistryApi } from './api/registry-api';
+import type { CoordinatorConfig } from './config/coordinator-config';
+import { GrpcServerService } from './grpc/grpc-server.service';
+import { JobsService } from './jobs/jobs.service';
+import { ModelStateService } from './model/model-state.service';
+import { COORDINATOR_CONFIG, LOGGER, OBJECT_STORE } from './tokens';
+import { WorkersService } from './workers/workers.service';
+
+/** The coordinator application: configuration, store and logger in; gRPC services out. */
+// A Nest dynamic module is a class with a static factory, by Nest's design.
+@Module({})
+// eslint-disable-next-line @typescript-eslint/no-extraneous-class
+export class CoordinatorModule {
+  static forRoot(config: CoordinatorConfig, logger: Logger): DynamicModule {
+    return {
+      module: CoordinatorModule,
+      providers: [
+        { provide: COORDINATOR_CONFIG, useValue: config },
+        { provide: LOGGER, useValue: logger },
+        { provide: OBJECT_STORE, useFactory: () => openObjectStore(config.store) },
+        WorkersService,
+        ModelStateService,
+        JobsService,
+        CoordinatorApi,
+        RegistryApi,
+        GrpcServerService,
+      ],
+      exports: [GrpcServerService, JobsService, WorkersService],
+    };
+  }
+}

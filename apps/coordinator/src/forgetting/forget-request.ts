@@ -1,0 +1,18 @@
+import type { ForgetMethod, UnlearningLoss } from '@lethe/unlearning';
+
+/** A SubmitForget request with defaults filled in and the class resolved, as stored with its job. */
+export interface ForgetJobRequest {
+  requestId: string;
+  classIndex: number;
+  className: string;
+  method: ForgetMethod;
+  /** Set only where the client set it (targeted), as libs/unlearning expects. */
+  loss?: UnlearningLoss;
+  select?: string;
+  epochs: number;
+  learningRate: number;
+  lambda: number;
+  maskOutput: boolean;
+  batchSize: number;
+  seed: number;
+}

@@ -1,0 +1,126 @@
+import { limitTrainingSet } from '@lethe/data';
+import { MoEModel } from '@lethe/model';
+import { Split } from '@lethe/proto';
+import type { ObjectStore } from '@lethe/store';
+import { forgetClass, type ForgetReceipt } from '@lethe/unlearning';
+import type { Logger } from 'pino';
+import { type JobContext, STEP_IDS_PER_JOB } from '../jobs/job-context';
+import type { ModelState } from '../model/current-model';
+import { ExpertParallelExecutor } from '../training/expert-parallel-executor';
+import type { ExpertPlacement } from '../workers/expert-placement';
+import { type ExpertCheckpoint, ExpertSession } from '../workers/expert-session';
+import type { WorkerRegistry } from '../workers/worker-registry';
+import type { ForgetJobRequest } from './forget-request';
+
+export interface ForgetRunnerDeps {
+  store: ObjectStore;
+  models: ModelState;
+  placement: ExpertPlacement;
+  registry: WorkerRegistry;
+  log: Logger;
+  workerDeadlineMs: number;
+}
+
+/**
+ * Runs a forget request with libs/unlearning's class-forget job — the same plan, metrics,
+ * receipt and one-revision publish as `lethe forget` — with the targeted method's chosen experts
+ * retrained on the workers that host them and the router here. Frozen experts never leave their
+ * stored weights: their logits are computed here once per sample and cached. Baseline methods
+ * run in this process. Re-running a request that already published returns its receipt, so a
+ * request interrupted by a restart completes exactly once.
+ */
+export async function runForgetJob(
+  deps: ForgetRunnerDeps,
+  request: ForgetJobRequest,
+  job: JobContext,
+): Promise<ForgetReceipt> {
+  const current = await deps.models.current();
+  if (!current) throw new Error('no trained model in the store');
+  const { card, training, manifest } = current;
+  const train = limitTrainingSet(
+    await deps.models.dataset(training.dataset, 'train'),
+    training.limit ?? undefined,
+    training.seed ?? 0,
+  );
+  const test = await deps.models.dataset(training.dataset, 'test');
+  const experts = card.config.experts;
+  deps.placement.setExpertCount(experts);
+  const checkpoints = new Map<number, ExpertCheckpoint>();
+  for (let e = 0; e < experts; e++) {
+    const weights = manifest.objects[`expert/${e}`];
+    if (weights) checkpoints.set(e, { weights, lastStepId: 0 });
+  }
+  const session = new ExpertSession(deps.placement, deps.registry, deps.log, {
+    model: {
+      preset: card.config.preset,
+      numClasses: card.config.numClasses,
+      inputShape: [...card.config.inputShape],
+      normalisation: { mean: [...card.normalisation.mean], std: [...card.normalisation.std] },
+      experts,
+      seed: card.config.seed,
+    },
+    datasets: {
+      train: {
+        source: { $case: 'uri', value: training.dataset },
+        split: Split.SPLIT_TRAIN,
+        limit: 0,
+      },
+    },
+    checkpoints,
+    // Forgetting starts from the stored weights with a fresh optimizer, as `lethe forget` does.
+    freshOptimizer: true,
+    deadlineMs: deps.workerDeadlineMs,
+    onRecovery: (message) => job.log('warn', message),
+  });
+  const parallel = new ExpertParallelExecutor(session, deps.store, {
+    datasetKey: 'train',
+    stepBase: job.seq * STEP_IDS_PER_JOB,
+    remote: new Set<number>(),
+  });
+  const remoteExperts = {
+    step: parallel.step.bind(parallel),
+    prepare: async (model: MoEModel, selected: readonly number[]) => {
+      parallel.setRemote(selected);
+      job.log('info', `retraining experts ${selected.join(', ')} on their workers`);
+      await parallel.prepare(model, selected);
+    },
+    collect: (model: MoEModel, selected: readonly number[]) => parallel.collect(model, selected),
+  };
+  return forgetClass(
+    {
+      store: deps.store,
+      train,
+      test,
+      remoteExperts,
+      signal: job.signal,
+      onStatus: (message) => job.log('info', message),
+      onStep: (p) =>
+        job.progress({
+          phase: 'forget',
+          epoch: p.epoch + 1,
+          epochs: request.epochs,
+          step: p.step,
+          stepsPerEpoch: p.stepsPerEpoch,
+          globalStep: p.globalStep,
+          totalSteps: p.totalSteps,
+          loss: p.loss,
+          accuracy: p.accuracy,
+          imagesPerSecond: p.imagesPerSecond,
+          learningRate: p.learningRate,
+        }),
+    },
+    {
+      requestId: request.requestId,
+      class: String(request.classIndex),
+      method: request.method,
+      ...(request.loss ? { loss: request.loss } : {}),
+      ...(request.select ? { select: request.select } : {}),
+      epochs: request.epochs,
+      learningRate: request.learningRate,
+      lambda: request.lambda,
+      maskOutput: request.maskOutput,
+      batchSize: request.batchSize,
+      seed: request.seed,
+    },
+  );
+}

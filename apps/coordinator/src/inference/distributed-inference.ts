@@ -1,0 +1,100 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { batches, type ChannelStats, type Dataset } from '@lethe/data';
+import { batchToTensor, type MoEModel } from '@lethe/model';
+import { fromFloat32Tensor } from '@lethe/proto';
+import type { ExpertSession } from '../workers/expert-session';
+
+export interface DistributedEvaluation {
+  samples: number;
+  correct: number;
+  accuracy: number;
+  perClass: { samples: number; correct: number }[];
+  /** [class][expert] top-k activations by true class. */
+  routing: number[][];
+  /** [true][predicted]. */
+  confusion: number[][];
+  seconds: number;
+}
+
+/**
+ * Evaluates the model with its experts on their workers: the router here picks each sample's
+ * experts, each worker returns inference logits for the samples routed to its experts (by index,
+ * from its copy of the data), and the gate-weighted sum is the prediction.
+ */
+export async function evaluateDistributed(
+  model: MoEModel,
+  session: ExpertSession,
+  datasetKey: string,
+  data: Dataset,
+  normalise: ChannelStats,
+  options: { batchSize?: number; suppressClasses?: readonly number[] } = {},
+): Promise<DistributedEvaluation> {
+  const started = performance.now();
+  const classes = model.config.numClasses;
+  const experts = model.config.experts;
+  const perClass = Array.from({ length: classes }, () => ({ samples: 0, correct: 0 }));
+  const routing = Array.from({ length: classes }, () => new Array<number>(experts).fill(0));
+  const confusion = Array.from({ length: classes }, () => new Array<number>(classes).fill(0));
+  let correct = 0;
+  for (const batch of batches(data, {
+    batchSize: options.batchSize ?? 256,
+    shuffle: false,
+    normalise,
+  })) {
+    const x = batchToTensor(model, batch);
+    try {
+      const assignments = model.route(x);
+      const fetched = new Map<number, Float32Array>();
+      await Promise.all(
+        assignments.map(async (positions, e) => {
+          if (positions.length === 0) return;
+          const response = await session.call(
+            e,
+            (c) => c.forward,
+            {
+              stepId: 0,
+              expertId: e,
+              datasetKey,
+              indices: Array.from(positions, (p) => batch.indices[p]!),
+              training: false,
+              augmentation: undefined,
+            },
+            { label: 'Forward' },
+          );
+          fetched.set(e, fromFloat32Tensor(response!.logits!).values);
+        }),
+      );
+      const predicted = tf.tidy(() => {
+        const { logits } = model.forward(x, {
+          expertLogits: (e, positions) => tf.tensor2d(fetched.get(e)!, [positions.length, classes]),
+          ...(options.suppressClasses ? { suppressClasses: options.suppressClasses } : {}),
+        });
+        return tf.argMax(logits, 1).dataSync() as Int32Array;
+      });
+      assignments.forEach((positions, e) => {
+        for (const p of positions) routing[batch.y[p]!]![e]!++;
+      });
+      for (let i = 0; i < batch.size; i++) {
+        const label = batch.y[i]!;
+        const guess = predicted[i]!;
+        perClass[label]!.samples++;
+        confusion[label]![guess]!++;
+        if (guess === label) {
+          perClass[label]!.correct++;
+          correct++;
+        }
+      }
+    } finally {
+      x.dispose();
+    }
+  }
+  return {
+    samples: data.size,
+    correct,
+    accuracy: data.size === 0 ? 0 : correct / data.size,
+    perClass,
+    routing,
+    confusion,
+    seconds: (performance.now() - started) / 1000,
+  };
+}

@@ -1,0 +1,43 @@
+#!/usr/bin/env node
+import 'reflect-metadata';
+import { NestFactory } from '@nestjs/core';
+import { initEngine } from '@lethe/engine';
+import pino from 'pino';
+import { ConfigError, loadCoordinatorConfig } from './config/coordinator-config';
+import { CoordinatorModule } from './coordinator.module';
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadCoordinatorConfig(process.argv.slice(2));
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`lethe-coordinator: ${error.message}\n`);
+      process.exit(2);
+    }
+    throw error;
+  }
+  const log = pino({ level: config.logLevel, base: { service: 'coordinator' } });
+  const engine = await initEngine({ log: (line) => log.info(line) });
+  log.info(
+    { engine: engine.engine, store: redact(config.store), db: config.db },
+    'coordinator starting',
+  );
+  const app = await NestFactory.createApplicationContext(CoordinatorModule.forRoot(config, log), {
+    logger: false,
+  });
+  app.enableShutdownHooks(['SIGTERM', 'SIGINT']);
+  await app.init();
+}
+
+/** Store URLs may carry credentials in their query; logs never do. */
+function redact(url: string): string {
+  return url.replace(/(access|secret|key|token|password)[^&=]*=[^&]*/gi, '$1=***');
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(
+    `lethe-coordinator: ${error instanceof Error ? error.message : String(error)}\n`,
+  );
+  process.exit(1);
+});

@@ -1,0 +1,4 @@
+/** Injection tokens of the coordinator's providers that are not classes. */
+export const COORDINATOR_CONFIG = Symbol('COORDINATOR_CONFIG');
+export const LOGGER = Symbol('LOGGER');
+export const OBJECT_STORE = Symbol('OBJECT_STORE');

@@ -1,0 +1,20 @@
+import type { ScheduleName } from '@lethe/model';
+
+/** A StartTraining request with every default filled in, as stored with its job. */
+export interface TrainingRequest {
+  mode: 'joint';
+  dataset: string;
+  limit: number;
+  preset: string;
+  experts: number;
+  topK: number;
+  epochs: number;
+  batchSize: number;
+  learningRate: number;
+  weightDecay: number;
+  schedule: ScheduleName;
+  seed: number;
+  balanceWeight: number;
+  routerNoise: number;
+  augment: boolean;
+}

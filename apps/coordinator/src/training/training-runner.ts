@@ -1,0 +1,226 @@
+import { BatchSampler, defaultNormalisation, limitTrainingSet } from '@lethe/data';
+import { engineInfo } from '@lethe/engine';
+import {
+  type EpochSummary,
+  MoEModel,
+  publishModel,
+  type StepContext,
+  type StepExecutor,
+  type StepResult,
+  storeParts,
+  trainModel,
+} from '@lethe/model';
+import { Split } from '@lethe/proto';
+import type { ObjectRef, ObjectStore } from '@lethe/store';
+import type { Logger } from 'pino';
+import { evaluateDistributed } from '../inference/distributed-inference';
+import { type JobContext, type JobOutcome, STEP_IDS_PER_JOB } from '../jobs/job-context';
+import type { ModelState } from '../model/current-model';
+import type { ExpertPlacement } from '../workers/expert-placement';
+import { type ExpertCheckpoint, ExpertSession } from '../workers/expert-session';
+import type { WorkerRegistry } from '../workers/worker-registry';
+import { ExpertParallelExecutor } from './expert-parallel-executor';
+import type { TrainingRequest } from './training-request';
+
+export interface TrainingRunnerDeps {
+  store: ObjectStore;
+  models: ModelState;
+  placement: ExpertPlacement;
+  registry: WorkerRegistry;
+  log: Logger;
+  workerDeadlineMs: number;
+  checkpointEverySteps: number;
+  /** Persists the experts' latest checkpoints with the job. */
+  saveCheckpoints: (jobId: string, checkpoints: Record<string, ExpertCheckpoint>) => void;
+}
+
+/**
+ * Trains a new model jointly across the workers (expert parallelism) and publishes it in one
+ * manifest revision: router and experts as content-addressed objects, the model card and the
+ * training record — the same layout `lethe train` writes, so every other command works on it.
+ */
+export async function runTrainingJob(
+  deps: TrainingRunnerDeps,
+  request: TrainingRequest,
+  job: JobContext,
+): Promise<JobOutcome> {
+  const started = performance.now();
+  const fullTrain = await deps.models.dataset(request.dataset, 'train');
+  const train = limitTrainingSet(fullTrain, request.limit || undefined, request.seed);
+  const test = await deps.models.dataset(request.dataset, 'test').catch(() => undefined);
+  const normalise = defaultNormalisation(request.dataset, train);
+  const batchSize = Math.min(request.batchSize, train.size);
+  const model = new MoEModel({
+    preset: request.preset,
+    experts: request.experts,
+    topK: request.topK,
+    numClasses: train.classes.length,
+    inputShape: [train.height, train.width, train.channels],
+    routerNoise: request.routerNoise,
+    balanceWeight: request.balanceWeight,
+    seed: request.seed,
+  });
+  deps.placement.setExpertCount(request.experts);
+  const experts = Array.from({ length: request.experts }, (_, e) => e);
+  const source = { $case: 'uri' as const, value: request.dataset };
+  const session = new ExpertSession(deps.placement, deps.registry, deps.log, {
+    model: {
+      preset: request.preset,
+      numClasses: train.classes.length,
+      inputShape: [train.height, train.width, train.channels],
+      normalisation: { mean: [...normalise.mean], std: [...normalise.std] },
+      experts: request.experts,
+      seed: request.seed,
+    },
+    datasets: {
+      train: { source, split: Split.SPLIT_TRAIN, limit: 0 },
+      ...(test ? { test: { source, split: Split.SPLIT_TEST, limit: 0 } } : {}),
+    },
+    checkpoints: new Map(),
+    deadlineMs: deps.workerDeadlineMs,
+    onRecovery: (message) => job.log('warn', message),
+  });
+  const parallel = new ExpertParallelExecutor(session, deps.store, {
+    datasetKey: 'train',
+    ...(request.augment ? { augmentation: { crop: 4, flip: true, seed: request.seed } } : {}),
+    stepBase: job.seq * STEP_IDS_PER_JOB,
+    remote: new Set(experts),
+  });
+  const checkpointAll = async (): Promise<void> => {
+    await Promise.all(experts.map((e) => session.checkpoint(e)));
+    deps.saveCheckpoints(job.jobId, Object.fromEntries(session.checkpoints));
+  };
+  // Checkpoints bound the work a lost worker costs: its experts resume from the latest one.
+  const executor: StepExecutor = {
+    step: async (m: MoEModel, context: StepContext): Promise<StepResult> => {
+      const result = await parallel.step(m, context);
+      if ((context.globalStep + 1) % deps.checkpointEverySteps === 0) await checkpointAll();
+      return result;
+    },
+  };
+  try {
+    job.log(
+      'info',
+      `training ${request.preset} MoE (E=${request.experts}, k=${request.topK}) on ${train.size} images across ${deps.registry.live().length} workers`,
+    );
+    await Promise.all(experts.map((e) => session.ensure(e)));
+    const stepsPerEpoch = Math.floor(train.size / batchSize);
+    let imagesPerSecond = 0;
+    const history: EpochSummary[] = await trainModel(model, {
+      epochs: request.epochs,
+      stepsPerEpoch,
+      learningRate: request.learningRate,
+      schedule: request.schedule,
+      weightDecay: request.weightDecay,
+      executor,
+      signal: job.signal,
+      batches: (epoch) =>
+        new BatchSampler(train, {
+          batchSize,
+          seed: request.seed,
+          shuffle: true,
+          dropLast: true,
+          normalise,
+          ...(request.augment ? { augment: { crop: 4, flip: true } } : {}),
+        }).epoch(epoch),
+      onStep: (p) => {
+        imagesPerSecond = p.imagesPerSecond;
+        job.progress({
+          phase: 'train',
+          epoch: p.epoch + 1,
+          epochs: request.epochs,
+          step: p.step,
+          stepsPerEpoch: p.stepsPerEpoch,
+          globalStep: p.globalStep,
+          totalSteps: p.totalSteps,
+          loss: p.loss,
+          accuracy: p.accuracy,
+          imagesPerSecond: p.imagesPerSecond,
+          learningRate: p.learningRate,
+          etaSeconds:
+            (p.totalSteps - p.globalStep) * (batchSize / Math.max(1e-9, p.imagesPerSecond)),
+        });
+      },
+      onEpoch: async (summary) => {
+        job.log(
+          'info',
+          `epoch ${summary.epoch + 1}/${request.epochs}: loss ${summary.loss.toFixed(4)}, accuracy ${(summary.accuracy * 100).toFixed(2)}%, ${summary.seconds.toFixed(1)} s`,
+        );
+        await checkpointAll();
+      },
+    });
+    await checkpointAll();
+    const evaluation = test
+      ? await evaluateDistributed(model, session, 'test', test, normalise)
+      : undefined;
+    if (evaluation) {
+      job.log('info', `test accuracy ${(evaluation.accuracy * 100).toFixed(2)}%`);
+    }
+    job.progress({
+      phase: 'publish',
+      epoch: request.epochs,
+      epochs: request.epochs,
+      step: stepsPerEpoch,
+      stepsPerEpoch,
+      globalStep: request.epochs * stepsPerEpoch,
+      totalSteps: request.epochs * stepsPerEpoch,
+      loss: history.at(-1)?.loss ?? 0,
+      accuracy: history.at(-1)?.accuracy ?? 0,
+      imagesPerSecond,
+      learningRate: 0,
+    });
+    const refs: Record<string, ObjectRef> = {
+      ...(await storeParts(deps.store, model, ['router'])),
+    } as Record<string, ObjectRef>;
+    for (const e of experts) {
+      const weights = session.checkpoints.get(e)?.weights;
+      if (!weights) throw new Error(`expert ${e} has no checkpoint`);
+      refs[`expert/${e}`] = weights;
+    }
+    const seconds = (performance.now() - started) / 1000;
+    const manifest = await publishModel(
+      deps.store,
+      {
+        config: model.config,
+        classes: train.classes,
+        normalisation: { mean: [...normalise.mean], std: [...normalise.std] },
+      },
+      refs,
+      {
+        attributes: {
+          // Replaces the previous model's record of forgotten classes.
+          forgotten: [],
+          training: {
+            mode: 'joint',
+            dataset: request.dataset,
+            datasetName: train.name,
+            trainSize: train.size,
+            limit: request.limit || null,
+            epochs: request.epochs,
+            batchSize,
+            learningRate: request.learningRate,
+            schedule: request.schedule,
+            weightDecay: request.weightDecay,
+            augment: request.augment,
+            balanceWeight: request.balanceWeight,
+            routerNoise: request.routerNoise,
+            seed: request.seed,
+            engine: engineInfo()?.engine ?? 'unknown',
+            seconds,
+            testAccuracy: evaluation?.accuracy ?? null,
+            distributed: { workers: deps.registry.live().length, job: job.jobId },
+            history: history.map((h) => ({
+              epoch: h.epoch,
+              loss: h.loss,
+              accuracy: h.accuracy,
+              seconds: h.seconds,
+            })),
+          },
+        },
+      },
+    );
+    return { manifestRevision: manifest.revision };
+  } finally {
+    model.dispose();
+  }
+}

@@ -1,0 +1,174 @@
+import { status } from '@grpc/grpc-js';
+import type { ChannelStats, Split as DataSplit } from '@lethe/data';
+import {
+  type DatasetSpec,
+  fromFloat32Tensor,
+  type ModelSpec as ProtoModelSpec,
+  Split,
+  toFloat32Tensor,
+  type WorkerServer,
+} from '@lethe/proto';
+import { invalidArgument, RpcError, type RpcLogger, unaryHandler, unimplemented } from '@lethe/rpc';
+import { type DatasetSource, ExpertHost, HostError, type ModelSpec } from './expert-host';
+
+/** Counts the RPCs being served, for the heartbeat's WorkerLoad.inflight_calls. */
+export class CallTracker {
+  inflight = 0;
+
+  async track<T>(task: () => Promise<T> | T): Promise<T> {
+    this.inflight++;
+    try {
+      return await task();
+    } finally {
+      this.inflight--;
+    }
+  }
+}
+
+/**
+ * The Worker service of proto/lethe/v1/worker.proto over an ExpertHost: decodes requests,
+ * checks what only the wire can get wrong (missing messages, tensor byte lengths, enum values),
+ * and maps HostError codes to gRPC status codes.
+ */
+export function createWorkerService(
+  host: ExpertHost,
+  tracker: CallTracker,
+  log?: RpcLogger,
+): WorkerServer {
+  const handle = <Req, Res>(
+    handler: (request: Req) => Promise<Res> | Res,
+  ): ReturnType<typeof unaryHandler<Req, Res>> =>
+    unaryHandler<Req, Res>(
+      (request) =>
+        tracker.track(async () => {
+          try {
+            return await handler(request);
+          } catch (error) {
+            throw error instanceof HostError
+              ? new RpcError(status[error.code], error.message)
+              : error;
+          }
+        }),
+      log,
+    );
+
+  return {
+    assignExperts: handle(async (request) => {
+      if (!request.model) throw invalidArgument('model: required');
+      const experts = await host.assignExperts(
+        toModelSpec(request.model),
+        request.experts.map((e) => ({
+          expertId: e.expertId,
+          ...(e.weights ? { weights: e.weights } : {}),
+          ...(e.optimizerState ? { optimizerState: e.optimizerState } : {}),
+          lastStepId: e.lastStepId,
+        })),
+        request.replaceAll,
+      );
+      return { experts };
+    }),
+
+    loadDataset: handle(async (request) => {
+      const info = await host.loadDataset(request.key, toDatasetSource(request.dataset));
+      return info;
+    }),
+
+    forward: handle((request) => {
+      const { values, shape } = host.forward({
+        stepId: request.stepId,
+        expertId: request.expertId,
+        datasetKey: request.datasetKey,
+        indices: request.indices,
+        training: request.training,
+        ...(request.augmentation ? { augmentation: request.augmentation } : {}),
+      });
+      return {
+        stepId: request.stepId,
+        expertId: request.expertId,
+        logits: toFloat32Tensor(values, shape),
+      };
+    }),
+
+    backward: handle((request) => {
+      if (!request.logitGradients) throw invalidArgument('logit_gradients: required');
+      let gradient: { values: Float32Array; shape: number[] };
+      try {
+        gradient = fromFloat32Tensor(request.logitGradients);
+      } catch (error) {
+        throw invalidArgument(`logit_gradients: ${(error as Error).message}`);
+      }
+      const result = host.backward({
+        stepId: request.stepId,
+        expertId: request.expertId,
+        gradient: gradient.values,
+        shape: gradient.shape,
+        learningRate: request.learningRate,
+        weightDecay: request.weightDecay,
+      });
+      return { stepId: request.stepId, expertId: request.expertId, ...result };
+    }),
+
+    predict: handle((request) => {
+      const { values, shape } = host.predict(request.expertId, request.images);
+      return { expertId: request.expertId, logits: toFloat32Tensor(values, shape) };
+    }),
+
+    checkpoint: handle(async (request) => {
+      const result = await host.checkpoint(request.expertId);
+      return { expertId: request.expertId, ...result };
+    }),
+
+    release: handle((request) =>
+      host.release({
+        expertIds: request.expertIds,
+        datasetKeys: request.datasetKeys,
+        all: request.all,
+      }),
+    ),
+  };
+}
+
+function toModelSpec(model: ProtoModelSpec): ModelSpec {
+  if (model.inputShape.length !== 3) {
+    throw invalidArgument(
+      `model.input_shape: expected [height, width, channels], got [${model.inputShape.join(', ')}]`,
+    );
+  }
+  if (!model.normalisation) throw invalidArgument('model.normalisation: required');
+  const { mean, std } = model.normalisation;
+  if (mean.length !== 3 || std.length !== 3) {
+    throw invalidArgument('model.normalisation: exactly 3 means and 3 standard deviations');
+  }
+  const normalisation: ChannelStats = {
+    mean: [mean[0]!, mean[1]!, mean[2]!],
+    std: [std[0]!, std[1]!, std[2]!],
+  };
+  return {
+    preset: model.preset,
+    numClasses: model.numClasses,
+    inputShape: [model.inputShape[0]!, model.inputShape[1]!, model.inputShape[2]!],
+    normalisation,
+    experts: model.experts,
+    seed: model.seed,
+  };
+}
+
+function toDatasetSource(spec: DatasetSpec | undefined): DatasetSource {
+  if (!spec?.source) throw invalidArgument('dataset: required (uri or object)');
+  if (spec.source.$case === 'object') {
+    throw unimplemented('dataset.object: dataset snapshots in the store are not supported yet');
+  }
+  return { uri: spec.source.value, split: toSplit(spec.split), limit: spec.limit };
+}
+
+function toSplit(split: Split): DataSplit {
+  switch (split) {
+    case Split.SPLIT_UNSPECIFIED:
+    case Split.SPLIT_TRAIN:
+      return 'train';
+    case Split.SPLIT_TEST:
+      return 'test';
+    default:
+      throw invalidArgument(`dataset.split: unknown value ${String(split)}`);
+  }
+}

@@ -1,0 +1,146 @@
+import { closeSync, readFileSync, writeSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { type EngineInfo, initEngine } from '@lethe/engine';
+import { type Device, DeviceKind, WorkerService } from '@lethe/proto';
+import { type RunningServer, startGrpcServer } from '@lethe/rpc';
+import { type ObjectStore, openObjectStore } from '@lethe/store';
+import { redactStoreUrl, type WorkerConfig } from './config';
+import { ExpertHost } from './expert-host';
+import type { Logger } from './logger';
+import { Registration } from './registry-client';
+import { CallTracker, createWorkerService } from './worker-service';
+
+export const WORKER_SERVICE_NAME = 'lethe.v1.Worker';
+
+/** A running worker: its server, what it holds, and its registration with the coordinator. */
+export interface RunningWorker {
+  /** host:port the worker is reached at (the advertised address). */
+  address: string;
+  server: RunningServer;
+  host: ExpertHost;
+  engine: EngineInfo;
+  /** Undefined without a coordinator. */
+  registration: Registration | undefined;
+  /**
+   * Graceful stop: stops heartbeats, stops accepting calls and lets in-flight ones finish (up
+   * to the grace period), deregisters, frees every tensor. Idempotent.
+   */
+  stop(): Promise<void>;
+}
+
+export interface StartWorkerOptions {
+  logger: Logger;
+  env?: NodeJS.ProcessEnv;
+  /** An already opened store (tests); otherwise config.store is opened. */
+  store?: ObjectStore;
+  /** Called when the worker cannot go on (the coordinator rejected its registration). */
+  onFatal?: (error: Error) => void;
+}
+
+/** The worker's version, from its package.json. */
+export function workerVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(join(__dirname, '..', 'package.json'), 'utf8')) as {
+      version?: string;
+    };
+    return pkg.version ?? '0.0.0';
+  } catch {
+    return '0.0.0';
+  }
+}
+
+/** Starts the engine, the store, the Worker gRPC server and, with a coordinator, registration. */
+export async function startWorker(
+  config: WorkerConfig,
+  options: StartWorkerOptions,
+): Promise<RunningWorker> {
+  const { logger } = options;
+  const env = options.env ?? process.env;
+  const engine = await initEngine({ log: (message, fields) => logger.info(fields, message) });
+  let store = options.store;
+  if (!store && config.store !== undefined) {
+    store = await openObjectStore(config.store, env);
+    logger.info({ store: redactStoreUrl(config.store) }, 'object store opened');
+  }
+  const host = new ExpertHost({ maxExperts: config.maxExperts, ...(store ? { store } : {}) });
+  const tracker = new CallTracker();
+  const server = await startGrpcServer({
+    address: `${config.host}:${config.port}`,
+    services: [
+      { definition: WorkerService, implementation: createWorkerService(host, tracker, logger) },
+    ],
+    healthServices: [WORKER_SERVICE_NAME],
+    log: logger,
+  });
+  const address = config.advertise ?? server.address;
+
+  let registration: Registration | undefined;
+  if (config.coordinator !== undefined) {
+    registration = new Registration({
+      coordinator: config.coordinator,
+      address,
+      ...(config.name !== undefined ? { name: config.name } : {}),
+      version: workerVersion(),
+      device: describeDevice(engine),
+      maxExperts: config.maxExperts,
+      load: () => ({ ...host.load(), inflightCalls: tracker.inflight }),
+      log: logger,
+      ...(options.onFatal ? { onFatal: options.onFatal } : {}),
+    });
+  }
+
+  logger.info(
+    {
+      address,
+      listen: server.address,
+      workerId: null,
+      engine: engine.engine,
+      backend: engine.backend,
+      coordinator: config.coordinator ?? null,
+      maxExperts: config.maxExperts,
+    },
+    'worker listening',
+  );
+  signalReady(env, address, logger);
+  // Registration retries in the background until the coordinator answers.
+  void registration?.start();
+
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      await registration?.stop();
+      await server.shutdown(config.graceMs);
+      await registration?.deregister();
+      host.dispose();
+      logger.info({ address }, 'worker stopped');
+    })();
+    return stopping;
+  };
+
+  return { address, server, host, engine, registration, stop };
+}
+
+/** With LETHE_READY_FD set, writes one JSON line {address} to that descriptor and closes it. */
+function signalReady(env: NodeJS.ProcessEnv, address: string, logger: Logger): void {
+  const fd = env['LETHE_READY_FD'];
+  if (fd === undefined || fd === '') return;
+  try {
+    const n = Number(fd);
+    writeSync(n, `${JSON.stringify({ address })}\n`);
+    closeSync(n);
+  } catch (error) {
+    logger.warn({ fd, err: error }, 'cannot write to LETHE_READY_FD');
+  }
+}
+
+function describeDevice(engine: EngineInfo): Device {
+  const cpu = cpus();
+  const gpu = engine.engine === 'gpu';
+  return {
+    kind: gpu ? DeviceKind.DEVICE_KIND_GPU : DeviceKind.DEVICE_KIND_CPU,
+    engine: engine.backend,
+    name: gpu ? 'CUDA GPU (tfjs-node-gpu)' : `${cpu.length} x ${cpu[0]?.model.trim() ?? 'CPU'}`,
+    memoryBytes: gpu ? 0 : totalmem(),
+  };
+}

@@ -1,0 +1,46 @@
+/**
+ * @lethe/rpc — small gRPC helpers shared by the coordinator, the workers and the CLI's client:
+ *
+ * - RpcError and one factory per status code (`notFound('…')`): what handlers throw.
+ * - unaryHandler / serverStreamHandler: async handlers as grpc-js handlers, errors mapped to
+ *   status codes (RpcError → its code; anything else → INTERNAL, logged).
+ * - startGrpcServer: a grpc-js server with the standard health service and server reflection.
+ * - callUnary: a promise around a ts-proto client method with per-attempt deadlines and retries
+ *   with backoff on UNAVAILABLE / DEADLINE_EXCEEDED.
+ */
+export {
+  RpcError,
+  aborted,
+  alreadyExists,
+  cancelled,
+  dataLoss,
+  deadlineExceeded,
+  failedPrecondition,
+  internal,
+  invalidArgument,
+  notFound,
+  permissionDenied,
+  resourceExhausted,
+  statusName,
+  unauthenticated,
+  unavailable,
+  unimplemented,
+} from './errors';
+export { type RpcLogger, serverStreamHandler, unaryHandler } from './handlers';
+export {
+  DEFAULT_MAX_MESSAGE_BYTES,
+  type GrpcServiceBinding,
+  type RunningServer,
+  type StartServerOptions,
+  splitHostPort,
+  startGrpcServer,
+} from './server';
+export {
+  backoffDelay,
+  type CallOptions,
+  callUnary,
+  isRetryable,
+  serviceError,
+  type UnaryMethod,
+} from './client';
+export { findProtoDir } from './protos';

@@ -1,0 +1,295 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import {
+  JobState,
+  PredictRequest,
+  StartTrainingRequest,
+  SubmitForgetRequest,
+  TrainingMode,
+  WorkerState,
+} from '@lethe/proto';
+import { callUnary } from '@lethe/rpc';
+import { ManifestStore, openObjectStore } from '@lethe/store';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type Cluster,
+  S3_ENV,
+  startCluster,
+  waitForJob,
+  waitForWorkers,
+  watchJob,
+} from '../src/cluster';
+import { REPO } from '../src/processes';
+
+let cluster: Cluster;
+
+beforeAll(async () => {
+  cluster = await startCluster(3);
+});
+afterAll(async () => {
+  await cluster?.stop();
+});
+
+const training = (requestId: string, epochs: number) =>
+  StartTrainingRequest.fromPartial({
+    requestId,
+    mode: TrainingMode.TRAINING_MODE_JOINT,
+    dataset: { source: { $case: 'uri', value: cluster.data } },
+    preset: 'tiny',
+    experts: 4,
+    topK: 2,
+    epochs,
+    batchSize: 32,
+    learningRate: 0.003,
+    augment: false,
+  });
+
+const forget = (requestId: string, className: string, extra: Partial<SubmitForgetRequest> = {}) =>
+  SubmitForgetRequest.fromPartial({
+    requestId,
+    target: { $case: 'className', value: className },
+    epochs: 2,
+    learningRate: 1e-3,
+    batchSize: 32,
+    ...extra,
+  });
+
+async function manifest() {
+  const store = await openObjectStore(cluster.store, S3_ENV);
+  return (await new ManifestStore(store).read())!;
+}
+
+const code = async (call: Promise<unknown>): Promise<string> => {
+  try {
+    await call;
+    return 'OK';
+  } catch (error) {
+    return grpc.status[(error as grpc.ServiceError).code]!;
+  }
+};
+
+describe('a coordinator with 3 worker processes and an S3 store', () => {
+  it('trains a tiny MoE jointly across the workers and stores it in S3', async () => {
+    const { client } = cluster;
+    const job = await callUnary(client, client.startTraining, training('train-1', 3));
+    const events = await watchJob(client, job.jobId);
+    const done = await waitForJob(client, job.jobId);
+    expect(done.state).toBe(JobState.JOB_STATE_SUCCEEDED);
+    expect(events.some((e) => e.event?.$case === 'progress')).toBe(true);
+    expect(events.at(-1)?.event?.$case).toBe('status');
+    const experts = await callUnary(client, client.listExperts, {});
+    expect(experts.experts).toHaveLength(4);
+    const hosts = new Set(experts.experts.map((e) => e.workerId));
+    expect(hosts.size).toBe(3);
+    const stored = await manifest();
+    for (const e of experts.experts) {
+      expect(stored.objects[`expert/${e.expertId}`]!.sha256).toBe(e.checkpoint!.sha256);
+    }
+    // The same request id with the same request is the same job.
+    const again = await callUnary(client, client.startTraining, training('train-1', 3));
+    expect(again.jobId).toBe(job.jobId);
+  });
+
+  it('forgets a class: only the chosen experts and the router change in the store', async () => {
+    const { client } = cluster;
+    const before = await manifest();
+    const submitted = await callUnary(
+      client,
+      client.submitForget,
+      forget('forget-disc', 'disc', { select: 'top:1' }),
+    );
+    expect(submitted.duplicate).toBe(false);
+    expect((await waitForJob(client, submitted.job!.jobId)).state).toBe(
+      JobState.JOB_STATE_SUCCEEDED,
+    );
+    const receipt = await callUnary(client, client.getReceipt, { requestId: 'forget-disc' });
+    expect(receipt.expertsRetrained).toHaveLength(1);
+    const after = await manifest();
+    const changed = Object.keys(after.objects)
+      .filter((name) => name === 'router' || name.startsWith('expert/'))
+      .filter((name) => after.objects[name]!.sha256 !== before.objects[name]!.sha256)
+      .sort();
+    expect(changed).toEqual(['router', `expert/${receipt.expertsRetrained[0]}`].sort());
+    expect([...receipt.partsChanged].sort()).toEqual(changed);
+    expect(receipt.manifest).toEqual({ before: before.revision, after: after.revision });
+    expect(after.objects['receipt/forget-disc']!.sha256).toBe(receipt.object!.sha256);
+    expect(receipt.metrics!.after!.forgottenClassTestAccuracy).toBeLessThan(
+      receipt.metrics!.before!.forgottenClassTestAccuracy + 1e-9,
+    );
+    // Idempotent: the same request returns the same job; another request under the id is refused.
+    const dup = await callUnary(
+      client,
+      client.submitForget,
+      forget('forget-disc', 'disc', { select: 'top:1' }),
+    );
+    expect(dup).toMatchObject({ duplicate: true, job: { jobId: submitted.job!.jobId } });
+    expect(await code(callUnary(client, client.submitForget, forget('forget-disc', 'cross')))).toBe(
+      'ALREADY_EXISTS',
+    );
+  });
+
+  it('answers bad input with the documented status codes', async () => {
+    const { client } = cluster;
+    expect(await code(callUnary(client, client.submitForget, forget('f-unknown', 'giraffe')))).toBe(
+      'NOT_FOUND',
+    );
+    expect(
+      await code(
+        callUnary(
+          client,
+          client.submitForget,
+          SubmitForgetRequest.fromPartial({
+            requestId: 'f-empty',
+            target: { $case: 'sampleIds', value: { ids: [] } },
+          }),
+        ),
+      ),
+    ).toBe('INVALID_ARGUMENT');
+    expect(await code(callUnary(client, client.submitForget, forget('Bad Id!', 'cross')))).toBe(
+      'INVALID_ARGUMENT',
+    );
+    expect(await code(callUnary(client, client.submitForget, forget('f-again', 'disc')))).toBe(
+      'FAILED_PRECONDITION',
+    );
+    const image = { data: Buffer.alloc(7), height: 32, width: 32, channels: 3 };
+    expect(
+      await code(
+        callUnary(client, client.predict, PredictRequest.fromPartial({ images: [image] })),
+      ),
+    ).toBe('INVALID_ARGUMENT');
+    expect(await code(callUnary(client, client.getJob, { jobId: 'job-999999' }))).toBe('NOT_FOUND');
+    expect(await code(callUnary(client, client.getReceipt, { requestId: 'never-sent' }))).toBe(
+      'NOT_FOUND',
+    );
+    // And a good image is classified by router and experts across the workers.
+    const good = { data: Buffer.alloc(32 * 32 * 3, 90), height: 32, width: 32, channels: 3 };
+    const predicted = await callUnary(
+      client,
+      client.predict,
+      PredictRequest.fromPartial({ images: [good] }),
+    );
+    expect(predicted.predictions[0]!.experts).toHaveLength(2);
+    expect(predicted.predictions[0]!.className).not.toBe('disc');
+  });
+
+  it('takes a forget request from the Python client and returns its receipt', async (context) => {
+    const python = '/usr/bin/python3';
+    const probe = spawnSync(python, ['-c', 'import grpc, grpc_tools'], { encoding: 'utf8' });
+    if (probe.status !== 0) {
+      context.skip(
+        'python3-grpcio / python3-grpc-tools are not installed (apt-get install python3-grpcio python3-grpc-tools)',
+      );
+    }
+    // Asynchronously: this process hosts the S3 server, which must keep answering meanwhile.
+    const run = (args: string[]) =>
+      new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+        const child = spawn(python, ['-m', 'lethe_client', '--target', cluster.address, ...args], {
+          cwd: join(REPO, 'clients', 'python'),
+        });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+        child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+        child.on('close', (status) => resolve({ status, stdout, stderr }));
+      });
+    const submitted = await run([
+      'forget',
+      '--class',
+      'cross',
+      '--request-id',
+      'py-cross',
+      '--epochs',
+      '1',
+      '--wait',
+      '--json',
+    ]);
+    expect(submitted.stderr).toBe('');
+    expect(submitted.status).toBe(0);
+    expect(JSON.parse(submitted.stdout)).toMatchObject({
+      job: { state: 'JOB_STATE_SUCCEEDED' },
+      receipt_id: 'py-cross',
+    });
+    const receipt = await run(['receipt', 'py-cross', '--json']);
+    expect(receipt.status).toBe(0);
+    const body = JSON.parse(receipt.stdout) as {
+      request_id: string;
+      request: { class_target: { name: string } };
+    };
+    expect(body).toMatchObject({
+      request_id: 'py-cross',
+      request: { class_target: { name: 'cross' } },
+    });
+    const missing = await run(['receipt', 'nope']);
+    expect(missing.status).toBe(1);
+    expect(missing.stderr).toMatch(/NOT_FOUND/);
+  });
+
+  it('finishes a training job when a worker is killed with SIGKILL mid-training', async () => {
+    const { client } = cluster;
+    const job = await callUnary(client, client.startTraining, training('train-2', 6));
+    const victim = cluster.workers[1]!;
+    let killed = false;
+    const events = await watchJob(client, job.jobId, (event) => {
+      if (!killed && event.event?.$case === 'progress' && event.event.value.globalStep >= 10) {
+        killed = true;
+        victim.child.kill('SIGKILL');
+      }
+    });
+    expect(killed).toBe(true);
+    const done = await waitForJob(client, job.jobId);
+    expect(done.error).toBe('');
+    expect(done.state).toBe(JobState.JOB_STATE_SUCCEEDED);
+    const warnings = events.filter((e) => e.event?.$case === 'log' && e.event.value.level === 3);
+    expect(warnings.length).toBeGreaterThan(0);
+    const { workers } = await callUnary(client, client.listWorkers, {});
+    expect(workers.find((w) => w.state === WorkerState.WORKER_STATE_LOST)).toBeDefined();
+    await cluster.startWorker('worker-4');
+    await waitForWorkers(client, 3);
+  });
+
+  it('completes a forget request exactly once across a coordinator restart (SIGKILL)', async () => {
+    const { client } = cluster;
+    const submitted = await callUnary(
+      client,
+      client.submitForget,
+      forget('forget-restart', 'square', { epochs: 6 }),
+    );
+    await new Promise<void>((resolve, reject) => {
+      const stream = client.watchJob({ jobId: submitted.job!.jobId, includeLogs: false });
+      stream.on('data', (event: { event?: { $case: string; value: { phase?: string } } }) => {
+        if (event.event?.$case === 'progress' && event.event.value.phase === 'forget') {
+          stream.cancel();
+          resolve();
+        }
+      });
+      stream.on('error', (error: grpc.ServiceError) =>
+        error.code === grpc.status.CANCELLED ? resolve() : reject(error),
+      );
+    });
+    const revisionBefore = (await manifest()).revision;
+    await cluster.restartCoordinator('SIGKILL');
+    await waitForWorkers(client, 3);
+    const done = await waitForJob(client, submitted.job!.jobId);
+    expect(done.state).toBe(JobState.JOB_STATE_SUCCEEDED);
+    const after = await manifest();
+    expect(after.revision).toBe(revisionBefore + 1);
+    // Exactly one revision introduced the receipt: the request was applied once.
+    const manifests = new ManifestStore(await openObjectStore(cluster.store, S3_ENV));
+    let publishing = 0;
+    for (let r = 1; r <= after.revision; r++) {
+      const has = async (revision: number) =>
+        revision >= 1 &&
+        (await manifests.readRevision(revision)).objects['receipt/forget-restart'] !== undefined;
+      if ((await has(r)) && !(await has(r - 1))) publishing++;
+    }
+    expect(publishing).toBe(1);
+    const dup = await callUnary(
+      client,
+      client.submitForget,
+      forget('forget-restart', 'square', { epochs: 6 }),
+    );
+    expect(dup.duplicate).toBe(true);
+    expect((await manifest()).revision).toBe(after.revision);
+  });
+});
