@@ -74,6 +74,7 @@ export function createWorkerService(
     }),
 
     forward: handle((request) => {
+      const started = performance.now();
       const { values, shape } = host.forward({
         stepId: request.stepId,
         expertId: request.expertId,
@@ -86,6 +87,7 @@ export function createWorkerService(
         stepId: request.stepId,
         expertId: request.expertId,
         logits: toFloat32Tensor(values, shape),
+        computeSeconds: (performance.now() - started) / 1000,
       };
     }),
 
@@ -97,6 +99,7 @@ export function createWorkerService(
       } catch (error) {
         throw invalidArgument(`logit_gradients: ${(error as Error).message}`);
       }
+      const started = performance.now();
       const result = host.backward({
         stepId: request.stepId,
         expertId: request.expertId,
@@ -105,7 +108,12 @@ export function createWorkerService(
         learningRate: request.learningRate,
         weightDecay: request.weightDecay,
       });
-      return { stepId: request.stepId, expertId: request.expertId, ...result };
+      return {
+        stepId: request.stepId,
+        expertId: request.expertId,
+        ...result,
+        computeSeconds: (performance.now() - started) / 1000,
+      };
     }),
 
     predict: handle((request) => {

@@ -20,7 +20,7 @@ import { LocalDirStore, sha256Hex } from '@lethe/store';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningWorker, startWorker } from '../src/worker';
-import { quietLogger, workerConfig, writeCifar10 } from './fixtures';
+import { quietLogger, workerConfig, writeShapes } from './fixtures';
 
 const MODEL: ModelSpec = {
   preset: 'tiny',
@@ -43,7 +43,7 @@ let clientB: WorkerClient;
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'lethe-worker-'));
-  dataDir = writeCifar10(join(dir, 'data'), 8, 2);
+  dataDir = writeShapes(join(dir, 'data'), 8, 2);
   train = await openDataset(`cifar10:${dataDir}`, 'train');
   const storeDir = join(dir, 'store');
   a = await startWorker(workerConfig({ store: storeDir }), { logger: quietLogger() });

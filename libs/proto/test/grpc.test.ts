@@ -113,6 +113,7 @@ const worker: WorkerServer = {
       stepId: call.request.stepId,
       expertId: call.request.expertId,
       logits: { data: encodeFloat32(logits), shape: [n, 4] },
+      computeSeconds: 0,
     });
   },
   assignExperts: unimplemented,

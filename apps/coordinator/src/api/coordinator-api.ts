@@ -49,6 +49,7 @@ import { toProtoJob } from '../jobs/job-proto';
 import { TERMINAL_STATES } from '../jobs/job-record';
 import { JobsService } from '../jobs/jobs.service';
 import type { CurrentModel } from '../model/current-model';
+import { modelSpecOf } from '../model/model-spec';
 import { ModelStateService } from '../model/model-state.service';
 import { COORDINATOR_CONFIG, LOGGER, OBJECT_STORE } from '../tokens';
 import { ExpertSession } from '../workers/expert-session';
@@ -357,14 +358,7 @@ export class CoordinatorApi {
       ]),
     );
     const session = new ExpertSession(this.workers.placement, this.workers.registry, this.log, {
-      model: {
-        preset: card.config.preset,
-        numClasses: card.config.numClasses,
-        inputShape: [...card.config.inputShape],
-        normalisation: { mean: [...card.normalisation.mean], std: [...card.normalisation.std] },
-        experts: card.config.experts,
-        seed: card.config.seed,
-      },
+      model: modelSpecOf(card.config, card.normalisation),
       datasets: Object.fromEntries(
         Object.entries(datasets).map(([key, uri]) => [
           key,

@@ -4,7 +4,8 @@ import { Split } from '@lethe/proto';
 import type { ObjectStore } from '@lethe/store';
 import { forgetClass, type ForgetReceipt } from '@lethe/unlearning';
 import type { Logger } from 'pino';
-import { type JobContext, STEP_IDS_PER_JOB } from '../jobs/job-context';
+import { type JobContext, STEP_IDS_PER_JOB, stepProgress } from '../jobs/job-context';
+import { modelSpecOf } from '../model/model-spec';
 import type { ModelState } from '../model/current-model';
 import { ExpertParallelExecutor } from '../training/expert-parallel-executor';
 import type { ExpertPlacement } from '../workers/expert-placement';
@@ -51,14 +52,7 @@ export async function runForgetJob(
     if (weights) checkpoints.set(e, { weights, lastStepId: 0 });
   }
   const session = new ExpertSession(deps.placement, deps.registry, deps.log, {
-    model: {
-      preset: card.config.preset,
-      numClasses: card.config.numClasses,
-      inputShape: [...card.config.inputShape],
-      normalisation: { mean: [...card.normalisation.mean], std: [...card.normalisation.std] },
-      experts,
-      seed: card.config.seed,
-    },
+    model: modelSpecOf(card.config, card.normalisation),
     datasets: {
       train: {
         source: { $case: 'uri', value: training.dataset },
@@ -94,20 +88,7 @@ export async function runForgetJob(
       remoteExperts,
       signal: job.signal,
       onStatus: (message) => job.log('info', message),
-      onStep: (p) =>
-        job.progress({
-          phase: 'forget',
-          epoch: p.epoch + 1,
-          epochs: request.epochs,
-          step: p.step,
-          stepsPerEpoch: p.stepsPerEpoch,
-          globalStep: p.globalStep,
-          totalSteps: p.totalSteps,
-          loss: p.loss,
-          accuracy: p.accuracy,
-          imagesPerSecond: p.imagesPerSecond,
-          learningRate: p.learningRate,
-        }),
+      onStep: (p) => job.progress(stepProgress('forget', p, request.epochs)),
     },
     {
       requestId: request.requestId,

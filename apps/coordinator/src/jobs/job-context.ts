@@ -1,3 +1,4 @@
+import type { StepProgress } from '@lethe/model';
 import type { JobProgress } from '@lethe/proto';
 
 /** What a running job may do besides its work: report, log, and notice cancellation. */
@@ -16,4 +17,27 @@ export const STEP_IDS_PER_JOB = 1_000_000_000;
 /** A job's outcome: the manifest revision it published. */
 export interface JobOutcome {
   manifestRevision: number;
+}
+
+/** A job's progress report from libs/model's step progress (epochs counted from 1, as the API). */
+export function stepProgress(
+  phase: string,
+  p: StepProgress,
+  epochs: number,
+  extra: Partial<JobProgress> = {},
+): JobProgress {
+  return {
+    phase,
+    epoch: p.epoch + 1,
+    epochs,
+    step: p.step,
+    stepsPerEpoch: p.stepsPerEpoch,
+    globalStep: p.globalStep,
+    totalSteps: p.totalSteps,
+    loss: p.loss,
+    accuracy: p.accuracy,
+    imagesPerSecond: p.imagesPerSecond,
+    learningRate: p.learningRate,
+    ...extra,
+  };
 }

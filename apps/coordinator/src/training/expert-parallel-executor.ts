@@ -10,6 +10,11 @@ import { type Augmentation, encodeFloat32, fromFloat32Tensor } from '@lethe/prot
 import type { RemoteExperts } from '@lethe/unlearning';
 import type { ExpertSession } from '../workers/expert-session';
 
+export interface StepTiming {
+  stepSeconds: number;
+  rpcSeconds: number;
+}
+
 export interface ExpertParallelOptions {
   /** Key of the training data on the workers. */
   datasetKey: string;
@@ -19,8 +24,12 @@ export interface ExpertParallelOptions {
   stepBase: number;
   /** Experts that run on workers; others are local or frozen (their logits come from the run). */
   remote: Iterable<number>;
-  /** Called after every step with the time spent waiting on workers (their compute included). */
-  onTiming?: (timing: { stepSeconds: number; workerSeconds: number }) => void;
+  /**
+   * Called after every step: its wall time, and the part spent in RPC — the time waiting on
+   * workers minus the compute time they report (the slowest worker of each phase), so transport,
+   * serialisation and queueing.
+   */
+  onTiming?: (timing: StepTiming) => void;
 }
 
 /**
@@ -59,7 +68,7 @@ export class ExpertParallelExecutor implements RemoteExperts {
       ? { ...this.options.augmentation, epoch }
       : undefined;
     const routed = [...this.remote].filter((e) => assignments[e]!.length > 0);
-    let workerSeconds = 0;
+    let rpcSeconds = 0;
     const forwardStarted = performance.now();
     const logits = await Promise.all(
       routed.map(async (e) => {
@@ -76,12 +85,18 @@ export class ExpertParallelExecutor implements RemoteExperts {
           },
           { label: 'Forward' },
         );
-        return fromFloat32Tensor(response!.logits!).values;
+        return response!;
       }),
     );
-    workerSeconds += (performance.now() - forwardStarted) / 1000;
+    rpcSeconds += phaseOverhead(forwardStarted, logits);
     const external = new Map(
-      routed.map((e, i) => [e, tf.tensor2d(logits[i]!, [assignments[e]!.length, classes])]),
+      routed.map((e, i) => [
+        e,
+        tf.tensor2d(fromFloat32Tensor(logits[i]!.logits!).values, [
+          assignments[e]!.length,
+          classes,
+        ]),
+      ]),
     );
     let result: StepResult;
     try {
@@ -90,7 +105,7 @@ export class ExpertParallelExecutor implements RemoteExperts {
       tf.dispose([...external.values()]);
     }
     const backwardStarted = performance.now();
-    await Promise.all(
+    const backwards = await Promise.all(
       routed.map((e) =>
         this.session.call(
           e,
@@ -110,8 +125,8 @@ export class ExpertParallelExecutor implements RemoteExperts {
         ),
       ),
     );
-    workerSeconds += (performance.now() - backwardStarted) / 1000;
-    this.options.onTiming?.({ stepSeconds: (performance.now() - started) / 1000, workerSeconds });
+    rpcSeconds += phaseOverhead(backwardStarted, backwards);
+    this.options.onTiming?.({ stepSeconds: (performance.now() - started) / 1000, rpcSeconds });
     return result;
   }
 
@@ -130,4 +145,14 @@ export class ExpertParallelExecutor implements RemoteExperts {
       );
     }
   }
+}
+
+/** A phase of concurrent calls: its wall time beyond the slowest worker's own compute. */
+function phaseOverhead(
+  started: number,
+  responses: readonly ({ computeSeconds: number } | undefined)[],
+): number {
+  const wall = (performance.now() - started) / 1000;
+  const compute = Math.max(0, ...responses.map((r) => r?.computeSeconds ?? 0));
+  return Math.max(0, wall - compute);
 }

@@ -14,7 +14,13 @@ import { Split } from '@lethe/proto';
 import type { ObjectRef, ObjectStore } from '@lethe/store';
 import type { Logger } from 'pino';
 import { evaluateDistributed } from '../inference/distributed-inference';
-import { type JobContext, type JobOutcome, STEP_IDS_PER_JOB } from '../jobs/job-context';
+import {
+  type JobContext,
+  type JobOutcome,
+  STEP_IDS_PER_JOB,
+  stepProgress,
+} from '../jobs/job-context';
+import { modelSpecOf } from '../model/model-spec';
 import type { ModelState } from '../model/current-model';
 import type { ExpertPlacement } from '../workers/expert-placement';
 import { type ExpertCheckpoint, ExpertSession } from '../workers/expert-session';
@@ -64,14 +70,7 @@ export async function runTrainingJob(
   const experts = Array.from({ length: request.experts }, (_, e) => e);
   const source = { $case: 'uri' as const, value: request.dataset };
   const session = new ExpertSession(deps.placement, deps.registry, deps.log, {
-    model: {
-      preset: request.preset,
-      numClasses: train.classes.length,
-      inputShape: [train.height, train.width, train.channels],
-      normalisation: { mean: [...normalise.mean], std: [...normalise.std] },
-      experts: request.experts,
-      seed: request.seed,
-    },
+    model: modelSpecOf(model.config, normalise),
     datasets: {
       train: { source, split: Split.SPLIT_TRAIN, limit: 0 },
       ...(test ? { test: { source, split: Split.SPLIT_TEST, limit: 0 } } : {}),
@@ -80,7 +79,14 @@ export async function runTrainingJob(
     deadlineMs: deps.workerDeadlineMs,
     onRecovery: (message) => job.log('warn', message),
   });
+  // Mean step and RPC time over the run, reported with progress (and by bench/distributed).
+  const timing = { steps: 0, stepSeconds: 0, rpcSeconds: 0 };
   const parallel = new ExpertParallelExecutor(session, deps.store, {
+    onTiming: (t) => {
+      timing.steps++;
+      timing.stepSeconds += t.stepSeconds;
+      timing.rpcSeconds += t.rpcSeconds;
+    },
     datasetKey: 'train',
     ...(request.augment ? { augmentation: { crop: 4, flip: true, seed: request.seed } } : {}),
     stepBase: job.seq * STEP_IDS_PER_JOB,
@@ -125,21 +131,18 @@ export async function runTrainingJob(
         }).epoch(epoch),
       onStep: (p) => {
         imagesPerSecond = p.imagesPerSecond;
-        job.progress({
-          phase: 'train',
-          epoch: p.epoch + 1,
-          epochs: request.epochs,
-          step: p.step,
-          stepsPerEpoch: p.stepsPerEpoch,
-          globalStep: p.globalStep,
-          totalSteps: p.totalSteps,
-          loss: p.loss,
-          accuracy: p.accuracy,
-          imagesPerSecond: p.imagesPerSecond,
-          learningRate: p.learningRate,
-          etaSeconds:
-            (p.totalSteps - p.globalStep) * (batchSize / Math.max(1e-9, p.imagesPerSecond)),
-        });
+        job.progress(
+          stepProgress('train', p, request.epochs, {
+            etaSeconds:
+              (p.totalSteps - p.globalStep) * (batchSize / Math.max(1e-9, p.imagesPerSecond)),
+            ...(timing.steps > 0
+              ? {
+                  stepSeconds: timing.stepSeconds / timing.steps,
+                  rpcShare: timing.rpcSeconds / Math.max(1e-9, timing.stepSeconds),
+                }
+              : {}),
+          }),
+        );
       },
       onEpoch: async (summary) => {
         job.log(

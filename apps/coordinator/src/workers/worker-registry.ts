@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
 import {
@@ -48,6 +49,11 @@ export class WorkerRegistry extends EventEmitter<{
 }> {
   private readonly workers = new Map<string, RegisteredWorker>();
   private nextId = 1;
+  /**
+   * Ids carry this coordinator process's incarnation: after a restart, a worker still holding an
+   * id from before must get NOT_FOUND (and register again), not another worker's record.
+   */
+  private readonly incarnation = randomBytes(3).toString('hex');
   private readonly timer: NodeJS.Timeout;
   private lastSweep = Date.now();
   /** Placement answers heartbeats with the experts a worker should hold. */
@@ -91,7 +97,7 @@ export class WorkerRegistry extends EventEmitter<{
       }
     }
     const worker: RegisteredWorker = {
-      id: `w-${this.nextId++}`,
+      id: `w-${this.incarnation}-${this.nextId++}`,
       address: request.address,
       name: request.name,
       version: request.version,

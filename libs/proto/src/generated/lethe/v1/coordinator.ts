@@ -723,7 +723,18 @@ export interface JobProgress {
     | number
     | undefined;
   /** Sisa phases only: the slice being trained, 0-based. */
-  slice?: number | undefined;
+  slice?:
+    | number
+    | undefined;
+  /** Distributed steps only: mean wall-clock seconds per step over the phase so far. */
+  stepSeconds?:
+    | number
+    | undefined;
+  /**
+   * Distributed steps only: share of step time spent in RPC to workers (waiting on Forward and
+   * Backward minus the workers' reported compute time), in [0, 1], over the phase so far.
+   */
+  rpcShare?: number | undefined;
 }
 
 /** One event of a job's stream. */
@@ -2274,6 +2285,8 @@ function createBaseJobProgress(): JobProgress {
     learningRate: 0,
     shard: undefined,
     slice: undefined,
+    stepSeconds: undefined,
+    rpcShare: undefined,
   };
 }
 
@@ -2320,6 +2333,12 @@ export const JobProgress: MessageFns<JobProgress> = {
     }
     if (message.slice !== undefined) {
       writer.uint32(112).uint32(message.slice);
+    }
+    if (message.stepSeconds !== undefined) {
+      writer.uint32(121).double(message.stepSeconds);
+    }
+    if (message.rpcShare !== undefined) {
+      writer.uint32(129).double(message.rpcShare);
     }
     return writer;
   },
@@ -2449,6 +2468,22 @@ export const JobProgress: MessageFns<JobProgress> = {
             message.slice = reader.uint32();
             continue;
           }
+          case 15: {
+            if (tag !== 121) {
+              break;
+            }
+
+            message.stepSeconds = reader.double();
+            continue;
+          }
+          case 16: {
+            if (tag !== 129) {
+              break;
+            }
+
+            message.rpcShare = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2501,6 +2536,16 @@ export const JobProgress: MessageFns<JobProgress> = {
         : 0,
       shard: isSet(object.shard) ? globalThis.Number(object.shard) : undefined,
       slice: isSet(object.slice) ? globalThis.Number(object.slice) : undefined,
+      stepSeconds: isSet(object.stepSeconds)
+        ? globalThis.Number(object.stepSeconds)
+        : isSet(object.step_seconds)
+        ? globalThis.Number(object.step_seconds)
+        : undefined,
+      rpcShare: isSet(object.rpcShare)
+        ? globalThis.Number(object.rpcShare)
+        : isSet(object.rpc_share)
+        ? globalThis.Number(object.rpc_share)
+        : undefined,
     };
   },
 
@@ -2548,6 +2593,12 @@ export const JobProgress: MessageFns<JobProgress> = {
     if (message.slice !== undefined) {
       obj.slice = Math.round(message.slice);
     }
+    if (message.stepSeconds !== undefined) {
+      obj.stepSeconds = floatToJson(message.stepSeconds);
+    }
+    if (message.rpcShare !== undefined) {
+      obj.rpcShare = floatToJson(message.rpcShare);
+    }
     return obj;
   },
 
@@ -2570,6 +2621,8 @@ export const JobProgress: MessageFns<JobProgress> = {
     message.learningRate = object.learningRate ?? 0;
     message.shard = object.shard ?? undefined;
     message.slice = object.slice ?? undefined;
+    message.stepSeconds = object.stepSeconds ?? undefined;
+    message.rpcShare = object.rpcShare ?? undefined;
     return message;
   },
 };

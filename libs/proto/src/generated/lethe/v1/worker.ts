@@ -185,7 +185,14 @@ export interface ForwardResponse {
   /** Echoed. */
   expertId: number;
   /** Raw (pre-softmax, un-gated) logits, shape [indices, classes], float32 packed bytes. */
-  logits?: Float32Tensor | undefined;
+  logits?:
+    | Float32Tensor
+    | undefined;
+  /**
+   * Seconds the worker spent computing (gathering images and running the expert), so the
+   * coordinator can tell RPC overhead from work.
+   */
+  computeSeconds: number;
 }
 
 /** One optimizer step of an expert. */
@@ -220,6 +227,8 @@ export interface BackwardResponse {
    * already_applied.
    */
   gradientNorm: number;
+  /** Seconds the worker spent computing (back-propagation and the optimizer step). */
+  computeSeconds: number;
 }
 
 /** Images for one expert to classify. */
@@ -304,7 +313,10 @@ export interface RegisterRequest {
 
 /** The worker's identity and heartbeat schedule. */
 export interface RegisterResponse {
-  /** Id to send with every heartbeat, e.g. `w-7`. */
+  /**
+   * Id to send with every heartbeat, e.g. `w-3f9a1c-7`: unique across coordinator restarts, so a
+   * worker that heartbeats with an id from before a restart gets NOT_FOUND and registers again.
+   */
   workerId: string;
   /** Send a heartbeat every this many milliseconds, >= 100. */
   heartbeatIntervalMs: number;
@@ -1509,7 +1521,7 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
 };
 
 function createBaseForwardResponse(): ForwardResponse {
-  return { stepId: 0, expertId: 0, logits: undefined };
+  return { stepId: 0, expertId: 0, logits: undefined, computeSeconds: 0 };
 }
 
 export const ForwardResponse: MessageFns<ForwardResponse> = {
@@ -1522,6 +1534,9 @@ export const ForwardResponse: MessageFns<ForwardResponse> = {
     }
     if (message.logits !== undefined) {
       Float32Tensor.encode(message.logits, writer.uint32(26).fork()).join();
+    }
+    if (message.computeSeconds !== 0) {
+      writer.uint32(33).double(message.computeSeconds);
     }
     return writer;
   },
@@ -1563,6 +1578,14 @@ export const ForwardResponse: MessageFns<ForwardResponse> = {
             message.logits = Float32Tensor.decode(reader, reader.uint32());
             continue;
           }
+          case 4: {
+            if (tag !== 33) {
+              break;
+            }
+
+            message.computeSeconds = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1588,6 +1611,11 @@ export const ForwardResponse: MessageFns<ForwardResponse> = {
         ? globalThis.Number(object.expert_id)
         : 0,
       logits: isSet(object.logits) ? Float32Tensor.fromJSON(object.logits) : undefined,
+      computeSeconds: isSet(object.computeSeconds)
+        ? globalThis.Number(object.computeSeconds)
+        : isSet(object.compute_seconds)
+        ? globalThis.Number(object.compute_seconds)
+        : 0,
     };
   },
 
@@ -1602,6 +1630,9 @@ export const ForwardResponse: MessageFns<ForwardResponse> = {
     if (message.logits !== undefined) {
       obj.logits = Float32Tensor.toJSON(message.logits);
     }
+    if (message.computeSeconds !== 0) {
+      obj.computeSeconds = floatToJson(message.computeSeconds);
+    }
     return obj;
   },
 
@@ -1615,6 +1646,7 @@ export const ForwardResponse: MessageFns<ForwardResponse> = {
     message.logits = (object.logits !== undefined && object.logits !== null)
       ? Float32Tensor.fromPartial(object.logits)
       : undefined;
+    message.computeSeconds = object.computeSeconds ?? 0;
     return message;
   },
 };
@@ -1775,7 +1807,7 @@ export const BackwardRequest: MessageFns<BackwardRequest> = {
 };
 
 function createBaseBackwardResponse(): BackwardResponse {
-  return { stepId: 0, expertId: 0, alreadyApplied: false, gradientNorm: 0 };
+  return { stepId: 0, expertId: 0, alreadyApplied: false, gradientNorm: 0, computeSeconds: 0 };
 }
 
 export const BackwardResponse: MessageFns<BackwardResponse> = {
@@ -1791,6 +1823,9 @@ export const BackwardResponse: MessageFns<BackwardResponse> = {
     }
     if (message.gradientNorm !== 0) {
       writer.uint32(33).double(message.gradientNorm);
+    }
+    if (message.computeSeconds !== 0) {
+      writer.uint32(41).double(message.computeSeconds);
     }
     return writer;
   },
@@ -1840,6 +1875,14 @@ export const BackwardResponse: MessageFns<BackwardResponse> = {
             message.gradientNorm = reader.double();
             continue;
           }
+          case 5: {
+            if (tag !== 41) {
+              break;
+            }
+
+            message.computeSeconds = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1874,6 +1917,11 @@ export const BackwardResponse: MessageFns<BackwardResponse> = {
         : isSet(object.gradient_norm)
         ? globalThis.Number(object.gradient_norm)
         : 0,
+      computeSeconds: isSet(object.computeSeconds)
+        ? globalThis.Number(object.computeSeconds)
+        : isSet(object.compute_seconds)
+        ? globalThis.Number(object.compute_seconds)
+        : 0,
     };
   },
 
@@ -1891,6 +1939,9 @@ export const BackwardResponse: MessageFns<BackwardResponse> = {
     if (message.gradientNorm !== 0) {
       obj.gradientNorm = floatToJson(message.gradientNorm);
     }
+    if (message.computeSeconds !== 0) {
+      obj.computeSeconds = floatToJson(message.computeSeconds);
+    }
     return obj;
   },
 
@@ -1903,6 +1954,7 @@ export const BackwardResponse: MessageFns<BackwardResponse> = {
     message.expertId = object.expertId ?? 0;
     message.alreadyApplied = object.alreadyApplied ?? false;
     message.gradientNorm = object.gradientNorm ?? 0;
+    message.computeSeconds = object.computeSeconds ?? 0;
     return message;
   },
 };
