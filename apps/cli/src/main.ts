@@ -5,10 +5,11 @@ import { registerDemoCommand } from './commands/demo.command';
 import { registerEvalCommand } from './commands/eval.command';
 import { registerForgetCommand } from './commands/forget.command';
 import { registerInfoCommand } from './commands/info.command';
-import { registerReceiptsCommand } from './commands/receipts.command';
+import { registerAuditCommand, registerReceiptsCommand } from './commands/receipts.command';
 import { registerReportCommand } from './commands/report.command';
 import { registerStatusCommand } from './commands/status.command';
 import { registerTrainCommand } from './commands/train.command';
+import { registerVerifyCommand } from './commands/verify.command';
 import { registerUpCommand } from './commands/up.command';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -24,6 +25,8 @@ registerTrainCommand(program);
 registerEvalCommand(program);
 registerForgetCommand(program);
 registerReceiptsCommand(program);
+registerAuditCommand(program);
+registerVerifyCommand(program);
 registerReportCommand(program);
 registerInfoCommand(program, version);
 registerDataCommand(program);

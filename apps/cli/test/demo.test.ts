@@ -90,7 +90,8 @@ describe('lethe demo (distributed, embedded cluster from sources)', () => {
     expect(out).toMatch(/^before\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+/m);
     expect(out).toMatch(/^after\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+0\.00\s/m);
     expect(out).toMatch(/retrained experts e\d(, e\d)* on their workers/);
-    expect(out).toMatch(/^e\d\s+w-\d = worker-\d \(pid \d+\)\s+yes\s/m);
+    // The coordinator's own worker id (`w-…`), then the process from the cluster table.
+    expect(out).toMatch(/^e\d\s+\S+ = worker-\d \(pid \d+\)\s+yes\s/m);
     expect(out).toMatch(/test accuracy after forgetting \d+\.\d\d% on 600 images: .*disc 0\.0%/);
     expect(out).toMatch(/demo finished in [\d.]+ s: test accuracy \d+\.\d\d% → \d+\.\d\d%/);
     expect(run.stderr).toMatch(/demo cluster stopped\n$/);

@@ -1,12 +1,15 @@
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import {
   type sendUnaryData,
   Server,
   ServerCredentials,
+  type ServerUnaryCall,
   type ServerWritableStream,
   status,
+  type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import {
   type CoordinatorServer,
@@ -837,5 +840,207 @@ describe('lethe receipts --coordinator', () => {
       missing.stderr,
       /^lethe: error: NOT_FOUND: no completed forget request "nope"$/,
     );
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// A coordinator with TLS and tokens
+
+describe('connecting securely: --token / LETHE_TOKEN, --tls-ca, --tls-cert', () => {
+  const tls = join(work, 'tls');
+  const TOKEN = 'lethe_secret-token-for-the-cli-test';
+  const servers: Server[] = [];
+  /** Who each secure fake saw calling ListWorkers: the bearer token or the certificate's CN. */
+  const callers: string[] = [];
+  let tokenAddress = '';
+  let certificateAddress = '';
+
+  const listing = (caller: (call: ServerUnaryCall<unknown, unknown>) => string | undefined) =>
+    ({
+      listWorkers(call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) {
+        const who = caller(call);
+        if (who === undefined) {
+          callback(fail(status.UNAUTHENTICATED, 'credentials required'));
+          return;
+        }
+        callers.push(who);
+        callback(null, { workers: [] });
+      },
+      listExperts(_call: unknown, callback: sendUnaryData<unknown>) {
+        callback(null, { manifestRevision: 0, experts: [] });
+      },
+    }) as UntypedServiceImplementation;
+
+  const bind = async (server: Server, credentials: ServerCredentials): Promise<string> => {
+    servers.push(server);
+    const port = await new Promise<number>((done, reject) =>
+      server.bindAsync('127.0.0.1:0', credentials, (error, bound) =>
+        error ? reject(error) : done(bound),
+      ),
+    );
+    return `127.0.0.1:${port}`;
+  };
+
+  beforeAll(async () => {
+    execFileSync(
+      'bash',
+      [resolve(__dirname, '../../../scripts/dev-ca.sh'), '--out', tls, '--client', 'alice'],
+      { stdio: 'ignore' },
+    );
+    const pem = (name: string): Buffer => readFileSync(join(tls, name));
+    const pair = [{ cert_chain: pem('coordinator.pem'), private_key: pem('coordinator-key.pem') }];
+    const tokenServer = new Server();
+    tokenServer.addService(
+      CoordinatorService,
+      listing((call) => {
+        const [value] = call.metadata.get('authorization');
+        return value === `Bearer ${TOKEN}` ? `token ${TOKEN}` : undefined;
+      }),
+    );
+    tokenAddress = await bind(tokenServer, ServerCredentials.createSsl(pem('ca.pem'), pair));
+    const certificateServer = new Server();
+    certificateServer.addService(
+      CoordinatorService,
+      listing((call) => {
+        const subject = call.getAuthContext().sslPeerCertificate?.subject as
+          Record<string, string> | undefined;
+        return subject?.['CN'] === undefined ? undefined : `CN ${subject['CN']}`;
+      }),
+    );
+    certificateAddress = await bind(
+      certificateServer,
+      ServerCredentials.createSsl(pem('ca.pem'), pair, true),
+    );
+  });
+  afterAll(async () => {
+    await Promise.all(
+      servers.map((server) => new Promise<void>((done) => server.tryShutdown(() => done()))),
+    );
+  });
+
+  it('sends the token from LETHE_TOKEN over TLS verified with --tls-ca', async () => {
+    callers.length = 0;
+    const result = await run(
+      ['status', '--coordinator', tokenAddress, '--tls-ca', join(tls, 'ca.pem')],
+      cwd(),
+      { ...noEnv, LETHE_TOKEN: TOKEN },
+    );
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+    expect(result.stdout).toMatch(/workers: 0 alive of 0/);
+    expect(callers).toEqual([`token ${TOKEN}`]);
+    // --token and LETHE_TLS_CA work as well.
+    const flags = await run(['status', '--coordinator', tokenAddress, '--token', TOKEN], cwd(), {
+      ...noEnv,
+      LETHE_TLS_CA: join(tls, 'ca.pem'),
+    });
+    expect(flags.status).toBe(0);
+  });
+
+  it('fails in one line without a token, without TLS, or without trusting the server', async () => {
+    const anonymous = await run(
+      ['status', '--coordinator', tokenAddress, '--tls-ca', join(tls, 'ca.pem')],
+      cwd(),
+      { ...noEnv, LETHE_TOKEN: undefined },
+    );
+    expect(anonymous.status).toBe(1);
+    expectOneLineError(
+      anonymous.stderr,
+      /^lethe: error: UNAUTHENTICATED: credentials required \(pass --token or set LETHE_TOKEN/,
+    );
+    const plaintext = await run(['status', '--coordinator', tokenAddress, '--token', TOKEN]);
+    expect(plaintext.status).toBe(1);
+    expectOneLineError(plaintext.stderr, /^lethe: error: UNAVAILABLE: .*\(coordinator /);
+    const untrusted = await run([
+      'status',
+      '--coordinator',
+      tokenAddress,
+      '--tls',
+      '--token',
+      TOKEN,
+    ]);
+    expect(untrusted.status).toBe(1);
+    expectOneLineError(untrusted.stderr, /^lethe: error: UNAVAILABLE: /);
+  });
+
+  it('presents a client certificate with --tls-cert and --tls-key', async () => {
+    callers.length = 0;
+    const result = await run([
+      'status',
+      '--coordinator',
+      certificateAddress,
+      '--tls-ca',
+      join(tls, 'ca.pem'),
+      '--tls-cert',
+      join(tls, 'alice.pem'),
+      '--tls-key',
+      join(tls, 'alice-key.pem'),
+    ]);
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+    expect(callers).toEqual(['CN alice']);
+    const half = await run([
+      'status',
+      '--coordinator',
+      certificateAddress,
+      '--tls-cert',
+      join(tls, 'alice.pem'),
+    ]);
+    expect(half.status).toBe(1);
+    expectOneLineError(half.stderr, /^lethe: error: --tls-cert needs --tls-key too$/);
+    const missing = await run(['status', '--coordinator', certificateAddress, '--tls-ca', '/nope']);
+    expectOneLineError(missing.stderr, /^lethe: error: cannot read --tls-ca \/nope: ENOENT$/);
+  });
+});
+
+describe('lethe audit', () => {
+  it("lists the coordinator's audit entries from its store, oldest first", async () => {
+    const dir = cwd();
+    const audit = join(dir, 'store', 'audit');
+    mkdirSync(audit, { recursive: true });
+    const entry = (id: string, requestId: string, extra: Record<string, unknown>) =>
+      writeFileSync(
+        join(audit, `${id}.json`),
+        JSON.stringify({
+          schema: 1,
+          id,
+          time: '2025-01-02T03:04:05.678Z',
+          action: 'SubmitForget',
+          actor: { subject: 'alice', role: 'admin', via: 'token' },
+          requestId,
+          target: { className: 'cross' },
+          method: 'targeted',
+          ...extra,
+        }),
+      );
+    entry('2025-01-02t03-04-05-678z-0000-aa', 'f-1', {
+      result: { outcome: 'accepted', status: 'OK', jobId: 'job-000001' },
+    });
+    entry('2025-01-02t03-04-06-000z-0000-bb', 'f-2', {
+      actor: { subject: 'bob', role: 'viewer', via: 'token' },
+      result: { outcome: 'refused', status: 'PERMISSION_DENIED', message: 'needs role admin' },
+    });
+    entry('2025-01-02t03-05-00-000z-0000-cc', 'f-1', {
+      action: 'ForgetJobFinished',
+      result: { outcome: 'succeeded', jobId: 'job-000001', manifestRevision: 3 },
+    });
+    const shown = await run(['audit', '--store', join(dir, 'store')], dir);
+    expect(shown.status).toBe(0);
+    const lines = shown.stdout.trimEnd().split('\n');
+    expect(lines).toHaveLength(5);
+    expect(lines[2]).toMatch(/alice \(admin\) +SubmitForget +f-1 +class cross +targeted +accepted/);
+    expect(lines[3]).toMatch(/bob \(viewer\) .* refused PERMISSION_DENIED .* needs role admin/);
+    expect(lines[4]).toMatch(/ForgetJobFinished +f-1 .* succeeded +job-000001 +revision 3/);
+    const json = await run([
+      'audit',
+      '--store',
+      join(dir, 'store'),
+      '--request-id',
+      'f-1',
+      '--json',
+    ]);
+    expect(json.status).toBe(0);
+    const parsed = JSON.parse(json.stdout) as { action: string }[];
+    expect(parsed.map((e) => e.action)).toEqual(['SubmitForget', 'ForgetJobFinished']);
   });
 });

@@ -3,11 +3,13 @@ import { openObjectStore } from '@lethe/store';
 import type { Logger } from 'pino';
 import { CoordinatorApi } from './api/coordinator-api';
 import { RegistryApi } from './api/registry-api';
-import type { CoordinatorConfig } from './config/coordinator-config';
+import { AuditService } from './audit/audit.service';
+import { type CoordinatorConfig, coordinatorTls } from './config/coordinator-config';
 import { GrpcServerService } from './grpc/grpc-server.service';
 import { JobsService } from './jobs/jobs.service';
 import { ModelStateService } from './model/model-state.service';
-import { COORDINATOR_CONFIG, LOGGER, OBJECT_STORE } from './tokens';
+import { AuthService } from './security/auth.service';
+import { COORDINATOR_CONFIG, LOGGER, OBJECT_STORE, TLS_MATERIAL } from './tokens';
 import { WorkersService } from './workers/workers.service';
 
 /** The coordinator application: configuration, store and logger in; gRPC services out. */
@@ -22,6 +24,9 @@ export class CoordinatorModule {
         { provide: COORDINATOR_CONFIG, useValue: config },
         { provide: LOGGER, useValue: logger },
         { provide: OBJECT_STORE, useFactory: () => openObjectStore(config.store) },
+        { provide: TLS_MATERIAL, useFactory: () => coordinatorTls(config) ?? null },
+        AuthService,
+        AuditService,
         WorkersService,
         ModelStateService,
         JobsService,
@@ -29,7 +34,7 @@ export class CoordinatorModule {
         RegistryApi,
         GrpcServerService,
       ],
-      exports: [GrpcServerService, JobsService, WorkersService],
+      exports: [GrpcServerService, JobsService, WorkersService, AuditService],
     };
   }
 }

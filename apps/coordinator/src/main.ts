@@ -17,7 +17,15 @@ async function main(): Promise<void> {
     }
     throw error;
   }
-  const log = pino({ level: config.logLevel, base: { service: 'coordinator' } });
+  // Defence in depth: no code logs these, and if some did, the values would not reach the log.
+  const log = pino({
+    level: config.logLevel,
+    base: { service: 'coordinator' },
+    redact: {
+      paths: ['authorization', '*.authorization', 'token', '*.token', '*.secretKey', '*.password'],
+      censor: 'REDACTED',
+    },
+  });
   const engine = await initEngine({ log: (line) => log.info(line) });
   log.info(
     { engine: engine.engine, store: redact(config.store), db: config.db },

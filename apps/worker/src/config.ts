@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import { readTlsMaterial, TlsFileError, type TlsMaterial } from '@lethe/rpc';
 import { parseObjectStoreUrl } from '@lethe/store';
 import { z } from 'zod';
 
@@ -20,6 +21,14 @@ export interface WorkerConfig {
   maxExperts: number;
   /** On SIGTERM/SIGINT, how long in-flight calls may take before they are cancelled. */
   graceMs: number;
+  /**
+   * PEM certificate and key of this worker (its TLS server certificate, and its client
+   * certificate when it calls the coordinator's Registry) and the cluster CA, which every
+   * caller's client certificate must chain to. All three or none (plaintext).
+   */
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsCa?: string;
 }
 
 /** A bad flag or environment value; the message names the key. */
@@ -111,6 +120,25 @@ export const CONFIG_FIELDS = {
     schema: integer(0, 3_600_000),
     default: '10000',
   }),
+  tlsCert: field({
+    flag: '--tls-cert',
+    env: 'LETHE_TLS_CERT',
+    description:
+      'PEM certificate of this worker, server and client side (mutual TLS; with --tls-key and --tls-ca)',
+    schema: z.string().min(1, 'expected a file'),
+  }),
+  tlsKey: field({
+    flag: '--tls-key',
+    env: 'LETHE_TLS_KEY',
+    description: 'PEM private key of --tls-cert',
+    schema: z.string().min(1, 'expected a file'),
+  }),
+  tlsCa: field({
+    flag: '--tls-ca',
+    env: 'LETHE_TLS_CA',
+    description: 'PEM CA certificates of the cluster: callers must present a certificate it signed',
+    schema: z.string().min(1, 'expected a file'),
+  }),
 } as const;
 
 type Key = keyof typeof CONFIG_FIELDS;
@@ -160,6 +188,23 @@ export function parseWorkerConfig(
     values[key] = parsed.data;
   }
   const config = values as unknown as WorkerConfig;
+  const sourceOf = (key: Key): string =>
+    flags[key] !== undefined ? CONFIG_FIELDS[key].flag : CONFIG_FIELDS[key].env;
+  const tlsKeys = { cert: 'tlsCert', key: 'tlsKey', ca: 'tlsCa' } as const;
+  if (Object.values(tlsKeys).some((key) => config[key] !== undefined)) {
+    const missing = Object.values(tlsKeys).find((key) => config[key] === undefined);
+    if (missing !== undefined) {
+      throw new ConfigError(
+        `${CONFIG_FIELDS[missing].flag} / ${CONFIG_FIELDS[missing].env}: required with TLS (--tls-cert, --tls-key and --tls-ca go together)`,
+      );
+    }
+    try {
+      workerTls(config);
+    } catch (error) {
+      if (!(error instanceof TlsFileError)) throw error;
+      throw new ConfigError(`${sourceOf(tlsKeys[error.field])}: ${error.message}`);
+    }
+  }
   if (config.store !== undefined) {
     try {
       parseObjectStoreUrl(config.store, env);
@@ -169,6 +214,14 @@ export function parseWorkerConfig(
     }
   }
   return config;
+}
+
+/** The worker's TLS files, read and checked; undefined when it runs plaintext. */
+export function workerTls(config: WorkerConfig): TlsMaterial | undefined {
+  if (config.tlsCert === undefined || config.tlsKey === undefined || config.tlsCa === undefined) {
+    return undefined;
+  }
+  return readTlsMaterial({ cert: config.tlsCert, key: config.tlsKey, ca: config.tlsCa });
 }
 
 /**

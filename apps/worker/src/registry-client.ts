@@ -1,4 +1,4 @@
-import { credentials, type ServiceError, status } from '@grpc/grpc-js';
+import { type ChannelCredentials, credentials, type ServiceError, status } from '@grpc/grpc-js';
 import { type Device, type ReassignmentHint, RegistryClient } from '@lethe/proto';
 import { backoffDelay, callUnary, statusName } from '@lethe/rpc';
 import type { Logger } from './logger';
@@ -30,6 +30,8 @@ export interface RegistrationOptions {
   maxBackoffMs?: number;
   /** Deadline of each Registry call (default 5 000 ms). */
   deadlineMs?: number;
+  /** How to reach the coordinator: TLS with this worker's client certificate; default plaintext. */
+  credentials?: ChannelCredentials;
 }
 
 const MIN_INTERVAL_MS = 100;
@@ -54,7 +56,14 @@ export class Registration {
   registrations = 0;
 
   constructor(private readonly options: RegistrationOptions) {
-    this.client = new RegistryClient(options.coordinator, credentials.createInsecure());
+    this.client = this.connect();
+  }
+
+  private connect(): RegistryClient {
+    return new RegistryClient(
+      this.options.coordinator,
+      this.options.credentials ?? credentials.createInsecure(),
+    );
   }
 
   /** Starts registering in the background; resolves once registered (or stopped first). */
@@ -139,7 +148,11 @@ export class Registration {
           return false;
         }
         // UNAVAILABLE while the coordinator starts is expected: say so once, then now and then.
-        if (attempt === 0 || attempt % 10 === 9 || code === status.ALREADY_EXISTS) {
+        const refused = code === status.UNAUTHENTICATED || code === status.PERMISSION_DENIED;
+        if (refused && (attempt === 0 || attempt % 10 === 9)) {
+          // A certificate the coordinator does not accept: retried, since certificates rotate.
+          log.error(fields, "the coordinator refused this worker's client certificate; retrying");
+        } else if (attempt === 0 || attempt % 10 === 9 || code === status.ALREADY_EXISTS) {
           log.warn(fields, 'cannot register with coordinator yet; retrying');
         }
       }
@@ -194,7 +207,7 @@ export class Registration {
       // address) can sit in reconnect backoff long past the restart: start a fresh one.
       if (++this.failedBeats % 3 === 0) {
         this.client.close();
-        this.client = new RegistryClient(this.options.coordinator, credentials.createInsecure());
+        this.client = this.connect();
       }
     }
   }

@@ -3,9 +3,14 @@ import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { type EngineInfo, initEngine } from '@lethe/engine';
 import { type Device, DeviceKind, WorkerService } from '@lethe/proto';
-import { type RunningServer, startGrpcServer } from '@lethe/rpc';
+import {
+  type RunningServer,
+  startGrpcServer,
+  tlsChannelCredentials,
+  tlsServerCredentials,
+} from '@lethe/rpc';
 import { type ObjectStore, openObjectStore } from '@lethe/store';
-import { redactStoreUrl, type WorkerConfig } from './config';
+import { redactStoreUrl, type WorkerConfig, workerTls } from './config';
 import { ExpertHost } from './expert-host';
 import type { Logger } from './logger';
 import { Registration } from './registry-client';
@@ -63,6 +68,9 @@ export async function startWorker(
     store = await openObjectStore(config.store, env);
     logger.info({ store: redactStoreUrl(config.store) }, 'object store opened');
   }
+  // Mutual TLS: callers (the coordinator) need a client certificate from the cluster CA, and
+  // the same certificate is this worker's client certificate for the coordinator's Registry.
+  const tls = workerTls(config);
   const host = new ExpertHost({ maxExperts: config.maxExperts, ...(store ? { store } : {}) });
   const tracker = new CallTracker();
   const server = await startGrpcServer({
@@ -72,7 +80,14 @@ export async function startWorker(
     ],
     healthServices: [WORKER_SERVICE_NAME],
     log: logger,
+    ...(tls ? { credentials: tlsServerCredentials(tls, 'require') } : {}),
   });
+  if (!tls) {
+    logger.warn(
+      { listen: server.address },
+      'INSECURE: no TLS (--tls-cert, --tls-key, --tls-ca): the Worker service is plaintext and open to any process that reaches its port',
+    );
+  }
   const address = config.advertise ?? server.address;
 
   let registration: Registration | undefined;
@@ -87,6 +102,7 @@ export async function startWorker(
       load: () => ({ ...host.load(), inflightCalls: tracker.inflight }),
       log: logger,
       ...(options.onFatal ? { onFatal: options.onFatal } : {}),
+      ...(tls ? { credentials: tlsChannelCredentials(tls) } : {}),
     });
   }
 
@@ -99,6 +115,7 @@ export async function startWorker(
       backend: engine.backend,
       coordinator: config.coordinator ?? null,
       maxExperts: config.maxExperts,
+      tls: tls !== undefined,
     },
     'worker listening',
   );

@@ -2,6 +2,8 @@ import {
   type CallOptions as GrpcCallOptions,
   type Client,
   type ClientUnaryCall,
+  type Interceptor,
+  InterceptingCall,
   Metadata,
   type ServiceError,
   status,
@@ -126,4 +128,19 @@ function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
     }, ms);
     signal?.addEventListener('abort', onAbort, { once: true });
   });
+}
+
+/**
+ * A client interceptor that sends `authorization: Bearer <token>` with every call (unary and
+ * streaming alike, over TLS or not): `new CoordinatorClient(address, creds, { interceptors:
+ * [bearerTokenInterceptor(token)] })`.
+ */
+export function bearerTokenInterceptor(token: string): Interceptor {
+  return (options, nextCall) =>
+    new InterceptingCall(nextCall(options), {
+      start(metadata, listener, next) {
+        metadata.set('authorization', `Bearer ${token}`);
+        next(metadata, listener);
+      },
+    });
 }

@@ -18,7 +18,7 @@ export interface RpcLogger {
  * The status a handler's error ends the call with: an RpcError's own code and message, anything
  * else INTERNAL with its message (logged, since it is a bug or an unexpected failure).
  */
-function toStatus(
+export function toStatus(
   error: unknown,
   method: string,
   log: RpcLogger | undefined,

@@ -7,6 +7,12 @@
  * - startGrpcServer: a grpc-js server with the standard health service and server reflection.
  * - callUnary: a promise around a ts-proto client method with per-attempt deadlines and retries
  *   with backoff on UNAVAILABLE / DEADLINE_EXCEEDED.
+ * - TLS: readTlsMaterial (checked PEM files), tlsServerCredentials (client certificates none,
+ *   requested or required), tlsChannelCredentials, peerCertificate (a call's verified client
+ *   certificate).
+ * - Access: guardService (a check before every method of a service), authorizeService (roles
+ *   per method; UNAUTHENTICATED / PERMISSION_DENIED), bearerToken, callerOf,
+ *   bearerTokenInterceptor (the client side).
  */
 export {
   RpcError,
@@ -37,6 +43,7 @@ export {
 } from './server';
 export {
   backoffDelay,
+  bearerTokenInterceptor,
   type CallOptions,
   callUnary,
   isRetryable,
@@ -44,3 +51,25 @@ export {
   type UnaryMethod,
 } from './client';
 export { findProtoDir } from './protos';
+export {
+  type AuthorizeOptions,
+  authorizeService,
+  bearerToken,
+  type CallGuard,
+  callerOf,
+  guardService,
+  type Identity,
+  type Refusal,
+} from './auth';
+export {
+  type CallInfo,
+  type ClientCertificates,
+  type PeerCertificate,
+  peerCertificate,
+  readTlsMaterial,
+  TlsFileError,
+  type TlsFiles,
+  type TlsMaterial,
+  tlsChannelCredentials,
+  tlsServerCredentials,
+} from './tls';

@@ -1,13 +1,15 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { makeSyntheticDataset, writeCifar10 } from '@lethe/data';
 import { CoordinatorClient, type Job, type JobEvent, JobState, WorkerState } from '@lethe/proto';
-import { callUnary } from '@lethe/rpc';
+import { bearerTokenInterceptor, callUnary, tlsChannelCredentials } from '@lethe/rpc';
 import S3rver from 's3rver';
-import { type ServiceProcess, startService } from './processes';
+import { REPO, type ServiceProcess, startService } from './processes';
 
 /** s3rver's built-in account. */
 export const S3_ENV = { LETHE_S3_ACCESS_KEY: 'S3RVER', LETHE_S3_SECRET_KEY: 'S3RVER' };
@@ -24,6 +26,45 @@ export interface Cluster {
   startWorker(name: string): Promise<ServiceProcess>;
   restartCoordinator(signal: NodeJS.Signals): Promise<void>;
   stop(): Promise<void>;
+  /** With `secure`: the certificates' directory, tokens, and a client with any token. */
+  security?: {
+    tlsDir: string;
+    adminToken: string;
+    viewerToken: string;
+    connect(token?: string): CoordinatorClient;
+  };
+}
+
+export interface ClusterOptions {
+  /**
+   * Mutual TLS between every process (certificates from scripts/dev-ca.sh) and an auth file
+   * with an admin and a viewer token; `client` is then the admin's, over TLS.
+   */
+  secure?: boolean;
+}
+
+/** Certificates for the coordinator and workers `names`, and an auth file of two tokens. */
+function makeSecurity(dir: string, names: string[]) {
+  const tlsDir = join(dir, 'tls');
+  execFileSync(
+    'bash',
+    [join(REPO, 'scripts', 'dev-ca.sh'), '--out', tlsDir, ...names.flatMap((n) => ['--worker', n])],
+    { stdio: 'ignore' },
+  );
+  const adminToken = `lethe_${randomBytes(32).toString('hex')}`;
+  const viewerToken = `lethe_${randomBytes(32).toString('hex')}`;
+  const hash = (token: string) => `sha256:${createHash('sha256').update(token).digest('hex')}`;
+  const authFile = join(dir, 'auth.json');
+  writeFileSync(
+    authFile,
+    JSON.stringify({
+      tokens: {
+        [hash(adminToken)]: { subject: 'alice', role: 'admin' },
+        [hash(viewerToken)]: { subject: 'bob', role: 'viewer' },
+      },
+    }),
+  );
+  return { tlsDir, adminToken, viewerToken, authFile };
 }
 
 async function freePort(): Promise<number> {
@@ -41,8 +82,33 @@ async function freePort(): Promise<number> {
  * A coordinator, `workers` worker processes and an S3 server (s3rver) on loopback, with a
  * generated 6-class dataset in the CIFAR-10 binary layout that every process reads itself.
  */
-export async function startCluster(workers: number): Promise<Cluster> {
+export async function startCluster(
+  workers: number,
+  options: ClusterOptions = {},
+): Promise<Cluster> {
   const dir = mkdtempSync(join(tmpdir(), 'lethe-e2e-'));
+  const names = Array.from({ length: workers + 1 }, (_, i) => `worker-${i + 1}`);
+  const security = options.secure ? makeSecurity(dir, names) : undefined;
+  // The coordinator takes its TLS and auth settings from LETHE_* variables, workers from flags.
+  const coordinatorTls: Record<string, string> = security
+    ? {
+        LETHE_TLS_CERT: join(security.tlsDir, 'coordinator.pem'),
+        LETHE_TLS_KEY: join(security.tlsDir, 'coordinator-key.pem'),
+        LETHE_TLS_CA: join(security.tlsDir, 'ca.pem'),
+        LETHE_AUTH_FILE: security.authFile,
+      }
+    : {};
+  const workerTls = (name: string): string[] =>
+    security && existsSync(join(security.tlsDir, `${name}.pem`))
+      ? [
+          '--tls-cert',
+          join(security.tlsDir, `${name}.pem`),
+          '--tls-key',
+          join(security.tlsDir, `${name}-key.pem`),
+          '--tls-ca',
+          join(security.tlsDir, 'ca.pem'),
+        ]
+      : [];
   const train = makeSyntheticDataset({ perClass: 48, split: 'train', seed: 3, classes: 6 });
   const test = makeSyntheticDataset({ perClass: 16, split: 'test', seed: 3, classes: 6 });
   const data = `cifar10:${writeCifar10(dir, { train, test })}`;
@@ -58,7 +124,12 @@ export async function startCluster(workers: number): Promise<Cluster> {
   const store = `s3://lethe/e2e?endpoint=http://127.0.0.1:${s3Port}&conditional-put=emulate`;
   const port = await freePort();
   const address = `127.0.0.1:${port}`;
-  const env = { ...S3_ENV, LETHE_HEARTBEAT_INTERVAL_MS: '300', LETHE_HEARTBEAT_TIMEOUT_MS: '3000' };
+  const env = {
+    ...S3_ENV,
+    ...coordinatorTls,
+    LETHE_HEARTBEAT_INTERVAL_MS: '300',
+    LETHE_HEARTBEAT_TIMEOUT_MS: '3000',
+  };
   const launchCoordinator = (): ServiceProcess =>
     startService(
       'coordinator',
@@ -77,20 +148,42 @@ export async function startCluster(workers: number): Promise<Cluster> {
     );
   let coordinator = launchCoordinator();
   await coordinator.waitFor('coordinator listening');
-  const client = new CoordinatorClient(address, grpc.credentials.createInsecure());
+  const clients: CoordinatorClient[] = [];
+  const connect = (token?: string): CoordinatorClient => {
+    const client = security
+      ? new CoordinatorClient(
+          address,
+          tlsChannelCredentials({ ca: readFileSync(join(security.tlsDir, 'ca.pem')) }),
+          { interceptors: token ? [bearerTokenInterceptor(token)] : [] },
+        )
+      : new CoordinatorClient(address, grpc.credentials.createInsecure());
+    clients.push(client);
+    return client;
+  };
+  const client = connect(security?.adminToken);
   const running: ServiceProcess[] = [];
   const startWorker = async (name: string): Promise<ServiceProcess> => {
     const worker = startService(
       name,
       'worker',
-      ['--coordinator', address, '--store', store, '--name', name, '--port', '0'],
+      [
+        '--coordinator',
+        address,
+        '--store',
+        store,
+        '--name',
+        name,
+        '--port',
+        '0',
+        ...workerTls(name),
+      ],
       S3_ENV,
     );
     running.push(worker);
     await worker.waitFor('worker listening');
     return worker;
   };
-  await Promise.all(Array.from({ length: workers }, (_, i) => startWorker(`worker-${i + 1}`)));
+  await Promise.all(names.slice(0, workers).map((name) => startWorker(name)));
   await waitForWorkers(client, workers);
   const cluster: Cluster = {
     dir,
@@ -103,13 +196,23 @@ export async function startCluster(workers: number): Promise<Cluster> {
     },
     workers: running,
     startWorker,
+    ...(security
+      ? {
+          security: {
+            tlsDir: security.tlsDir,
+            adminToken: security.adminToken,
+            viewerToken: security.viewerToken,
+            connect,
+          },
+        }
+      : {}),
     async restartCoordinator(signal) {
       await coordinator.kill(signal);
       coordinator = launchCoordinator();
       await coordinator.waitFor('coordinator listening');
     },
     async stop() {
-      client.close();
+      clients.forEach((c) => c.close());
       await Promise.all([...running, coordinator].map((p) => p.kill('SIGTERM')));
       await s3.close();
       rmSync(dir, { recursive: true, force: true });

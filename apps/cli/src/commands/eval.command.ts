@@ -3,13 +3,18 @@ import { batches, openDataset, type Split } from '@lethe/data';
 import { evaluate, type Evaluation, loadModel } from '@lethe/model';
 import { LocalDirStore } from '@lethe/store';
 import { remoteEval } from '../remote/remote-jobs';
-import { explicitCoordinator, ignoredWithCoordinator } from '../remote/target';
+import {
+  type ConnectionFlags,
+  explicitCoordinator,
+  ignoredWithCoordinator,
+  withConnectionOptions,
+} from '../remote/target';
 import { startEngine } from '../terminal/engine';
 import { action, CliError } from '../terminal/errors';
 import { oneOf, positiveInt } from '../terminal/option-parsers';
 import { percent, table } from '../terminal/tables';
 
-interface EvalFlags {
+interface EvalFlags extends ConnectionFlags {
   store: string;
   data?: string;
   split: Split;
@@ -20,7 +25,7 @@ interface EvalFlags {
 }
 
 export function registerEvalCommand(program: Command): void {
-  program
+  const registered = program
     .command('eval')
     .description(
       'evaluate the stored model: overall and per-class accuracy, class × expert routing',
@@ -44,7 +49,7 @@ export function registerEvalCommand(program: Command): void {
     )
     .action(
       action(async (flags: EvalFlags, command: Command) => {
-        const remote = explicitCoordinator(flags.coordinator);
+        const remote = explicitCoordinator(flags.coordinator, flags);
         if (remote) {
           ignoredWithCoordinator(command, ['store']);
           await remoteEval(remote, {
@@ -85,6 +90,7 @@ export function registerEvalCommand(program: Command): void {
         }
       }),
     );
+  withConnectionOptions(registered);
 }
 
 export function printEvaluation(result: Evaluation, classes: string[]): void {

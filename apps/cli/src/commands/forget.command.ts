@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import type { SisaReceipt } from '@lethe/sisa';
 import { openDataset } from '@lethe/data';
 import { LocalDirStore } from '@lethe/store';
 import {
@@ -18,14 +19,20 @@ import {
   type RemoteForgetMethod,
   remoteForget,
 } from '../remote/remote-jobs';
-import { explicitCoordinator, ignoredWithCoordinator } from '../remote/target';
+import {
+  type ConnectionFlags,
+  explicitCoordinator,
+  ignoredWithCoordinator,
+  withConnectionOptions,
+} from '../remote/target';
 import { startEngine } from '../terminal/engine';
+import { runSisaForgetJob, sisaProgress } from '../jobs/sisa-jobs';
 import { action, CliError } from '../terminal/errors';
 import { nonNegativeInt, oneOf, positiveInt, positiveNumber } from '../terminal/option-parsers';
 import { stepProgress } from '../terminal/progress';
 import { table } from '../terminal/tables';
 
-interface ForgetFlags {
+interface ForgetFlags extends ConnectionFlags {
   store: string;
   data?: string;
   class?: string;
@@ -47,7 +54,7 @@ interface ForgetFlags {
 }
 
 export function registerForgetCommand(program: Command): void {
-  program
+  const registered = program
     .command('forget')
     .description(
       'forget a class: retrain only the experts that saw it, plus the router; write a receipt',
@@ -86,8 +93,11 @@ export function registerForgetCommand(program: Command): void {
       '--coordinator <host:port>',
       'forget on this coordinator instead of locally (or set LETHE_COORDINATOR)',
     )
-    .option('--samples <ids>', 'with a coordinator: training sample ids to forget, comma-separated')
-    .option('--samples-file <file>', 'with a coordinator: a file of sample ids to forget')
+    .option(
+      '--samples <ids>',
+      'training sample ids to forget, comma-separated (exact replay on a --mode sisa model)',
+    )
+    .option('--samples-file <file>', 'a file of sample ids to forget, one per line')
     .action(
       action(async (flags: ForgetFlags, command: Command) => {
         if (flags.method === 'mask' && flags.maskOutput) {
@@ -100,7 +110,7 @@ export function registerForgetCommand(program: Command): void {
         if (!bySamples && flags.class === undefined) {
           throw new CliError('give the class to forget: --class <name|id>');
         }
-        const remote = explicitCoordinator(flags.coordinator);
+        const remote = explicitCoordinator(flags.coordinator, flags);
         if (remote) {
           if (flags.retainFraction !== undefined) {
             throw new CliError('--retain-fraction is not part of the coordinator API');
@@ -125,13 +135,26 @@ export function registerForgetCommand(program: Command): void {
           });
           return;
         }
-        if (bySamples) {
-          throw new CliError(
-            '--samples needs --coordinator: forgetting samples locally is not supported yet',
-          );
-        }
-        if (flags.method === 'sisa-replay') {
-          throw new CliError('--method sisa-replay needs --coordinator');
+        if (bySamples || flags.method === 'sisa-replay') {
+          // Samples are forgotten exactly, by replay, on a model trained with --mode sisa.
+          if (!bySamples)
+            throw new CliError('--method sisa-replay needs --samples or --samples-file');
+          await startEngine();
+          const sampleIds = (await readSampleIds(flags.samples, flags.samplesFile))!;
+          const requestId = flags.requestId ?? newRequestId();
+          if (!flags.requestId) process.stderr.write(`request id ${requestId}\n`);
+          const progress = sisaProgress();
+          const receipt = await runSisaForgetJob(
+            new LocalDirStore(flags.store),
+            { requestId, sampleIds, ...(flags.data ? { data: flags.data } : {}) },
+            progress.onProgress,
+          ).finally(() => progress.stop());
+          if (flags.json) {
+            process.stdout.write(`${JSON.stringify(receipt, null, 2)}\n`);
+            return;
+          }
+          printSisaReceipt(receipt);
+          return;
         }
         if (flags.data === undefined) {
           throw new CliError("required option '--data <spec>' not specified");
@@ -178,6 +201,7 @@ export function registerForgetCommand(program: Command): void {
         printReceipt(receipt);
       }),
     );
+  withConnectionOptions(registered);
 }
 
 const pct = (n: number | undefined): string =>
@@ -215,5 +239,30 @@ export function printReceipt(receipt: ForgetReceipt): void {
   );
   console.log(
     `receipt stored; manifest revision ${receipt.manifest.before} → ${receipt.manifest.after}`,
+  );
+}
+
+/** An exact (sisa) forget: what was replayed, from which checkpoint, and what it cost. */
+export function printSisaReceipt(receipt: SisaReceipt): void {
+  console.log(
+    `receipt ${receipt.requestId}: ${receipt.request.sampleIds.length} samples forgotten exactly (sisa replay), manifest revision ${receipt.manifest.before} → ${receipt.manifest.after}`,
+  );
+  console.log(
+    table([
+      ['shard', 'removed', 'slices replayed', 'restored from', 'new last checkpoint'],
+      ...receipt.sisa.shards.map((s) => [
+        String(s.shard),
+        String(s.samplesRemoved),
+        s.slicesReplayed.join(', '),
+        s.restoredCheckpointSha256 === 'initial'
+          ? 'initial weights'
+          : s.restoredCheckpointSha256.slice(0, 12),
+        (s.checkpointSha256After.at(-1) ?? '').slice(0, 12),
+      ]),
+    ]),
+  );
+  const t = receipt.timings;
+  console.log(
+    `replay ${t.replaySeconds.toFixed(1)} s, router ${t.routerSeconds.toFixed(1)} s, total ${t.totalSeconds.toFixed(1)} s; ${receipt.checkpointsDeleted} checkpoints holding the samples deleted (check with: lethe verify ${receipt.requestId})`,
   );
 }

@@ -1,21 +1,64 @@
 import type { Command } from 'commander';
-import { LocalDirStore } from '@lethe/store';
-import { listReceipts, readReceipt } from '@lethe/unlearning';
+import type { SisaReceipt } from '@lethe/sisa';
+import { LocalDirStore, openObjectStore } from '@lethe/store';
+import { type ForgetReceipt, listReceipts, readReceipt } from '@lethe/unlearning';
+import { auditTable, readAuditLog } from '../remote/audit';
 import { remoteReceipts } from '../remote/remote-jobs';
-import { explicitCoordinator, ignoredWithCoordinator } from '../remote/target';
+import {
+  type ConnectionFlags,
+  explicitCoordinator,
+  ignoredWithCoordinator,
+  withConnectionOptions,
+} from '../remote/target';
 import { action, CliError } from '../terminal/errors';
 import { table } from '../terminal/tables';
-import { printReceipt } from './forget.command';
+import { printReceipt, printSisaReceipt } from './forget.command';
 
-interface ReceiptsFlags {
+interface ReceiptsFlags extends ConnectionFlags {
   store: string;
   id?: string;
   json: boolean;
   coordinator?: string;
 }
 
-export function registerReceiptsCommand(program: Command): void {
+/**
+ * `lethe audit --store DIR|URL`: the coordinator's audit log of forget requests (every
+ * SubmitForget and how each forget job ended), read straight from its object store.
+ */
+export function registerAuditCommand(program: Command): void {
   program
+    .command('audit')
+    .description(
+      "show the coordinator's audit log of forget requests: who asked, when, what, and the result",
+    )
+    .option(
+      '--store <dir|url>',
+      "the coordinator's object store: DIR, file:DIR or s3://bucket/prefix?endpoint=URL",
+      '.lethe/store',
+    )
+    .option('--request-id <id>', "only this request's entries")
+    .option('--json', 'print the entries as JSON on stdout', false)
+    .action(
+      action(async (flags: { store: string; requestId?: string; json: boolean }) => {
+        let store;
+        try {
+          store = await openObjectStore(flags.store);
+        } catch (error) {
+          throw new CliError(`--store ${flags.store}: ${(error as Error).message}`);
+        }
+        const entries = await readAuditLog(
+          store,
+          flags.requestId === undefined ? {} : { requestId: flags.requestId },
+        );
+        if (flags.json) process.stdout.write(`${JSON.stringify(entries, null, 2)}\n`);
+        else if (entries.length === 0) console.log(`no audit entries in ${store.describe()}`);
+        else console.log(auditTable(entries));
+      }),
+    );
+}
+
+export function registerReceiptsCommand(program: Command): void {
+  const registered = program
     .command('receipts')
     .description('list forget receipts, or show one with --id')
     .option('--store <dir>', 'local store directory', '.lethe/store')
@@ -27,7 +70,7 @@ export function registerReceiptsCommand(program: Command): void {
     )
     .action(
       action(async (flags: ReceiptsFlags, command: Command) => {
-        const remote = explicitCoordinator(flags.coordinator);
+        const remote = explicitCoordinator(flags.coordinator, flags);
         if (remote) {
           ignoredWithCoordinator(command, ['store']);
           await remoteReceipts(remote, flags);
@@ -35,14 +78,17 @@ export function registerReceiptsCommand(program: Command): void {
         }
         const store = new LocalDirStore(flags.store);
         if (flags.id) {
-          const receipt = await readReceipt(store, flags.id);
+          // The manifest holds both kinds of receipt under `receipt/<id>`.
+          const receipt = (await readReceipt(store, flags.id)) as
+            ForgetReceipt | SisaReceipt | undefined;
           if (!receipt)
             throw new CliError(`no receipt for request ${flags.id} in ${store.describe()}`);
           if (flags.json) process.stdout.write(`${JSON.stringify(receipt, null, 2)}\n`);
+          else if (isExact(receipt)) printSisaReceipt(receipt);
           else printReceipt(receipt);
           return;
         }
-        const receipts = await listReceipts(store);
+        const receipts = (await listReceipts(store)) as (ForgetReceipt | SisaReceipt)[];
         if (flags.json) {
           process.stdout.write(`${JSON.stringify(receipts, null, 2)}\n`);
           return;
@@ -54,16 +100,33 @@ export function registerReceiptsCommand(program: Command): void {
         console.log(
           table([
             ['request', 'created', 'class', 'method', 'experts', 'forgotten-class acc after'],
-            ...receipts.map((r) => [
-              r.requestId,
-              r.createdAt,
-              r.request.className,
-              r.request.method,
-              r.expertsRetrained.join(',') || '—',
-              r.metrics.after.forgottenClassTestAccuracy.toFixed(2),
-            ]),
+            ...receipts.map((r) =>
+              isExact(r)
+                ? [
+                    r.requestId,
+                    r.createdAt,
+                    `${r.request.sampleIds.length} samples`,
+                    'sisa-replay (exact)',
+                    r.sisa.shards.map((s) => s.shard).join(',') || '—',
+                    '—',
+                  ]
+                : [
+                    r.requestId,
+                    r.createdAt,
+                    r.request.className,
+                    r.request.method,
+                    r.expertsRetrained.join(',') || '—',
+                    r.metrics.after.forgottenClassTestAccuracy.toFixed(2),
+                  ],
+            ),
           ]),
         );
       }),
     );
+  withConnectionOptions(registered);
+}
+
+/** Receipts of both kinds share the manifest: exact (sisa) ones carry mode `exact`. */
+function isExact(receipt: ForgetReceipt | SisaReceipt): receipt is SisaReceipt {
+  return (receipt as { mode: string }).mode === 'exact';
 }

@@ -10,7 +10,7 @@ import { status as grpcStatus } from '@grpc/grpc-js';
 import { callUnary, isServiceError, withCoordinator } from '../remote/grpc';
 import { expertsTable, jobsTable, workersTable } from '../remote/format';
 import { readJobLog } from '../remote/job-log';
-import { statusCoordinator } from '../remote/target';
+import { type ConnectionFlags, statusCoordinator, withConnectionOptions } from '../remote/target';
 import { action } from '../terminal/errors';
 
 /** The jobs this directory submitted to `address` that the coordinator still knows, newest first. */
@@ -31,7 +31,7 @@ async function knownJobs(client: CoordinatorClient, address: string): Promise<Jo
 }
 
 export function registerStatusCommand(program: Command): void {
-  program
+  const registered = program
     .command('status')
     .description(
       "a coordinator's workers, experts and the jobs started from this directory (default: the cluster lethe up runs here)",
@@ -42,9 +42,9 @@ export function registerStatusCommand(program: Command): void {
     )
     .option('--json', 'print JSON on stdout', false)
     .action(
-      action(async (flags: { coordinator?: string; json: boolean }) => {
-        const target = statusCoordinator(flags.coordinator);
-        await withCoordinator(target.address, async (client) => {
+      action(async (flags: { coordinator?: string; json: boolean } & ConnectionFlags) => {
+        const target = statusCoordinator(flags.coordinator, process.cwd(), flags);
+        await withCoordinator(target, async (client) => {
           const [workers, experts] = await Promise.all([
             callUnary(client, client.listWorkers, {}),
             callUnary(client, client.listExperts, {}),
@@ -92,4 +92,5 @@ export function registerStatusCommand(program: Command): void {
         });
       }),
     );
+  withConnectionOptions(registered);
 }

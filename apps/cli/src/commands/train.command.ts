@@ -3,8 +3,14 @@ import { LocalDirStore } from '@lethe/store';
 import { PRESETS } from '@lethe/model';
 import { runTrainJob } from '../jobs/train-job';
 import { remoteTrain } from '../remote/remote-jobs';
-import { explicitCoordinator, ignoredWithCoordinator } from '../remote/target';
+import {
+  type ConnectionFlags,
+  explicitCoordinator,
+  ignoredWithCoordinator,
+  withConnectionOptions,
+} from '../remote/target';
 import { startEngine } from '../terminal/engine';
+import { runSisaTrainJob, sisaProgress } from '../jobs/sisa-jobs';
 import { action, CliError } from '../terminal/errors';
 import {
   nonNegativeInt,
@@ -17,7 +23,7 @@ import { decodeProgress, stepProgress } from '../terminal/progress';
 import { percent } from '../terminal/tables';
 import { printEvaluation } from './eval.command';
 
-interface TrainFlags {
+interface TrainFlags extends ConnectionFlags {
   data: string;
   store: string;
   experts: number;
@@ -33,13 +39,18 @@ interface TrainFlags {
   balance: number;
   routerNoise: number;
   limit?: number;
+  mode: 'joint' | 'sisa';
+  slices: number;
+  assignment: 'uniform' | 'class-balanced';
+  routerEpochs: number;
+  routerFraction: number;
   requestId?: string;
   coordinator?: string;
   json: boolean;
 }
 
 export function registerTrainCommand(program: Command): void {
-  program
+  const registered = program
     .command('train')
     .description('train a Mixture-of-Experts classifier jointly and store it')
     .requiredOption(
@@ -70,6 +81,26 @@ export function registerTrainCommand(program: Command): void {
     )
     .option('--no-augment', 'no random crop / flip')
     .option('--limit <N>', 'train on a seeded subset of N samples', positiveInt)
+    .option(
+      '--mode <mode>',
+      'joint (router and experts together; approximate forgetting) | sisa (one expert per shard, slice by slice; exact forgetting by replay)',
+      oneOf(['joint', 'sisa'] as const),
+      'joint',
+    )
+    .option('--slices <R>', 'sisa: slices per shard (a checkpoint after each)', positiveInt, 4)
+    .option(
+      '--assignment <how>',
+      'sisa: uniform | class-balanced shards',
+      oneOf(['uniform', 'class-balanced'] as const),
+      'uniform',
+    )
+    .option('--router-epochs <N>', 'sisa: router epochs, experts frozen', positiveInt, 1)
+    .option(
+      '--router-fraction <F>',
+      'sisa: share of the samples the router trains on',
+      positiveNumber,
+      1,
+    )
     .option('--json', 'print the result as JSON on stdout', false)
     .option(
       '--coordinator <host:port>',
@@ -81,9 +112,14 @@ export function registerTrainCommand(program: Command): void {
         if (flags.topK > flags.experts) {
           throw new CliError(`--top-k (${flags.topK}) cannot exceed --experts (${flags.experts})`);
         }
-        const remote = explicitCoordinator(flags.coordinator);
+        const remote = explicitCoordinator(flags.coordinator, flags);
         if (remote) {
           ignoredWithCoordinator(command, ['store']);
+          if (flags.mode === 'sisa') {
+            throw new CliError(
+              '--mode sisa runs locally for now: the coordinator trains joint models',
+            );
+          }
           await remoteTrain(remote, flags);
           return;
         }
@@ -97,6 +133,41 @@ export function registerTrainCommand(program: Command): void {
         }
         await startEngine();
         const store = new LocalDirStore(flags.store);
+        if (flags.mode === 'sisa') {
+          if (flags.routerFraction > 1) throw new CliError('--router-fraction must be in (0, 1]');
+          const shardProgress = sisaProgress();
+          const result = await runSisaTrainJob(
+            {
+              data: flags.data,
+              store,
+              preset: flags.preset,
+              experts: flags.experts,
+              topK: flags.topK,
+              epochs: flags.epochs,
+              batchSize: flags.batch,
+              learningRate: flags.lr,
+              weightDecay: flags.weightDecay,
+              seed: flags.seed,
+              balanceWeight: flags.balance,
+              routerNoise: flags.routerNoise,
+              ...(flags.limit ? { limit: flags.limit } : {}),
+              slices: flags.slices,
+              assignment: flags.assignment,
+              routerEpochs: flags.routerEpochs,
+              routerFraction: flags.routerFraction,
+            },
+            shardProgress.onProgress,
+          ).finally(() => shardProgress.stop());
+          if (flags.json) {
+            process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+            return;
+          }
+          console.log(
+            `sisa: ${flags.experts} shards × ${flags.slices} slices on ${result.trainSize} images in ${result.seconds.toFixed(1)} s; stored in ${store.describe()} (manifest revision ${result.revision})`,
+          );
+          if (result.test) printEvaluation(result.test, result.classes);
+          return;
+        }
         const progress = stepProgress('train');
         const decoding = decodeProgress();
         const result = await runTrainJob({
@@ -136,4 +207,5 @@ export function registerTrainCommand(program: Command): void {
         console.log(`stored in ${store.describe()} (manifest revision ${result.manifestRevision})`);
       }),
     );
+  withConnectionOptions(registered);
 }

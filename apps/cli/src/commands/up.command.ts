@@ -21,6 +21,18 @@ interface UpFlags {
   data?: string;
 }
 
+/**
+ * The embedded cluster runs plaintext and open on this machine: TLS and auth settings in the
+ * environment (meant for a real deployment, or for the CLI as a client) are blanked for its
+ * processes, which read an empty value as unset.
+ */
+const PLAINTEXT_ENV: NodeJS.ProcessEnv = {
+  LETHE_TLS_CERT: '',
+  LETHE_TLS_KEY: '',
+  LETHE_TLS_CA: '',
+  LETHE_AUTH_FILE: '',
+};
+
 function port(value: string): number {
   const n = nonNegativeInt(value);
   if (n > 65_535) throw new CliError('expected a port 0..65535');
@@ -82,6 +94,7 @@ export function registerUpCommand(program: Command): void {
               host: flags.host,
               log: say,
               signal: interrupted.signal,
+              env: PLAINTEXT_ENV,
             });
           } catch (error) {
             if (interrupted.signal.aborted) return;

@@ -1,23 +1,63 @@
+import { isIP } from 'node:net';
 import {
   type CallOptions,
   type Client,
   type ClientUnaryCall,
   credentials,
+  type Interceptor,
+  InterceptingCall,
   Metadata,
   type ServiceError,
   status,
 } from '@grpc/grpc-js';
 import { CoordinatorClient, Job, type JobEvent, JobState, jobStateToJSON } from '@lethe/proto';
 import { CliError } from '../terminal/errors';
+import type { Connection, CoordinatorTarget } from './target';
 
 /** Deadline of ordinary unary calls (listing, submitting, fetching a receipt). */
 export const UNARY_DEADLINE_MS = 30_000;
 /** Deadline of Evaluate, which runs synchronously over a whole test split. */
 export const EVALUATE_DEADLINE_MS = 30 * 60_000;
 
-/** A client of the public Coordinator service; close it when done so the process can exit. */
-export function connectCoordinator(address: string): CoordinatorClient {
-  return new CoordinatorClient(address, credentials.createInsecure());
+/** Sends `authorization: Bearer <token>` with every call, unary and streaming alike. */
+function bearerToken(token: string): Interceptor {
+  return (options, nextCall) =>
+    new InterceptingCall(nextCall(options), {
+      start(metadata, listener, next) {
+        metadata.set('authorization', `Bearer ${token}`);
+        next(metadata, listener);
+      },
+    });
+}
+
+/** The host of `host:port` / `[v6]:port`. */
+function hostOf(address: string): string {
+  return address.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
+}
+
+/**
+ * A client of the public Coordinator service; close it when done so the process can exit. With
+ * a connection: TLS (server verified against its CA, a client certificate if given) and/or a
+ * bearer token on every call; plaintext and anonymous without.
+ */
+export function connectCoordinator(address: string, connection?: Connection): CoordinatorClient {
+  const tls = connection?.tls;
+  // grpc-js names an IP address as the TLS server name, which Node flags with a deprecation
+  // warning (DEP0123) on stderr; verification by IP SAN works regardless. Keep stderr clean.
+  if (tls && isIP(hostOf(address)) !== 0) process.noDeprecation = true;
+  return new CoordinatorClient(
+    address,
+    tls
+      ? credentials.createSsl(tls.ca ?? null, tls.key ?? null, tls.cert ?? null)
+      : credentials.createInsecure(),
+    connection?.token ? { interceptors: [bearerToken(connection.token)] } : {},
+  );
+}
+
+/** Loopback: where a token over plaintext does not cross the network. */
+function isLoopback(address: string): boolean {
+  const host = hostOf(address);
+  return host === 'localhost' || host === '::1' || /^127\./.test(host);
 }
 
 /** The last overload ts-proto generates for a unary method: request, metadata, options, callback. */
@@ -73,7 +113,11 @@ export function remoteError(error: unknown, address: string): Error {
     .replace(/\s*Resolution note:\s*$/, '')
     .trim();
   const where = error.code === status.UNAVAILABLE ? ` (coordinator ${address})` : '';
-  return new CliError(`${statusName(error.code)}: ${details}${where}`);
+  const hint =
+    error.code === status.UNAUTHENTICATED
+      ? ' (pass --token or set LETHE_TOKEN, or a client certificate with --tls-cert/--tls-key)'
+      : '';
+  return new CliError(`${statusName(error.code)}: ${details}${where}${hint}`);
 }
 
 const TERMINAL: ReadonlySet<JobState> = new Set([
@@ -139,14 +183,21 @@ export function watchJob(
 }
 
 /**
- * Runs `work` with a client of the coordinator at `address`, closes the client afterwards, and
- * turns a gRPC failure into the CLI's one-line error (`NOT_FOUND: ...`).
+ * Runs `work` with a client of the coordinator `target` (an address: plaintext, anonymous),
+ * closes the client afterwards, and turns a gRPC failure into the CLI's one-line error
+ * (`NOT_FOUND: ...`). Warns on stderr before a token goes over plaintext beyond this machine.
  */
 export async function withCoordinator<T>(
-  address: string,
+  target: CoordinatorTarget | string,
   work: (client: CoordinatorClient) => Promise<T>,
 ): Promise<T> {
-  const client = connectCoordinator(address);
+  const { address, connection } = typeof target === 'string' ? { address: target } : target;
+  if (connection?.token && !connection.tls && !isLoopback(address)) {
+    process.stderr.write(
+      `warning: sending a bearer token to ${address} without TLS (add --tls-ca FILE or --tls)\n`,
+    );
+  }
+  const client = connectCoordinator(address, connection);
   try {
     return await work(client);
   } catch (error) {

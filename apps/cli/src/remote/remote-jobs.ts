@@ -198,7 +198,7 @@ export async function remoteTrain(
   target: CoordinatorTarget,
   flags: RemoteTrainFlags,
 ): Promise<void> {
-  await withCoordinator(target.address, async (client) => {
+  await withCoordinator(target, async (client) => {
     const job = await callUnary(client, client.startTraining, trainingRequest(flags));
     logJob(job.jobId, target.address);
     process.stderr.write(
@@ -225,7 +225,7 @@ export async function remoteForget(
   target: CoordinatorTarget,
   flags: RemoteForgetFlags,
 ): Promise<void> {
-  await withCoordinator(target.address, async (client) => {
+  await withCoordinator(target, async (client) => {
     const response = await callUnary(client, client.submitForget, forgetRequest(flags));
     const job = response.job;
     if (!job) throw new CliError('the coordinator answered SubmitForget without a job');
@@ -270,7 +270,7 @@ export async function remoteEval(target: CoordinatorTarget, flags: RemoteEvalFla
     batchSize: flags.batch,
     ignoreOutputMask: flags.ignoreOutputMask,
   });
-  await withCoordinator(target.address, async (client) => {
+  await withCoordinator(target, async (client) => {
     const result = await callUnary(client, client.evaluate, request, {
       deadlineMs: EVALUATE_DEADLINE_MS,
     });
@@ -284,7 +284,7 @@ export async function remoteReceipts(
   target: CoordinatorTarget,
   flags: { id?: string; json: boolean },
 ): Promise<void> {
-  await withCoordinator(target.address, async (client) => {
+  await withCoordinator(target, async (client) => {
     if (flags.id) {
       const receipt = await callUnary(client, client.getReceipt, { requestId: flags.id });
       if (flags.json) printMessage(Receipt, receipt);

@@ -31,6 +31,7 @@ import {
 } from '@lethe/proto';
 import {
   alreadyExists,
+  callerOf,
   failedPrecondition,
   invalidArgument,
   notFound,
@@ -42,6 +43,8 @@ import {
 import { getVerified, type ObjectStore } from '@lethe/store';
 import { listReceipts, readReceipt, receiptObjectName } from '@lethe/unlearning';
 import type { Logger } from 'pino';
+import type { AuditActor } from '../audit/audit-log';
+import { actorOf, AuditService } from '../audit/audit.service';
 import type { CoordinatorConfig } from '../config/coordinator-config';
 import type { ForgetJobRequest } from '../forgetting/forget-request';
 import { evaluateDistributed } from '../inference/distributed-inference';
@@ -96,6 +99,7 @@ export class CoordinatorApi {
     @Inject(JobsService) private readonly jobs: JobsService,
     @Inject(WorkersService) private readonly workers: WorkersService,
     @Inject(ModelStateService) private readonly models: ModelStateService,
+    @Inject(AuditService) private readonly audit: AuditService,
   ) {}
 
   implementation(): CoordinatorServer {
@@ -105,7 +109,12 @@ export class CoordinatorApi {
       watchJob: serverStreamHandler((r: WatchJobRequest, call) => this.watchJob(r, call), log),
       getJob: unaryHandler(async (r: GetJobRequest) => toProtoJob(this.job(r.jobId)), log),
       cancelJob: unaryHandler(async (r: CancelJobRequest) => this.cancelJob(r), log),
-      submitForget: unaryHandler((r: SubmitForgetRequest) => this.submitForget(r), log),
+      submitForget: unaryHandler((r: SubmitForgetRequest, call) => {
+        const caller = { identity: callerOf(call), peer: call.getPeer() };
+        return this.audit.submitForget(r, caller, () =>
+          this.submitForget(r, actorOf(caller.identity)),
+        );
+      }, log),
       getReceipt: unaryHandler((r: GetReceiptRequest) => this.getReceipt(r), log),
       listReceipts: unaryHandler((r: ListReceiptsRequest) => this.listReceipts(r), log),
       evaluate: unaryHandler((r: EvaluateRequest) => this.evaluate(r), log),
@@ -226,7 +235,10 @@ export class CoordinatorApi {
     return current;
   }
 
-  private async submitForget(request: SubmitForgetRequest): Promise<SubmitForgetResponse> {
+  private async submitForget(
+    request: SubmitForgetRequest,
+    submittedBy: AuditActor,
+  ): Promise<SubmitForgetResponse> {
     const options = normaliseForgetOptions(request);
     const previous = this.jobs.repository.byRequestId('forget', request.requestId);
     if (request.target?.$case === 'sampleIds') {
@@ -282,7 +294,10 @@ export class CoordinatorApi {
     if (classes.length - forgotten.length - 1 < 2) {
       throw failedPrecondition('forgetting this class would leave fewer than 2 classes');
     }
-    const { job, existing } = this.jobs.submit('forget', request.requestId, print, normalised);
+    const { job, existing } = this.jobs.submit('forget', request.requestId, print, {
+      ...normalised,
+      submittedBy,
+    });
     if (existing && job.fingerprint !== print) {
       throw alreadyExists(
         `request_id ${request.requestId} was already used for a different request`,

@@ -1,4 +1,5 @@
 import type { ForgetMethod, UnlearningLoss } from '@lethe/unlearning';
+import type { AuditActor } from '../audit/audit-log';
 
 /** A SubmitForget request with defaults filled in and the class resolved, as stored with its job. */
 export interface ForgetJobRequest {
@@ -15,4 +16,6 @@ export interface ForgetJobRequest {
   maskOutput: boolean;
   batchSize: number;
   seed: number;
+  /** Who submitted it, for the audit entry of its end; not part of its fingerprint. */
+  submittedBy?: AuditActor;
 }

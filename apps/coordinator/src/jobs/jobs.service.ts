@@ -7,6 +7,7 @@ import {
 import { type JobProgress, LogLevel } from '@lethe/proto';
 import type { ObjectStore } from '@lethe/store';
 import type { Logger } from 'pino';
+import { AuditService } from '../audit/audit.service';
 import type { CoordinatorConfig } from '../config/coordinator-config';
 import { runForgetJob } from '../forgetting/forget-runner';
 import type { ForgetJobRequest } from '../forgetting/forget-request';
@@ -44,6 +45,7 @@ export class JobsService implements OnApplicationBootstrap, OnApplicationShutdow
     @Inject(OBJECT_STORE) private readonly store: ObjectStore,
     @Inject(WorkersService) private readonly workers: WorkersService,
     @Inject(ModelStateService) private readonly models: ModelStateService,
+    @Inject(AuditService) private readonly audit: AuditService,
   ) {
     this.repository = new JobRepository(config.db);
   }
@@ -220,6 +222,10 @@ export class JobsService implements OnApplicationBootstrap, OnApplicationShutdow
       value: { state: proto.state, previousState: previous, job: proto },
     });
     this.log.info({ jobId: job.id, state, ...details }, 'job state');
+    // A forget request's end goes to the audit log (in the background; AuditService waits for
+    // it at shutdown).
+    if (next.kind === 'forget' && TERMINAL_STATES.has(next.state))
+      void this.audit.forgetFinished(next);
     return next;
   }
 }

@@ -62,6 +62,8 @@ export class WorkerRegistry extends EventEmitter<{
   constructor(
     private readonly timings: RegistryTimings,
     private readonly log: Logger,
+    /** How the coordinator calls workers: its client certificate with TLS; default plaintext. */
+    private readonly channelCredentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
   ) {
     super();
     this.timer = setInterval(() => this.sweep(), Math.max(50, timings.heartbeatIntervalMs / 2));
@@ -107,7 +109,7 @@ export class WorkerRegistry extends EventEmitter<{
       lastHeartbeat: new Date(now),
       state: 'alive',
       load: undefined,
-      client: new WorkerClient(request.address, grpc.credentials.createInsecure(), {
+      client: new WorkerClient(request.address, this.channelCredentials, {
         'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
         'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
       }),

@@ -1,7 +1,9 @@
+import { credentials } from '@grpc/grpc-js';
 import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
+import { type TlsMaterial, tlsChannelCredentials } from '@lethe/rpc';
 import type { Logger } from 'pino';
 import type { CoordinatorConfig } from '../config/coordinator-config';
-import { COORDINATOR_CONFIG, LOGGER } from '../tokens';
+import { COORDINATOR_CONFIG, LOGGER, TLS_MATERIAL } from '../tokens';
 import { ExpertPlacement } from './expert-placement';
 import { WorkerRegistry } from './worker-registry';
 
@@ -11,8 +13,18 @@ export class WorkersService implements OnApplicationShutdown {
   readonly registry: WorkerRegistry;
   readonly placement: ExpertPlacement;
 
-  constructor(@Inject(COORDINATOR_CONFIG) config: CoordinatorConfig, @Inject(LOGGER) log: Logger) {
-    this.registry = new WorkerRegistry(config, log.child({ component: 'registry' }));
+  constructor(
+    @Inject(COORDINATOR_CONFIG) config: CoordinatorConfig,
+    @Inject(LOGGER) log: Logger,
+    @Inject(TLS_MATERIAL) tls: TlsMaterial | null,
+  ) {
+    // With TLS, workers are verified against the cluster CA and see this coordinator's
+    // certificate as its client certificate (mutual TLS).
+    this.registry = new WorkerRegistry(
+      config,
+      log.child({ component: 'registry' }),
+      tls ? tlsChannelCredentials(tls) : credentials.createInsecure(),
+    );
     this.placement = new ExpertPlacement(this.registry, log.child({ component: 'placement' }));
   }
 

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { type BatchStatistics, updateMovingStatistics } from '../layers/batch-norm';
 import { ConvNet } from '../layers/conv-net';
 import type { MoEConfig } from '../moe-model';
+import { crossEntropy } from '../losses';
 import { AdamW, type AdamWState } from '../optim/adamw';
 import { getPreset } from '../presets';
 import { deserializeParameters, serializeParameters } from '../serialization';
@@ -82,6 +83,30 @@ export class ExpertTrainer {
     updateMovingStatistics(collect);
     tf.dispose([value, ...Object.values(grads)]);
     return { gradientNorm };
+  }
+
+  /**
+   * One AdamW step of the expert alone on cross-entropy: how a SISA shard model trains, on its
+   * own shard and without a router. Returns the mean loss.
+   */
+  trainStep(
+    x: tf.Tensor4D,
+    labels: tf.Tensor1D,
+    options: { learningRate: number; weightDecay?: number },
+  ): number {
+    this.optimizer.weightDecay = options.weightDecay ?? 0;
+    this.optimizer.learningRate = options.learningRate;
+    const variables = this.net.params.trainable();
+    const collect: BatchStatistics[] = [];
+    const { value, grads } = tf.variableGrads(
+      () => crossEntropy(this.net.apply(x, true, collect), labels),
+      variables,
+    );
+    this.optimizer.apply(variables.map((v) => [v, grads[v.name]!] as const));
+    updateMovingStatistics(collect);
+    const loss = value.dataSync()[0]!;
+    tf.dispose([value, ...Object.values(grads)]);
+    return loss;
   }
 
   /** The expert's weights as libs/model serialises them (the same bytes as in a saved model). */

@@ -1,0 +1,129 @@
+import { batches, defaultNormalisation, limitTrainingSet, openDataset } from '@lethe/data';
+import { evaluate, type Evaluation, loadModel } from '@lethe/model';
+import {
+  forgetSamples,
+  loadSisa,
+  type ShardAssignment,
+  type SisaProgress,
+  type SisaReceipt,
+  trainSisaModel,
+} from '@lethe/sisa';
+import type { ObjectStore } from '@lethe/store';
+import { Progress } from '../terminal/progress';
+
+export interface SisaTrainJob {
+  data: string;
+  store: ObjectStore;
+  preset: string;
+  experts: number;
+  topK: number;
+  epochs: number;
+  batchSize: number;
+  learningRate: number;
+  weightDecay: number;
+  seed: number;
+  balanceWeight: number;
+  routerNoise: number;
+  limit?: number;
+  slices: number;
+  assignment: ShardAssignment;
+  routerEpochs: number;
+  routerFraction: number;
+}
+
+/** A progress line for sisa work: which shard and slice, or the router. */
+export function sisaProgress(): { onProgress: (p: SisaProgress) => void; stop: () => void } {
+  const bar = new Progress(
+    '{phase} {where} | epoch {epoch} step {step} | loss {loss} | {duration_formatted}',
+    (v) => `${v['phase']} ${v['where']} epoch ${v['epoch']} step ${v['step']} loss ${v['loss']}`,
+  );
+  let started = false;
+  let steps = 0;
+  return {
+    onProgress: (p) => {
+      const values = {
+        phase: p.phase,
+        where: p.phase === 'train-shard' ? `shard ${p.shard} slice ${p.slice}` : '',
+        epoch: p.epoch + 1,
+        step: p.step,
+        loss: p.loss.toFixed(4),
+      };
+      if (!started) {
+        bar.start(0, values);
+        started = true;
+      }
+      bar.update(++steps, 0, values);
+    },
+    stop: () => bar.stop(),
+  };
+}
+
+/** Trains a sisa model (one expert per shard, slice by slice, then the router) and evaluates it. */
+export async function runSisaTrainJob(
+  job: SisaTrainJob,
+  onProgress?: (p: SisaProgress) => void,
+): Promise<{
+  revision: number;
+  seconds: number;
+  test: Evaluation | undefined;
+  trainSize: number;
+  classes: string[];
+}> {
+  const train = limitTrainingSet(await openDataset(job.data, 'train'), job.limit, job.seed);
+  const test = await openDataset(job.data, 'test').catch(() => undefined);
+  const normalise = defaultNormalisation(job.data, train);
+  const result = await trainSisaModel(job.store, train, {
+    dataset: job.data,
+    ...(job.limit ? { limit: job.limit } : {}),
+    config: {
+      preset: job.preset,
+      experts: job.experts,
+      topK: job.topK,
+      numClasses: train.classes.length,
+      inputShape: [train.height, train.width, train.channels],
+      routerNoise: job.routerNoise,
+      balanceWeight: job.balanceWeight,
+      seed: job.seed,
+    },
+    classes: train.classes,
+    normalise,
+    slices: job.slices,
+    assignment: job.assignment,
+    epochsPerSlice: job.epochs,
+    routerEpochs: job.routerEpochs,
+    routerFraction: job.routerFraction,
+    batchSize: job.batchSize,
+    learningRate: job.learningRate,
+    weightDecay: job.weightDecay,
+    ...(onProgress ? { onProgress } : {}),
+  });
+  let evaluation: Evaluation | undefined;
+  if (test) {
+    const { model } = await loadModel(job.store);
+    evaluation = evaluate(model, batches(test, { batchSize: 256, shuffle: false, normalise }));
+    model.dispose();
+  }
+  return {
+    revision: result.manifest.revision,
+    seconds: result.seconds,
+    test: evaluation,
+    trainSize: train.size,
+    classes: train.classes,
+  };
+}
+
+/** Forgets training samples of the stored sisa model exactly, by replay. */
+export async function runSisaForgetJob(
+  store: ObjectStore,
+  request: { requestId: string; sampleIds: string[]; data?: string },
+  onProgress?: (p: SisaProgress) => void,
+): Promise<SisaReceipt> {
+  const { dataset, limit, card } = await loadSisa(store);
+  const data = request.data ?? dataset;
+  const train = limitTrainingSet(
+    await openDataset(data, 'train'),
+    limit ?? undefined,
+    card.config.seed,
+  );
+  return forgetSamples(store, train, request, onProgress);
+}

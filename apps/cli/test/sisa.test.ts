@@ -1,0 +1,88 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { lethe, writeCifar10 } from './fixtures';
+
+const work = mkdtempSync(join(tmpdir(), 'lethe-cli-sisa-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+describe('lethe train --mode sisa / forget --samples / verify', () => {
+  const data = `cifar10:${writeCifar10(work, 12, 4)}`;
+  const store = join(work, 'store');
+
+  it('trains shard by shard, forgets samples exactly, and verifies it from the store', () => {
+    const train = lethe([
+      'train',
+      '--mode',
+      'sisa',
+      '--data',
+      data,
+      '--store',
+      store,
+      '--preset',
+      'tiny',
+      '--experts',
+      '2',
+      '--top-k',
+      '1',
+      '--slices',
+      '2',
+      '--epochs',
+      '1',
+      '--batch',
+      '8',
+      '--router-fraction',
+      '0.5',
+    ]);
+    expect(train.stderr).not.toMatch(/lethe: error/);
+    expect(train.status).toBe(0);
+    expect(train.stdout).toMatch(/sisa: 2 shards × 2 slices on 48 images/);
+
+    const forget = lethe([
+      'forget',
+      '--store',
+      store,
+      '--samples',
+      'cifar10:train:3,cifar10:train:40',
+      '--request-id',
+      'erase-1',
+      '--json',
+    ]);
+    expect(forget.stderr).not.toMatch(/lethe: error/);
+    expect(forget.status).toBe(0);
+    const receipt = JSON.parse(forget.stdout) as {
+      mode: string;
+      sisa: { shards: { slicesReplayed: number[] }[] };
+      checkpointsDeleted: number;
+    };
+    expect(receipt.mode).toBe('exact');
+    expect(receipt.sisa.shards.length).toBeGreaterThan(0);
+    expect(receipt.checkpointsDeleted).toBeGreaterThan(0);
+
+    const verify = lethe(['verify', 'erase-1', '--store', store]);
+    expect(verify.status).toBe(0);
+    expect(verify.stdout).toMatch(/ok: no checkpoint holds a forgotten sample/);
+
+    const again = lethe([
+      'forget',
+      '--store',
+      store,
+      '--samples',
+      'cifar10:train:3',
+      '--request-id',
+      'erase-2',
+    ]);
+    expect(again.status).toBe(1);
+    expect(again.stderr.match(/lethe: error/g)).toHaveLength(1);
+    expect(again.stderr).toMatch(/^lethe: error: .*already forgotten$/m);
+
+    const listing = lethe(['receipts', '--store', store]);
+    expect(listing.status).toBe(0);
+    expect(listing.stdout).toMatch(/erase-1 .* 2 samples .* sisa-replay \(exact\)/);
+
+    const unknown = lethe(['verify', 'nope', '--store', store]);
+    expect(unknown.status).toBe(1);
+    expect(unknown.stderr).toMatch(/no receipt nope/);
+  });
+});

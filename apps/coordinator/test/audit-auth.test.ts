@@ -1,0 +1,170 @@
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Metadata } from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
+import { Job, SubmitForgetRequest, ForgetMethod } from '@lethe/proto';
+import { type CallInfo, failedPrecondition } from '@lethe/rpc';
+import { MemoryStore } from '@lethe/store';
+import pino from 'pino';
+import { afterAll, describe, expect, it } from 'vitest';
+import { auditKey, listAudit, scrub } from '../src/audit/audit-log';
+import { AuditService } from '../src/audit/audit.service';
+import { loadCoordinatorConfig } from '../src/config/coordinator-config';
+import { parseAuthFile } from '../src/security/auth-file';
+
+const log = pino({ level: 'silent' });
+const dir = mkdtempSync(join(tmpdir(), 'lethe-coordinator-audit-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const sha = (token: string): string => createHash('sha256').update(token).digest('hex');
+
+/** A call with this metadata and no TLS. */
+function call(token?: string): CallInfo {
+  const metadata = new Metadata();
+  if (token !== undefined) metadata.set('authorization', `Bearer ${token}`);
+  return {
+    metadata,
+    getPeer: () => 'ipv4:127.0.0.1:1',
+    getPath: () => '/lethe.v1.Coordinator/ListWorkers',
+    getAuthContext: () => ({}),
+  };
+}
+
+describe('audit log', () => {
+  it('records accepted, duplicate and refused SubmitForget calls, one object each', async () => {
+    const store = new MemoryStore();
+    const audit = new AuditService(store, log);
+    const request = SubmitForgetRequest.fromPartial({
+      requestId: 'r-1',
+      target: { $case: 'sampleIds', value: { ids: ['c:train:1', 'c:train:2'] } },
+      method: ForgetMethod.FORGET_METHOD_GRADIENT_ASCENT,
+    });
+    const caller = {
+      identity: { subject: 'alice', role: 'admin', via: 'token' as const },
+      peer: 'ipv4:10.0.0.1:5',
+    };
+    const job = Job.fromPartial({ jobId: 'job-000007' });
+    await audit.submitForget(request, caller, async () => ({
+      job,
+      receiptId: 'r-1',
+      duplicate: false,
+    }));
+    await audit.submitForget(request, caller, async () => ({
+      job,
+      receiptId: 'r-1',
+      duplicate: true,
+    }));
+    await expect(
+      audit.submitForget(request, { identity: undefined, peer: 'x' }, async () => {
+        throw failedPrecondition('token=abc123 secret_key=xyz is busy; Bearer lethe_abc');
+      }),
+    ).rejects.toMatchObject({ code: status.FAILED_PRECONDITION });
+    const entries = await listAudit(store);
+    expect(entries.map((e) => [e.actor.subject, e.result.outcome, e.result.status])).toEqual([
+      ['alice', 'accepted', 'OK'],
+      ['alice', 'duplicate', 'OK'],
+      ['anonymous', 'refused', 'FAILED_PRECONDITION'],
+    ]);
+    expect(entries[0]).toMatchObject({
+      schema: 1,
+      action: 'SubmitForget',
+      peer: 'ipv4:10.0.0.1:5',
+      requestId: 'r-1',
+      method: 'gradient-ascent',
+      target: { sampleIds: ['c:train:1', 'c:train:2'], sampleCount: 2 },
+      result: { jobId: 'job-000007' },
+    });
+    expect(entries[2]!.result.message).toBe('token=*** secret_key=*** is busy; Bearer ***');
+    expect((await store.list('audit/')).map((o) => o.key)).toEqual(
+      entries.map((e) => `audit/${e.id}.json`),
+    );
+  });
+
+  it('names entries so that they sort by time', () => {
+    const early = auditKey(new Date('2025-01-02T03:04:05.678Z'), 'ffff');
+    const same = auditKey(new Date('2025-01-02T03:04:05.678Z'), '0000');
+    const late = auditKey(new Date('2025-01-02T03:04:05.679Z'), '0000');
+    expect(early).toBe('audit/2025-01-02t03-04-05-678z-0000-ffff.json');
+    expect(same).toBe('audit/2025-01-02t03-04-05-678z-0001-0000.json');
+    expect([late, same, early].sort()).toEqual([early, same, late]);
+    expect(scrub('password: hunter2')).toBe('password: ***');
+  });
+});
+
+describe('auth file', () => {
+  const admin = 'lethe_admin-token';
+  const file = {
+    tokens: { [`sha256:${sha(admin)}`]: { subject: 'alice', role: 'admin' } },
+    certificates: { 'ops-laptop': { role: 'viewer' } },
+  };
+
+  it('authenticates tokens by their hash and says nothing about them', () => {
+    const policy = parseAuthFile(JSON.stringify(file));
+    expect(policy.size).toEqual({ tokens: 1, certificates: 1 });
+    expect(policy.authenticate(call(admin))).toEqual({
+      subject: 'alice',
+      role: 'admin',
+      via: 'token',
+    });
+    expect(policy.authenticate(call())).toBeUndefined();
+    expect(() => policy.authenticate(call('lethe_guess'))).toThrow(/^invalid bearer token$/);
+    expect(policy.certificateRole('ops-laptop')).toBe('viewer');
+    expect(policy.certificateRole('worker-1')).toBeUndefined();
+  });
+
+  it.each([
+    ['{', /not valid JSON/],
+    [
+      JSON.stringify({ tokens: { [admin]: { subject: 'a', role: 'admin' } } }),
+      /key #1 is not sha256:/,
+    ],
+    [
+      JSON.stringify({ tokens: { [`sha256:${sha('x')}`]: { subject: 'a', role: 'root' } } }),
+      /role/,
+    ],
+    [JSON.stringify({ certificates: { cn: { role: 'admin', extra: 1 } } }), /certificates/],
+    [JSON.stringify({ users: {} }), /users|unrecognized/i],
+  ])('rejects %s', (text, message) => {
+    expect(() => parseAuthFile(text)).toThrow(message);
+    // A raw token put in the file by mistake is never quoted back.
+    expect(() => parseAuthFile(text)).not.toThrow(/lethe_admin-token/);
+  });
+});
+
+describe('security configuration', () => {
+  const auth = join(dir, 'auth.json');
+  writeFileSync(auth, JSON.stringify({ tokens: {} }));
+
+  it('reads the auth file and TLS flags from flags or LETHE_* variables', () => {
+    expect(loadCoordinatorConfig([], { LETHE_AUTH_FILE: auth }).authFile).toBe(auth);
+  });
+
+  it.each([
+    [
+      ['--tls-cert', '/nope/cert.pem'],
+      /^invalid tlsKey \(--tls-key \/ LETHE_TLS_KEY\): required with TLS/,
+    ],
+    [
+      ['--tls-cert', '/nope/cert.pem', '--tls-key', '/nope/key.pem', '--tls-ca', '/nope/ca.pem'],
+      /^invalid tlsCert \(--tls-cert \/ LETHE_TLS_CERT\): cannot read \/nope\/cert\.pem: ENOENT$/,
+    ],
+    [
+      ['--auth-file', '/nope/auth.json'],
+      /^invalid authFile \(--auth-file \/ LETHE_AUTH_FILE\): cannot read \/nope\/auth\.json: ENOENT$/,
+    ],
+  ])('names the key of a bad security setting: %j', (args, message) => {
+    expect(() => loadCoordinatorConfig(args, {})).toThrow(message);
+  });
+
+  it('rejects TLS files that are not what they claim', () => {
+    const junk = join(dir, 'junk.pem');
+    writeFileSync(junk, 'junk');
+    expect(() =>
+      loadCoordinatorConfig([], { LETHE_TLS_CERT: junk, LETHE_TLS_KEY: junk, LETHE_TLS_CA: junk }),
+    ).toThrow(
+      /^invalid tlsCert \(--tls-cert \/ LETHE_TLS_CERT\): .*junk\.pem does not hold a PEM certificate$/,
+    );
+  });
+});

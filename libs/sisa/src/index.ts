@@ -1,0 +1,38 @@
+// Public face of @lethe/sisa: exact forgetting by shard/slice replay (SISA), with checkpoints
+// addressed by the hash of the samples they saw, and verification from the store alone.
+export {
+  type SisaLayout,
+  type ShardAssignment,
+  planLayout,
+  withoutSamples,
+  slotsByIndex,
+  prefix,
+} from './layout';
+export {
+  type ShardRecipe,
+  type CheckpointRecord,
+  lineageHash,
+  readCheckpoint,
+  listCheckpoints,
+  readLineageIndices,
+} from './checkpoints';
+export {
+  type SisaRecipe,
+  type ShardReport,
+  type SisaProgress,
+  type SisaTrainingResult,
+  trainShard,
+  trainSisa,
+} from './sisa-training';
+export {
+  type SisaRecord,
+  type SisaTrainOptions,
+  type SisaReceipt,
+  type LoadedSisa,
+  type VerifyResult,
+  SisaRequestError,
+  trainSisaModel,
+  forgetSamples,
+  loadSisa,
+  verifyForgetting,
+} from './sisa-model';

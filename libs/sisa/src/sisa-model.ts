@@ -1,0 +1,467 @@
+import { type ChannelStats, type Dataset, parseSampleId } from '@lethe/data';
+import { type ModelCard, type MoEConfig, publishModel } from '@lethe/model';
+import {
+  getVerified,
+  type JsonValue,
+  type Manifest,
+  ManifestStore,
+  type ObjectRef,
+  type ObjectStore,
+  putContent,
+  sha256Hex,
+} from '@lethe/store';
+import {
+  type CheckpointRecord,
+  deleteCheckpoint,
+  listCheckpoints,
+  readCheckpoint,
+  readLineageIndices,
+} from './checkpoints';
+import {
+  planLayout,
+  type ShardAssignment,
+  type SisaLayout,
+  slotsByIndex,
+  withoutSamples,
+} from './layout';
+import { type SisaProgress, type SisaRecipe, trainSisa } from './sisa-training';
+
+/** The manifest attribute `training.sisa`: everything a replay needs. */
+export interface SisaRecord {
+  layout: ObjectRef;
+  shards: number;
+  slices: number;
+  assignment: ShardAssignment;
+  epochsPerSlice: number;
+  routerEpochs: number;
+  routerFraction: number;
+  batchSize: number;
+  learningRate: number;
+  weightDecay: number;
+  /** lineage[shard][slice]: the checkpoint the current model's shard model descends through. */
+  lineage: string[][];
+}
+
+export interface SisaTrainOptions {
+  dataset: string;
+  /** The seeded subset size the training set was cut to, recorded so forgetting reapplies it. */
+  limit?: number;
+  config: MoEConfig;
+  classes: string[];
+  normalise: ChannelStats;
+  slices: number;
+  assignment: ShardAssignment;
+  epochsPerSlice: number;
+  routerEpochs: number;
+  /** Share of the samples the router trains on (see SisaRecipe.routerFraction). Default 1. */
+  routerFraction?: number;
+  batchSize: number;
+  learningRate: number;
+  weightDecay: number;
+  onProgress?: (p: SisaProgress) => void;
+}
+
+const encode = (value: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(value));
+const decode = <T>(bytes: Uint8Array): T => JSON.parse(new TextDecoder().decode(bytes)) as T;
+
+function recipeOf(
+  config: MoEConfig,
+  normalise: ChannelStats,
+  sisa: Omit<SisaRecord, 'layout' | 'lineage' | 'shards' | 'slices' | 'assignment'>,
+): SisaRecipe {
+  return {
+    config,
+    normalise,
+    epochsPerSlice: sisa.epochsPerSlice,
+    routerEpochs: sisa.routerEpochs,
+    routerFraction: sisa.routerFraction ?? 1,
+    batchSize: sisa.batchSize,
+    learningRate: sisa.learningRate,
+    weightDecay: sisa.weightDecay,
+  };
+}
+
+async function publishSisa(
+  store: ObjectStore,
+  card: ModelCard,
+  layout: SisaLayout,
+  options: Omit<SisaRecord, 'layout' | 'lineage' | 'shards' | 'slices' | 'assignment'> & {
+    dataset: string;
+    limit?: number | null;
+  },
+  result: Awaited<ReturnType<typeof trainSisa>>,
+  extra: {
+    objects?: Record<string, ObjectRef>;
+    attributes?: Record<string, JsonValue>;
+    expectRevision?: number;
+  } = {},
+): Promise<Manifest> {
+  const layoutRef = await putContent(store, encode(layout), { kind: 'sisa-layout' });
+  const refs: Record<string, ObjectRef> = {
+    router: await putContent(store, result.router, { kind: 'router' }),
+  };
+  for (const shard of result.shards)
+    refs[`expert/${shard.shard}`] = shard.checkpoints.at(-1)!.weights;
+  const sisa: SisaRecord = {
+    layout: layoutRef,
+    shards: layout.shards,
+    slices: layout.slices,
+    assignment: layout.assignment,
+    epochsPerSlice: options.epochsPerSlice,
+    routerEpochs: options.routerEpochs,
+    routerFraction: options.routerFraction ?? 1,
+    batchSize: options.batchSize,
+    learningRate: options.learningRate,
+    weightDecay: options.weightDecay,
+    lineage: result.shards.map((s) => s.checkpoints.map((c) => c.lineage)),
+  };
+  return publishModel(store, card, { ...refs, ...(extra.objects ?? {}) } as never, {
+    attributes: {
+      training: {
+        mode: 'sisa',
+        dataset: options.dataset,
+        limit: options.limit ?? null,
+        seed: card.config.seed,
+        sisa: sisa as unknown as JsonValue,
+      },
+      ...(extra.attributes ?? {}),
+    },
+    ...(extra.expectRevision === undefined ? {} : { expectRevision: extra.expectRevision }),
+  });
+}
+
+/** Trains a sisa model (one expert per shard, then the router) and publishes it. */
+export async function trainSisaModel(
+  store: ObjectStore,
+  train: Dataset,
+  options: SisaTrainOptions,
+): Promise<{ manifest: Manifest; layout: SisaLayout; seconds: number }> {
+  const started = performance.now();
+  const layout = planLayout(train, {
+    shards: options.config.experts,
+    slices: options.slices,
+    assignment: options.assignment,
+    seed: options.config.seed,
+  });
+  const settings = { ...options, routerFraction: options.routerFraction ?? 1 };
+  const recipe = recipeOf(options.config, options.normalise, settings);
+  const result = await trainSisa(store, train, layout, recipe, options.onProgress);
+  const card: ModelCard = {
+    config: options.config,
+    classes: options.classes,
+    normalisation: { mean: [...options.normalise.mean], std: [...options.normalise.std] },
+  };
+  const manifest = await publishSisa(store, card, layout, settings, result, {
+    attributes: { forgotten: [], sisaForgotten: [] },
+  });
+  return { manifest, layout, seconds: (performance.now() - started) / 1000 };
+}
+
+/** A sisa forget request's receipt: what was replayed, from which checkpoint, and the hashes. */
+export interface SisaReceipt {
+  schema: 1;
+  requestId: string;
+  createdAt: string;
+  mode: 'exact';
+  request: { kind: 'samples'; sampleIds: string[] };
+  sisa: {
+    shards: {
+      shard: number;
+      slices: number;
+      slicesReplayed: number[];
+      samplesRemoved: number;
+      restoredCheckpointSha256: string;
+      checkpointSha256Before: string[];
+      checkpointSha256After: string[];
+    }[];
+    routerEpochs: number;
+  };
+  weights: { before: Record<string, string>; after: Record<string, string> };
+  manifest: { before: number; after: number };
+  /** Checkpoints deleted because their lineage held a forgotten sample. */
+  checkpointsDeleted: number;
+  timings: { replaySeconds: number; routerSeconds: number; totalSeconds: number };
+}
+
+export class SisaRequestError extends Error {
+  constructor(
+    message: string,
+    readonly code: 'invalid-argument' | 'not-found' | 'failed-precondition' | 'already-exists',
+  ) {
+    super(message);
+    this.name = 'SisaRequestError';
+  }
+}
+
+export interface LoadedSisa {
+  manifest: Manifest;
+  card: ModelCard;
+  sisa: SisaRecord;
+  layout: SisaLayout;
+  dataset: string;
+  limit: number | null;
+}
+
+export async function loadSisa(store: ObjectStore): Promise<LoadedSisa> {
+  const manifest = await new ManifestStore(store).read();
+  const card = manifest?.attributes['model'] as unknown as ModelCard | undefined;
+  const training = manifest?.attributes['training'] as
+    { mode?: string; dataset?: string; limit?: number | null; sisa?: SisaRecord } | undefined;
+  if (!manifest || !card)
+    throw new SisaRequestError('no trained model in the store', 'failed-precondition');
+  if (training?.mode !== 'sisa' || !training.sisa) {
+    throw new SisaRequestError(
+      'the stored model was trained in joint mode; exact forgetting needs --mode sisa',
+      'failed-precondition',
+    );
+  }
+  const layout = decode<SisaLayout>(await getVerified(store, training.sisa.layout));
+  return {
+    manifest,
+    card,
+    sisa: training.sisa,
+    layout,
+    dataset: training.dataset ?? '',
+    limit: training.limit ?? null,
+  };
+}
+
+/**
+ * Forgets training samples exactly: each shard holding one replays from the checkpoint before
+ * the first slice that held it, without it (earlier slices and untouched shards are reused from
+ * the store); the router is retrained on the remaining data. The new model, its lineage and the
+ * receipt are published in one manifest revision; then every stored checkpoint whose lineage
+ * holds a forgotten sample is deleted. Re-sending a completed request id returns its receipt
+ * (and finishes the deletion if a crash interrupted it).
+ */
+export async function forgetSamples(
+  store: ObjectStore,
+  train: Dataset,
+  request: { requestId: string; sampleIds: readonly string[] },
+  onProgress?: (p: SisaProgress) => void,
+): Promise<SisaReceipt> {
+  const started = performance.now();
+  const loaded = await loadSisa(store);
+  const { manifest, card, sisa, layout } = loaded;
+  const existingRef = manifest.objects[`receipt/${request.requestId}`];
+  if (existingRef) {
+    const existing = decode<SisaReceipt>(await getVerified(store, existingRef));
+    if (
+      JSON.stringify(existing.request.sampleIds) !==
+      JSON.stringify([...new Set(request.sampleIds)].sort())
+    ) {
+      throw new SisaRequestError(
+        `request id ${request.requestId} was already used for a different request`,
+        'already-exists',
+      );
+    }
+    await deleteForgotten(store, allForgottenIndices(manifest));
+    return existing;
+  }
+  if (request.sampleIds.length === 0)
+    throw new SisaRequestError('no sample ids given', 'invalid-argument');
+  const ids = [...new Set(request.sampleIds)].sort();
+  const slots = slotsByIndex(layout);
+  const forgotten = new Set<number>();
+  for (const id of ids) {
+    let ref;
+    try {
+      ref = parseSampleId(id);
+    } catch (error) {
+      throw new SisaRequestError(
+        error instanceof Error ? error.message : String(error),
+        'invalid-argument',
+      );
+    }
+    if (ref.dataset !== train.name || ref.split !== 'train') {
+      throw new SisaRequestError(
+        `sample ${id} is not in the model's training set (${train.name}:train)`,
+        'not-found',
+      );
+    }
+    if (!slots.has(ref.index)) {
+      const gone = ((manifest.attributes['sisaForgotten'] ?? []) as number[]).includes(ref.index);
+      throw new SisaRequestError(
+        gone
+          ? `sample ${id} is already forgotten`
+          : `sample ${id} is not in the model's training set`,
+        gone ? 'failed-precondition' : 'not-found',
+      );
+    }
+    forgotten.add(ref.index);
+  }
+  const next = withoutSamples(layout, forgotten);
+  const recipe = recipeOf(card.config, card.normalisation as ChannelStats, sisa);
+  const replayStarted = performance.now();
+  const result = await trainSisa(store, train, next, recipe, onProgress);
+  const replaySeconds = (performance.now() - replayStarted) / 1000 - result.routerSeconds;
+  const shards = [];
+  for (const report of result.shards) {
+    const removed = layout.slots[report.shard]!.flat().filter((i) => forgotten.has(i)).length;
+    if (removed === 0) continue;
+    const before: string[] = [];
+    for (const r of report.trained) {
+      const old = await readCheckpoint(store, sisa.lineage[report.shard]![r]!);
+      before.push(old?.weights.sha256 ?? '');
+    }
+    shards.push({
+      shard: report.shard,
+      slices: layout.slices,
+      slicesReplayed: report.trained,
+      samplesRemoved: removed,
+      restoredCheckpointSha256: report.startedFrom,
+      checkpointSha256Before: before,
+      checkpointSha256After: report.trained.map((r) => report.checkpoints[r]!.weights.sha256),
+    });
+  }
+  const beforeHashes = partHashes(manifest);
+  const receipt: SisaReceipt = {
+    schema: 1,
+    requestId: request.requestId,
+    createdAt: new Date().toISOString(),
+    mode: 'exact',
+    request: { kind: 'samples', sampleIds: ids },
+    sisa: { shards, routerEpochs: sisa.routerEpochs },
+    weights: { before: beforeHashes, after: {} },
+    manifest: { before: manifest.revision, after: manifest.revision + 1 },
+    checkpointsDeleted: 0,
+    timings: { replaySeconds, routerSeconds: result.routerSeconds, totalSeconds: 0 },
+  };
+  // The after-hashes are known before publishing: the router and the last checkpoint of each shard.
+  receipt.weights.after = {
+    ...beforeHashes,
+    router: sha256Hex(result.router),
+    ...Object.fromEntries(
+      result.shards.map((s) => [`expert/${s.shard}`, s.checkpoints.at(-1)!.weights.sha256]),
+    ),
+  };
+  const deletedBefore = await countForgottenCheckpoints(store, forgotten);
+  receipt.checkpointsDeleted = deletedBefore;
+  receipt.timings.totalSeconds = (performance.now() - started) / 1000;
+  const receiptRef = await putContent(store, encode(receipt), { kind: 'receipt' });
+  const oldRouter = manifest.objects['router'];
+  const published = await publishSisa(
+    store,
+    card,
+    next,
+    { ...sisa, dataset: loaded.dataset, limit: loaded.limit },
+    result,
+    {
+      objects: { [`receipt/${request.requestId}`]: receiptRef },
+      attributes: {
+        sisaForgotten: [
+          ...((manifest.attributes['sisaForgotten'] ?? []) as number[]),
+          ...forgotten,
+        ] as JsonValue,
+      },
+      expectRevision: manifest.revision,
+    },
+  );
+  await deleteForgotten(store, forgotten);
+  // The old router was trained on the forgotten samples too.
+  if (oldRouter && oldRouter.sha256 !== published.objects['router']?.sha256)
+    await store.delete(oldRouter.key);
+  return receipt;
+}
+
+function partHashes(manifest: Manifest): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(manifest.objects)
+      .filter(([name]) => name === 'router' || name.startsWith('expert/'))
+      .map(([name, ref]) => [name, ref.sha256]),
+  );
+}
+
+function allForgottenIndices(manifest: Manifest): Set<number> {
+  return new Set((manifest.attributes['sisaForgotten'] ?? []) as number[]);
+}
+
+async function checkpointsHolding(
+  store: ObjectStore,
+  indices: ReadonlySet<number>,
+): Promise<CheckpointRecord[]> {
+  const holding: CheckpointRecord[] = [];
+  for (const record of await listCheckpoints(store)) {
+    // A record whose sample list cannot be read cannot be shown clean: it counts as holding.
+    const lineage = await readLineageIndices(store, record).catch(() => undefined);
+    if (!lineage || lineage.some((i) => indices.has(i))) holding.push(record);
+  }
+  return holding;
+}
+
+async function countForgottenCheckpoints(
+  store: ObjectStore,
+  indices: ReadonlySet<number>,
+): Promise<number> {
+  return (await checkpointsHolding(store, indices)).length;
+}
+
+async function deleteForgotten(store: ObjectStore, indices: ReadonlySet<number>): Promise<void> {
+  for (const record of await checkpointsHolding(store, indices))
+    await deleteCheckpoint(store, record);
+}
+
+/** What `lethe verify` checks, from the store alone. */
+export interface VerifyResult {
+  ok: boolean;
+  checked: { checkpoints: number; objects: number; forgottenSamples: number };
+  problems: string[];
+}
+
+/**
+ * Checks that no checkpoint in the current model's lineage — nor any stored checkpoint — holds
+ * a sample a receipt says was forgotten, and that every object the lineage and the receipt name
+ * matches its SHA-256.
+ */
+export async function verifyForgetting(
+  store: ObjectStore,
+  requestId: string,
+): Promise<VerifyResult> {
+  const { manifest, sisa } = await loadSisa(store);
+  const problems: string[] = [];
+  const ref = manifest.objects[`receipt/${requestId}`];
+  if (!ref)
+    throw new SisaRequestError(`no receipt ${requestId} in the current manifest`, 'not-found');
+  const receipt = decode<SisaReceipt>(await getVerified(store, ref));
+  const forgotten = new Set(receipt.request.sampleIds.map((id) => parseSampleId(id).index));
+  let objects = 1;
+  let checkpoints = 0;
+  for (const [shard, lineages] of sisa.lineage.entries()) {
+    for (const lineage of lineages) {
+      const record = await readCheckpoint(store, lineage);
+      if (!record) {
+        problems.push(`shard ${shard}: checkpoint ${lineage} of the current lineage is missing`);
+        continue;
+      }
+      checkpoints++;
+      for (const r of [record.ids, record.weights, record.optimizer]) {
+        objects++;
+        await getVerified(store, r).catch((error: unknown) =>
+          problems.push(
+            `shard ${shard} slice ${record.slice}: ${error instanceof Error ? error.message : String(error)}`,
+          ),
+        );
+      }
+      const held = (await readLineageIndices(store, record)).filter((i) => forgotten.has(i));
+      if (held.length > 0)
+        problems.push(
+          `shard ${shard} slice ${record.slice}: lineage holds forgotten samples ${held.join(', ')}`,
+        );
+    }
+    const last = sisa.lineage[shard]!.at(-1)!;
+    const record = await readCheckpoint(store, last);
+    if (record && manifest.objects[`expert/${shard}`]?.sha256 !== record.weights.sha256) {
+      problems.push(`expert/${shard} in the manifest is not the last checkpoint of its lineage`);
+    }
+  }
+  for (const record of await checkpointsHolding(store, forgotten)) {
+    problems.push(
+      `stored checkpoint ${record.lineage} (shard ${record.shard}, slice ${record.slice}) still holds a forgotten sample`,
+    );
+  }
+  return {
+    ok: problems.length === 0,
+    checked: { checkpoints, objects, forgottenSamples: forgotten.size },
+    problems,
+  };
+}
