@@ -676,11 +676,14 @@ describe('lethe forget --coordinator', () => {
       ['forget', '--coordinator', 'nohost', '--class', 'a'],
       /invalid --coordinator "nohost": expected HOST:PORT/,
     ],
-    [['forget', '--samples', 'a:train:1'], /--samples needs --coordinator/],
+    [
+      ['forget', '--samples', 'a:train:1', '--store', '/nonexistent/lethe-store'],
+      /no trained model in the store/,
+    ],
     [['forget', '--class', 'a', '--samples', 'a:train:1'], /either --class or --samples/],
     [
       ['forget', '--class', 'a', '--method', 'sisa-replay', '--data', 'cifar10:/x'],
-      /sisa-replay needs --coordinator/,
+      /either --class or --samples|sisa-replay needs --samples/,
     ],
     [['forget', '--class', 'a'], /required option '--data <spec>' not specified/],
     [

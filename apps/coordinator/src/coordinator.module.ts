@@ -7,6 +7,7 @@ import { AuditService } from './audit/audit.service';
 import { type CoordinatorConfig, coordinatorTls } from './config/coordinator-config';
 import { GrpcServerService } from './grpc/grpc-server.service';
 import { JobsService } from './jobs/jobs.service';
+import { MetricsService } from './metrics/metrics.service';
 import { ModelStateService } from './model/model-state.service';
 import { AuthService } from './security/auth.service';
 import { COORDINATOR_CONFIG, LOGGER, OBJECT_STORE, TLS_MATERIAL } from './tokens';
@@ -25,6 +26,7 @@ export class CoordinatorModule {
         { provide: LOGGER, useValue: logger },
         { provide: OBJECT_STORE, useFactory: () => openObjectStore(config.store) },
         { provide: TLS_MATERIAL, useFactory: () => coordinatorTls(config) ?? null },
+        MetricsService,
         AuthService,
         AuditService,
         WorkersService,
@@ -34,7 +36,7 @@ export class CoordinatorModule {
         RegistryApi,
         GrpcServerService,
       ],
-      exports: [GrpcServerService, JobsService, WorkersService, AuditService],
+      exports: [GrpcServerService, JobsService, WorkersService, AuditService, MetricsService],
     };
   }
 }

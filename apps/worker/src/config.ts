@@ -9,6 +9,8 @@ export interface WorkerConfig {
   host: string;
   /** Port to listen on; 0 picks a free one. */
   port: number;
+  /** Prometheus metrics at GET /metrics on this port (same host); 0 disables them. */
+  metricsPort: number;
   /** host:port the coordinator reaches this worker at; default host:actualPort. */
   advertise?: string;
   /** The coordinator's host:port (its Registry service); unset runs without one. */
@@ -77,6 +79,13 @@ export const CONFIG_FIELDS = {
     flag: '--port',
     env: 'LETHE_WORKER_PORT',
     description: 'port to listen on; 0 picks a free one',
+    schema: integer(0, 65_535),
+    default: '0',
+  }),
+  metricsPort: field({
+    flag: '--metrics-port',
+    env: 'LETHE_METRICS_PORT',
+    description: 'Prometheus metrics (GET /metrics) on this port, same host; 0 disables them',
     schema: integer(0, 65_535),
     default: '0',
   }),

@@ -25,35 +25,65 @@ export class CallTracker {
   }
 }
 
+/** What the service records when a WorkerMetrics is given. */
+export interface WorkerServiceMetrics {
+  forwardSeconds: { observe(seconds: number): void };
+  backwardSeconds: { observe(seconds: number): void };
+}
+
+/** The expert (or experts) a request is about, for log lines; empty when it names none. */
+function expertFields(request: unknown): { expertId?: number; expertIds?: number[] } {
+  const r = request as { expertId?: unknown; expertIds?: unknown; experts?: unknown };
+  if (typeof r.expertId === 'number') return { expertId: r.expertId };
+  if (Array.isArray(r.expertIds)) return { expertIds: r.expertIds as number[] };
+  if (Array.isArray(r.experts)) {
+    return { expertIds: (r.experts as { expertId: number }[]).map((e) => e.expertId) };
+  }
+  return {};
+}
+
 /**
  * The Worker service of proto/lethe/v1/worker.proto over an ExpertHost: decodes requests,
  * checks what only the wire can get wrong (missing messages, tensor byte lengths, enum values),
- * and maps HostError codes to gRPC status codes.
+ * and maps HostError codes to gRPC status codes. A call that fails is logged with its method and
+ * expert id: a status the caller acts on (NOT_FOUND, …) as a warning, anything unexpected as an
+ * error (INTERNAL).
  */
 export function createWorkerService(
   host: ExpertHost,
   tracker: CallTracker,
   log?: RpcLogger,
+  metrics?: WorkerServiceMetrics,
 ): WorkerServer {
   const handle = <Req, Res>(
+    method: string,
     handler: (request: Req) => Promise<Res> | Res,
   ): ReturnType<typeof unaryHandler<Req, Res>> =>
-    unaryHandler<Req, Res>(
-      (request) =>
-        tracker.track(async () => {
-          try {
-            return await handler(request);
-          } catch (error) {
-            throw error instanceof HostError
-              ? new RpcError(status[error.code], error.message)
-              : error;
+    unaryHandler<Req, Res>((request) =>
+      tracker.track(async () => {
+        try {
+          return await handler(request);
+        } catch (error) {
+          const mapped =
+            error instanceof HostError ? new RpcError(status[error.code], error.message) : error;
+          const fields = { method, ...expertFields(request) };
+          if (mapped instanceof RpcError) {
+            log?.warn?.(
+              { ...fields, code: status[mapped.code], reason: mapped.message },
+              'rpc failed',
+            );
+          } else {
+            // unaryHandler answers INTERNAL with the message; the log line is written here,
+            // where the request (its expert) is known.
+            log?.error({ ...fields, code: 'INTERNAL', err: mapped }, 'rpc handler failed');
           }
-        }),
-      log,
+          throw mapped;
+        }
+      }),
     );
 
   return {
-    assignExperts: handle(async (request) => {
+    assignExperts: handle('AssignExperts', async (request) => {
       if (!request.model) throw invalidArgument('model: required');
       const experts = await host.assignExperts(
         toModelSpec(request.model),
@@ -68,12 +98,12 @@ export function createWorkerService(
       return { experts };
     }),
 
-    loadDataset: handle(async (request) => {
+    loadDataset: handle('LoadDataset', async (request) => {
       const info = await host.loadDataset(request.key, toDatasetSource(request.dataset));
       return info;
     }),
 
-    forward: handle((request) => {
+    forward: handle('Forward', (request) => {
       const started = performance.now();
       const { values, shape } = host.forward({
         stepId: request.stepId,
@@ -83,15 +113,17 @@ export function createWorkerService(
         training: request.training,
         ...(request.augmentation ? { augmentation: request.augmentation } : {}),
       });
+      const computeSeconds = (performance.now() - started) / 1000;
+      metrics?.forwardSeconds.observe(computeSeconds);
       return {
         stepId: request.stepId,
         expertId: request.expertId,
         logits: toFloat32Tensor(values, shape),
-        computeSeconds: (performance.now() - started) / 1000,
+        computeSeconds,
       };
     }),
 
-    backward: handle((request) => {
+    backward: handle('Backward', (request) => {
       if (!request.logitGradients) throw invalidArgument('logit_gradients: required');
       let gradient: { values: Float32Array; shape: number[] };
       try {
@@ -108,25 +140,27 @@ export function createWorkerService(
         learningRate: request.learningRate,
         weightDecay: request.weightDecay,
       });
+      const computeSeconds = (performance.now() - started) / 1000;
+      metrics?.backwardSeconds.observe(computeSeconds);
       return {
         stepId: request.stepId,
         expertId: request.expertId,
         ...result,
-        computeSeconds: (performance.now() - started) / 1000,
+        computeSeconds,
       };
     }),
 
-    predict: handle((request) => {
+    predict: handle('Predict', (request) => {
       const { values, shape } = host.predict(request.expertId, request.images);
       return { expertId: request.expertId, logits: toFloat32Tensor(values, shape) };
     }),
 
-    checkpoint: handle(async (request) => {
+    checkpoint: handle('Checkpoint', async (request) => {
       const result = await host.checkpoint(request.expertId);
       return { expertId: request.expertId, ...result };
     }),
 
-    release: handle((request) =>
+    release: handle('Release', (request) =>
       host.release({
         expertIds: request.expertIds,
         datasetKeys: request.datasetKeys,

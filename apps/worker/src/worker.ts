@@ -13,6 +13,7 @@ import { type ObjectStore, openObjectStore } from '@lethe/store';
 import { redactStoreUrl, type WorkerConfig, workerTls } from './config';
 import { ExpertHost } from './expert-host';
 import type { Logger } from './logger';
+import { type MetricsServer, serveMetrics, WorkerMetrics } from './metrics';
 import { Registration } from './registry-client';
 import { CallTracker, createWorkerService } from './worker-service';
 
@@ -27,6 +28,9 @@ export interface RunningWorker {
   engine: EngineInfo;
   /** Undefined without a coordinator. */
   registration: Registration | undefined;
+  metrics: WorkerMetrics;
+  /** host:port of GET /metrics; undefined when disabled (metricsPort 0). */
+  metricsAddress: string | undefined;
   /**
    * Graceful stop: stops heartbeats, stops accepting calls and lets in-flight ones finish (up
    * to the grace period), deregisters, frees every tensor. Idempotent.
@@ -73,10 +77,17 @@ export async function startWorker(
   const tls = workerTls(config);
   const host = new ExpertHost({ maxExperts: config.maxExperts, ...(store ? { store } : {}) });
   const tracker = new CallTracker();
+  const metrics = new WorkerMetrics({
+    experts: () => host.load().expertIds.length,
+    inflightCalls: () => tracker.inflight,
+  });
   const server = await startGrpcServer({
     address: `${config.host}:${config.port}`,
     services: [
-      { definition: WorkerService, implementation: createWorkerService(host, tracker, logger) },
+      {
+        definition: WorkerService,
+        implementation: createWorkerService(host, tracker, logger, metrics),
+      },
     ],
     healthServices: [WORKER_SERVICE_NAME],
     log: logger,
@@ -89,6 +100,16 @@ export async function startWorker(
     );
   }
   const address = config.advertise ?? server.address;
+  let metricsServer: MetricsServer | undefined;
+  if (config.metricsPort !== 0) {
+    try {
+      metricsServer = await serveMetrics(metrics.registry, config.host, config.metricsPort);
+    } catch (error) {
+      await server.shutdown(0);
+      throw error;
+    }
+    logger.info({ address: metricsServer.address }, 'metrics listening');
+  }
 
   let registration: Registration | undefined;
   if (config.coordinator !== undefined) {
@@ -129,13 +150,23 @@ export async function startWorker(
       await registration?.stop();
       await server.shutdown(config.graceMs);
       await registration?.deregister();
+      await metricsServer?.close();
       host.dispose();
       logger.info({ address }, 'worker stopped');
     })();
     return stopping;
   };
 
-  return { address, server, host, engine, registration, stop };
+  return {
+    address,
+    server,
+    host,
+    engine,
+    registration,
+    metrics,
+    metricsAddress: metricsServer?.address,
+    stop,
+  };
 }
 
 /** With LETHE_READY_FD set, writes one JSON line {address} to that descriptor and closes it. */

@@ -6,6 +6,7 @@ describe('worker configuration', () => {
     expect(parseWorkerConfig([], {})).toEqual({
       host: '127.0.0.1',
       port: 0,
+      metricsPort: 0,
       maxExperts: 8,
       graceMs: 10_000,
     });
@@ -26,6 +27,7 @@ describe('worker configuration', () => {
     ).toEqual({
       host: '0.0.0.0',
       port: 7001,
+      metricsPort: 0,
       advertise: 'worker-1.svc:7001',
       coordinator: 'coordinator:50051',
       store: '/var/lib/lethe',
@@ -37,6 +39,8 @@ describe('worker configuration', () => {
 
   it.each([
     [['--port', '70000'], {}, /^--port: expected an integer 0\.\.65535, got "70000"$/],
+    [['--metrics-port', '70000'], {}, /^--metrics-port: expected an integer 0\.\.65535/],
+    [[], { LETHE_METRICS_PORT: 'http' }, /^LETHE_METRICS_PORT: expected an integer/],
     [[], { LETHE_WORKER_PORT: '-1' }, /^LETHE_WORKER_PORT: expected an integer/],
     [['--max-experts', '0'], {}, /^--max-experts: expected an integer 1\.\.1024/],
     [[], { LETHE_MAX_EXPERTS: 'many' }, /^LETHE_MAX_EXPERTS:/],

@@ -12,7 +12,14 @@ export const quietLogger = (): pino.Logger =>
   pino({ level: process.env['LETHE_TEST_LOGS'] ? 'debug' : 'silent' });
 
 export function workerConfig(overrides: Partial<WorkerConfig> = {}): WorkerConfig {
-  return { host: '127.0.0.1', port: 0, maxExperts: 3, graceMs: 2_000, ...overrides };
+  return {
+    host: '127.0.0.1',
+    port: 0,
+    metricsPort: 0,
+    maxExperts: 3,
+    graceMs: 2_000,
+    ...overrides,
+  };
 }
 
 /** A generated 4-class "shapes" dataset in the CIFAR-10 binary layout; returns its directory. */

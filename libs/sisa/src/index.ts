@@ -30,9 +30,13 @@ export {
   type SisaReceipt,
   type LoadedSisa,
   type VerifyResult,
+  type SisaForgetRequest,
+  type SisaBatchOutcome,
   SisaRequestError,
   trainSisaModel,
   forgetSamples,
   loadSisa,
   verifyForgetting,
 } from './sisa-model';
+export { type SisaForgetQueueOptions, SisaForgetQueue } from './forget-queue';
+export { type VoteOptions, type VoteEvaluation, evaluateVote } from './vote';

@@ -164,6 +164,13 @@ export interface SisaReceipt {
   createdAt: string;
   mode: 'exact';
   request: { kind: 'samples'; sampleIds: string[] };
+  /**
+   * The batch this request was replayed in (see SisaForgetQueue): every request id published in
+   * the same revision and how many distinct samples they removed together. `sisa`, `weights`,
+   * `checkpointsDeleted` and `timings` describe that one shared replay. Absent in receipts
+   * written before batching.
+   */
+  batch?: { requestIds: string[]; samples: number };
   sisa: {
     shards: {
       shard: number;
@@ -226,70 +233,100 @@ export async function loadSisa(store: ObjectStore): Promise<LoadedSisa> {
   };
 }
 
+/** One forget request: a caller-chosen id and the sample ids to forget. */
+export interface SisaForgetRequest {
+  requestId: string;
+  sampleIds: readonly string[];
+}
+
 /**
  * Forgets training samples exactly: each shard holding one replays from the checkpoint before
  * the first slice that held it, without it (earlier slices and untouched shards are reused from
  * the store); the router is retrained on the remaining data. The new model, its lineage and the
  * receipt are published in one manifest revision; then every stored checkpoint whose lineage
  * holds a forgotten sample is deleted. Re-sending a completed request id returns its receipt
- * (and finishes the deletion if a crash interrupted it).
+ * (and finishes the deletion if a crash interrupted it). A batch of one for `replayBatch`.
  */
 export async function forgetSamples(
   store: ObjectStore,
   train: Dataset,
-  request: { requestId: string; sampleIds: readonly string[] },
+  request: SisaForgetRequest,
   onProgress?: (p: SisaProgress) => void,
 ): Promise<SisaReceipt> {
+  const { outcomes } = await replayBatch(store, train, [request], onProgress);
+  const outcome = outcomes[0]!;
+  if ('error' in outcome) throw outcome.error;
+  return outcome.receipt;
+}
+
+/** What replayBatch did for one request: its receipt, or why it was refused. */
+export type SisaBatchOutcome = { receipt: SisaReceipt } | { error: unknown };
+
+/**
+ * Forgets the samples of several requests with one replay: one `trainSisa` over the layout
+ * without all their samples, one manifest revision publishing every new request's receipt, then
+ * the deletion of every checkpoint that held one of them. Each request is validated on its own,
+ * as `forgetSamples` does: a bad request is refused (its outcome is the error) and the others go
+ * ahead; a request id whose receipt is already published gets that receipt back; the same id
+ * twice in the batch with different samples is refused (`already-exists`) after the first.
+ * Requests of one batch may name the same sample. A failure of the replay itself (or of loading
+ * the model) is thrown, and no request of the batch completes. `replayed` says whether the batch
+ * trained anything.
+ */
+export async function replayBatch(
+  store: ObjectStore,
+  train: Dataset,
+  requests: readonly SisaForgetRequest[],
+  onProgress?: (p: SisaProgress) => void,
+): Promise<{ outcomes: SisaBatchOutcome[]; replayed: boolean }> {
   const started = performance.now();
   const loaded = await loadSisa(store);
   const { manifest, card, sisa, layout } = loaded;
-  const existingRef = manifest.objects[`receipt/${request.requestId}`];
-  if (existingRef) {
-    const existing = decode<SisaReceipt>(await getVerified(store, existingRef));
-    if (
-      JSON.stringify(existing.request.sampleIds) !==
-      JSON.stringify([...new Set(request.sampleIds)].sort())
-    ) {
-      throw new SisaRequestError(
-        `request id ${request.requestId} was already used for a different request`,
-        'already-exists',
-      );
-    }
-    await deleteForgotten(store, allForgottenIndices(manifest));
-    return existing;
-  }
-  if (request.sampleIds.length === 0)
-    throw new SisaRequestError('no sample ids given', 'invalid-argument');
-  const ids = [...new Set(request.sampleIds)].sort();
   const slots = slotsByIndex(layout);
-  const forgotten = new Set<number>();
-  for (const id of ids) {
-    let ref;
+  const alreadyForgotten = allForgottenIndices(manifest);
+  // A new request's receipt is known only after the replay: until then its outcome is pending.
+  const outcomes: (SisaBatchOutcome | { pending: string })[] = [];
+  const accepted: { requestId: string; ids: string[]; indices: Set<number> }[] = [];
+  const inBatch = new Map<string, string>();
+  let finishDeletion = false;
+  for (const request of requests) {
+    const ids = [...new Set(request.sampleIds)].sort();
+    const key = JSON.stringify(ids);
+    const existingRef = manifest.objects[`receipt/${request.requestId}`];
+    if (existingRef) {
+      const existing = decode<SisaReceipt>(await getVerified(store, existingRef));
+      if (JSON.stringify(existing.request.sampleIds) !== key) {
+        outcomes.push({ error: differentRequest(request.requestId) });
+      } else {
+        finishDeletion = true;
+        outcomes.push({ receipt: existing });
+      }
+      continue;
+    }
+    const seen = inBatch.get(request.requestId);
+    if (seen !== undefined) {
+      // The same request twice in one batch shares the first one's receipt (filled in below).
+      outcomes.push(
+        seen === key
+          ? { pending: request.requestId }
+          : { error: differentRequest(request.requestId) },
+      );
+      continue;
+    }
     try {
-      ref = parseSampleId(id);
+      const indices = validateSamples(train, slots, alreadyForgotten, ids);
+      inBatch.set(request.requestId, key);
+      accepted.push({ requestId: request.requestId, ids, indices });
+      outcomes.push({ pending: request.requestId });
     } catch (error) {
-      throw new SisaRequestError(
-        error instanceof Error ? error.message : String(error),
-        'invalid-argument',
-      );
+      outcomes.push({ error });
     }
-    if (ref.dataset !== train.name || ref.split !== 'train') {
-      throw new SisaRequestError(
-        `sample ${id} is not in the model's training set (${train.name}:train)`,
-        'not-found',
-      );
-    }
-    if (!slots.has(ref.index)) {
-      const gone = ((manifest.attributes['sisaForgotten'] ?? []) as number[]).includes(ref.index);
-      throw new SisaRequestError(
-        gone
-          ? `sample ${id} is already forgotten`
-          : `sample ${id} is not in the model's training set`,
-        gone ? 'failed-precondition' : 'not-found',
-      );
-    }
-    forgotten.add(ref.index);
   }
+  if (accepted.length === 0) {
+    if (finishDeletion) await deleteForgotten(store, alreadyForgotten);
+    return { outcomes: outcomes as SisaBatchOutcome[], replayed: false };
+  }
+  const forgotten = new Set(accepted.flatMap((a) => [...a.indices]));
   const next = withoutSamples(layout, forgotten);
   const recipe = recipeOf(card.config, card.normalisation as ChannelStats, sisa);
   const replayStarted = performance.now();
@@ -315,30 +352,39 @@ export async function forgetSamples(
     });
   }
   const beforeHashes = partHashes(manifest);
-  const receipt: SisaReceipt = {
-    schema: 1,
-    requestId: request.requestId,
-    createdAt: new Date().toISOString(),
-    mode: 'exact',
-    request: { kind: 'samples', sampleIds: ids },
-    sisa: { shards, routerEpochs: sisa.routerEpochs },
-    weights: { before: beforeHashes, after: {} },
-    manifest: { before: manifest.revision, after: manifest.revision + 1 },
-    checkpointsDeleted: 0,
-    timings: { replaySeconds, routerSeconds: result.routerSeconds, totalSeconds: 0 },
-  };
   // The after-hashes are known before publishing: the router and the last checkpoint of each shard.
-  receipt.weights.after = {
+  const afterHashes = {
     ...beforeHashes,
     router: sha256Hex(result.router),
     ...Object.fromEntries(
       result.shards.map((s) => [`expert/${s.shard}`, s.checkpoints.at(-1)!.weights.sha256]),
     ),
   };
-  const deletedBefore = await countForgottenCheckpoints(store, forgotten);
-  receipt.checkpointsDeleted = deletedBefore;
-  receipt.timings.totalSeconds = (performance.now() - started) / 1000;
-  const receiptRef = await putContent(store, encode(receipt), { kind: 'receipt' });
+  const checkpointsDeleted = await countForgottenCheckpoints(store, forgotten);
+  const batch = { requestIds: accepted.map((a) => a.requestId), samples: forgotten.size };
+  const createdAt = new Date().toISOString();
+  const totalSeconds = (performance.now() - started) / 1000;
+  const objects: Record<string, ObjectRef> = {};
+  const receipts = new Map<string, SisaReceipt>();
+  for (const a of accepted) {
+    const receipt: SisaReceipt = {
+      schema: 1,
+      requestId: a.requestId,
+      createdAt,
+      mode: 'exact',
+      request: { kind: 'samples', sampleIds: a.ids },
+      batch,
+      sisa: { shards, routerEpochs: sisa.routerEpochs },
+      weights: { before: beforeHashes, after: afterHashes },
+      manifest: { before: manifest.revision, after: manifest.revision + 1 },
+      checkpointsDeleted,
+      timings: { replaySeconds, routerSeconds: result.routerSeconds, totalSeconds },
+    };
+    receipts.set(a.requestId, receipt);
+    objects[`receipt/${a.requestId}`] = await putContent(store, encode(receipt), {
+      kind: 'receipt',
+    });
+  }
   const oldRouter = manifest.objects['router'];
   const published = await publishSisa(
     store,
@@ -347,7 +393,7 @@ export async function forgetSamples(
     { ...sisa, dataset: loaded.dataset, limit: loaded.limit },
     result,
     {
-      objects: { [`receipt/${request.requestId}`]: receiptRef },
+      objects,
       attributes: {
         sisaForgotten: [
           ...((manifest.attributes['sisaForgotten'] ?? []) as number[]),
@@ -357,11 +403,63 @@ export async function forgetSamples(
       expectRevision: manifest.revision,
     },
   );
-  await deleteForgotten(store, forgotten);
+  await deleteForgotten(
+    store,
+    finishDeletion ? new Set([...alreadyForgotten, ...forgotten]) : forgotten,
+  );
   // The old router was trained on the forgotten samples too.
   if (oldRouter && oldRouter.sha256 !== published.objects['router']?.sha256)
     await store.delete(oldRouter.key);
-  return receipt;
+  return {
+    outcomes: outcomes.map((o) => ('pending' in o ? { receipt: receipts.get(o.pending)! } : o)),
+    replayed: true,
+  };
+}
+
+function differentRequest(requestId: string): SisaRequestError {
+  return new SisaRequestError(
+    `request id ${requestId} was already used for a different request`,
+    'already-exists',
+  );
+}
+
+/** The original indices of sample ids, or the reason one cannot be forgotten from this layout. */
+function validateSamples(
+  train: Dataset,
+  slots: ReadonlyMap<number, unknown>,
+  alreadyForgotten: ReadonlySet<number>,
+  ids: readonly string[],
+): Set<number> {
+  if (ids.length === 0) throw new SisaRequestError('no sample ids given', 'invalid-argument');
+  const indices = new Set<number>();
+  for (const id of ids) {
+    let ref;
+    try {
+      ref = parseSampleId(id);
+    } catch (error) {
+      throw new SisaRequestError(
+        error instanceof Error ? error.message : String(error),
+        'invalid-argument',
+      );
+    }
+    if (ref.dataset !== train.name || ref.split !== 'train') {
+      throw new SisaRequestError(
+        `sample ${id} is not in the model's training set (${train.name}:train)`,
+        'not-found',
+      );
+    }
+    if (!slots.has(ref.index)) {
+      const gone = alreadyForgotten.has(ref.index);
+      throw new SisaRequestError(
+        gone
+          ? `sample ${id} is already forgotten`
+          : `sample ${id} is not in the model's training set`,
+        gone ? 'failed-precondition' : 'not-found',
+      );
+    }
+    indices.add(ref.index);
+  }
+  return indices;
 }
 
 function partHashes(manifest: Manifest): Record<string, string> {

@@ -1,51 +1,23 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { formatSampleId, makeSyntheticDataset, CIFAR10_STATS } from '@lethe/data';
-import { initEngine } from '@lethe/engine';
-import { type MoEConfig } from '@lethe/model';
+import { formatSampleId } from '@lethe/data';
 import { ManifestStore, MemoryStore, sha256Hex } from '@lethe/store';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { sisaOptions, train, useWasm } from './fixtures';
 import {
   forgetSamples,
   listCheckpoints,
   planLayout,
   readLineageIndices,
-  type SisaRecipe,
   trainSisa,
   trainSisaModel,
   verifyForgetting,
   withoutSamples,
 } from '../src';
 
-beforeAll(async () => {
-  await initEngine({ engine: 'wasm', log: () => undefined });
-});
+beforeAll(useWasm);
 
-const train = makeSyntheticDataset({ perClass: 12, split: 'train', seed: 4, classes: 3 });
-const config: MoEConfig = {
-  preset: 'tiny',
-  experts: 2,
-  topK: 1,
-  numClasses: 3,
-  inputShape: [32, 32, 3],
-  routerNoise: 0,
-  balanceWeight: 0.1,
-  seed: 3,
-};
-const options = {
-  dataset: 'synthetic',
-  config,
-  classes: train.classes,
-  normalise: CIFAR10_STATS,
-  slices: 3,
-  assignment: 'uniform' as const,
-  epochsPerSlice: 1,
-  routerEpochs: 1,
-  routerFraction: 0.5,
-  batchSize: 8,
-  learningRate: 0.01,
-  weightDecay: 0,
-};
-const recipe: SisaRecipe = { ...options };
+const options = sisaOptions();
+const recipe = options;
 
 describe('sisa', () => {
   it('forgets samples by replay to the same weights as training without them, bit for bit', async () => {

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { SisaReceipt } from '@lethe/sisa';
+import { loadSisa, type SisaReceipt } from '@lethe/sisa';
 import { openDataset } from '@lethe/data';
 import { LocalDirStore } from '@lethe/store';
 import {
@@ -139,6 +139,8 @@ export function registerForgetCommand(program: Command): void {
           // Samples are forgotten exactly, by replay, on a model trained with --mode sisa.
           if (!bySamples)
             throw new CliError('--method sisa-replay needs --samples or --samples-file');
+          // The model is checked first, so a wrong store fails before the engine starts.
+          await loadSisa(new LocalDirStore(flags.store));
           await startEngine();
           const sampleIds = (await readSampleIds(flags.samples, flags.samplesFile))!;
           const requestId = flags.requestId ?? newRequestId();

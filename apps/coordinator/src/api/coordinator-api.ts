@@ -51,6 +51,7 @@ import { evaluateDistributed } from '../inference/distributed-inference';
 import { toProtoJob } from '../jobs/job-proto';
 import { TERMINAL_STATES } from '../jobs/job-record';
 import { JobsService } from '../jobs/jobs.service';
+import { MetricsService } from '../metrics/metrics.service';
 import type { CurrentModel } from '../model/current-model';
 import { modelSpecOf } from '../model/model-spec';
 import { ModelStateService } from '../model/model-state.service';
@@ -100,6 +101,7 @@ export class CoordinatorApi {
     @Inject(WorkersService) private readonly workers: WorkersService,
     @Inject(ModelStateService) private readonly models: ModelStateService,
     @Inject(AuditService) private readonly audit: AuditService,
+    @Inject(MetricsService) private readonly metrics: MetricsService,
   ) {}
 
   implementation(): CoordinatorServer {
@@ -386,6 +388,7 @@ export class CoordinatorApi {
       ),
       checkpoints,
       deadlineMs: this.config.workerDeadlineMs,
+      onRpc: (method, seconds) => this.metrics.recordWorkerRpc(method, seconds),
     });
     const model = new MoEModel(card.config);
     try {

@@ -8,6 +8,8 @@ export const coordinatorConfigSchema = z.object({
   host: z.string().min(1),
   /** 0 picks a free port (tests, `lethe up`). */
   port: z.coerce.number().int().min(0).max(65_535),
+  /** Prometheus metrics at GET /metrics on this port (same host as gRPC); 0 disables them. */
+  metricsPort: z.coerce.number().int().min(0).max(65_535),
   /** Object store URL: a directory, `file:DIR` or `s3://bucket/prefix?endpoint=...`. */
   store: z.string().min(1),
   /** SQLite file holding jobs and requests. */
@@ -36,6 +38,7 @@ export type CoordinatorConfig = z.infer<typeof coordinatorConfigSchema>;
 export const COORDINATOR_DEFAULTS: CoordinatorConfig = {
   host: '127.0.0.1',
   port: 7070,
+  metricsPort: 0,
   store: '.lethe/store',
   db: '.lethe/coordinator.sqlite',
   heartbeatIntervalMs: 1_000,
@@ -48,6 +51,7 @@ export const COORDINATOR_DEFAULTS: CoordinatorConfig = {
 const ENV: Record<keyof CoordinatorConfig, string> = {
   host: 'LETHE_HOST',
   port: 'LETHE_PORT',
+  metricsPort: 'LETHE_METRICS_PORT',
   store: 'LETHE_STORE',
   db: 'LETHE_DB',
   heartbeatIntervalMs: 'LETHE_HEARTBEAT_INTERVAL_MS',
@@ -84,6 +88,7 @@ export function loadCoordinatorConfig(
   };
   flag('host', 'address to listen on');
   flag('port', 'port to listen on (0: any free port)');
+  flag('metrics-port', 'Prometheus metrics (GET /metrics) on this port; 0: disabled');
   flag('store', 'object store: DIR, file:DIR or s3://bucket/prefix?endpoint=URL');
   flag('db', 'SQLite file for jobs and requests');
   flag('heartbeat-interval-ms', 'worker heartbeat interval');

@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import { type JobContext, STEP_IDS_PER_JOB, stepProgress } from '../jobs/job-context';
 import { modelSpecOf } from '../model/model-spec';
 import type { ModelState } from '../model/current-model';
-import { ExpertParallelExecutor } from '../training/expert-parallel-executor';
+import { ExpertParallelExecutor, type StepTiming } from '../training/expert-parallel-executor';
 import type { ExpertPlacement } from '../workers/expert-placement';
 import { type ExpertCheckpoint, ExpertSession } from '../workers/expert-session';
 import type { WorkerRegistry } from '../workers/worker-registry';
@@ -20,6 +20,11 @@ export interface ForgetRunnerDeps {
   registry: WorkerRegistry;
   log: Logger;
   workerDeadlineMs: number;
+  /** Metrics: each expert-parallel retraining step and each call to a worker. */
+  metrics?: {
+    recordStep(timing: StepTiming): void;
+    recordWorkerRpc(method: string, seconds: number): void;
+  };
 }
 
 /**
@@ -65,11 +70,13 @@ export async function runForgetJob(
     freshOptimizer: true,
     deadlineMs: deps.workerDeadlineMs,
     onRecovery: (message) => job.log('warn', message),
+    ...(deps.metrics ? { onRpc: deps.metrics.recordWorkerRpc.bind(deps.metrics) } : {}),
   });
   const parallel = new ExpertParallelExecutor(session, deps.store, {
     datasetKey: 'train',
     stepBase: job.seq * STEP_IDS_PER_JOB,
     remote: new Set<number>(),
+    ...(deps.metrics ? { onTiming: deps.metrics.recordStep.bind(deps.metrics) } : {}),
   });
   const remoteExperts = {
     step: parallel.step.bind(parallel),

@@ -11,6 +11,7 @@ import { AuditService } from '../audit/audit.service';
 import type { CoordinatorConfig } from '../config/coordinator-config';
 import { runForgetJob } from '../forgetting/forget-runner';
 import type { ForgetJobRequest } from '../forgetting/forget-request';
+import { MetricsService } from '../metrics/metrics.service';
 import { ModelStateService } from '../model/model-state.service';
 import { COORDINATOR_CONFIG, LOGGER, OBJECT_STORE } from '../tokens';
 import type { TrainingRequest } from '../training/training-request';
@@ -46,8 +47,10 @@ export class JobsService implements OnApplicationBootstrap, OnApplicationShutdow
     @Inject(WorkersService) private readonly workers: WorkersService,
     @Inject(ModelStateService) private readonly models: ModelStateService,
     @Inject(AuditService) private readonly audit: AuditService,
+    @Inject(MetricsService) private readonly metrics: MetricsService,
   ) {
     this.repository = new JobRepository(config.db);
+    metrics.watchForgetQueue(() => this.active('forget').length);
   }
 
   onApplicationBootstrap(): void {
@@ -161,6 +164,7 @@ export class JobsService implements OnApplicationBootstrap, OnApplicationShutdow
       registry: this.workers.registry,
       log,
       workerDeadlineMs: this.config.workerDeadlineMs,
+      metrics: this.metrics,
     };
     try {
       let revision: number;
@@ -221,7 +225,11 @@ export class JobsService implements OnApplicationBootstrap, OnApplicationShutdow
       $case: 'status',
       value: { state: proto.state, previousState: previous, job: proto },
     });
-    this.log.info({ jobId: job.id, state, ...details }, 'job state');
+    this.log.info(
+      { jobId: job.id, requestId: job.requestId || undefined, kind: job.kind, state, ...details },
+      'job state',
+    );
+    if (TERMINAL_STATES.has(next.state)) this.metrics.jobFinished(next.kind, next.state);
     // A forget request's end goes to the audit log (in the background; AuditService waits for
     // it at shutdown).
     if (next.kind === 'forget' && TERMINAL_STATES.has(next.state))

@@ -13,6 +13,8 @@ import type { ExpertSession } from '../workers/expert-session';
 export interface StepTiming {
   stepSeconds: number;
   rpcSeconds: number;
+  /** Images in the step's batch. */
+  images: number;
 }
 
 export interface ExpertParallelOptions {
@@ -27,7 +29,7 @@ export interface ExpertParallelOptions {
   /**
    * Called after every step: its wall time, and the part spent in RPC — the time waiting on
    * workers minus the compute time they report (the slowest worker of each phase), so transport,
-   * serialisation and queueing.
+   * serialisation and queueing — and the batch's size.
    */
   onTiming?: (timing: StepTiming) => void;
 }
@@ -126,7 +128,11 @@ export class ExpertParallelExecutor implements RemoteExperts {
       ),
     );
     rpcSeconds += phaseOverhead(backwardStarted, backwards);
-    this.options.onTiming?.({ stepSeconds: (performance.now() - started) / 1000, rpcSeconds });
+    this.options.onTiming?.({
+      stepSeconds: (performance.now() - started) / 1000,
+      rpcSeconds,
+      images: indices.length,
+    });
     return result;
   }
 

@@ -22,6 +22,7 @@ import {
 } from '../jobs/job-context';
 import { modelSpecOf } from '../model/model-spec';
 import type { ModelState } from '../model/current-model';
+import type { StepTiming } from './expert-parallel-executor';
 import type { ExpertPlacement } from '../workers/expert-placement';
 import { type ExpertCheckpoint, ExpertSession } from '../workers/expert-session';
 import type { WorkerRegistry } from '../workers/worker-registry';
@@ -36,6 +37,11 @@ export interface TrainingRunnerDeps {
   log: Logger;
   workerDeadlineMs: number;
   checkpointEverySteps: number;
+  /** Metrics: each expert-parallel step and each call to a worker. */
+  metrics?: {
+    recordStep(timing: StepTiming): void;
+    recordWorkerRpc(method: string, seconds: number): void;
+  };
   /** Persists the experts' latest checkpoints with the job. */
   saveCheckpoints: (jobId: string, checkpoints: Record<string, ExpertCheckpoint>) => void;
 }
@@ -78,6 +84,7 @@ export async function runTrainingJob(
     checkpoints: new Map(),
     deadlineMs: deps.workerDeadlineMs,
     onRecovery: (message) => job.log('warn', message),
+    ...(deps.metrics ? { onRpc: deps.metrics.recordWorkerRpc.bind(deps.metrics) } : {}),
   });
   // Mean step and RPC time over the run, reported with progress (and by bench/distributed).
   const timing = { steps: 0, stepSeconds: 0, rpcSeconds: 0 };
@@ -86,6 +93,7 @@ export async function runTrainingJob(
       timing.steps++;
       timing.stepSeconds += t.stepSeconds;
       timing.rpcSeconds += t.rpcSeconds;
+      deps.metrics?.recordStep(t);
     },
     datasetKey: 'train',
     ...(request.augment ? { augmentation: { crop: 4, flip: true, seed: request.seed } } : {}),

@@ -24,6 +24,8 @@ export interface ExpertSessionOptions {
   workerWaitMs?: number;
   /** Reports recoveries (an expert re-placed after its worker failed) to the job's log. */
   onRecovery?: (message: string) => void;
+  /** Observes every call to a worker: its method and duration, failed calls included. */
+  onRpc?: (method: string, seconds: number) => void;
 }
 
 const gone = new Set(['NOT_FOUND', 'FAILED_PRECONDITION']);
@@ -62,10 +64,12 @@ export class ExpertSession {
       const worker = await this.ensure(expert);
       if (moved && options.replay === false) return undefined;
       try {
-        return await callUnary(worker.client, method(worker.client), request, {
-          deadlineMs: this.options.deadlineMs,
-          retries: 2,
-        });
+        return await this.timed(options.label, () =>
+          callUnary(worker.client, method(worker.client), request, {
+            deadlineMs: this.options.deadlineMs,
+            retries: 2,
+          }),
+        );
       } catch (error) {
         const code = (error as grpc.ServiceError).code;
         const name = typeof code === 'number' ? statusName(code) : 'UNKNOWN';
@@ -79,7 +83,7 @@ export class ExpertSession {
         this.loaded.delete(expert);
         moved = true;
         const note = `expert ${expert}: ${options.label} on ${worker.id} failed (${name}: ${message}); re-placing from checkpoint at step ${this.checkpoints.get(expert)?.lastStepId ?? 0}`;
-        this.log.warn({ expert, workerId: worker.id, code: name }, note);
+        this.log.warn({ expert, workerId: worker.id, method: options.label, code: name }, note);
         this.options.onRecovery?.(note);
       }
     }
@@ -101,38 +105,56 @@ export class ExpertSession {
     const held = this.datasetsOn.get(worker.id) ?? new Set<string>();
     for (const [key, dataset] of Object.entries(this.options.datasets)) {
       if (held.has(key)) continue;
-      await callUnary(worker.client, worker.client.loadDataset, { key, dataset }, deadline);
+      await this.timed('LoadDataset', () =>
+        callUnary(worker.client, worker.client.loadDataset, { key, dataset }, deadline),
+      );
       held.add(key);
     }
     this.datasetsOn.set(worker.id, held);
     const checkpoint = this.checkpoints.get(expert) ?? { lastStepId: 0 };
     if (this.options.freshOptimizer) {
-      await callUnary(
-        worker.client,
-        worker.client.release,
-        { expertIds: [expert], datasetKeys: [], all: false },
-        deadline,
+      await this.timed('Release', () =>
+        callUnary(
+          worker.client,
+          worker.client.release,
+          { expertIds: [expert], datasetKeys: [], all: false },
+          deadline,
+        ),
       );
     }
-    await callUnary(
-      worker.client,
-      worker.client.assignExperts,
-      {
-        model: this.options.model,
-        experts: [
-          {
-            expertId: expert,
-            weights: checkpoint.weights,
-            optimizerState: checkpoint.optimizerState,
-            lastStepId: checkpoint.lastStepId,
-          },
-        ],
-        replaceAll: false,
-      },
-      deadline,
+    await this.timed('AssignExperts', () =>
+      callUnary(
+        worker.client,
+        worker.client.assignExperts,
+        {
+          model: this.options.model,
+          experts: [
+            {
+              expertId: expert,
+              weights: checkpoint.weights,
+              optimizerState: checkpoint.optimizerState,
+              lastStepId: checkpoint.lastStepId,
+            },
+          ],
+          replaceAll: false,
+        },
+        deadline,
+      ),
     );
     this.loaded.set(expert, worker.id);
     return worker;
+  }
+
+  /** Runs one call to a worker, reporting its duration to `onRpc` whether it succeeds or not. */
+  private async timed<T>(method: string, call: () => Promise<T>): Promise<T> {
+    const onRpc = this.options.onRpc;
+    if (!onRpc) return call();
+    const started = performance.now();
+    try {
+      return await call();
+    } finally {
+      onRpc(method, (performance.now() - started) / 1000);
+    }
   }
 
   /** Checkpoints `expert` on its worker and remembers where it can resume from. */

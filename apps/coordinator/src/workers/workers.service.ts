@@ -3,6 +3,7 @@ import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import { type TlsMaterial, tlsChannelCredentials } from '@lethe/rpc';
 import type { Logger } from 'pino';
 import type { CoordinatorConfig } from '../config/coordinator-config';
+import { MetricsService } from '../metrics/metrics.service';
 import { COORDINATOR_CONFIG, LOGGER, TLS_MATERIAL } from '../tokens';
 import { ExpertPlacement } from './expert-placement';
 import { WorkerRegistry } from './worker-registry';
@@ -17,6 +18,7 @@ export class WorkersService implements OnApplicationShutdown {
     @Inject(COORDINATOR_CONFIG) config: CoordinatorConfig,
     @Inject(LOGGER) log: Logger,
     @Inject(TLS_MATERIAL) tls: TlsMaterial | null,
+    @Inject(MetricsService) metrics: MetricsService,
   ) {
     // With TLS, workers are verified against the cluster CA and see this coordinator's
     // certificate as its client certificate (mutual TLS).
@@ -26,6 +28,7 @@ export class WorkersService implements OnApplicationShutdown {
       tls ? tlsChannelCredentials(tls) : credentials.createInsecure(),
     );
     this.placement = new ExpertPlacement(this.registry, log.child({ component: 'placement' }));
+    metrics.watchWorkers(() => this.registry.all().map((w) => w.state));
   }
 
   onApplicationShutdown(): void {

@@ -1,0 +1,188 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import {
+  Inject,
+  Injectable,
+  type OnApplicationBootstrap,
+  type OnApplicationShutdown,
+} from '@nestjs/common';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { Logger } from 'pino';
+import type { CoordinatorConfig } from '../config/coordinator-config';
+import type { JobKindName, JobStateName } from '../jobs/job-record';
+import { COORDINATOR_CONFIG, LOGGER } from '../tokens';
+import type { StepTiming } from '../training/expert-parallel-executor';
+import type { WorkerHealth } from '../workers/worker-registry';
+
+const WORKER_STATES: readonly WorkerHealth[] = ['alive', 'suspect', 'lost'];
+
+/** Seconds buckets from 5 ms to 2 min: a step or worker call on a CPU or a GPU. */
+const SECONDS_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
+
+/**
+ * The coordinator's Prometheus metrics (prom-client, its own Registry) and, with
+ * `metricsPort` set, the HTTP server that exposes them at GET /metrics on the gRPC host.
+ * Gauges read their values when scraped, from the sources the other providers hand in.
+ */
+@Injectable()
+export class MetricsService implements OnApplicationBootstrap, OnApplicationShutdown {
+  readonly registry = new Registry();
+  readonly trainingSteps: Counter;
+  readonly trainingImages: Counter;
+  readonly stepSeconds: Histogram;
+  readonly stepRpcSeconds: Histogram;
+  readonly jobs: Counter<'kind' | 'state'>;
+  readonly workerRpcSeconds: Histogram<'method'>;
+  private server: Server | undefined;
+  private workerStates: () => Iterable<WorkerHealth> = () => [];
+  private forgetQueue: () => number = () => 0;
+
+  constructor(
+    @Inject(COORDINATOR_CONFIG) private readonly config: CoordinatorConfig,
+    @Inject(LOGGER) private readonly log: Logger,
+  ) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    this.trainingSteps = new Counter({
+      name: 'lethe_training_steps_total',
+      help: 'Expert-parallel training steps (training jobs and forget retraining).',
+      registers,
+    });
+    this.trainingImages = new Counter({
+      name: 'lethe_training_images_total',
+      help: 'Images trained on in expert-parallel steps; images/s is its rate.',
+      registers,
+    });
+    this.stepSeconds = new Histogram({
+      name: 'lethe_step_seconds',
+      help: 'Wall time of an expert-parallel training step.',
+      buckets: SECONDS_BUCKETS,
+      registers,
+    });
+    this.stepRpcSeconds = new Histogram({
+      name: 'lethe_step_rpc_seconds',
+      help: 'Part of a step spent in RPC: waiting on workers beyond their reported compute.',
+      buckets: SECONDS_BUCKETS,
+      registers,
+    });
+    this.jobs = new Counter({
+      name: 'lethe_jobs_total',
+      help: 'Jobs that reached a terminal state, by kind (training, forget) and state.',
+      labelNames: ['kind', 'state'],
+      registers,
+    });
+    this.workerRpcSeconds = new Histogram({
+      name: 'lethe_worker_rpc_seconds',
+      help: 'Duration of calls from the coordinator to workers, by method.',
+      labelNames: ['method'],
+      buckets: SECONDS_BUCKETS,
+      registers,
+    });
+    const forgetQueue = (): number => this.forgetQueue();
+    new Gauge({
+      name: 'lethe_forget_queue_length',
+      help: 'Forget jobs queued or running.',
+      registers,
+      collect() {
+        this.set(safely(forgetQueue, 0));
+      },
+    });
+    const workerStates = (): Iterable<WorkerHealth> => this.workerStates();
+    new Gauge({
+      name: 'lethe_workers',
+      help: 'Registered workers by state (alive, suspect, lost).',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        const counts = new Map(WORKER_STATES.map((s) => [s, 0]));
+        for (const state of safely(workerStates, [])) {
+          counts.set(state, (counts.get(state) ?? 0) + 1);
+        }
+        for (const [state, count] of counts) this.set({ state }, count);
+      },
+    });
+  }
+
+  /** Where `lethe_workers` reads the workers' states from. */
+  watchWorkers(states: () => Iterable<WorkerHealth>): void {
+    this.workerStates = states;
+  }
+
+  /** Where `lethe_forget_queue_length` reads the queued and running forget jobs from. */
+  watchForgetQueue(length: () => number): void {
+    this.forgetQueue = length;
+  }
+
+  /** One expert-parallel step: the executor's onTiming. */
+  recordStep(timing: StepTiming): void {
+    this.trainingSteps.inc();
+    this.trainingImages.inc(timing.images);
+    this.stepSeconds.observe(timing.stepSeconds);
+    this.stepRpcSeconds.observe(timing.rpcSeconds);
+  }
+
+  /** One call to a worker (ExpertSession's onRpc). */
+  recordWorkerRpc(method: string, seconds: number): void {
+    this.workerRpcSeconds.observe({ method }, seconds);
+  }
+
+  jobFinished(kind: JobKindName, state: JobStateName): void {
+    this.jobs.inc({ kind, state });
+  }
+
+  /** host:port of the metrics endpoint; undefined when disabled (metricsPort 0). */
+  get address(): string | undefined {
+    const bound = this.server?.address() as AddressInfo | null | undefined;
+    return bound ? `${this.config.host}:${bound.port}` : undefined;
+  }
+
+  async onApplicationBootstrap(): Promise<void> {
+    if (this.config.metricsPort === 0) return;
+    this.server = await serveMetrics(this.registry, this.config.host, this.config.metricsPort);
+    this.log.info({ address: this.address }, 'metrics listening');
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    if (!server) return;
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
+  }
+}
+
+/** GET /metrics answers the registry in the Prometheus text format; anything else is 404. */
+function serveMetrics(registry: Registry, host: string, port: number): Promise<Server> {
+  const server = createServer((request, response) => {
+    const path = (request.url ?? '').split('?')[0];
+    if (request.method !== 'GET' || path !== '/metrics') {
+      response.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+      return;
+    }
+    registry.metrics().then(
+      (text) => response.writeHead(200, { 'content-type': registry.contentType }).end(text),
+      (error: unknown) =>
+        response
+          .writeHead(500, { 'content-type': 'text/plain' })
+          .end(`${error instanceof Error ? error.message : String(error)}\n`),
+    );
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve(server);
+    });
+  });
+}
+
+/** A scrape never fails because a source has gone (e.g. the job database closed at shutdown). */
+function safely<T>(read: () => T, fallback: T): T {
+  try {
+    return read();
+  } catch {
+    return fallback;
+  }
+}
