@@ -2,6 +2,7 @@
 import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
 import { initEngine } from '@lethe/engine';
+import { CommanderError } from 'commander';
 import pino from 'pino';
 import { ConfigError, loadCoordinatorConfig } from './config/coordinator-config';
 import { CoordinatorModule } from './coordinator.module';
@@ -11,6 +12,8 @@ async function main(): Promise<void> {
   try {
     config = loadCoordinatorConfig(process.argv.slice(2));
   } catch (error) {
+    // --help: commander printed it.
+    if (error instanceof CommanderError && error.exitCode === 0) return;
     if (error instanceof ConfigError) {
       process.stderr.write(`lethe-coordinator: ${error.message}\n`);
       process.exit(2);

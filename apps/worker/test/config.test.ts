@@ -1,5 +1,11 @@
-import { describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError, parseWorkerConfig, redactStoreUrl } from '../src/config';
+
+const dir = mkdtempSync(join(tmpdir(), 'lethe-worker-config-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('worker configuration', () => {
   it('has defaults', () => {
@@ -38,21 +44,89 @@ describe('worker configuration', () => {
   });
 
   it.each([
-    [['--port', '70000'], {}, /^--port: expected an integer 0\.\.65535, got "70000"$/],
-    [['--metrics-port', '70000'], {}, /^--metrics-port: expected an integer 0\.\.65535/],
-    [[], { LETHE_METRICS_PORT: 'http' }, /^LETHE_METRICS_PORT: expected an integer/],
-    [[], { LETHE_WORKER_PORT: '-1' }, /^LETHE_WORKER_PORT: expected an integer/],
-    [['--max-experts', '0'], {}, /^--max-experts: expected an integer 1\.\.1024/],
-    [[], { LETHE_MAX_EXPERTS: 'many' }, /^LETHE_MAX_EXPERTS:/],
-    [['--coordinator', 'nohost'], {}, /^--coordinator: expected host:port/],
-    [['--advertise', 'h:0'], {}, /^--advertise: expected host:port with a port 1\.\.65535/],
-    [['--host', 'a b'], {}, /^--host:/],
-    [['--name', '-x'], {}, /^--name:/],
-    [['--store', 'ftp://x'], {}, /^--store: unsupported object store URL scheme/],
-    [[], { LETHE_STORE: 's3://bucket' }, /^LETHE_STORE: .*endpoint/],
+    [
+      ['--port', '70000'],
+      {},
+      /^invalid port \(--port \/ LETHE_WORKER_PORT\): expected an integer 0\.\.65535, got "70000"$/,
+    ],
+    [
+      ['--metrics-port', '70000'],
+      {},
+      /^invalid metricsPort \(--metrics-port \/ LETHE_METRICS_PORT\): expected an integer 0\.\.65535/,
+    ],
+    [
+      [],
+      { LETHE_METRICS_PORT: 'http' },
+      /^invalid metricsPort \(--metrics-port \/ LETHE_METRICS_PORT\): expected an integer/,
+    ],
+    [
+      [],
+      { LETHE_WORKER_PORT: '-1' },
+      /^invalid port \(--port \/ LETHE_WORKER_PORT\): expected an integer/,
+    ],
+    [
+      ['--max-experts', '0'],
+      {},
+      /^invalid maxExperts \(--max-experts \/ LETHE_MAX_EXPERTS\): expected an integer 1\.\.1024/,
+    ],
+    [
+      [],
+      { LETHE_MAX_EXPERTS: 'many' },
+      /^invalid maxExperts \(--max-experts \/ LETHE_MAX_EXPERTS\): .*, got "many"$/,
+    ],
+    [
+      ['--coordinator', 'nohost'],
+      {},
+      /^invalid coordinator \(--coordinator \/ LETHE_COORDINATOR\): expected host:port/,
+    ],
+    [
+      ['--advertise', 'h:0'],
+      {},
+      /^invalid advertise \(--advertise \/ LETHE_WORKER_ADVERTISE\): expected host:port with a port 1\.\.65535/,
+    ],
+    [['--host', 'a b'], {}, /^invalid host \(--host \/ LETHE_WORKER_HOST\): /],
+    [['--name', '-x'], {}, /^invalid name \(--name \/ LETHE_WORKER_NAME\): /],
+    [
+      ['--store', 'ftp://x'],
+      {},
+      /^invalid store \(--store \/ LETHE_STORE\): unsupported object store URL scheme/,
+    ],
+    [[], { LETHE_STORE: 's3://bucket' }, /^invalid store \(--store \/ LETHE_STORE\): .*endpoint/],
   ])('rejects %j %j naming the key', (args, env, message) => {
     expect(() => parseWorkerConfig(args, env)).toThrow(ConfigError);
     expect(() => parseWorkerConfig(args, env)).toThrow(message);
+  });
+
+  it('reads --config FILE (JSON) and LETHE_CONFIG, below the environment and flags', () => {
+    const file = join(dir, 'worker.json');
+    writeFileSync(
+      file,
+      JSON.stringify({ port: 7002, coordinator: 'coordinator:50051', maxExperts: 3, name: 'w2' }),
+    );
+    expect(parseWorkerConfig(['--config', file], {})).toEqual({
+      host: '127.0.0.1',
+      port: 7002,
+      metricsPort: 0,
+      coordinator: 'coordinator:50051',
+      name: 'w2',
+      maxExperts: 3,
+      graceMs: 10_000,
+    });
+    expect(
+      parseWorkerConfig(['--name', 'w3'], { LETHE_CONFIG: file, LETHE_MAX_EXPERTS: '4' }),
+    ).toMatchObject({ port: 7002, name: 'w3', maxExperts: 4 });
+
+    const bad = join(dir, 'bad.json');
+    writeFileSync(bad, JSON.stringify({ maxExperts: 0 }));
+    expect(() => parseWorkerConfig(['--config', bad], {})).toThrow(
+      `invalid maxExperts (--max-experts / LETHE_MAX_EXPERTS / file ${bad}): expected an integer 1..1024, got 0`,
+    );
+    const unknown = join(dir, 'unknown.json');
+    writeFileSync(unknown, JSON.stringify({ port: 1, heartbeatIntervalMs: 100 }));
+    expect(() => parseWorkerConfig(['--config', unknown], {})).toThrow(ConfigError);
+    expect(() => parseWorkerConfig(['--config', unknown], {})).toThrow(
+      /unknown key "heartbeatIntervalMs"/,
+    );
   });
 
   it('rejects unknown flags', () => {

@@ -153,7 +153,9 @@ describe('registration with the coordinator', () => {
     const bad = spawnWorker(['--port', 'http']);
     expect(await bad.exited).toBe(2);
     expect(bad.stderr().trim().split('\n')).toHaveLength(1);
-    expect(bad.stderr()).toMatch(/^lethe-worker: error: --port: expected an integer/);
+    expect(bad.stderr()).toMatch(
+      /^lethe-worker: error: invalid port \(--port \/ LETHE_WORKER_PORT\): expected an integer/,
+    );
     expect(bad.lines).toEqual([]);
   });
 });

@@ -54,11 +54,15 @@ describe('worker TLS configuration', () => {
   });
 
   it.each([
-    [['--tls-cert', '/x.pem'], {}, /^--tls-key \/ LETHE_TLS_KEY: required with TLS/],
+    [
+      ['--tls-cert', '/x.pem'],
+      {},
+      /^invalid tlsKey \(--tls-key \/ LETHE_TLS_KEY\): required with TLS/,
+    ],
     [
       ['--tls-key', '/nope/key.pem'],
       { LETHE_TLS_CERT: '/nope/cert.pem', LETHE_TLS_CA: '/nope/ca.pem' },
-      /^LETHE_TLS_CERT: cannot read \/nope\/cert\.pem: ENOENT$/,
+      /^invalid tlsCert \(--tls-cert \/ LETHE_TLS_CERT\): cannot read \/nope\/cert\.pem: ENOENT$/,
     ],
   ])('names the key of a bad TLS setting: %j %j', (args, env, message) => {
     expect(() => parseWorkerConfig(args, env)).toThrow(ConfigError);
@@ -70,7 +74,7 @@ describe('worker TLS configuration', () => {
       parseWorkerConfig(['--tls-cert', file('w1.pem'), '--tls-key', file('coordinator-key.pem')], {
         LETHE_TLS_CA: file('ca.pem'),
       }),
-    ).toThrow(/^--tls-key: .*is not the private key of/);
+    ).toThrow(/^invalid tlsKey \(--tls-key \/ LETHE_TLS_KEY\): .*is not the private key of/);
   });
 });
 

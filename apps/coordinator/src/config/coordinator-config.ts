@@ -1,136 +1,173 @@
+import { ConfigError, defineSettings, loadSettings, type SettingsValues } from '@lethe/config';
 import { readTlsMaterial, TlsFileError, type TlsMaterial } from '@lethe/rpc';
-import { Command, Option } from 'commander';
+import { Command } from 'commander';
 import { z } from 'zod';
 import { loadAuthFile } from '../security/auth-file';
 
-/** Everything the coordinator reads at start, from flags or LETHE_* environment variables. */
-export const coordinatorConfigSchema = z.object({
-  host: z.string().min(1),
+export { ConfigError };
+
+const port = z.coerce.number().int().min(0).max(65_535);
+const file = z.string().min(1);
+
+/**
+ * Everything the coordinator reads at start: defaults < config file (`--config FILE` /
+ * `LETHE_CONFIG`, keyed like this object) < LETHE_* environment variables < flags.
+ */
+export const COORDINATOR_SETTINGS = defineSettings({
+  host: {
+    schema: z.string().min(1),
+    env: 'LETHE_HOST',
+    flag: '--host <value>',
+    help: 'address to listen on',
+    default: '127.0.0.1',
+  },
   /** 0 picks a free port (tests, `lethe up`). */
-  port: z.coerce.number().int().min(0).max(65_535),
+  port: {
+    schema: port,
+    env: 'LETHE_PORT',
+    flag: '--port <value>',
+    help: 'port to listen on (0: any free port)',
+    default: 7070,
+  },
   /** Prometheus metrics at GET /metrics on this port (same host as gRPC); 0 disables them. */
-  metricsPort: z.coerce.number().int().min(0).max(65_535),
+  metricsPort: {
+    schema: port,
+    env: 'LETHE_METRICS_PORT',
+    flag: '--metrics-port <value>',
+    help: 'Prometheus metrics (GET /metrics) on this port; 0: disabled',
+    default: 0,
+  },
   /** Object store URL: a directory, `file:DIR` or `s3://bucket/prefix?endpoint=...`. */
-  store: z.string().min(1),
+  store: {
+    schema: z.string().min(1),
+    env: 'LETHE_STORE',
+    flag: '--store <value>',
+    help: 'object store: DIR, file:DIR or s3://bucket/prefix?endpoint=URL',
+    default: '.lethe/store',
+  },
   /** SQLite file holding jobs and requests. */
-  db: z.string().min(1),
-  heartbeatIntervalMs: z.coerce.number().int().min(100),
-  heartbeatTimeoutMs: z.coerce.number().int().min(200),
+  db: {
+    schema: z.string().min(1),
+    env: 'LETHE_DB',
+    flag: '--db <value>',
+    help: 'SQLite file for jobs and requests',
+    default: '.lethe/coordinator.sqlite',
+  },
+  heartbeatIntervalMs: {
+    schema: z.coerce.number().int().min(100),
+    env: 'LETHE_HEARTBEAT_INTERVAL_MS',
+    flag: '--heartbeat-interval-ms <value>',
+    help: 'worker heartbeat interval',
+    default: 1_000,
+  },
+  heartbeatTimeoutMs: {
+    schema: z.coerce.number().int().min(200),
+    env: 'LETHE_HEARTBEAT_TIMEOUT_MS',
+    flag: '--heartbeat-timeout-ms <value>',
+    help: 'declare a worker lost after this silence',
+    default: 5_000,
+  },
   /** Deadline of each call to a worker. */
-  workerDeadlineMs: z.coerce.number().int().min(100),
+  workerDeadlineMs: {
+    schema: z.coerce.number().int().min(100),
+    env: 'LETHE_WORKER_DEADLINE_MS',
+    flag: '--worker-deadline-ms <value>',
+    help: 'deadline of each call to a worker',
+    default: 60_000,
+  },
   /** Expert checkpoints during training, every this many steps (and at every epoch's end). */
-  checkpointEverySteps: z.coerce.number().int().min(1),
-  logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']),
+  checkpointEverySteps: {
+    schema: z.coerce.number().int().min(1),
+    env: 'LETHE_CHECKPOINT_EVERY_STEPS',
+    flag: '--checkpoint-every-steps <value>',
+    help: 'expert checkpoints during training',
+    default: 50,
+  },
+  logLevel: {
+    schema: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']),
+    env: 'LETHE_LOG_LEVEL',
+    flag: '--log-level <value>',
+    help: 'pino log level',
+    default: 'info',
+  },
   /**
    * PEM certificate and key of the coordinator: its TLS server certificate (public API and
    * Registry) and its client certificate when it calls workers. Unset: plaintext.
    */
-  tlsCert: z.string().min(1).optional(),
-  tlsKey: z.string().min(1).optional(),
+  tlsCert: {
+    schema: file,
+    env: 'LETHE_TLS_CERT',
+    flag: '--tls-cert <value>',
+    help: 'PEM certificate of the coordinator (TLS; with --tls-key and --tls-ca)',
+  },
+  tlsKey: {
+    schema: file,
+    env: 'LETHE_TLS_KEY',
+    flag: '--tls-key <value>',
+    help: 'PEM private key of --tls-cert',
+  },
   /** PEM CA certificates of the cluster: verify workers (both ways) and API client certificates. */
-  tlsCa: z.string().min(1).optional(),
+  tlsCa: {
+    schema: file,
+    env: 'LETHE_TLS_CA',
+    flag: '--tls-ca <value>',
+    help: 'PEM CA certificates of the cluster (workers and API client certificates)',
+  },
   /** JSON file of token hashes and certificate common names with their roles. Unset: open API. */
-  authFile: z.string().min(1).optional(),
+  authFile: {
+    schema: file,
+    env: 'LETHE_AUTH_FILE',
+    flag: '--auth-file <value>',
+    help: 'JSON file of API tokens (sha256) and certificate names with their roles',
+  },
 });
 
-export type CoordinatorConfig = z.infer<typeof coordinatorConfigSchema>;
+export type CoordinatorConfig = SettingsValues<typeof COORDINATOR_SETTINGS>;
 
 export const COORDINATOR_DEFAULTS: CoordinatorConfig = {
-  host: '127.0.0.1',
-  port: 7070,
-  metricsPort: 0,
-  store: '.lethe/store',
-  db: '.lethe/coordinator.sqlite',
-  heartbeatIntervalMs: 1_000,
-  heartbeatTimeoutMs: 5_000,
-  workerDeadlineMs: 60_000,
-  checkpointEverySteps: 50,
-  logLevel: 'info',
+  host: COORDINATOR_SETTINGS.host.default,
+  port: COORDINATOR_SETTINGS.port.default,
+  metricsPort: COORDINATOR_SETTINGS.metricsPort.default,
+  store: COORDINATOR_SETTINGS.store.default,
+  db: COORDINATOR_SETTINGS.db.default,
+  heartbeatIntervalMs: COORDINATOR_SETTINGS.heartbeatIntervalMs.default,
+  heartbeatTimeoutMs: COORDINATOR_SETTINGS.heartbeatTimeoutMs.default,
+  workerDeadlineMs: COORDINATOR_SETTINGS.workerDeadlineMs.default,
+  checkpointEverySteps: COORDINATOR_SETTINGS.checkpointEverySteps.default,
+  logLevel: COORDINATOR_SETTINGS.logLevel.default,
 };
 
-const ENV: Record<keyof CoordinatorConfig, string> = {
-  host: 'LETHE_HOST',
-  port: 'LETHE_PORT',
-  metricsPort: 'LETHE_METRICS_PORT',
-  store: 'LETHE_STORE',
-  db: 'LETHE_DB',
-  heartbeatIntervalMs: 'LETHE_HEARTBEAT_INTERVAL_MS',
-  heartbeatTimeoutMs: 'LETHE_HEARTBEAT_TIMEOUT_MS',
-  workerDeadlineMs: 'LETHE_WORKER_DEADLINE_MS',
-  checkpointEverySteps: 'LETHE_CHECKPOINT_EVERY_STEPS',
-  logLevel: 'LETHE_LOG_LEVEL',
-  tlsCert: 'LETHE_TLS_CERT',
-  tlsKey: 'LETHE_TLS_KEY',
-  tlsCa: 'LETHE_TLS_CA',
-  authFile: 'LETHE_AUTH_FILE',
-};
+type Fail = (key: keyof CoordinatorConfig, reason: string) => never;
 
-/** A configuration value that does not validate; the message names the key. */
-export class ConfigError extends Error {
-  override readonly name = 'ConfigError';
-}
-
-/** Defaults, then environment, then flags; validated as a whole. */
+/**
+ * Defaults, then the config file, then environment, then flags; each value validated, then
+ * the cross-field and file checks. Throws ConfigError naming the key (commander's
+ * CommanderError, exit code 0, after --help).
+ */
 export function loadCoordinatorConfig(
   argv: readonly string[],
   env: NodeJS.ProcessEnv = process.env,
 ): CoordinatorConfig {
-  const command = new Command()
+  const program = new Command()
     .name('lethe-coordinator')
     .description(
       'The Lethe coordinator: public gRPC API, expert placement, training and forgetting.',
-    )
-    .exitOverride()
-    .configureOutput({ writeErr: () => undefined });
-  // commander camel-cases `--heartbeat-interval-ms` to the schema's `heartbeatIntervalMs`.
-  const flag = (name: string, help: string): void => {
-    command.addOption(new Option(`--${name} <value>`, help));
-  };
-  flag('host', 'address to listen on');
-  flag('port', 'port to listen on (0: any free port)');
-  flag('metrics-port', 'Prometheus metrics (GET /metrics) on this port; 0: disabled');
-  flag('store', 'object store: DIR, file:DIR or s3://bucket/prefix?endpoint=URL');
-  flag('db', 'SQLite file for jobs and requests');
-  flag('heartbeat-interval-ms', 'worker heartbeat interval');
-  flag('heartbeat-timeout-ms', 'declare a worker lost after this silence');
-  flag('worker-deadline-ms', 'deadline of each call to a worker');
-  flag('checkpoint-every-steps', 'expert checkpoints during training');
-  flag('log-level', 'pino log level');
-  flag('tls-cert', 'PEM certificate of the coordinator (TLS; with --tls-key and --tls-ca)');
-  flag('tls-key', 'PEM private key of --tls-cert');
-  flag('tls-ca', 'PEM CA certificates of the cluster (workers and API client certificates)');
-  flag('auth-file', 'JSON file of API tokens (sha256) and certificate names with their roles');
-  try {
-    command.parse([...argv], { from: 'user' });
-  } catch (error) {
-    throw new ConfigError(error instanceof Error ? error.message : String(error));
-  }
-  const flags = command.opts<Partial<Record<keyof CoordinatorConfig, string>>>();
-  const merged: Record<string, unknown> = { ...COORDINATOR_DEFAULTS };
-  for (const key of Object.keys(ENV) as (keyof CoordinatorConfig)[]) {
-    const fromEnv = env[ENV[key]];
-    if (fromEnv !== undefined && fromEnv !== '') merged[key] = fromEnv;
-    if (flags[key] !== undefined) merged[key] = flags[key];
-  }
-  const parsed = coordinatorConfigSchema.safeParse(merged);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    const key = String(issue.path[0]);
-    throw new ConfigError(
-      `${invalid(key as keyof CoordinatorConfig)}: ${issue.message}, got ${JSON.stringify(merged[key])}`,
     );
-  }
-  if (parsed.data.heartbeatTimeoutMs <= parsed.data.heartbeatIntervalMs) {
-    throw new ConfigError(
-      `invalid heartbeatTimeoutMs: must exceed heartbeatIntervalMs (${parsed.data.heartbeatIntervalMs})`,
-    );
-  }
-  checkSecurityFiles(parsed.data);
-  return parsed.data;
+  return loadSettings(COORDINATOR_SETTINGS, {
+    argv,
+    env,
+    program,
+    check: (config, fail) => {
+      if (config.heartbeatTimeoutMs <= config.heartbeatIntervalMs) {
+        fail(
+          'heartbeatTimeoutMs',
+          `must exceed heartbeatIntervalMs (${config.heartbeatIntervalMs})`,
+        );
+      }
+      checkSecurityFiles(config, fail);
+    },
+  });
 }
-
-const invalid = (key: keyof CoordinatorConfig): string =>
-  `invalid ${key} (--${kebab(key)} / ${ENV[key]})`;
 
 const TLS_KEYS = { cert: 'tlsCert', key: 'tlsKey', ca: 'tlsCa' } as const;
 
@@ -139,13 +176,14 @@ const TLS_KEYS = { cert: 'tlsCert', key: 'tlsKey', ca: 'tlsCa' } as const;
  * the auth file must read and parse. Each failure is one ConfigError naming its key (and the
  * file, never its contents).
  */
-function checkSecurityFiles(config: CoordinatorConfig): void {
+function checkSecurityFiles(config: CoordinatorConfig, fail: Fail): void {
   const { tlsCert, tlsKey, tlsCa } = config;
   if (tlsCert !== undefined || tlsKey !== undefined || tlsCa !== undefined) {
     for (const key of Object.values(TLS_KEYS)) {
       if (config[key] === undefined) {
-        throw new ConfigError(
-          `${invalid(key)}: required with TLS (tlsCert, tlsKey and tlsCa go together: mutual TLS with the workers)`,
+        fail(
+          key,
+          'required with TLS (tlsCert, tlsKey and tlsCa go together: mutual TLS with the workers)',
         );
       }
     }
@@ -153,16 +191,14 @@ function checkSecurityFiles(config: CoordinatorConfig): void {
       readTlsMaterial({ cert: tlsCert!, key: tlsKey!, ca: tlsCa! });
     } catch (error) {
       if (!(error instanceof TlsFileError)) throw error;
-      throw new ConfigError(`${invalid(TLS_KEYS[error.field])}: ${error.message}`);
+      fail(TLS_KEYS[error.field], error.message);
     }
   }
   if (config.authFile !== undefined) {
     try {
       loadAuthFile(config.authFile);
     } catch (error) {
-      throw new ConfigError(
-        `${invalid('authFile')}: ${error instanceof Error ? error.message : String(error)}`,
-      );
+      fail('authFile', error instanceof Error ? error.message : String(error));
     }
   }
 }
@@ -174,5 +210,3 @@ export function coordinatorTls(config: CoordinatorConfig): TlsMaterial | undefin
   }
   return readTlsMaterial({ cert: config.tlsCert, key: config.tlsKey, ca: config.tlsCa });
 }
-
-const kebab = (key: string): string => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
