@@ -2,6 +2,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import {
+  ForgetMode,
   JobState,
   PredictRequest,
   StartTrainingRequest,
@@ -10,6 +11,7 @@ import {
   WorkerState,
 } from '@lethe/proto';
 import { callUnary } from '@lethe/rpc';
+import { verifyForgetting } from '@lethe/sisa';
 import { ManifestStore, openObjectStore } from '@lethe/store';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -291,5 +293,53 @@ describe('a coordinator with 3 worker processes and an S3 store', () => {
     );
     expect(dup.duplicate).toBe(true);
     expect((await manifest()).revision).toBe(after.revision);
+  });
+
+  it('trains a sisa model and forgets samples exactly over gRPC, verifiable from the store', async () => {
+    const { client } = cluster;
+    const job = await callUnary(
+      client,
+      client.startTraining,
+      StartTrainingRequest.fromPartial({
+        requestId: 'train-sisa',
+        mode: TrainingMode.TRAINING_MODE_SISA,
+        dataset: { source: { $case: 'uri', value: cluster.data } },
+        preset: 'tiny',
+        experts: 3,
+        topK: 1,
+        epochs: 1,
+        batchSize: 32,
+        learningRate: 0.003,
+        sisa: { shards: 0, slices: 2, routerEpochs: 1 },
+      }),
+    );
+    expect(job.mode).toBe(TrainingMode.TRAINING_MODE_SISA);
+    expect((await waitForJob(client, job.jobId)).state).toBe(JobState.JOB_STATE_SUCCEEDED);
+    // A class on a sisa model is forgotten by its samples; an unknown sample is NOT_FOUND.
+    expect(await code(callUnary(client, client.submitForget, forget('f-class', 'cross')))).toBe(
+      'FAILED_PRECONDITION',
+    );
+    const samples = (ids: string[]) =>
+      SubmitForgetRequest.fromPartial({
+        requestId: 'erase-two',
+        target: { $case: 'sampleIds', value: { ids } },
+      });
+    expect(
+      await code(callUnary(client, client.submitForget, samples(['cifar10:train:99999']))),
+    ).toBe('NOT_FOUND');
+    const submitted = await callUnary(
+      client,
+      client.submitForget,
+      samples(['cifar10:train:5', 'cifar10:train:17']),
+    );
+    expect((await waitForJob(client, submitted.job!.jobId)).state).toBe(
+      JobState.JOB_STATE_SUCCEEDED,
+    );
+    const receipt = await callUnary(client, client.getReceipt, { requestId: 'erase-two' });
+    expect(receipt.mode).toBe(ForgetMode.FORGET_MODE_EXACT);
+    expect(receipt.sisa!.shards.length).toBeGreaterThan(0);
+    const store = await openObjectStore(cluster.store, S3_ENV);
+    const verdict = await verifyForgetting(store, 'erase-two');
+    expect(verdict.problems).toEqual([]);
   });
 });

@@ -51,6 +51,10 @@ export interface RemoteTrainFlags {
   limit?: number;
   requestId?: string;
   json: boolean;
+  /** Sisa: one expert per shard, `slices` slices, router trained after with experts frozen. */
+  mode?: 'joint' | 'sisa';
+  slices?: number;
+  routerEpochs?: number;
 }
 
 const SCHEDULES: Record<RemoteTrainFlags['schedule'], LearningRateSchedule> = {
@@ -63,11 +67,15 @@ export function datasetSpec(uri: string, split = Split.SPLIT_UNSPECIFIED, limit 
   return DatasetSpec.fromPartial({ source: { $case: 'uri', value: uri }, split, limit });
 }
 
-/** `lethe train` flags as a StartTrainingRequest (joint mode). */
+/** `lethe train` flags as a StartTrainingRequest. */
 export function trainingRequest(flags: RemoteTrainFlags): StartTrainingRequest {
+  const sisa = flags.mode === 'sisa';
   return StartTrainingRequest.fromPartial({
     requestId: flags.requestId ?? '',
-    mode: TrainingMode.TRAINING_MODE_JOINT,
+    mode: sisa ? TrainingMode.TRAINING_MODE_SISA : TrainingMode.TRAINING_MODE_JOINT,
+    ...(sisa
+      ? { sisa: { shards: 0, slices: flags.slices ?? 4, routerEpochs: flags.routerEpochs ?? 2 } }
+      : {}),
     dataset: datasetSpec(flags.data, Split.SPLIT_TRAIN, flags.limit ?? 0),
     preset: flags.preset,
     experts: flags.experts,

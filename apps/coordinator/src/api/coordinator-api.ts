@@ -1,6 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { Inject, Injectable } from '@nestjs/common';
 import * as tf from '@tensorflow/tfjs-core';
+import { parseSampleId } from '@lethe/data';
 import { deserializeParameters, MoEModel } from '@lethe/model';
 import {
   type CancelJobRequest,
@@ -41,7 +42,13 @@ import {
   unavailable,
 } from '@lethe/rpc';
 import { getVerified, type ObjectStore } from '@lethe/store';
-import { listReceipts, readReceipt, receiptObjectName } from '@lethe/unlearning';
+import { loadSisa, type SisaReceipt, slotsByIndex } from '@lethe/sisa';
+import {
+  type ForgetReceipt,
+  listReceipts,
+  readReceipt,
+  receiptObjectName,
+} from '@lethe/unlearning';
 import type { Logger } from 'pino';
 import type { AuditActor } from '../audit/audit-log';
 import { actorOf, AuditService } from '../audit/audit.service';
@@ -243,13 +250,16 @@ export class CoordinatorApi {
   ): Promise<SubmitForgetResponse> {
     const options = normaliseForgetOptions(request);
     const previous = this.jobs.repository.byRequestId('forget', request.requestId);
+    const current = await this.requireModel();
+    const sisaModel = current.training.mode === 'sisa';
     if (request.target?.$case === 'sampleIds') {
-      throw new RpcError(
-        grpc.status.UNIMPLEMENTED,
-        'forgetting samples by id needs a sisa model, which is not implemented yet; forget a class',
+      return this.submitSampleForget(request, options, current, previous, submittedBy);
+    }
+    if (sisaModel) {
+      throw failedPrecondition(
+        'the current model is a sisa model: forget exactly by sample_ids (a class = its training samples)',
       );
     }
-    const current = await this.requireModel();
     const classes = current.card.classes;
     const live =
       previous && !['failed', 'cancelled'].includes(previous.state) ? previous : undefined;
@@ -308,6 +318,64 @@ export class CoordinatorApi {
     return { job: toProtoJob(job), receiptId: request.requestId, duplicate: existing };
   }
 
+  /** Samples, on a sisa model: checked against its layout now, replayed by the job. */
+  private async submitSampleForget(
+    request: SubmitForgetRequest,
+    options: ReturnType<typeof normaliseForgetOptions>,
+    current: CurrentModel,
+    previous: ReturnType<JobsService['repository']['byRequestId']>,
+    submittedBy: AuditActor,
+  ): Promise<SubmitForgetResponse> {
+    if (current.training.mode !== 'sisa') {
+      throw failedPrecondition(
+        'forgetting samples needs a sisa model (StartTraining with TRAINING_MODE_SISA); the current model is joint',
+      );
+    }
+    const normalised: ForgetJobRequest = {
+      requestId: request.requestId,
+      classIndex: -1,
+      className: '',
+      ...options,
+    };
+    const print = fingerprint(normalised);
+    const live =
+      previous && !['failed', 'cancelled'].includes(previous.state) ? previous : undefined;
+    if (live) {
+      if (live.fingerprint !== print) {
+        throw alreadyExists(
+          `request_id ${request.requestId} was already used for a different request`,
+        );
+      }
+      return { job: toProtoJob(live), receiptId: request.requestId, duplicate: true };
+    }
+    if (this.jobs.active('training').length > 0) {
+      throw failedPrecondition('a training job is queued or running; forget once it has finished');
+    }
+    const { layout, manifest } = await loadSisa(this.store);
+    if (manifest.objects[`receipt/${request.requestId}`]) {
+      throw alreadyExists(`request_id ${request.requestId} already has a receipt`);
+    }
+    const slots = slotsByIndex(layout);
+    const dataset = (await this.models.state.dataset(current.training.dataset, 'train')).name;
+    const gone = new Set((manifest.attributes['sisaForgotten'] ?? []) as number[]);
+    let remaining = 0;
+    for (const id of options.sampleIds!) {
+      const ref = parseSampleId(id);
+      if (ref.dataset !== dataset || ref.split !== 'train') {
+        throw notFound(`sample ${id} is not in the model's training set (${dataset}:train)`);
+      }
+      if (slots.has(ref.index)) remaining++;
+      else if (!gone.has(ref.index))
+        throw notFound(`sample ${id} is not in the model's training set`);
+    }
+    if (remaining === 0) throw failedPrecondition('every named sample is already forgotten');
+    const { job, existing } = this.jobs.submit('forget', request.requestId, print, {
+      ...normalised,
+      submittedBy,
+    });
+    return { job: toProtoJob(job), receiptId: request.requestId, duplicate: existing };
+  }
+
   private async getReceipt(request: GetReceiptRequest): Promise<Receipt> {
     if (!/^[a-z0-9][a-z0-9._-]{0,63}$/.test(request.requestId)) {
       throw invalidArgument(`malformed request_id ${JSON.stringify(request.requestId)}`);
@@ -316,7 +384,9 @@ export class CoordinatorApi {
     if (job && (job.state === 'queued' || job.state === 'running')) {
       throw failedPrecondition(`forget request ${request.requestId} is still ${job.state}`);
     }
-    const receipt = await readReceipt(this.store, request.requestId);
+    // Both kinds live under receipt/<id>; exact (sisa) ones carry mode `exact`.
+    const receipt = (await readReceipt(this.store, request.requestId)) as
+      ForgetReceipt | SisaReceipt | undefined;
     if (!receipt) throw notFound(`no completed forget request ${request.requestId}`);
     const current = await this.models.state.current();
     return toProtoReceipt(
@@ -337,7 +407,7 @@ export class CoordinatorApi {
         );
       start = Number(match[1]);
     }
-    const all = await listReceipts(this.store);
+    const all = (await listReceipts(this.store)) as (ForgetReceipt | SisaReceipt)[];
     const current = await this.models.state.current();
     const page = all
       .slice(start, start + size)

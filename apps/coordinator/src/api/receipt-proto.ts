@@ -6,6 +6,7 @@ import {
   type Receipt,
   UnlearningLoss,
 } from '@lethe/proto';
+import type { SisaReceipt } from '@lethe/sisa';
 import type { ForgetMetrics, ForgetReceipt } from '@lethe/unlearning';
 
 const METHODS: Record<string, ForgetMethod> = {
@@ -36,8 +37,77 @@ function metrics(m: ForgetMetrics): ProtoMetrics {
   };
 }
 
+/** An exact (sisa replay) receipt as the API's Receipt: what was replayed, with the hashes. */
+function toProtoSisaReceipt(receipt: SisaReceipt, jobId: string, object?: ObjectRef): Receipt {
+  return {
+    schema: receipt.schema,
+    requestId: receipt.requestId,
+    createdAt: new Date(receipt.createdAt),
+    request: {
+      target: { $case: 'sampleIds', value: { ids: receipt.request.sampleIds } },
+      method: ForgetMethod.FORGET_METHOD_SISA_REPLAY,
+      loss: UnlearningLoss.UNLEARNING_LOSS_UNSPECIFIED,
+      epochs: 0,
+      learningRate: 0,
+      lambda: 0,
+      select: '',
+      maskOutput: false,
+      batchSize: 0,
+      seed: 0,
+    },
+    mode: ForgetMode.FORGET_MODE_EXACT,
+    plan: undefined,
+    expertsRetrained: receipt.sisa.shards.map((s) => s.shard),
+    partsChanged: Object.keys(receipt.weights.after)
+      .filter((p) => receipt.weights.after[p] !== receipt.weights.before[p])
+      .sort(),
+    weights: { before: receipt.weights.before, after: receipt.weights.after },
+    manifest: receipt.manifest,
+    suppressClasses: [],
+    metrics: undefined,
+    timings: {
+      planSeconds: 0,
+      forgetSeconds: receipt.timings.replaySeconds + receipt.timings.routerSeconds,
+      measureSeconds: 0,
+      totalSeconds: receipt.timings.totalSeconds,
+    },
+    engine: '',
+    history: [],
+    frozenExpertPasses: undefined,
+    sisa: {
+      shards: receipt.sisa.shards.map((s) => ({
+        shard: s.shard,
+        slices: s.slices,
+        slicesReplayed: s.slicesReplayed,
+        samplesRemoved: s.samplesRemoved,
+        restoredCheckpointSha256: s.restoredCheckpointSha256,
+        checkpointSha256Before: s.checkpointSha256Before,
+        checkpointSha256After: s.checkpointSha256After,
+      })),
+      routerEpochs: receipt.sisa.routerEpochs,
+    },
+    jobId,
+    object,
+  };
+}
+
 /** The stored receipt document as the API's Receipt (epochs 1-based, as the proto counts). */
-export function toProtoReceipt(receipt: ForgetReceipt, jobId: string, object?: ObjectRef): Receipt {
+export function toProtoReceipt(
+  receipt: ForgetReceipt | SisaReceipt,
+  jobId: string,
+  object?: ObjectRef,
+): Receipt {
+  if ((receipt as { mode: string }).mode === 'exact') {
+    return toProtoSisaReceipt(receipt as SisaReceipt, jobId, object);
+  }
+  return toProtoApproximateReceipt(receipt as ForgetReceipt, jobId, object);
+}
+
+function toProtoApproximateReceipt(
+  receipt: ForgetReceipt,
+  jobId: string,
+  object?: ObjectRef,
+): Receipt {
   const r = receipt.request;
   return {
     schema: receipt.schema,

@@ -66,13 +66,13 @@ export function normaliseTrainingRequest(request: StartTrainingRequest): Trainin
   if (request.mode === TrainingMode.TRAINING_MODE_UNSPECIFIED) {
     throw invalidArgument('mode is required: TRAINING_MODE_JOINT or TRAINING_MODE_SISA');
   }
-  if (request.mode === TrainingMode.TRAINING_MODE_SISA) {
-    throw new RpcError(grpc.status.UNIMPLEMENTED, 'mode TRAINING_MODE_SISA is not implemented yet');
-  }
-  if (request.mode !== TrainingMode.TRAINING_MODE_JOINT) {
+  const sisaMode = request.mode === TrainingMode.TRAINING_MODE_SISA;
+  if (!sisaMode && request.mode !== TrainingMode.TRAINING_MODE_JOINT) {
     throw invalidArgument(`mode: unknown value ${request.mode}`);
   }
-  if (request.sisa) throw invalidArgument('sisa options are only valid with TRAINING_MODE_SISA');
+  if (request.sisa && !sisaMode) {
+    throw invalidArgument('sisa options are only valid with TRAINING_MODE_SISA');
+  }
   const dataset = datasetUri(request.dataset, 'dataset');
   if (request.dataset?.split === 2) throw invalidArgument('dataset.split must be the train split');
   const preset = request.preset || 'small';
@@ -96,8 +96,19 @@ export function normaliseTrainingRequest(request: StartTrainingRequest): Trainin
     if (!Number.isFinite(v) || v < 0) throw invalidArgument(`${name} must be >= 0, got ${v}`);
     return v;
   };
+  let sisa: TrainingRequest['sisa'];
+  if (sisaMode) {
+    const o = request.sisa;
+    if (o && o.shards !== 0 && o.shards !== experts) {
+      throw invalidArgument(`sisa.shards must be 0 or experts (${experts}), got ${o.shards}`);
+    }
+    const slices = o?.slices || 4;
+    if (slices > 64) throw invalidArgument(`sisa.slices must be 1..64, got ${slices}`);
+    sisa = { slices, routerEpochs: o?.routerEpochs || 2 };
+  }
   return {
-    mode: 'joint',
+    mode: sisaMode ? 'sisa' : 'joint',
+    ...(sisa ? { sisa } : {}),
     dataset,
     limit: request.dataset?.limit ?? 0,
     preset,
@@ -127,7 +138,9 @@ const METHODS: Partial<Record<ForgetMethod, MethodName>> = {
 
 /** The parts of a forget request that do not depend on the model; throws INVALID_ARGUMENT. */
 export interface ForgetOptions {
-  method: MethodName;
+  method: MethodName | 'sisa-replay';
+  /** Samples target (sisa replay): the ids, sorted and without duplicates. */
+  sampleIds?: string[];
   loss?: 'complement-ce' | 'random-label';
   select?: string;
   epochs: number;
@@ -155,10 +168,25 @@ export function normaliseForgetOptions(request: SubmitForgetRequest): ForgetOpti
     throw invalidArgument('class_name is empty');
   }
   if (request.method === ForgetMethod.FORGET_METHOD_SISA_REPLAY) {
-    throw new RpcError(
-      grpc.status.FAILED_PRECONDITION,
-      'method FORGET_METHOD_SISA_REPLAY needs a sisa model; the current model is joint',
-    );
+    if (target.$case !== 'sampleIds') {
+      throw invalidArgument('FORGET_METHOD_SISA_REPLAY forgets samples: give sample_ids');
+    }
+  }
+  if (target.$case === 'sampleIds') {
+    const other =
+      request.method !== ForgetMethod.FORGET_METHOD_UNSPECIFIED &&
+      request.method !== ForgetMethod.FORGET_METHOD_SISA_REPLAY;
+    if (other) throw invalidArgument('sample_ids are forgotten by sisa replay only');
+    return {
+      method: 'sisa-replay',
+      sampleIds: [...new Set(target.value.ids)].sort(),
+      epochs: 0,
+      learningRate: 0,
+      lambda: 0,
+      maskOutput: false,
+      batchSize: 0,
+      seed: 0,
+    };
   }
   const method = METHODS[request.method];
   if (!method) throw invalidArgument(`method: unknown value ${request.method}`);

@@ -2,11 +2,12 @@ import { limitTrainingSet } from '@lethe/data';
 import { MoEModel } from '@lethe/model';
 import { Split } from '@lethe/proto';
 import type { ObjectStore } from '@lethe/store';
+import { forgetSamples, type SisaProgress, type SisaReceipt } from '@lethe/sisa';
 import { forgetClass, type ForgetReceipt } from '@lethe/unlearning';
 import type { Logger } from 'pino';
 import { type JobContext, STEP_IDS_PER_JOB, stepProgress } from '../jobs/job-context';
 import { modelSpecOf } from '../model/model-spec';
-import type { ModelState } from '../model/current-model';
+import type { CurrentModel, ModelState } from '../model/current-model';
 import { ExpertParallelExecutor, type StepTiming } from '../training/expert-parallel-executor';
 import type { ExpertPlacement } from '../workers/expert-placement';
 import { type ExpertCheckpoint, ExpertSession } from '../workers/expert-session';
@@ -39,9 +40,12 @@ export async function runForgetJob(
   deps: ForgetRunnerDeps,
   request: ForgetJobRequest,
   job: JobContext,
-): Promise<ForgetReceipt> {
+): Promise<ForgetReceipt | SisaReceipt> {
   const current = await deps.models.current();
   if (!current) throw new Error('no trained model in the store');
+  if (request.sampleIds) return runSisaForget(deps, current, request, job);
+  if (request.method === 'sisa-replay') throw new Error('sisa replay needs sample ids');
+  const method = request.method;
   const { card, training, manifest } = current;
   const train = limitTrainingSet(
     await deps.models.dataset(training.dataset, 'train'),
@@ -100,7 +104,7 @@ export async function runForgetJob(
     {
       requestId: request.requestId,
       class: String(request.classIndex),
-      method: request.method,
+      method,
       ...(request.loss ? { loss: request.loss } : {}),
       ...(request.select ? { select: request.select } : {}),
       epochs: request.epochs,
@@ -111,4 +115,52 @@ export async function runForgetJob(
       seed: request.seed,
     },
   );
+}
+
+/**
+ * Exact forgetting of samples on a sisa model: libs/sisa's replay, in this process for now (shard
+ * training on the workers is the next step), with progress per shard and slice.
+ */
+async function runSisaForget(
+  deps: ForgetRunnerDeps,
+  current: CurrentModel,
+  request: ForgetJobRequest,
+  job: JobContext,
+): Promise<SisaReceipt> {
+  const { training, card } = current;
+  const train = limitTrainingSet(
+    await deps.models.dataset(training.dataset, 'train'),
+    training.limit ?? undefined,
+    card.config.seed,
+  );
+  job.log('info', `forgetting ${request.sampleIds!.length} samples exactly by shard replay`);
+  return forgetSamples(
+    deps.store,
+    train,
+    { requestId: request.requestId, sampleIds: request.sampleIds! },
+    sisaProgressReporter(job),
+  );
+}
+
+/** Sisa progress as job progress: the phase, and the shard and slice being trained. */
+export function sisaProgressReporter(job: JobContext): (p: SisaProgress) => void {
+  let steps = 0;
+  return (p) => {
+    steps++;
+    job.progress({
+      phase: p.phase,
+      epoch: p.epoch + 1,
+      epochs: 0,
+      step: p.step,
+      stepsPerEpoch: 0,
+      globalStep: steps,
+      totalSteps: 0,
+      loss: p.loss,
+      accuracy: 0,
+      imagesPerSecond: 0,
+      learningRate: 0,
+      ...(p.shard === undefined ? {} : { shard: p.shard }),
+      ...(p.slice === undefined ? {} : { slice: p.slice }),
+    });
+  };
 }

@@ -14,7 +14,7 @@ export function toProtoJob(job: JobRecord): Job {
     jobId: job.id,
     kind: job.kind === 'training' ? JobKind.JOB_KIND_TRAINING : JobKind.JOB_KIND_FORGET,
     state: STATES[job.state],
-    mode: TrainingMode.TRAINING_MODE_JOINT,
+    mode: isSisa(job) ? TrainingMode.TRAINING_MODE_SISA : TrainingMode.TRAINING_MODE_JOINT,
     requestId: job.requestId,
     createdAt: job.createdAt,
     startedAt: job.startedAt,
@@ -23,4 +23,10 @@ export function toProtoJob(job: JobRecord): Job {
     error: job.error ?? '',
     manifestRevision: job.manifestRevision,
   };
+}
+
+/** Sisa training, or exact forgetting of samples (which only a sisa model allows). */
+function isSisa(job: JobRecord): boolean {
+  const request = job.request as { mode?: string; sampleIds?: unknown };
+  return request.mode === 'sisa' || request.sampleIds !== undefined;
 }

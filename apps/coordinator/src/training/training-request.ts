@@ -2,7 +2,9 @@ import type { ScheduleName } from '@lethe/model';
 
 /** A StartTraining request with every default filled in, as stored with its job. */
 export interface TrainingRequest {
-  mode: 'joint';
+  mode: 'joint' | 'sisa';
+  /** Sisa only: the layout and the router phase. */
+  sisa?: { slices: number; routerEpochs: number };
   dataset: string;
   limit: number;
   preset: string;

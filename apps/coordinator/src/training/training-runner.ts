@@ -11,6 +11,7 @@ import {
   trainModel,
 } from '@lethe/model';
 import { Split } from '@lethe/proto';
+import { trainSisaModel } from '@lethe/sisa';
 import type { ObjectRef, ObjectStore } from '@lethe/store';
 import type { Logger } from 'pino';
 import { evaluateDistributed } from '../inference/distributed-inference';
@@ -26,6 +27,7 @@ import type { StepTiming } from './expert-parallel-executor';
 import type { ExpertPlacement } from '../workers/expert-placement';
 import { type ExpertCheckpoint, ExpertSession } from '../workers/expert-session';
 import type { WorkerRegistry } from '../workers/worker-registry';
+import { sisaProgressReporter } from '../forgetting/forget-runner';
 import { ExpertParallelExecutor } from './expert-parallel-executor';
 import type { TrainingRequest } from './training-request';
 
@@ -56,6 +58,7 @@ export async function runTrainingJob(
   request: TrainingRequest,
   job: JobContext,
 ): Promise<JobOutcome> {
+  if (request.mode === 'sisa') return runSisaTraining(deps, request, job);
   const started = performance.now();
   const fullTrain = await deps.models.dataset(request.dataset, 'train');
   const train = limitTrainingSet(fullTrain, request.limit || undefined, request.seed);
@@ -234,4 +237,51 @@ export async function runTrainingJob(
   } finally {
     model.dispose();
   }
+}
+
+/**
+ * A sisa model: one expert per shard, trained slice by slice with lineage-addressed checkpoints,
+ * then the router. In this process for now; shard training on the workers is the next step.
+ */
+async function runSisaTraining(
+  deps: TrainingRunnerDeps,
+  request: TrainingRequest,
+  job: JobContext,
+): Promise<JobOutcome> {
+  const train = limitTrainingSet(
+    await deps.models.dataset(request.dataset, 'train'),
+    request.limit || undefined,
+    request.seed,
+  );
+  const normalise = defaultNormalisation(request.dataset, train);
+  const sisa = request.sisa ?? { slices: 4, routerEpochs: 2 };
+  job.log(
+    'info',
+    `training a sisa ${request.preset} MoE: ${request.experts} shards × ${sisa.slices} slices on ${train.size} images (in the coordinator)`,
+  );
+  const result = await trainSisaModel(deps.store, train, {
+    dataset: request.dataset,
+    ...(request.limit ? { limit: request.limit } : {}),
+    config: {
+      preset: request.preset,
+      experts: request.experts,
+      topK: request.topK,
+      numClasses: train.classes.length,
+      inputShape: [train.height, train.width, train.channels],
+      routerNoise: request.routerNoise,
+      balanceWeight: request.balanceWeight,
+      seed: request.seed,
+    },
+    classes: train.classes,
+    normalise,
+    slices: sisa.slices,
+    assignment: 'uniform',
+    epochsPerSlice: request.epochs,
+    routerEpochs: sisa.routerEpochs,
+    batchSize: Math.min(request.batchSize, train.size),
+    learningRate: request.learningRate,
+    weightDecay: request.weightDecay,
+    onProgress: sisaProgressReporter(job),
+  });
+  return { manifestRevision: result.manifest.revision };
 }
