@@ -37,7 +37,7 @@ export interface CheckpointRecord {
  * trained again; a prefix that held a forgotten sample has an address nothing uses any more.
  */
 export function lineageHash(
-  recipe: ShardRecipe,
+  recipe: ShardRecipe & { trainer?: string },
   shard: number,
   slice: number,
   indices: readonly number[],
@@ -65,15 +65,15 @@ export async function readCheckpoint(
 export async function writeCheckpoint(
   store: ObjectStore,
   record: Omit<CheckpointRecord, 'ids' | 'weights' | 'optimizer'>,
-  content: { indices: readonly number[]; weights: Uint8Array; optimizer: Uint8Array },
+  content: { indices: readonly number[]; weights: ObjectRef; optimizer: ObjectRef },
 ): Promise<CheckpointRecord> {
   const full: CheckpointRecord = {
     ...record,
     ids: await putContent(store, new TextEncoder().encode(JSON.stringify(content.indices)), {
       kind: 'lineage',
     }),
-    weights: await putContent(store, content.weights, { kind: 'expert' }),
-    optimizer: await putContent(store, content.optimizer, { kind: 'optimizer' }),
+    weights: content.weights,
+    optimizer: content.optimizer,
   };
   // Written last: a record exists only once everything it names does.
   await store.put(recordKey(record.lineage), new TextEncoder().encode(JSON.stringify(full)));

@@ -21,6 +21,8 @@ export {
   type ShardReport,
   type SisaProgress,
   type SisaTrainingResult,
+  type ShardTrainer,
+  localShardTrainer,
   trainShard,
   trainSisa,
 } from './sisa-training';

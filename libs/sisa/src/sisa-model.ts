@@ -24,7 +24,7 @@ import {
   slotsByIndex,
   withoutSamples,
 } from './layout';
-import { type SisaProgress, type SisaRecipe, trainSisa } from './sisa-training';
+import { type ShardTrainer, type SisaProgress, type SisaRecipe, trainSisa } from './sisa-training';
 
 /** The manifest attribute `training.sisa`: everything a replay needs. */
 export interface SisaRecord {
@@ -59,6 +59,8 @@ export interface SisaTrainOptions {
   learningRate: number;
   weightDecay: number;
   onProgress?: (p: SisaProgress) => void;
+  /** Where shard models train (e.g. on workers); default in this process. */
+  trainer?: ShardTrainer;
 }
 
 const encode = (value: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(value));
@@ -145,7 +147,7 @@ export async function trainSisaModel(
   });
   const settings = { ...options, routerFraction: options.routerFraction ?? 1 };
   const recipe = recipeOf(options.config, options.normalise, settings);
-  const result = await trainSisa(store, train, layout, recipe, options.onProgress);
+  const result = await trainSisa(store, train, layout, recipe, options.onProgress, options.trainer);
   const card: ModelCard = {
     config: options.config,
     classes: options.classes,
@@ -252,8 +254,9 @@ export async function forgetSamples(
   train: Dataset,
   request: SisaForgetRequest,
   onProgress?: (p: SisaProgress) => void,
+  trainer?: ShardTrainer,
 ): Promise<SisaReceipt> {
-  const { outcomes } = await replayBatch(store, train, [request], onProgress);
+  const { outcomes } = await replayBatch(store, train, [request], onProgress, trainer);
   const outcome = outcomes[0]!;
   if ('error' in outcome) throw outcome.error;
   return outcome.receipt;
@@ -278,6 +281,7 @@ export async function replayBatch(
   train: Dataset,
   requests: readonly SisaForgetRequest[],
   onProgress?: (p: SisaProgress) => void,
+  trainer?: ShardTrainer,
 ): Promise<{ outcomes: SisaBatchOutcome[]; replayed: boolean }> {
   const started = performance.now();
   const loaded = await loadSisa(store);
@@ -330,7 +334,7 @@ export async function replayBatch(
   const next = withoutSamples(layout, forgotten);
   const recipe = recipeOf(card.config, card.normalisation as ChannelStats, sisa);
   const replayStarted = performance.now();
-  const result = await trainSisa(store, train, next, recipe, onProgress);
+  const result = await trainSisa(store, train, next, recipe, onProgress, trainer);
   const replaySeconds = (performance.now() - replayStarted) / 1000 - result.routerSeconds;
   const shards = [];
   for (const report of result.shards) {

@@ -16,7 +16,13 @@ import {
   serializeParameters,
   trainModel,
 } from '@lethe/model';
-import { getVerified, NotFoundError, type ObjectStore } from '@lethe/store';
+import {
+  getVerified,
+  NotFoundError,
+  type ObjectRef,
+  type ObjectStore,
+  putContent,
+} from '@lethe/store';
 import {
   type CheckpointRecord,
   lineageHash,
@@ -84,6 +90,75 @@ export function shardRecipe(recipe: SisaRecipe): ShardRecipe {
 }
 
 /**
+ * Where shard models train: in this process (the default), or on workers that host them. A
+ * trainer starts a shard from a checkpoint (or fresh weights), takes steps on batches given as
+ * dataset positions, and stores a snapshot of weights and optimizer state as store objects.
+ */
+export interface ShardTrainer {
+  /** Tells lineages apart: checkpoints from different trainers are never mixed up. */
+  readonly kind: string;
+  begin(shard: number, from: CheckpointRecord | undefined): Promise<void>;
+  /** One optimizer step on cross-entropy; returns the mean loss. */
+  step(
+    shard: number,
+    positions: Int32Array,
+    context: { slice: number; epoch: number; step: number },
+  ): Promise<number>;
+  snapshot(shard: number): Promise<{ weights: ObjectRef; optimizer: ObjectRef }>;
+  end(shard: number): Promise<void>;
+}
+
+/** Shard models in this process, with ExpertTrainer. */
+export function localShardTrainer(
+  store: ObjectStore,
+  train: Dataset,
+  recipe: SisaRecipe,
+): ShardTrainer {
+  const trainers = new Map<number, ExpertTrainer>();
+  const held = (shard: number): ExpertTrainer => {
+    const trainer = trainers.get(shard);
+    if (!trainer) throw new Error(`shard ${shard} was not begun`);
+    return trainer;
+  };
+  return {
+    kind: 'local',
+    async begin(shard, from) {
+      const trainer = new ExpertTrainer(recipe.config, shard);
+      trainers.set(shard, trainer);
+      if (from) {
+        trainer.loadWeights(await getVerified(store, from.weights));
+        trainer.loadOptimizer(await getVerified(store, from.optimizer));
+      }
+    },
+    async step(shard, positions) {
+      const batch = gatherBatch(train, positions, { normalise: recipe.normalise });
+      const [h, w, c] = recipe.config.inputShape;
+      const x = tf.tensor4d(batch.x.subarray(0, batch.size * h * w * c), [batch.size, h, w, c]);
+      const y = tf.tensor1d(batch.y.subarray(0, batch.size), 'int32');
+      try {
+        return held(shard).trainStep(x, y, {
+          learningRate: recipe.learningRate,
+          weightDecay: recipe.weightDecay,
+        });
+      } finally {
+        tf.dispose([x, y]);
+      }
+    },
+    async snapshot(shard) {
+      const trainer = held(shard);
+      return {
+        weights: await putContent(store, trainer.serializeWeights(), { kind: 'expert' }),
+        optimizer: await putContent(store, trainer.serializeOptimizer(), { kind: 'optimizer' }),
+      };
+    },
+    async end(shard) {
+      trainers.get(shard)?.dispose();
+      trainers.delete(shard);
+    },
+  };
+}
+
+/**
  * Trains one shard model slice by slice, as SISA does: after slice r it has trained on slices
  * 0..r, and a checkpoint (weights, optimizer state, the sample ids) is stored under the hash of
  * that lineage. A lineage already in the store is loaded instead of trained, so a replay after
@@ -96,10 +171,13 @@ export async function trainShard(
   recipe: SisaRecipe,
   shard: number,
   onProgress?: (p: SisaProgress) => void,
+  trainer: ShardTrainer = localShardTrainer(store, train, recipe),
 ): Promise<ShardReport> {
   const started = performance.now();
-  const shardSpec = shardRecipe(recipe);
-  const trainer = new ExpertTrainer(recipe.config, shard);
+  const shardSpec = {
+    ...shardRecipe(recipe),
+    ...(trainer.kind === 'local' ? {} : { trainer: trainer.kind }),
+  };
   const report: ShardReport = {
     shard,
     trained: [],
@@ -108,28 +186,30 @@ export async function trainShard(
     checkpoints: [],
     seconds: 0,
   };
+  // Find the longest stored prefix first: only slices after it need training.
+  const lineages = Array.from({ length: layout.slices }, (_, r) =>
+    lineageHash(shardSpec, shard, r, prefix(layout, shard, r)),
+  );
+  let resume = -1;
+  for (let r = layout.slices - 1; r >= 0; r--) {
+    if (await readCheckpoint(store, lineages[r]!)) {
+      resume = r;
+      break;
+    }
+  }
+  for (let r = 0; r <= resume; r++) {
+    report.reused.push(r);
+    report.checkpoints.push((await readCheckpoint(store, lineages[r]!))!);
+  }
+  if (resume === layout.slices - 1) {
+    report.startedFrom = report.checkpoints[resume]!.weights.sha256;
+    report.seconds = (performance.now() - started) / 1000;
+    return report;
+  }
+  const from = resume >= 0 ? report.checkpoints[resume]! : undefined;
+  if (from) report.startedFrom = from.weights.sha256;
+  await trainer.begin(shard, from);
   try {
-    // Find the longest stored prefix first: only slices after it need training.
-    const lineages = Array.from({ length: layout.slices }, (_, r) =>
-      lineageHash(shardSpec, shard, r, prefix(layout, shard, r)),
-    );
-    let resume = -1;
-    for (let r = layout.slices - 1; r >= 0; r--) {
-      if (await readCheckpoint(store, lineages[r]!)) {
-        resume = r;
-        break;
-      }
-    }
-    for (let r = 0; r <= resume; r++) {
-      report.reused.push(r);
-      report.checkpoints.push((await readCheckpoint(store, lineages[r]!))!);
-    }
-    if (resume >= 0) {
-      const from = report.checkpoints[resume]!;
-      trainer.loadWeights(await getVerified(store, from.weights));
-      trainer.loadOptimizer(await getVerified(store, from.optimizer));
-      report.startedFrom = from.weights.sha256;
-    }
     for (let r = resume + 1; r < layout.slices; r++) {
       const indices = prefix(layout, shard, r);
       const positions = Int32Array.from(indices, (i) => positionOfIndex(train, i));
@@ -140,35 +220,30 @@ export async function trainShard(
           epoch,
         );
         for (let b = 0, step = 1; b < order.length; b += recipe.batchSize, step++) {
-          const batch = gatherBatch(train, order.subarray(b, b + recipe.batchSize), {
-            normalise: recipe.normalise,
+          const loss = await trainer.step(shard, order.subarray(b, b + recipe.batchSize), {
+            slice: r,
+            epoch,
+            step,
           });
-          const [h, w, c] = recipe.config.inputShape;
-          const x = tf.tensor4d(batch.x.subarray(0, batch.size * h * w * c), [batch.size, h, w, c]);
-          const y = tf.tensor1d(batch.y.subarray(0, batch.size), 'int32');
-          const loss = trainer.trainStep(x, y, {
-            learningRate: recipe.learningRate,
-            weightDecay: recipe.weightDecay,
-          });
-          tf.dispose([x, y]);
           onProgress?.({ phase: 'train-shard', shard, slice: r, epoch, step, loss });
           await new Promise<void>((resolve) => setImmediate(resolve));
         }
       }
       report.trained.push(r);
+      const snapshot = await trainer.snapshot(shard);
       report.checkpoints.push(
         await writeCheckpoint(
           store,
           { lineage: lineages[r]!, shard, slice: r, samples: indices.length },
-          { indices, weights: trainer.serializeWeights(), optimizer: trainer.serializeOptimizer() },
+          { indices, ...snapshot },
         ),
       );
     }
-    report.seconds = (performance.now() - started) / 1000;
-    return report;
   } finally {
-    trainer.dispose();
+    await trainer.end(shard);
   }
+  report.seconds = (performance.now() - started) / 1000;
+  return report;
 }
 
 /**
@@ -181,15 +256,25 @@ export async function trainSisa(
   layout: SisaLayout,
   recipe: SisaRecipe,
   onProgress?: (p: SisaProgress) => void,
+  trainer?: ShardTrainer,
 ): Promise<SisaTrainingResult> {
   if (layout.shards !== recipe.config.experts) {
     throw new Error(
       `a sisa model has one expert per shard: ${layout.shards} shards, ${recipe.config.experts} experts`,
     );
   }
-  const shards: ShardReport[] = [];
-  for (let shard = 0; shard < layout.shards; shard++) {
-    shards.push(await trainShard(store, train, layout, recipe, shard, onProgress));
+  // Shards are independent: on workers they train at the same time; here, one after another.
+  const shardIds = Array.from({ length: layout.shards }, (_, shard) => shard);
+  const shards: ShardReport[] = trainer
+    ? await Promise.all(
+        shardIds.map((shard) =>
+          trainShard(store, train, layout, recipe, shard, onProgress, trainer),
+        ),
+      )
+    : [];
+  if (!trainer) {
+    for (const shard of shardIds)
+      shards.push(await trainShard(store, train, layout, recipe, shard, onProgress));
   }
   const started = performance.now();
   const model = new MoEModel(recipe.config);

@@ -314,7 +314,15 @@ describe('a coordinator with 3 worker processes and an S3 store', () => {
       }),
     );
     expect(job.mode).toBe(TrainingMode.TRAINING_MODE_SISA);
+    const trainingEvents = await watchJob(client, job.jobId);
     expect((await waitForJob(client, job.jobId)).state).toBe(JobState.JOB_STATE_SUCCEEDED);
+    // Every shard trained, slice by slice (on the worker hosting it: training-runner's sisa path).
+    const shardSteps = trainingEvents.filter(
+      (e) => e.event?.$case === 'progress' && e.event.value.phase === 'train-shard',
+    );
+    expect(
+      new Set(shardSteps.map((e) => e.event?.$case === 'progress' && e.event.value.shard)),
+    ).toEqual(new Set([0, 1, 2]));
     // A class on a sisa model is forgotten by its samples; an unknown sample is NOT_FOUND.
     expect(await code(callUnary(client, client.submitForget, forget('f-class', 'cross')))).toBe(
       'FAILED_PRECONDITION',

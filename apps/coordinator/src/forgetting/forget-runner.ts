@@ -1,14 +1,15 @@
-import { limitTrainingSet } from '@lethe/data';
+import { type ChannelStats, limitTrainingSet } from '@lethe/data';
 import { MoEModel } from '@lethe/model';
 import { Split } from '@lethe/proto';
 import type { ObjectStore } from '@lethe/store';
-import { forgetSamples, type SisaProgress, type SisaReceipt } from '@lethe/sisa';
+import { forgetSamples, loadSisa, type SisaReceipt } from '@lethe/sisa';
 import { forgetClass, type ForgetReceipt } from '@lethe/unlearning';
 import type { Logger } from 'pino';
 import { type JobContext, STEP_IDS_PER_JOB, stepProgress } from '../jobs/job-context';
 import { modelSpecOf } from '../model/model-spec';
 import type { CurrentModel, ModelState } from '../model/current-model';
 import { ExpertParallelExecutor, type StepTiming } from '../training/expert-parallel-executor';
+import { sisaProgressReporter, sisaShardTrainer } from '../training/sisa-support';
 import type { ExpertPlacement } from '../workers/expert-placement';
 import { type ExpertCheckpoint, ExpertSession } from '../workers/expert-session';
 import type { WorkerRegistry } from '../workers/worker-registry';
@@ -118,8 +119,8 @@ export async function runForgetJob(
 }
 
 /**
- * Exact forgetting of samples on a sisa model: libs/sisa's replay, in this process for now (shard
- * training on the workers is the next step), with progress per shard and slice.
+ * Exact forgetting of samples on a sisa model: libs/sisa's replay, with the affected shards
+ * replayed on the workers that host them and the router retrained here.
  */
 async function runSisaForget(
   deps: ForgetRunnerDeps,
@@ -133,34 +134,26 @@ async function runSisaForget(
     training.limit ?? undefined,
     card.config.seed,
   );
-  job.log('info', `forgetting ${request.sampleIds!.length} samples exactly by shard replay`);
+  job.log(
+    'info',
+    `forgetting ${request.sampleIds!.length} samples exactly: affected shards replay on their workers`,
+  );
+  const { sisa } = await loadSisa(deps.store);
+  const trainer = sisaShardTrainer(deps, job, training.dataset, train, {
+    config: card.config,
+    normalise: card.normalisation as ChannelStats,
+    epochsPerSlice: sisa.epochsPerSlice,
+    routerEpochs: sisa.routerEpochs,
+    routerFraction: sisa.routerFraction,
+    batchSize: sisa.batchSize,
+    learningRate: sisa.learningRate,
+    weightDecay: sisa.weightDecay,
+  });
   return forgetSamples(
     deps.store,
     train,
     { requestId: request.requestId, sampleIds: request.sampleIds! },
     sisaProgressReporter(job),
+    trainer,
   );
-}
-
-/** Sisa progress as job progress: the phase, and the shard and slice being trained. */
-export function sisaProgressReporter(job: JobContext): (p: SisaProgress) => void {
-  let steps = 0;
-  return (p) => {
-    steps++;
-    job.progress({
-      phase: p.phase,
-      epoch: p.epoch + 1,
-      epochs: 0,
-      step: p.step,
-      stepsPerEpoch: 0,
-      globalStep: steps,
-      totalSteps: 0,
-      loss: p.loss,
-      accuracy: 0,
-      imagesPerSecond: 0,
-      learningRate: 0,
-      ...(p.shard === undefined ? {} : { shard: p.shard }),
-      ...(p.slice === undefined ? {} : { slice: p.slice }),
-    });
-  };
 }

@@ -27,7 +27,7 @@ import type { StepTiming } from './expert-parallel-executor';
 import type { ExpertPlacement } from '../workers/expert-placement';
 import { type ExpertCheckpoint, ExpertSession } from '../workers/expert-session';
 import type { WorkerRegistry } from '../workers/worker-registry';
-import { sisaProgressReporter } from '../forgetting/forget-runner';
+import { sisaProgressReporter, sisaShardTrainer } from './sisa-support';
 import { ExpertParallelExecutor } from './expert-parallel-executor';
 import type { TrainingRequest } from './training-request';
 
@@ -240,8 +240,8 @@ export async function runTrainingJob(
 }
 
 /**
- * A sisa model: one expert per shard, trained slice by slice with lineage-addressed checkpoints,
- * then the router. In this process for now; shard training on the workers is the next step.
+ * A sisa model: one expert per shard, each trained slice by slice on its worker with
+ * lineage-addressed checkpoints; then the router here, with the shard models frozen.
  */
 async function runSisaTraining(
   deps: TrainingRunnerDeps,
@@ -257,30 +257,36 @@ async function runSisaTraining(
   const sisa = request.sisa ?? { slices: 4, routerEpochs: 2 };
   job.log(
     'info',
-    `training a sisa ${request.preset} MoE: ${request.experts} shards × ${sisa.slices} slices on ${train.size} images (in the coordinator)`,
+    `training a sisa ${request.preset} MoE: ${request.experts} shards × ${sisa.slices} slices on ${train.size} images, each shard on its worker`,
   );
-  const result = await trainSisaModel(deps.store, train, {
-    dataset: request.dataset,
-    ...(request.limit ? { limit: request.limit } : {}),
-    config: {
-      preset: request.preset,
-      experts: request.experts,
-      topK: request.topK,
-      numClasses: train.classes.length,
-      inputShape: [train.height, train.width, train.channels],
-      routerNoise: request.routerNoise,
-      balanceWeight: request.balanceWeight,
-      seed: request.seed,
-    },
-    classes: train.classes,
+  const config = {
+    preset: request.preset,
+    experts: request.experts,
+    topK: request.topK,
+    numClasses: train.classes.length,
+    inputShape: [train.height, train.width, train.channels] as [number, number, number],
+    routerNoise: request.routerNoise,
+    balanceWeight: request.balanceWeight,
+    seed: request.seed,
+  };
+  const recipe = {
+    config,
     normalise,
-    slices: sisa.slices,
-    assignment: 'uniform',
     epochsPerSlice: request.epochs,
     routerEpochs: sisa.routerEpochs,
     batchSize: Math.min(request.batchSize, train.size),
     learningRate: request.learningRate,
     weightDecay: request.weightDecay,
+  };
+  const trainer = sisaShardTrainer(deps, job, request.dataset, train, recipe);
+  const result = await trainSisaModel(deps.store, train, {
+    trainer,
+    dataset: request.dataset,
+    ...(request.limit ? { limit: request.limit } : {}),
+    ...recipe,
+    classes: train.classes,
+    slices: sisa.slices,
+    assignment: 'uniform',
     onProgress: sisaProgressReporter(job),
   });
   return { manifestRevision: result.manifest.revision };

@@ -90,6 +90,11 @@ export class ExpertSession {
     throw unavailable(`expert ${expert}: ${options.label} failed on every worker tried`);
   }
 
+  /** Makes the next call load `expert` again from its checkpoint (e.g. a new starting point). */
+  reset(expert: number): void {
+    this.loaded.delete(expert);
+  }
+
   /** The live worker hosting `expert`, after loading datasets and the expert there if needed. */
   async ensure(expert: number): Promise<RegisteredWorker> {
     let worker = this.placement.workerOf(expert);
