@@ -77,6 +77,22 @@ describe('lethe train --mode sisa / forget --samples / verify', () => {
     expect(again.stderr.match(/lethe: error/g)).toHaveLength(1);
     expect(again.stderr).toMatch(/^lethe: error: .*already forgotten$/m);
 
+    // A whole class on a sisa model: exactly, as its 12 training samples.
+    const byClass = lethe([
+      'forget',
+      '--store',
+      store,
+      '--class',
+      'disc',
+      '--request-id',
+      'erase-class',
+      '--json',
+    ]);
+    expect(byClass.status).toBe(0);
+    expect(
+      (JSON.parse(byClass.stdout) as { request: { sampleIds: string[] } }).request.sampleIds,
+    ).toHaveLength(12);
+
     const listing = lethe(['receipts', '--store', store]);
     expect(listing.status).toBe(0);
     expect(listing.stdout).toMatch(/erase-1 .* 2 samples .* sisa-replay \(exact\)/);

@@ -37,6 +37,7 @@ export {
   SisaRequestError,
   trainSisaModel,
   forgetSamples,
+  replayBatch,
   loadSisa,
   verifyForgetting,
 } from './sisa-model';

@@ -2,6 +2,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import {
+  ForgetMethod,
   ForgetMode,
   JobState,
   PredictRequest,
@@ -323,10 +324,16 @@ describe('a coordinator with 3 worker processes and an S3 store', () => {
     expect(
       new Set(shardSteps.map((e) => e.event?.$case === 'progress' && e.event.value.shard)),
     ).toEqual(new Set([0, 1, 2]));
-    // A class on a sisa model is forgotten by its samples; an unknown sample is NOT_FOUND.
-    expect(await code(callUnary(client, client.submitForget, forget('f-class', 'cross')))).toBe(
-      'FAILED_PRECONDITION',
-    );
+    // A method made for joint models does not apply; an unknown sample is NOT_FOUND.
+    expect(
+      await code(
+        callUnary(
+          client,
+          client.submitForget,
+          forget('f-class', 'cross', { method: ForgetMethod.FORGET_METHOD_TARGETED }),
+        ),
+      ),
+    ).toBe('FAILED_PRECONDITION');
     const samples = (ids: string[]) =>
       SubmitForgetRequest.fromPartial({
         requestId: 'erase-two',
@@ -349,5 +356,40 @@ describe('a coordinator with 3 worker processes and an S3 store', () => {
     const store = await openObjectStore(cluster.store, S3_ENV);
     const verdict = await verifyForgetting(store, 'erase-two');
     expect(verdict.problems).toEqual([]);
+    // Requests queued behind a running replay are batched into the next one: 3 requests, 2 revisions.
+    const before = (await manifest()).revision;
+    const jobs = [];
+    for (const [i, id] of ['cifar10:train:60', 'cifar10:train:61', 'cifar10:train:62'].entries()) {
+      const r = await callUnary(
+        client,
+        client.submitForget,
+        SubmitForgetRequest.fromPartial({
+          requestId: `erase-batch-${i}`,
+          target: { $case: 'sampleIds', value: { ids: [id] } },
+        }),
+      );
+      jobs.push(r.job!.jobId);
+    }
+    for (const id of jobs) {
+      expect((await waitForJob(client, id)).state).toBe(JobState.JOB_STATE_SUCCEEDED);
+    }
+    const batched = await Promise.all(
+      [1, 2].map((i) => callUnary(client, client.getReceipt, { requestId: `erase-batch-${i}` })),
+    );
+    expect(batched[0]!.manifest!.after).toBe(batched[1]!.manifest!.after);
+    expect((await manifest()).revision).toBe(before + 2);
+
+    // A whole class on a sisa model: exactly, as the set of its 48 training samples.
+    const byClass = await callUnary(client, client.submitForget, forget('sisa-class', 'h-stripes'));
+    expect((await waitForJob(client, byClass.job!.jobId)).state).toBe(JobState.JOB_STATE_SUCCEEDED);
+    const classReceipt = await callUnary(client, client.getReceipt, { requestId: 'sisa-class' });
+    expect(classReceipt.mode).toBe(ForgetMode.FORGET_MODE_EXACT);
+    expect(classReceipt.request!.target).toMatchObject({ $case: 'sampleIds' });
+    const ids =
+      classReceipt.request!.target?.$case === 'sampleIds'
+        ? classReceipt.request!.target.value.ids
+        : [];
+    expect(ids).toHaveLength(48);
+    expect((await verifyForgetting(store, 'sisa-class')).ok).toBe(true);
   });
 });

@@ -26,7 +26,7 @@ import {
   withConnectionOptions,
 } from '../remote/target';
 import { startEngine } from '../terminal/engine';
-import { runSisaForgetJob, sisaProgress } from '../jobs/sisa-jobs';
+import { classSampleIds, holdsSisaModel, runSisaForgetJob, sisaProgress } from '../jobs/sisa-jobs';
 import { action, CliError } from '../terminal/errors';
 import { nonNegativeInt, oneOf, positiveInt, positiveNumber } from '../terminal/option-parsers';
 import { stepProgress } from '../terminal/progress';
@@ -135,14 +135,21 @@ export function registerForgetCommand(program: Command): void {
           });
           return;
         }
-        if (bySamples || flags.method === 'sisa-replay') {
+        // On a sisa model a class is forgotten exactly, as the set of its training samples.
+        const sisaClass =
+          !bySamples &&
+          flags.method === undefined &&
+          (await holdsSisaModel(new LocalDirStore(flags.store)));
+        if (bySamples || sisaClass || flags.method === 'sisa-replay') {
           // Samples are forgotten exactly, by replay, on a model trained with --mode sisa.
-          if (!bySamples)
+          if (!bySamples && !sisaClass)
             throw new CliError('--method sisa-replay needs --samples or --samples-file');
           // The model is checked first, so a wrong store fails before the engine starts.
           await loadSisa(new LocalDirStore(flags.store));
           await startEngine();
-          const sampleIds = (await readSampleIds(flags.samples, flags.samplesFile))!;
+          const sampleIds = sisaClass
+            ? await classSampleIds(new LocalDirStore(flags.store), flags.class!, flags.data)
+            : (await readSampleIds(flags.samples, flags.samplesFile))!;
           const requestId = flags.requestId ?? newRequestId();
           if (!flags.requestId) process.stderr.write(`request id ${requestId}\n`);
           const progress = sisaProgress();

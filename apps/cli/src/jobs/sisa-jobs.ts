@@ -1,4 +1,10 @@
-import { batches, defaultNormalisation, limitTrainingSet, openDataset } from '@lethe/data';
+import {
+  batches,
+  defaultNormalisation,
+  formatSampleId,
+  limitTrainingSet,
+  openDataset,
+} from '@lethe/data';
 import { evaluate, type Evaluation, loadModel } from '@lethe/model';
 import {
   forgetSamples,
@@ -126,4 +132,43 @@ export async function runSisaForgetJob(
     card.config.seed,
   );
   return forgetSamples(store, train, request, onProgress);
+}
+
+/** Whether the store's current model was trained with --mode sisa. */
+export async function holdsSisaModel(store: ObjectStore): Promise<boolean> {
+  return loadSisa(store).then(
+    () => true,
+    () => false,
+  );
+}
+
+/**
+ * The training samples of a class of the stored sisa model (name or index): what forgetting the
+ * class exactly means on a sisa model.
+ */
+export async function classSampleIds(
+  store: ObjectStore,
+  className: string,
+  data?: string,
+): Promise<string[]> {
+  const { dataset, limit, card } = await loadSisa(store);
+  const train = limitTrainingSet(
+    await openDataset(data ?? dataset, 'train'),
+    limit ?? undefined,
+    card.config.seed,
+  );
+  const byName = card.classes.indexOf(className);
+  const classIndex =
+    byName >= 0 ? byName : /^\d+$/.test(className) ? Number(className) : Number.NaN;
+  if (!(classIndex >= 0 && classIndex < card.classes.length)) {
+    throw new Error(
+      `unknown class ${JSON.stringify(className)} (classes: ${card.classes.join(', ')})`,
+    );
+  }
+  const ids: string[] = [];
+  for (let p = 0; p < train.size; p++) {
+    if (train.labels[p] === classIndex)
+      ids.push(formatSampleId(train.name, 'train', train.indices[p]!));
+  }
+  return ids;
 }

@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { Inject, Injectable } from '@nestjs/common';
 import * as tf from '@tensorflow/tfjs-core';
-import { parseSampleId } from '@lethe/data';
+import { formatSampleId, limitTrainingSet, parseSampleId } from '@lethe/data';
 import { deserializeParameters, MoEModel } from '@lethe/model';
 import {
   type CancelJobRequest,
@@ -9,6 +9,7 @@ import {
   type EvaluateRequest,
   type EvaluateResponse,
   ExpertStatus,
+  ForgetMethod,
   type GetJobRequest,
   type GetReceiptRequest,
   type Job,
@@ -256,8 +257,30 @@ export class CoordinatorApi {
       return this.submitSampleForget(request, options, current, previous, submittedBy);
     }
     if (sisaModel) {
-      throw failedPrecondition(
-        'the current model is a sisa model: forget exactly by sample_ids (a class = its training samples)',
+      // On a sisa model a class is forgotten exactly, as the set of its training samples.
+      if (request.method !== ForgetMethod.FORGET_METHOD_UNSPECIFIED) {
+        throw failedPrecondition(
+          `the current model is a sisa model: a class is forgotten by sisa replay of its samples, not by ${ForgetMethod[request.method]}`,
+        );
+      }
+      const classIndex = resolveClassTarget(request.target!, current.card.classes);
+      const train = limitTrainingSet(
+        await this.models.state.dataset(current.training.dataset, 'train'),
+        current.training.limit ?? undefined,
+        current.card.config.seed,
+      );
+      const sampleIds: string[] = [];
+      for (let p = 0; p < train.size; p++) {
+        if (train.labels[p] === classIndex) {
+          sampleIds.push(formatSampleId(train.name, 'train', train.indices[p]!));
+        }
+      }
+      return this.submitSampleForget(
+        request,
+        { ...options, method: 'sisa-replay', sampleIds: sampleIds.sort() },
+        current,
+        previous,
+        submittedBy,
       );
     }
     const classes = current.card.classes;

@@ -2,7 +2,13 @@ import { type ChannelStats, limitTrainingSet } from '@lethe/data';
 import { MoEModel } from '@lethe/model';
 import { Split } from '@lethe/proto';
 import type { ObjectStore } from '@lethe/store';
-import { forgetSamples, loadSisa, type SisaReceipt } from '@lethe/sisa';
+import {
+  forgetSamples,
+  loadSisa,
+  replayBatch,
+  type SisaBatchOutcome,
+  type SisaReceipt,
+} from '@lethe/sisa';
 import { forgetClass, type ForgetReceipt } from '@lethe/unlearning';
 import type { Logger } from 'pino';
 import { type JobContext, STEP_IDS_PER_JOB, stepProgress } from '../jobs/job-context';
@@ -116,6 +122,46 @@ export async function runForgetJob(
       seed: request.seed,
     },
   );
+}
+
+/**
+ * Several sisa forget requests with one replay (requests queued while another ran): one
+ * retraining of the affected shards on their workers, one manifest revision, a receipt each.
+ * Returns each request's receipt or error, in order.
+ */
+export async function runSisaForgetBatch(
+  deps: ForgetRunnerDeps,
+  requests: readonly ForgetJobRequest[],
+  job: JobContext,
+): Promise<SisaBatchOutcome[]> {
+  const current = await deps.models.current();
+  if (!current) throw new Error('no trained model in the store');
+  const { training, card } = current;
+  const train = limitTrainingSet(
+    await deps.models.dataset(training.dataset, 'train'),
+    training.limit ?? undefined,
+    card.config.seed,
+  );
+  job.log('info', `forgetting the samples of ${requests.length} requests with one replay`);
+  const { sisa } = await loadSisa(deps.store);
+  const trainer = sisaShardTrainer(deps, job, training.dataset, train, {
+    config: card.config,
+    normalise: card.normalisation as ChannelStats,
+    epochsPerSlice: sisa.epochsPerSlice,
+    routerEpochs: sisa.routerEpochs,
+    routerFraction: sisa.routerFraction,
+    batchSize: sisa.batchSize,
+    learningRate: sisa.learningRate,
+    weightDecay: sisa.weightDecay,
+  });
+  const { outcomes } = await replayBatch(
+    deps.store,
+    train,
+    requests.map((r) => ({ requestId: r.requestId, sampleIds: r.sampleIds! })),
+    sisaProgressReporter(job),
+    trainer,
+  );
+  return outcomes;
 }
 
 /**

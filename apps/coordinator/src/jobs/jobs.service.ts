@@ -9,7 +9,7 @@ import type { ObjectStore } from '@lethe/store';
 import type { Logger } from 'pino';
 import { AuditService } from '../audit/audit.service';
 import type { CoordinatorConfig } from '../config/coordinator-config';
-import { runForgetJob } from '../forgetting/forget-runner';
+import { runForgetJob, runSisaForgetBatch } from '../forgetting/forget-runner';
 import type { ForgetJobRequest } from '../forgetting/forget-request';
 import { MetricsService } from '../metrics/metrics.service';
 import { ModelStateService } from '../model/model-state.service';
@@ -179,6 +179,8 @@ export class JobsService implements OnApplicationBootstrap, OnApplicationShutdow
           context,
         );
         revision = outcome.manifestRevision;
+      } else if ((job.request as ForgetJobRequest).sampleIds) {
+        revision = await this.runSisaBatch(job, deps, context);
       } else {
         const receipt = await runForgetJob(deps, job.request as ForgetJobRequest, context);
         revision = receipt.manifest.after;
@@ -198,6 +200,59 @@ export class JobsService implements OnApplicationBootstrap, OnApplicationShutdow
       context.log('error', message.split('\n')[0]!);
       this.transition(this.repository.get(job.id)!, 'failed', { error: message.split('\n')[0]! });
     }
+  }
+
+  /**
+   * Exact (sisa) forget requests queued behind this one join its replay: one retraining and one
+   * manifest revision for all, each job ending with its own receipt — or its own error.
+   */
+  private async runSisaBatch(
+    leader: JobRecord,
+    deps: Parameters<typeof runSisaForgetBatch>[0],
+    context: JobContext,
+  ): Promise<number> {
+    const companions = this.repository
+      .list(['queued'])
+      .filter((j) => j.kind === 'forget' && (j.request as ForgetJobRequest).sampleIds);
+    const batch = [leader, ...companions.map((j) => this.transition(j, 'running'))];
+    for (const j of companions) {
+      this.events.publish(j.id, {
+        $case: 'log',
+        value: {
+          level: LogLevel.LOG_LEVEL_INFO,
+          source: 'coordinator',
+          text: `batched into the replay of ${leader.id}`,
+        },
+      });
+    }
+    let outcomes;
+    try {
+      outcomes = await runSisaForgetBatch(
+        deps,
+        batch.map((j) => j.request as ForgetJobRequest),
+        context,
+      );
+    } catch (error) {
+      const message = (error instanceof Error ? error.message : String(error)).split('\n')[0]!;
+      for (const j of companions)
+        this.transition(this.repository.get(j.id)!, 'failed', { error: message });
+      throw error;
+    }
+    batch.slice(1).forEach((j, i) => {
+      const outcome = outcomes[i + 1]!;
+      if ('receipt' in outcome) {
+        this.transition(this.repository.get(j.id)!, 'succeeded', {
+          manifestRevision: outcome.receipt.manifest.after,
+        });
+      } else {
+        const message =
+          outcome.error instanceof Error ? outcome.error.message : String(outcome.error);
+        this.transition(this.repository.get(j.id)!, 'failed', { error: message.split('\n')[0]! });
+      }
+    });
+    const own = outcomes[0]!;
+    if ('error' in own) throw own.error;
+    return own.receipt.manifest.after;
   }
 
   private progress(jobId: string, progress: JobProgress): void {
