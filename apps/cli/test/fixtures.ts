@@ -1,7 +1,6 @@
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { type Dataset, makeSyntheticDataset } from '@lethe/data';
+import { resolve } from 'node:path';
+import { makeSyntheticDataset, writeCifar10 as writeDatasets } from '@lethe/data';
 
 const CLI = resolve(__dirname, '..', 'src', 'main.ts');
 
@@ -25,36 +24,12 @@ export function lethe(args: string[], env: Record<string, string> = {}): CliRun 
   return { status: run.status, stdout: run.stdout, stderr: run.stderr };
 }
 
-/** Writes a generated dataset in the CIFAR-10 binary layout (1 label byte + R, G, B planes). */
+/** A generated 4-class "shapes" dataset in the CIFAR-10 binary layout; returns its directory. */
 export function writeCifar10(dir: string, perClassTrain: number, perClassTest: number): string {
-  const root = join(dir, 'cifar-10-batches-bin');
-  mkdirSync(root, { recursive: true });
-  const train = makeSyntheticDataset({
-    perClass: perClassTrain,
-    split: 'train',
-    seed: 5,
-    classes: 4,
+  const split = (perClass: number, name: 'train' | 'test') =>
+    makeSyntheticDataset({ perClass, split: name, seed: 5, classes: 4 });
+  return writeDatasets(dir, {
+    train: split(perClassTrain, 'train'),
+    test: split(perClassTest, 'test'),
   });
-  const test = makeSyntheticDataset({ perClass: perClassTest, split: 'test', seed: 5, classes: 4 });
-  const records = (ds: Dataset, from: number, to: number): Buffer => {
-    const out = Buffer.alloc((to - from) * 3073);
-    for (let i = from; i < to; i++) {
-      const rec = out.subarray((i - from) * 3073, (i - from + 1) * 3073);
-      rec[0] = ds.labels[i]!;
-      for (let p = 0; p < 1024; p++) {
-        for (let c = 0; c < 3; c++) rec[1 + c * 1024 + p] = ds.images[(i * 1024 + p) * 3 + c]!;
-      }
-    }
-    return out;
-  };
-  const per = Math.ceil(train.size / 5);
-  for (let b = 0; b < 5; b++) {
-    writeFileSync(
-      join(root, `data_batch_${b + 1}.bin`),
-      records(train, b * per, Math.min(train.size, (b + 1) * per)),
-    );
-  }
-  writeFileSync(join(root, 'test_batch.bin'), records(test, 0, test.size));
-  writeFileSync(join(root, 'batches.meta.txt'), `${train.classes.join('\n')}\n\n`);
-  return root;
 }

@@ -1,5 +1,4 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type MetricsEndpoint, serveMetrics } from '@lethe/rpc';
 import { collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
 /** Seconds buckets from 1 ms to 1 min: one expert's Forward or Backward on a CPU or a GPU. */
@@ -57,48 +56,6 @@ export class WorkerMetrics {
 }
 
 /** An HTTP server for GET /metrics (anything else is 404); `close` stops it. */
-export interface MetricsServer {
-  /** host:port it listens on. */
-  address: string;
-  close(): Promise<void>;
-}
-
-export async function serveMetrics(
-  registry: Registry,
-  host: string,
-  port: number,
-): Promise<MetricsServer> {
-  const server: Server = createServer((request, response) => {
-    const path = (request.url ?? '').split('?')[0];
-    if (request.method !== 'GET' || path !== '/metrics') {
-      response.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
-      return;
-    }
-    registry.metrics().then(
-      (text) => response.writeHead(200, { 'content-type': registry.contentType }).end(text),
-      (error: unknown) =>
-        response
-          .writeHead(500, { 'content-type': 'text/plain' })
-          .end(`${error instanceof Error ? error.message : String(error)}\n`),
-    );
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const bound = server.address() as AddressInfo;
-  let closing: Promise<void> | undefined;
-  return {
-    address: `${host}:${bound.port}`,
-    close: () => {
-      closing ??= new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
-      return closing;
-    },
-  };
-}
+/** The worker's scrape endpoint (libs/rpc's serveMetrics). */
+export type MetricsServer = MetricsEndpoint;
+export { serveMetrics };

@@ -73,3 +73,4 @@ export {
   tlsChannelCredentials,
   tlsServerCredentials,
 } from './tls';
+export { type MetricsEndpoint, type ScrapeSource, serveMetrics } from './metrics-endpoint';

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { loadSisa, type SisaReceipt } from '@lethe/sisa';
-import { openDataset } from '@lethe/data';
+import { limitTrainingSet, openDataset } from '@lethe/data';
 import { LocalDirStore } from '@lethe/store';
 import {
   FORGET_METHODS,
@@ -11,7 +11,7 @@ import {
   UNLEARNING_LOSSES,
   type UnlearningLoss,
 } from '@lethe/unlearning';
-import { limitTrainingSet, storedTrainingSubset } from '../jobs/training-data';
+import { storedTrainingSubset } from '../jobs/training-data';
 import {
   newRequestId,
   readSampleIds,

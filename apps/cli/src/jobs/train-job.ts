@@ -1,12 +1,11 @@
 import {
   batches,
-  CIFAR10_STATS,
-  CIFAR100_STATS,
   channelStats,
   type ChannelStats,
   type Dataset,
+  defaultNormalisation,
+  limitTrainingSet,
   openDataset,
-  parseDatasetSpec,
 } from '@lethe/data';
 import { initEngine, type EngineInfo } from '@lethe/engine';
 import {
@@ -20,7 +19,6 @@ import {
   trainModel,
 } from '@lethe/model';
 import { type ObjectStore } from '@lethe/store';
-import { limitTrainingSet } from './training-data';
 
 export interface TrainJobOptions {
   /** A dataset spec (`cifar10:DIR`…) or an already opened dataset pair. */
@@ -76,13 +74,7 @@ export async function runTrainJob(options: TrainJobOptions): Promise<TrainJobRes
       decode ? { onProgress: (done: number, total: number) => decode(split, done, total) } : {};
     train = await openDataset(options.data, 'train', progress('train'));
     test = await openDataset(options.data, 'test', progress('test')).catch(() => undefined);
-    const scheme = parseDatasetSpec(options.data).scheme;
-    normalise =
-      scheme === 'cifar10'
-        ? CIFAR10_STATS
-        : scheme.startsWith('cifar100')
-          ? CIFAR100_STATS
-          : channelStats(train);
+    normalise = defaultNormalisation(options.data, train);
   } else {
     train = options.data.train;
     test = options.data.test;

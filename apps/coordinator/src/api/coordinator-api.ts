@@ -29,7 +29,6 @@ import {
   type WatchJobRequest,
   WorkerState,
   encodeFloat32,
-  fromFloat32Tensor,
 } from '@lethe/proto';
 import {
   alreadyExists,
@@ -55,7 +54,11 @@ import type { AuditActor } from '../audit/audit-log';
 import { actorOf, AuditService } from '../audit/audit.service';
 import type { CoordinatorConfig } from '../config/coordinator-config';
 import type { ForgetJobRequest } from '../forgetting/forget-request';
-import { evaluateDistributed } from '../inference/distributed-inference';
+import {
+  evaluateDistributed,
+  expertLogitsFrom,
+  fetchExpertLogits,
+} from '../inference/distributed-inference';
 import { toProtoJob } from '../jobs/job-proto';
 import { TERMINAL_STATES } from '../jobs/job-record';
 import { JobsService } from '../jobs/jobs.service';
@@ -588,23 +591,18 @@ export class CoordinatorApi {
       const classes = current.card.config.numClasses;
       try {
         const assignments = model.route(x);
-        const fetched = new Map<number, Float32Array>();
-        await Promise.all(
-          assignments.map(async (positions, e) => {
-            if (positions.length === 0) return;
-            const response = await session.call(
-              e,
-              (client) => client.predict,
-              { expertId: e, images: Array.from(positions, (p) => images[p]!) },
-              { label: 'Predict' },
-            );
-            fetched.set(e, fromFloat32Tensor(response!.logits!).values);
-          }),
-        );
+        const fetched = await fetchExpertLogits(assignments, async (e, positions) => {
+          const response = await session.call(
+            e,
+            (client) => client.predict,
+            { expertId: e, images: Array.from(positions, (p) => images[p]!) },
+            { label: 'Predict' },
+          );
+          return response!.logits!;
+        });
         const { probabilities, gates } = tf.tidy(() => {
           const { logits, routing } = model.forward(x, {
-            expertLogits: (e, positions) =>
-              tf.tensor2d(fetched.get(e)!, [positions.length, classes]),
+            expertLogits: expertLogitsFrom(fetched, classes),
             suppressClasses: current.card.suppressClasses ?? [],
           });
           return {

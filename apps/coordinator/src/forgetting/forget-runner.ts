@@ -2,18 +2,12 @@ import { type ChannelStats, limitTrainingSet } from '@lethe/data';
 import { MoEModel } from '@lethe/model';
 import { Split } from '@lethe/proto';
 import type { ObjectStore } from '@lethe/store';
-import {
-  forgetSamples,
-  loadSisa,
-  replayBatch,
-  type SisaBatchOutcome,
-  type SisaReceipt,
-} from '@lethe/sisa';
+import { loadSisa, replayBatch, type SisaBatchOutcome, type SisaReceipt } from '@lethe/sisa';
 import { forgetClass, type ForgetReceipt } from '@lethe/unlearning';
 import type { Logger } from 'pino';
 import { type JobContext, STEP_IDS_PER_JOB, stepProgress } from '../jobs/job-context';
 import { modelSpecOf } from '../model/model-spec';
-import type { CurrentModel, ModelState } from '../model/current-model';
+import type { ModelState } from '../model/current-model';
 import { ExpertParallelExecutor, type StepTiming } from '../training/expert-parallel-executor';
 import { sisaProgressReporter, sisaShardTrainer } from '../training/sisa-support';
 import type { ExpertPlacement } from '../workers/expert-placement';
@@ -50,7 +44,12 @@ export async function runForgetJob(
 ): Promise<ForgetReceipt | SisaReceipt> {
   const current = await deps.models.current();
   if (!current) throw new Error('no trained model in the store');
-  if (request.sampleIds) return runSisaForget(deps, current, request, job);
+  if (request.sampleIds) {
+    // A batch of one: the same replay path the job queue uses for several requests.
+    const [outcome] = await runSisaForgetBatch(deps, [request], job);
+    if ('error' in outcome!) throw outcome.error;
+    return outcome!.receipt;
+  }
   if (request.method === 'sisa-replay') throw new Error('sisa replay needs sample ids');
   const method = request.method;
   const { card, training, manifest } = current;
@@ -162,44 +161,4 @@ export async function runSisaForgetBatch(
     trainer,
   );
   return outcomes;
-}
-
-/**
- * Exact forgetting of samples on a sisa model: libs/sisa's replay, with the affected shards
- * replayed on the workers that host them and the router retrained here.
- */
-async function runSisaForget(
-  deps: ForgetRunnerDeps,
-  current: CurrentModel,
-  request: ForgetJobRequest,
-  job: JobContext,
-): Promise<SisaReceipt> {
-  const { training, card } = current;
-  const train = limitTrainingSet(
-    await deps.models.dataset(training.dataset, 'train'),
-    training.limit ?? undefined,
-    card.config.seed,
-  );
-  job.log(
-    'info',
-    `forgetting ${request.sampleIds!.length} samples exactly: affected shards replay on their workers`,
-  );
-  const { sisa } = await loadSisa(deps.store);
-  const trainer = sisaShardTrainer(deps, job, training.dataset, train, {
-    config: card.config,
-    normalise: card.normalisation as ChannelStats,
-    epochsPerSlice: sisa.epochsPerSlice,
-    routerEpochs: sisa.routerEpochs,
-    routerFraction: sisa.routerFraction,
-    batchSize: sisa.batchSize,
-    learningRate: sisa.learningRate,
-    weightDecay: sisa.weightDecay,
-  });
-  return forgetSamples(
-    deps.store,
-    train,
-    { requestId: request.requestId, sampleIds: request.sampleIds! },
-    sisaProgressReporter(job),
-    trainer,
-  );
 }

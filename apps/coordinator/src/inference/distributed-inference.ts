@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { batches, type ChannelStats, type Dataset } from '@lethe/data';
 import { batchToTensor, type MoEModel } from '@lethe/model';
-import { fromFloat32Tensor } from '@lethe/proto';
+import { type Float32Tensor, fromFloat32Tensor } from '@lethe/proto';
 import type { ExpertSession } from '../workers/expert-session';
 
 export interface DistributedEvaluation {
@@ -44,29 +44,25 @@ export async function evaluateDistributed(
     const x = batchToTensor(model, batch);
     try {
       const assignments = model.route(x);
-      const fetched = new Map<number, Float32Array>();
-      await Promise.all(
-        assignments.map(async (positions, e) => {
-          if (positions.length === 0) return;
-          const response = await session.call(
-            e,
-            (c) => c.forward,
-            {
-              stepId: 0,
-              expertId: e,
-              datasetKey,
-              indices: Array.from(positions, (p) => batch.indices[p]!),
-              training: false,
-              augmentation: undefined,
-            },
-            { label: 'Forward' },
-          );
-          fetched.set(e, fromFloat32Tensor(response!.logits!).values);
-        }),
-      );
+      const fetched = await fetchExpertLogits(assignments, async (e, positions) => {
+        const response = await session.call(
+          e,
+          (c) => c.forward,
+          {
+            stepId: 0,
+            expertId: e,
+            datasetKey,
+            indices: Array.from(positions, (p) => batch.indices[p]!),
+            training: false,
+            augmentation: undefined,
+          },
+          { label: 'Forward' },
+        );
+        return response!.logits!;
+      });
       const predicted = tf.tidy(() => {
         const { logits } = model.forward(x, {
-          expertLogits: (e, positions) => tf.tensor2d(fetched.get(e)!, [positions.length, classes]),
+          expertLogits: expertLogitsFrom(fetched, classes),
           ...(options.suppressClasses ? { suppressClasses: options.suppressClasses } : {}),
         });
         return tf.argMax(logits, 1).dataSync() as Int32Array;
@@ -97,4 +93,26 @@ export async function evaluateDistributed(
     confusion,
     seconds: (performance.now() - started) / 1000,
   };
+}
+
+/** Each routed expert's inference logits, fetched from its worker concurrently. */
+export async function fetchExpertLogits(
+  assignments: readonly Int32Array[],
+  fetch: (expert: number, positions: Int32Array) => Promise<Float32Tensor>,
+): Promise<Map<number, Float32Array>> {
+  const fetched = new Map<number, Float32Array>();
+  await Promise.all(
+    assignments.map(async (positions, e) => {
+      if (positions.length > 0) fetched.set(e, fromFloat32Tensor(await fetch(e, positions)).values);
+    }),
+  );
+  return fetched;
+}
+
+/** The model's expertLogits hook over logits fetched from workers. */
+export function expertLogitsFrom(
+  fetched: ReadonlyMap<number, Float32Array>,
+  classes: number,
+): (expert: number, positions: Int32Array) => tf.Tensor2D {
+  return (e, positions) => tf.tensor2d(fetched.get(e)!, [positions.length, classes]);
 }

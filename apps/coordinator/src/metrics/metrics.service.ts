@@ -1,5 +1,3 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import {
   Inject,
   Injectable,
@@ -7,6 +5,7 @@ import {
   type OnApplicationShutdown,
 } from '@nestjs/common';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { type MetricsEndpoint, serveMetrics } from '@lethe/rpc';
 import type { Logger } from 'pino';
 import type { CoordinatorConfig } from '../config/coordinator-config';
 import type { JobKindName, JobStateName } from '../jobs/job-record';
@@ -33,7 +32,7 @@ export class MetricsService implements OnApplicationBootstrap, OnApplicationShut
   readonly stepRpcSeconds: Histogram;
   readonly jobs: Counter<'kind' | 'state'>;
   readonly workerRpcSeconds: Histogram<'method'>;
-  private server: Server | undefined;
+  private server: MetricsEndpoint | undefined;
   private workerStates: () => Iterable<WorkerHealth> = () => [];
   private forgetQueue: () => number = () => 0;
 
@@ -132,8 +131,7 @@ export class MetricsService implements OnApplicationBootstrap, OnApplicationShut
 
   /** host:port of the metrics endpoint; undefined when disabled (metricsPort 0). */
   get address(): string | undefined {
-    const bound = this.server?.address() as AddressInfo | null | undefined;
-    return bound ? `${this.config.host}:${bound.port}` : undefined;
+    return this.server?.address;
   }
 
   async onApplicationBootstrap(): Promise<void> {
@@ -145,39 +143,9 @@ export class MetricsService implements OnApplicationBootstrap, OnApplicationShut
   async onApplicationShutdown(): Promise<void> {
     const server = this.server;
     this.server = undefined;
-    if (!server) return;
-    await new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    });
+    await server?.close();
   }
 }
-
-/** GET /metrics answers the registry in the Prometheus text format; anything else is 404. */
-function serveMetrics(registry: Registry, host: string, port: number): Promise<Server> {
-  const server = createServer((request, response) => {
-    const path = (request.url ?? '').split('?')[0];
-    if (request.method !== 'GET' || path !== '/metrics') {
-      response.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
-      return;
-    }
-    registry.metrics().then(
-      (text) => response.writeHead(200, { 'content-type': registry.contentType }).end(text),
-      (error: unknown) =>
-        response
-          .writeHead(500, { 'content-type': 'text/plain' })
-          .end(`${error instanceof Error ? error.message : String(error)}\n`),
-    );
-  });
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve(server);
-    });
-  });
-}
-
 /** A scrape never fails because a source has gone (e.g. the job database closed at shutdown). */
 function safely<T>(read: () => T, fallback: T): T {
   try {
