@@ -92,6 +92,9 @@ function receipt(requestId: string, className = 'cross'): Receipt {
     miaAttackAccuracy: 50,
     featureProbe: after ? 12 : 96,
     seconds: 1,
+    unmaskedUa: after ? 99.5 : 2.5,
+    unmaskedForgottenClassTestAccuracy: after ? 0 : 95,
+    unmaskedMiaEfficacy: after ? 97 : 10,
   });
   return Receipt.fromPartial({
     schema: 1,
@@ -523,6 +526,8 @@ describe('lethe forget --coordinator', () => {
       'cli-1',
       '--select',
       'top:2',
+      '--retain-fraction',
+      '0.25',
     ]);
     expect(result.stderr).toMatch(/forget request cli-1: job job-2 on 127\.0\.0\.1:\d+, QUEUED\n/);
     expect(result.stderr).toMatch(/plan…\n/);
@@ -535,8 +540,12 @@ describe('lethe forget --coordinator', () => {
       /plan: activations per expert e0=5 e1=60 e2=15; rule coverage:0\.8 → experts 1, 2 \(coverage 93\.8%\)/,
     );
     expect(result.stdout).toMatch(/changed: router, expert\/1, expert\/2/);
-    expect(result.stdout).toMatch(/before +2\.50 +93\.00 +90\.00 +95\.00 +10\.00 +96\.00\n/);
-    expect(result.stdout).toMatch(/after +99\.50 +91\.25 +88\.00 +0\.00 +97\.00 +12\.00\n/);
+    expect(result.stdout).toMatch(
+      /before +2\.50 +93\.00 +90\.00 +95\.00 +10\.00 +96\.00 +2\.50 +95\.00 +10\.00\n/,
+    );
+    expect(result.stdout).toMatch(
+      /after +99\.50 +91\.25 +88\.00 +0\.00 +97\.00 +12\.00 +99\.50 +0\.00 +97\.00\n/,
+    );
     expect(result.stdout).toMatch(/receipt stored; manifest revision 1 → 2 \(job job-2\)/);
     expect(seen.submitForget.at(-1)).toEqual({
       requestId: 'cli-1',
@@ -550,6 +559,7 @@ describe('lethe forget --coordinator', () => {
       maskOutput: false,
       batchSize: 128,
       seed: 0,
+      retainFraction: 0.25,
     });
   });
 
@@ -668,10 +678,6 @@ describe('lethe forget --coordinator', () => {
   });
 
   it.each([
-    [
-      ['forget', '--coordinator', 'x:1', '--class', 'a', '--retain-fraction', '0.5'],
-      /--retain-fraction is not part of the coordinator API/,
-    ],
     [
       ['forget', '--coordinator', 'nohost', '--class', 'a'],
       /invalid --coordinator "nohost": expected HOST:PORT/,

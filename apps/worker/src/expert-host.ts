@@ -103,6 +103,8 @@ export interface ForwardInput {
   indices: readonly number[];
   training: boolean;
   augmentation?: Augmentation;
+  /** Training with batch norm on its moving statistics (forgetting on a skewed subset). */
+  frozenBatchNorm?: boolean;
 }
 
 export interface Logits {
@@ -156,6 +158,7 @@ interface PendingStep {
   stepId: number;
   x: tf.Tensor4D;
   rows: number;
+  frozenBatchNorm: boolean;
 }
 
 interface HeldExpert {
@@ -414,13 +417,14 @@ export class ExpertHost {
     });
     const n = indices.length;
     const x = tf.tensor4d(batch.x, [n, h, w, c]);
-    const logits = expert.trainer.forward(x, training);
+    const frozenBatchNorm = input.frozenBatchNorm ?? false;
+    const logits = expert.trainer.forward(x, training, frozenBatchNorm);
     const values = new Float32Array(logits.dataSync());
     logits.dispose();
     if (training) {
       // A newer training Forward (or a retry of this one) replaces what was kept.
       expert.pending?.x.dispose();
-      expert.pending = { stepId: input.stepId, x, rows: n };
+      expert.pending = { stepId: input.stepId, x, rows: n, frozenBatchNorm };
     } else {
       x.dispose();
     }
@@ -467,6 +471,7 @@ export class ExpertHost {
       ({ gradientNorm } = expert.trainer.backward(pending!.x, grad, {
         learningRate,
         weightDecay,
+        frozenBatchNorm: pending!.frozenBatchNorm,
       }));
     } finally {
       grad.dispose();

@@ -112,6 +112,7 @@ export function createWorkerService(
         indices: request.indices,
         training: request.training,
         ...(request.augmentation ? { augmentation: request.augmentation } : {}),
+        ...(request.frozenBatchNorm ? { frozenBatchNorm: true } : {}),
       });
       const computeSeconds = (performance.now() - started) / 1000;
       metrics?.forwardSeconds.observe(computeSeconds);

@@ -111,6 +111,7 @@ describe('worker metrics', () => {
       datasetKey: 'train',
       indices: INDICES,
       training: true,
+      frozenBatchNorm: false,
     });
     await callUnary(client, client.backward, {
       stepId: 1,
@@ -147,6 +148,7 @@ describe('worker metrics', () => {
       datasetKey: 'train',
       indices: INDICES,
       training: false,
+      frozenBatchNorm: false,
     }).catch((e: grpc.ServiceError) => e);
     expect(error).toMatchObject({ code: grpc.status.NOT_FOUND });
     expect(logLines.find((l) => l['msg'] === 'rpc failed')).toMatchObject({

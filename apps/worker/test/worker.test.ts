@@ -78,6 +78,7 @@ const forward = (client: WorkerClient, request: Partial<ForwardRequest>) =>
     datasetKey: 'train',
     indices: INDICES,
     training: false,
+    frozenBatchNorm: false,
     ...request,
   });
 const gradient = (rows: number, value = 0.1): Float32Array =>

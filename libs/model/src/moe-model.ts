@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { type BatchStatistics, updateMovingStatistics } from './layers/batch-norm';
+import { type BatchStatistics, type LayerMode, updateMovingStatistics } from './layers/batch-norm';
 import { ConvNet } from './layers/conv-net';
 import { crossEntropy } from './losses';
 import { AdamW } from './optim/adamw';
@@ -57,6 +57,11 @@ export type TaskLoss = (logits: tf.Tensor2D, labels: tf.Tensor1D) => tf.Scalar;
 export interface ForwardOptions {
   training?: boolean;
   trainable?: ReadonlySet<ModulePart>;
+  /**
+   * Training, but every batch norm normalises with its moving statistics and leaves them alone:
+   * for fine-tuning on a small or skewed subset, whose batch moments are not the data's.
+   */
+  frozenBatchNorm?: boolean;
   collect?: BatchStatistics[];
   /**
    * Supplies logits for some experts instead of running them. A frozen expert's outputs never
@@ -105,6 +110,8 @@ export interface TrainOptions {
    */
   externalExperts?: ReadonlyMap<number, tf.Tensor2D>;
   noiseSeed?: number;
+  /** See ForwardOptions.frozenBatchNorm. */
+  frozenBatchNorm?: boolean;
 }
 
 let externalId = 0;
@@ -156,8 +163,10 @@ export class MoEModel {
    */
   forward(x: tf.Tensor4D, options: ForwardOptions = {}): ForwardResult {
     const training = options.training ?? false;
-    const isTraining = (part: ModulePart): boolean =>
-      training && (options.trainable === undefined || options.trainable.has(part));
+    const isTraining = (part: ModulePart): LayerMode =>
+      training &&
+      (options.trainable === undefined || options.trainable.has(part)) &&
+      (options.frozenBatchNorm ? 'frozen' : true);
     const batch = x.shape[0];
     let routerLogits = this.router.apply(x, isTraining('router'), options.collect);
     if (training && this.config.routerNoise > 0) {
@@ -211,10 +220,13 @@ export class MoEModel {
    * of an expert-parallel step. In training mode the router uses batch statistics (without
    * updating its moving averages) and noise drawn from `noiseSeed`, as the step that follows will.
    */
-  route(x: tf.Tensor4D, options: { training?: boolean; noiseSeed?: number } = {}): Int32Array[] {
+  route(
+    x: tf.Tensor4D,
+    options: { training?: boolean; noiseSeed?: number; frozenBatchNorm?: boolean } = {},
+  ): Int32Array[] {
     return tf.tidy(() => {
       const training = options.training ?? false;
-      let routerLogits = this.router.apply(x, training);
+      let routerLogits = this.router.apply(x, training && !options.frozenBatchNorm);
       if (training && this.config.routerNoise > 0) {
         routerLogits = tf.add(
           routerLogits,
@@ -291,6 +303,7 @@ export class MoEModel {
         training: true,
         trainable,
         collect,
+        ...(options.frozenBatchNorm ? { frozenBatchNorm: true } : {}),
         ...(expertLogits ? { expertLogits } : {}),
         ...(options.noiseSeed === undefined ? {} : { noiseSeed: options.noiseSeed }),
       });

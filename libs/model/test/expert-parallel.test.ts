@@ -18,21 +18,27 @@ function parallelStep(
   x: tf.Tensor4D,
   y: tf.Tensor1D,
   noiseSeed: number,
+  frozenBatchNorm = false,
 ): number {
-  const assignments = router.route(x, { training: true, noiseSeed });
+  const assignments = router.route(x, { training: true, noiseSeed, frozenBatchNorm });
   const inputs = new Map<number, tf.Tensor4D>();
   const logits = new Map<number, tf.Tensor2D>();
   assignments.forEach((positions, e) => {
     if (positions.length === 0) return;
     const xe = tf.tidy(() => tf.gather(x, tf.tensor1d(positions, 'int32')));
     inputs.set(e, xe);
-    logits.set(e, trainers[e]!.forward(xe, true));
+    logits.set(e, trainers[e]!.forward(xe, true, frozenBatchNorm));
   });
-  const result = router.trainStep(x, y, { learningRate: 0.01, noiseSeed, externalExperts: logits });
+  const result = router.trainStep(x, y, {
+    learningRate: 0.01,
+    noiseSeed,
+    externalExperts: logits,
+    frozenBatchNorm,
+  });
   for (const [e, xe] of inputs) {
     const rows = result.expertLogitGradients!.get(e)!;
     const grad = tf.tensor2d(rows, [xe.shape[0], 3]);
-    trainers[e]!.backward(xe, grad, { learningRate: 0.01 });
+    trainers[e]!.backward(xe, grad, { learningRate: 0.01, frozenBatchNorm });
     tf.dispose([grad, xe, logits.get(e)!]);
   }
   return result.loss;
@@ -81,6 +87,41 @@ describe('expert parallelism', () => {
         1e-5,
       );
     });
+    local.dispose();
+    router.dispose();
+    for (const t of trainers) t.dispose();
+  });
+
+  it('with frozen batch norm, trains to the same weights split or not and keeps the statistics', () => {
+    const local = tinyModel();
+    const router = tinyModel();
+    const trainers = [0, 1, 2, 3].map((e) => new ExpertTrainer(router.config, e));
+    const moving = (values: readonly { name: string; variable: tf.Variable }[]): Float32Array[] =>
+      values
+        .filter((p) => p.name.includes('moving'))
+        .map((p) => Float32Array.from(p.variable.dataSync() as Float32Array));
+    const statistics = moving(local.part('expert/1').params.all());
+    for (let step = 1; step <= 3; step++) {
+      const expected = local.trainStep(x, y, {
+        learningRate: 0.01,
+        noiseSeed: step,
+        frozenBatchNorm: true,
+      });
+      expect(parallelStep(router, trainers, x, y, step, true)).toBeCloseTo(expected.loss, 5);
+    }
+    expect(moving(local.part('expert/1').params.all())).toEqual(statistics);
+    expect(moving(trainers[1]!.net.params.all())).toEqual(statistics);
+    closeTo(weightsOf(router, 'router'), weightsOf(local, 'router'), 1e-5);
+    trainers.forEach((t, e) => {
+      closeTo(
+        t.net.params.all().map((p) => Float32Array.from(p.variable.dataSync() as Float32Array)),
+        weightsOf(local, `expert/${e}`),
+        1e-5,
+      );
+    });
+    // Without it, the same steps move the statistics.
+    local.trainStep(x, y, { learningRate: 0.01, noiseSeed: 9 });
+    expect(moving(local.part('expert/1').params.all())).not.toEqual(statistics);
     local.dispose();
     router.dispose();
     for (const t of trainers) t.dispose();

@@ -183,7 +183,14 @@ describe('generated services on @grpc/grpc-js', () => {
   it('Worker.Forward carries packed float32 logits', async () => {
     const response = await new Promise<ForwardResponse>((resolve, reject) =>
       workerClient.forward(
-        { stepId: 17, expertId: 2, datasetKey: 'train', indices: [5, 0, 49_999], training: true },
+        {
+          stepId: 17,
+          expertId: 2,
+          datasetKey: 'train',
+          indices: [5, 0, 49_999],
+          training: true,
+          frozenBatchNorm: false,
+        },
         (err, res) => (err ? reject(err) : resolve(res)),
       ),
     );

@@ -57,6 +57,12 @@ export interface ClassForgetContext {
   signal?: AbortSignal;
   /** Where the targeted method retrains its experts (the coordinator's workers); default here. */
   remoteExperts?: RemoteExperts;
+  /**
+   * An earlier receipt whose "before" metrics are reused instead of measured again: benchmarks
+   * forget the same class of the same model with several methods. Refused unless it was
+   * measured on the same weights, manifest revision and class.
+   */
+  beforeFrom?: ForgetReceipt;
 }
 
 /** A request that cannot be carried out as asked; nothing was changed. */
@@ -130,7 +136,7 @@ export async function forgetClass(
       classIndex,
       className: card.classes[classIndex]!,
       method,
-      loss: request.loss ?? 'complement-ce',
+      loss: request.loss ?? 'distill',
       epochs: request.epochs ?? 5,
       learningRate: request.learningRate ?? 1e-4,
       lambda: request.lambda ?? 1,
@@ -158,18 +164,30 @@ export async function forgetClass(
     checkData(ctx, card);
     const recipe = trainingRecipe(manifest.attributes['training']);
 
-    status(`measuring the model before forgetting ${record.className}`);
+    status(
+      ctx.beforeFrom
+        ? `reusing the "before" metrics of receipt ${ctx.beforeFrom.requestId}`
+        : `measuring the model before forgetting ${record.className}`,
+    );
     let measureSeconds = 0;
     let t = performance.now();
     const suppressedBefore = card.suppressClasses ?? [];
-    const before = measureForgetting(
-      model,
-      ctx.train,
-      ctx.test,
-      classIndex,
-      card.normalisation,
-      suppressedBefore,
+    const weightHashes = Object.fromEntries(
+      Object.entries(manifest.objects)
+        .filter(([name]) => name === 'router' || name.startsWith('expert/'))
+        .map(([name, ref]) => [name, ref.sha256]),
     );
+    if (ctx.beforeFrom) checkReusable(ctx.beforeFrom, weightHashes, manifest.revision, classIndex);
+    const before =
+      ctx.beforeFrom?.metrics.before ??
+      measureForgetting(
+        model,
+        ctx.train,
+        ctx.test,
+        classIndex,
+        card.normalisation,
+        suppressedBefore,
+      );
     measureSeconds += (performance.now() - t) / 1000;
 
     t = performance.now();
@@ -230,11 +248,7 @@ export async function forgetClass(
     measureSeconds += (performance.now() - t) / 1000;
 
     const refs = await storeParts(ctx.store, model, outcome.parts);
-    const beforeHashes = Object.fromEntries(
-      Object.entries(manifest.objects)
-        .filter(([name]) => name === 'router' || name.startsWith('expert/'))
-        .map(([name, ref]) => [name, ref.sha256]),
-    );
+    const beforeHashes = weightHashes;
     const afterHashes = {
       ...beforeHashes,
       ...Object.fromEntries(Object.entries(refs).map(([p, r]) => [p, r!.sha256])),
@@ -294,6 +308,24 @@ function resolveClass(requested: string, classes: string[]): number {
     `unknown class ${JSON.stringify(requested)} (classes: ${classes.join(', ')})`,
     'not-found',
   );
+}
+
+function checkReusable(
+  receipt: ForgetReceipt,
+  weights: Record<string, string>,
+  revision: number,
+  classIndex: number,
+): void {
+  const same =
+    receipt.request.classIndex === classIndex &&
+    receipt.manifest.before === revision &&
+    JSON.stringify(receipt.weights.before) === JSON.stringify(weights);
+  if (!same) {
+    throw new ForgetRequestError(
+      `receipt ${receipt.requestId} measured another model or class; its "before" metrics cannot be reused`,
+      'invalid-argument',
+    );
+  }
 }
 
 function checkData(ctx: ClassForgetContext, card: ModelCard): void {

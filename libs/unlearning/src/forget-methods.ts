@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { batches, type ChannelStats, createRng, type Dataset, deriveSeed } from '@lethe/data';
 import {
   type ArrayBatch,
+  batchToTensor,
   crossEntropy,
   type EpochSummary,
   type ModulePart,
@@ -26,7 +27,7 @@ export const FORGET_METHODS = [
 ] as const;
 export type ForgetMethod = (typeof FORGET_METHODS)[number];
 
-export const UNLEARNING_LOSSES = ['complement-ce', 'random-label'] as const;
+export const UNLEARNING_LOSSES = ['complement-ce', 'random-label', 'distill'] as const;
 export type UnlearningLoss = (typeof UNLEARNING_LOSSES)[number];
 
 /** The recipe the stored model was trained with; `retrain` repeats it without the class. */
@@ -151,6 +152,8 @@ async function fit(
     relabelForgotten?: boolean;
     cache?: FrozenExpertCache;
     executor?: StepExecutor;
+    teacher?: Teacher;
+    frozenBatchNorm?: boolean;
   },
 ): Promise<EpochSummary[]> {
   const size = options.indices?.length ?? run.train.size;
@@ -161,12 +164,16 @@ async function fit(
     learningRate: run.learningRate,
     schedule: 'constant',
     trainable: new Set(options.trainable),
+    ...(options.frozenBatchNorm ? { frozenBatchNorm: true } : {}),
     batches: (epoch) => {
       const plain = epochBatches(run, epoch, options.indices);
       return options.relabelForgotten ? relabel(plain, run, epoch) : plain;
     },
     perBatch: (batch, x) => ({
       ...(options.loss ? { loss: options.loss } : {}),
+      ...(options.teacher && batch.positions
+        ? { loss: options.teacher.loss(batch.positions, batch.size) }
+        : {}),
       ...(options.cache && batch.positions
         ? { expertLogits: options.cache.provider(x, batch.positions) }
         : {}),
@@ -199,6 +206,76 @@ function complementObjective(classIndex: number, lambda: number): TaskLoss {
   };
 }
 
+/**
+ * The `distill` objective's targets: what the model said before forgetting, with the class
+ * taken out and the rest renormalised — p(y | x, y ≠ c), the answer of a model that never had
+ * class c, as far as this model can tell. On retained samples it keeps their outputs (rather than
+ * refitting hard labels on a small retained subset); on forgotten samples it moves the class's
+ * probability to the classes the model confused it with, not to a random or uniform one.
+ */
+class Teacher {
+  /** One row of targets per position trained on, in the order of `positions`. */
+  private readonly targets: Float32Array;
+  /** Dataset position → its row in `targets`. */
+  private readonly rowOf = new Map<number, number>();
+  private readonly classes: number;
+  private readonly classIndex: number;
+
+  constructor(
+    run: ForgetRun,
+    positions: Int32Array,
+    cache: FrozenExpertCache | undefined,
+    private readonly forgottenWeight: number,
+  ) {
+    const { model, classIndex } = run;
+    this.classIndex = classIndex;
+    this.classes = model.config.numClasses;
+    this.targets = new Float32Array(positions.length * this.classes);
+    positions.forEach((p, row) => this.rowOf.set(p, row));
+    for (const batch of batches(run.train, {
+      batchSize: 256,
+      shuffle: false,
+      normalise: run.normalise,
+      indices: positions,
+    })) {
+      const probs = tf.tidy(() => {
+        const x = batchToTensor(model, batch);
+        const { logits } = model.forward(x, {
+          ...(cache ? { expertLogits: cache.provider(x, batch.positions) } : {}),
+          suppressClasses: [classIndex],
+        });
+        return tf.softmax(logits).dataSync() as Float32Array;
+      });
+      batch.positions.forEach((p, b) =>
+        this.targets.set(
+          probs.subarray(b * this.classes, (b + 1) * this.classes),
+          this.rowOf.get(p)! * this.classes,
+        ),
+      );
+    }
+  }
+
+  /** The loss for one batch: soft cross-entropy to the targets, λ-weighted on forgotten samples. */
+  loss(positions: Int32Array, size: number): TaskLoss {
+    const rows = new Float32Array(size * this.classes);
+    for (let b = 0; b < size; b++) {
+      const row = this.rowOf.get(positions[b]!);
+      if (row === undefined) throw new Error(`no distillation target for position ${positions[b]}`);
+      rows.set(
+        this.targets.subarray(row * this.classes, (row + 1) * this.classes),
+        b * this.classes,
+      );
+    }
+    return (logits, labels) => {
+      const target = tf.tensor2d(rows, [size, this.classes]);
+      const perSample = tf.neg(tf.sum(tf.mul(target, tf.logSoftmax(logits)), 1));
+      const forgotten = tf.cast(tf.equal(labels, this.classIndex), 'float32');
+      const weight = tf.add(1, tf.mul(forgotten, this.forgottenWeight - 1));
+      return tf.mean(tf.mul(perSample, weight)) as tf.Scalar;
+    };
+  }
+}
+
 const METHODS: Record<ForgetMethod, MethodImpl> = {
   // Only the experts that saw the class, and the router; frozen experts' logits are cached.
   async targeted(run) {
@@ -211,15 +288,32 @@ const METHODS: Record<ForgetMethod, MethodImpl> = {
     );
     const cache = new FrozenExpertCache(run.model, frozen, run.train.size);
     const remote = run.remoteExperts;
+    const subset = run.retainFraction < 1 ? retainSubset(run) : undefined;
+    // Before any step: the targets are the original model's outputs. The pass also fills the
+    // frozen experts' cache, which the first epoch would otherwise compute.
+    const teacher =
+      run.loss === 'distill'
+        ? new Teacher(
+            run,
+            subset ?? Int32Array.from({ length: run.train.size }, (_, i) => i),
+            cache,
+            run.lambda,
+          )
+        : undefined;
     await remote?.prepare(run.model, run.experts);
     const history = await fit(run, run.model, {
       trainable,
       cache,
       ...(remote ? { executor: remote } : {}),
-      ...(run.retainFraction < 1 ? { indices: retainSubset(run) } : {}),
+      ...(subset ? { indices: subset } : {}),
+      ...(teacher ? { teacher } : {}),
+      // The subset is half forgotten class: its batch moments would rewrite the statistics the
+      // retained classes are normalised with.
+      ...(subset ? { frozenBatchNorm: true } : {}),
       ...(run.loss === 'complement-ce'
         ? { loss: complementObjective(run.classIndex, run.lambda) }
-        : { relabelForgotten: true }),
+        : {}),
+      ...(run.loss === 'random-label' ? { relabelForgotten: true } : {}),
     });
     await remote?.collect(run.model, run.experts);
     return {

@@ -23,6 +23,12 @@ export interface ForgetMetrics {
    */
   featureProbe: number;
   featureProbeHeldOutAccuracy: number | undefined;
+  /**
+   * UA, forgotten-class test accuracy and MIA-Efficacy on the raw outputs, before any
+   * serving-time mask: what the weights still know. Equal to the masked values when no class is
+   * suppressed; for `mask` they stay at the original model's.
+   */
+  unmasked: { ua: number; forgottenClassTestAccuracy: number; miaEfficacy: number };
   /** [class][expert] routing counts on the test set. */
   routingTest: number[][];
   seconds: number;
@@ -48,33 +54,42 @@ export function measureForgetting(
   const seed = options.seed ?? 0;
   const trainOut = modelOutputs(model, train, normalise, { suppressClasses });
   const testOut = modelOutputs(model, test, normalise, { suppressClasses });
-  const report = forgetReport({
-    train: { pred: trainOut.pred, label: trainOut.labels },
-    test: { pred: testOut.pred, label: testOut.labels },
-    forgottenClasses: [classIndex],
-    numClasses: model.config.numClasses,
-  });
-
   const classes = model.config.numClasses;
-  const rows = (
-    out: typeof trainOut,
-    keep: (label: number) => boolean,
-  ): { probs: Float32Array; labels: Int32Array } => {
-    const positions = Array.from(out.labels.keys()).filter((i) => keep(out.labels[i]!));
-    const probs = new Float32Array(positions.length * classes);
-    positions.forEach((p, i) =>
-      probs.set(out.probs.subarray(p * classes, (p + 1) * classes), i * classes),
-    );
-    return { probs, labels: Int32Array.from(positions, (p) => out.labels[p]!) };
+  const measureOutputs = (
+    onTrain: { pred: Int32Array; probs: Float32Array },
+    onTest: { pred: Int32Array; probs: Float32Array },
+  ): { report: ReturnType<typeof forgetReport>; mia: ReturnType<typeof miaEfficacy> } => {
+    const report = forgetReport({
+      train: { pred: onTrain.pred, label: trainOut.labels },
+      test: { pred: onTest.pred, label: testOut.labels },
+      forgottenClasses: [classIndex],
+      numClasses: classes,
+    });
+    const rows = (
+      probsOf: Float32Array,
+      labels: Int32Array,
+      keep: (label: number) => boolean,
+    ): { probs: Float32Array; labels: Int32Array } => {
+      const positions = Array.from(labels.keys()).filter((i) => keep(labels[i]!));
+      const probs = new Float32Array(positions.length * classes);
+      positions.forEach((p, i) =>
+        probs.set(probsOf.subarray(p * classes, (p + 1) * classes), i * classes),
+      );
+      return { probs, labels: Int32Array.from(positions, (p) => labels[p]!) };
+    };
+    const mia = miaEfficacy({
+      retain: rows(onTrain.probs, trainOut.labels, (l) => l !== classIndex),
+      // Non-members from the kept classes only: the forgotten class's own test samples would
+      // look like non-members because of the forgetting and move the attack's threshold.
+      test: rows(onTest.probs, testOut.labels, (l) => l !== classIndex),
+      forget: rows(onTrain.probs, trainOut.labels, (l) => l === classIndex),
+      seed,
+    });
+    return { report, mia };
   };
-  const mia = miaEfficacy({
-    retain: rows(trainOut, (l) => l !== classIndex),
-    // Non-members from the kept classes only: the forgotten class's own test samples would look
-    // like non-members because of the forgetting and move the attack's threshold.
-    test: rows(testOut, (l) => l !== classIndex),
-    forget: rows(trainOut, (l) => l === classIndex),
-    seed,
-  });
+  const { report, mia } = measureOutputs(trainOut, testOut);
+  const unmasked =
+    suppressClasses.length > 0 ? measureOutputs(trainOut.raw, testOut.raw) : { report, mia };
 
   // The probe reads every expert on every sample, so it is fitted on a seeded subsample.
   const perSide = options.probeSamples ?? 2000;
@@ -113,6 +128,11 @@ export function measureForgetting(
     miaAttackAccuracy: mia.attackAccuracy,
     featureProbe: probe.testAccuracy,
     featureProbeHeldOutAccuracy: probe.heldOutAccuracy,
+    unmasked: {
+      ua: unmasked.report.ua,
+      forgottenClassTestAccuracy: unmasked.report.forgottenClassTestAccuracy ?? Number.NaN,
+      miaEfficacy: unmasked.mia.efficacy,
+    },
     routingTest: testOut.routing,
     seconds: (performance.now() - started) / 1000,
   };

@@ -10,6 +10,11 @@ export interface ModelOutputs {
   labels: Int32Array;
   /** [true class][expert]: how often each expert was among a sample's top k. */
   routing: number[][];
+  /**
+   * The same outputs before the serving-time mask: what the weights themselves say. The same
+   * arrays as `pred` and `probs` when no class is suppressed.
+   */
+  raw: { pred: Int32Array; probs: Float32Array };
 }
 
 /** Predictions and true-label probabilities over a dataset (or some of its positions). */
@@ -20,9 +25,16 @@ export function modelOutputs(
   options: { positions?: Int32Array; suppressClasses?: readonly number[] } = {},
 ): ModelOutputs {
   const n = options.positions?.length ?? ds.size;
-  const pred = new Int32Array(n);
   const classes = model.config.numClasses;
+  const suppress = options.suppressClasses ?? [];
+  const masked = suppress.length > 0;
+  const pred = new Int32Array(n);
   const probs = new Float32Array(n * classes);
+  const raw = masked
+    ? { pred: new Int32Array(n), probs: new Float32Array(n * classes) }
+    : { pred, probs };
+  const mask = new Float32Array(classes);
+  for (const c of suppress) mask[c] = -1e9;
   const labels = new Int32Array(n);
   const routing = Array.from({ length: classes }, () =>
     new Array<number>(model.config.experts).fill(0),
@@ -36,19 +48,23 @@ export function modelOutputs(
   });
   for (const batch of source) {
     tf.tidy(() => {
-      const { logits, routing: r } = model.forward(batchToTensor(model, batch), {
-        ...(options.suppressClasses ? { suppressClasses: options.suppressClasses } : {}),
-      });
+      // One forward pass for both views; the mask is the one MoEModel.forward would add.
+      const { logits: rawLogits, routing: r } = model.forward(batchToTensor(model, batch));
       for (let b = 0; b < batch.size; b++) {
         for (let j = 0; j < r.topK; j++) routing[batch.y[b]!]![r.chosen[b * r.topK + j]!]!++;
       }
+      const logits = masked ? tf.add(rawLogits, tf.tensor1d(mask)) : rawLogits;
       pred.set(tf.argMax(logits, 1).dataSync() as Int32Array, offset);
       probs.set(tf.softmax(logits).dataSync() as Float32Array, offset * classes);
+      if (masked) {
+        raw.pred.set(tf.argMax(rawLogits, 1).dataSync() as Int32Array, offset);
+        raw.probs.set(tf.softmax(rawLogits).dataSync() as Float32Array, offset * classes);
+      }
     });
     labels.set(batch.y.subarray(0, batch.size), offset);
     offset += batch.size;
   }
-  return { pred, probs, labels, routing };
+  return { pred, probs, labels, routing, raw };
 }
 
 /**

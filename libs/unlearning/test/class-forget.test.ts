@@ -72,6 +72,7 @@ describe('forgetting a class (targeted)', () => {
     const after = (await new ManifestStore(store).read())!;
     expect(receipt.mode).toBe('approximate');
     expect(receipt.request.classIndex).toBe(1);
+    expect(receipt.request.loss).toBe('distill');
     expect(receipt.plan.activations.reduce((a, b) => a + b, 0)).toBe(100 * 2);
     expect(receipt.plan.coverage).toBeGreaterThanOrEqual(0.8);
     expect(receipt.expertsRetrained).toEqual(receipt.plan.experts);
@@ -95,6 +96,12 @@ describe('forgetting a class (targeted)', () => {
     );
     expect(receipt.metrics.after.ua).toBeGreaterThan(receipt.metrics.before.ua);
     expect(receipt.metrics.after.ta).toBeGreaterThan(50);
+    // Nothing is masked, so the raw outputs are the served ones.
+    expect(receipt.metrics.after.unmasked).toEqual({
+      ua: receipt.metrics.after.ua,
+      forgottenClassTestAccuracy: receipt.metrics.after.forgottenClassTestAccuracy,
+      miaEfficacy: receipt.metrics.after.miaEfficacy,
+    });
     expect(receipt.frozenExpertPasses!.computed).toBeLessThanOrEqual(
       train.size * (4 - receipt.plan.experts.length),
     );
@@ -131,6 +138,10 @@ describe('forgetting a class (targeted)', () => {
     await expect(forgetClass(ctx, { class: '0', requestId: 'Bad Id' })).rejects.toThrow(
       /invalid request id/,
     );
+    // "before" metrics of another class (and an older model) are not reused.
+    await expect(
+      forgetClass({ ...ctx, beforeFrom: receipt }, { class: 'cross', method: 'mask' }),
+    ).rejects.toMatchObject({ code: 'invalid-argument', message: expect.stringMatching(/reused/) });
     const empty = new LocalDirStore(join(dir, 'empty'));
     await expect(forgetClass({ store: empty, train, test }, { class: '0' })).rejects.toMatchObject({
       code: 'failed-precondition',
@@ -141,8 +152,17 @@ describe('forgetting a class (targeted)', () => {
   it('retrains on every forgotten sample and a share of the retained ones when asked', async () => {
     const receipt = await forgetClass(
       { store, train, test },
-      { class: 'cross', epochs: 1, learningRate: 0.003, batchSize: 32, retainFraction: 0.25 },
+      {
+        class: 'cross',
+        loss: 'complement-ce',
+        epochs: 1,
+        learningRate: 0.003,
+        batchSize: 32,
+        retainFraction: 0.25,
+      },
     );
+    expect(receipt.request.loss).toBe('complement-ce');
+    expect(receipt.metrics.after.ua).toBeGreaterThan(receipt.metrics.before.ua);
     // cross has 100 training samples; a quarter of the 300 retained ones is 75.
     expect(receipt.history.map((h) => h.images)).toEqual([175]);
     expect(receipt.request.retainFraction).toBe(0.25);
@@ -158,6 +178,11 @@ describe('forgetting a class (targeted)', () => {
     expect(masked.partsChanged).toEqual([]);
     expect(masked.suppressClasses).toEqual([0]);
     expect(masked.metrics.after.forgottenClassTestAccuracy).toBe(0);
+    // The weights still know the class: unmasked, nothing changed.
+    const { before: was, after: now } = masked.metrics;
+    expect(was.unmasked.forgottenClassTestAccuracy).toBe(was.forgottenClassTestAccuracy);
+    expect(now.unmasked).toEqual(was.unmasked);
+    expect(now.unmasked.forgottenClassTestAccuracy).toBeGreaterThan(50);
     for (const part of ['router', 'expert/0', 'expert/1', 'expert/2', 'expert/3']) {
       expect(after.objects[part]).toEqual(before.objects[part]);
     }

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import {
   ForgetMethod,
+  type UnlearningLoss,
   ForgetMode,
   JobState,
   PredictRequest,
@@ -152,6 +153,15 @@ describe('a coordinator with 3 worker processes and an S3 store', () => {
     expect(await code(callUnary(client, client.submitForget, forget('Bad Id!', 'cross')))).toBe(
       'INVALID_ARGUMENT',
     );
+    for (const bad of [
+      { retainFraction: 1.5 },
+      { retainFraction: 0.5, method: ForgetMethod.FORGET_METHOD_FINETUNE },
+      { loss: 99 as UnlearningLoss },
+    ]) {
+      expect(
+        await code(callUnary(client, client.submitForget, forget('f-bad', 'cross', bad))),
+      ).toBe('INVALID_ARGUMENT');
+    }
     expect(await code(callUnary(client, client.submitForget, forget('f-again', 'disc')))).toBe(
       'FAILED_PRECONDITION',
     );

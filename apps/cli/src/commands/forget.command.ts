@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { loadSisa, type SisaReceipt } from '@lethe/sisa';
 import { limitTrainingSet, openDataset } from '@lethe/data';
@@ -30,7 +31,7 @@ import { classSampleIds, holdsSisaModel, runSisaForgetJob, sisaProgress } from '
 import { action, CliError } from '../terminal/errors';
 import { nonNegativeInt, oneOf, positiveInt, positiveNumber } from '../terminal/option-parsers';
 import { stepProgress } from '../terminal/progress';
-import { table } from '../terminal/tables';
+import { FORGET_METRICS_HEADER, table } from '../terminal/tables';
 
 interface ForgetFlags extends ConnectionFlags {
   store: string;
@@ -51,6 +52,20 @@ interface ForgetFlags extends ConnectionFlags {
   seed: number;
   requestId?: string;
   json: boolean;
+  beforeFrom?: string;
+}
+
+async function readReceiptFile(file: string): Promise<ForgetReceipt> {
+  const text = await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
+    throw new CliError(`cannot read --before-from ${file}: ${error.code ?? error.message}`);
+  });
+  try {
+    const receipt = JSON.parse(text) as ForgetReceipt;
+    if (receipt.mode !== 'approximate' || !receipt.metrics?.before) throw new Error('no metrics');
+    return receipt;
+  } catch {
+    throw new CliError(`--before-from ${file} is not a class-forget receipt (lethe forget --json)`);
+  }
 }
 
 export function registerForgetCommand(program: Command): void {
@@ -72,7 +87,7 @@ export function registerForgetCommand(program: Command): void {
     )
     .option(
       '--loss <name>',
-      `targeted only: ${UNLEARNING_LOSSES.join(' | ')} (default complement-ce)`,
+      `targeted only: ${UNLEARNING_LOSSES.join(' | ')} (default distill)`,
       oneOf(UNLEARNING_LOSSES),
     )
     .option('--epochs <N>', 'retraining epochs', positiveInt, 5)
@@ -89,6 +104,10 @@ export function registerForgetCommand(program: Command): void {
     .option('--seed <S>', 'random seed', nonNegativeInt, 0)
     .option('--request-id <id>', 'idempotency key: re-sending it returns the same receipt')
     .option('--json', 'print the receipt as JSON on stdout', false)
+    .option(
+      '--before-from <receipt.json>',
+      'reuse the "before" metrics of an earlier receipt (--json output) of the same model and class',
+    )
     .option(
       '--coordinator <host:port>',
       'forget on this coordinator instead of locally (or set LETHE_COORDINATOR)',
@@ -112,9 +131,6 @@ export function registerForgetCommand(program: Command): void {
         }
         const remote = explicitCoordinator(flags.coordinator, flags);
         if (remote) {
-          if (flags.retainFraction !== undefined) {
-            throw new CliError('--retain-fraction is not part of the coordinator API');
-          }
           ignoredWithCoordinator(command, ['store', 'data']);
           const samples = await readSampleIds(flags.samples, flags.samplesFile);
           const requestId = flags.requestId ?? newRequestId();
@@ -124,6 +140,7 @@ export function registerForgetCommand(program: Command): void {
             ...(flags.method ? { method: flags.method } : {}),
             ...(flags.loss ? { loss: flags.loss } : {}),
             ...(flags.select ? { select: flags.select } : {}),
+            ...(flags.retainFraction !== undefined ? { retainFraction: flags.retainFraction } : {}),
             epochs: flags.epochs,
             lr: flags.lr,
             lambda: flags.lambda,
@@ -186,6 +203,7 @@ export function registerForgetCommand(program: Command): void {
             test,
             onStatus: (m) => process.stderr.write(`${m}\n`),
             onStep: progress.onStep,
+            ...(flags.beforeFrom ? { beforeFrom: await readReceiptFile(flags.beforeFrom) } : {}),
           },
           {
             class: className,
@@ -234,13 +252,12 @@ export function printReceipt(receipt: ForgetReceipt): void {
     pct(m.forgottenClassTestAccuracy),
     pct(m.miaEfficacy),
     pct(m.featureProbe),
+    pct(m.unmasked.ua),
+    pct(m.unmasked.forgottenClassTestAccuracy),
+    pct(m.unmasked.miaEfficacy),
   ];
   console.log(
-    table([
-      ['', 'UA', 'RA', 'TA', 'forgotten-class test acc', 'MIA-Efficacy', 'feature probe'],
-      row('before', metrics.before),
-      row('after', metrics.after),
-    ]),
+    table([FORGET_METRICS_HEADER, row('before', metrics.before), row('after', metrics.after)]),
   );
   console.log(
     `time: forget ${timings.forgetSeconds.toFixed(1)} s, plan ${timings.planSeconds.toFixed(1)} s, ` +

@@ -12,7 +12,7 @@ import {
   type WorkerInfo,
   workerStateToJSON,
 } from '@lethe/proto';
-import { percent, table } from '../terminal/tables';
+import { FORGET_METRICS_HEADER, percent, table } from '../terminal/tables';
 import { jobStateName } from './grpc';
 
 /** `gradient-ascent` for `FORGET_METHOD_GRADIENT_ASCENT` with prefix `FORGET_METHOD_`. */
@@ -56,14 +56,11 @@ export function printRemoteReceipt(receipt: Receipt): void {
       two(m.forgottenClassTestAccuracy),
       two(m.miaEfficacy),
       two(m.featureProbe),
+      two(m.unmaskedUa),
+      two(m.unmaskedForgottenClassTestAccuracy),
+      two(m.unmaskedMiaEfficacy),
     ];
-    console.log(
-      table([
-        ['', 'UA', 'RA', 'TA', 'forgotten-class test acc', 'MIA-Efficacy', 'feature probe'],
-        row('before', before),
-        row('after', after),
-      ]),
-    );
+    console.log(table([FORGET_METRICS_HEADER, row('before', before), row('after', after)]));
   }
   const t = receipt.timings;
   if (t) {

@@ -16,6 +16,7 @@ import {
   TrainingMode,
   UnlearningLoss,
 } from '@lethe/proto';
+import type { UnlearningLoss as UnlearningLossName } from '@lethe/unlearning';
 import { CliError } from '../terminal/errors';
 import { percent } from '../terminal/tables';
 import {
@@ -113,16 +114,18 @@ const METHODS: Record<RemoteForgetMethod, ForgetMethod> = {
   'sisa-replay': ForgetMethod.FORGET_METHOD_SISA_REPLAY,
 };
 
-const LOSSES: Record<'complement-ce' | 'random-label', UnlearningLoss> = {
+const LOSSES: Record<UnlearningLossName, UnlearningLoss> = {
   'complement-ce': UnlearningLoss.UNLEARNING_LOSS_COMPLEMENT_CE,
   'random-label': UnlearningLoss.UNLEARNING_LOSS_RANDOM_LABEL,
+  distill: UnlearningLoss.UNLEARNING_LOSS_DISTILL,
 };
 
 export interface RemoteForgetFlags {
   class?: string;
   samples?: string[];
   method?: RemoteForgetMethod;
-  loss?: 'complement-ce' | 'random-label';
+  loss?: UnlearningLossName;
+  retainFraction?: number;
   epochs: number;
   lr: number;
   lambda: number;
@@ -146,6 +149,7 @@ export function forgetRequest(flags: RemoteForgetFlags): SubmitForgetRequest {
     target,
     method: flags.method ? METHODS[flags.method] : ForgetMethod.FORGET_METHOD_UNSPECIFIED,
     loss: flags.loss ? LOSSES[flags.loss] : UnlearningLoss.UNLEARNING_LOSS_UNSPECIFIED,
+    retainFraction: flags.retainFraction ?? 0,
     epochs: flags.epochs,
     learningRate: flags.lr,
     lambda: flags.lambda,

@@ -14,3 +14,20 @@ export function table(rows: (string | number)[][]): string {
 export function percent(fraction: number, digits = 1): string {
   return Number.isNaN(fraction) ? '—' : `${(fraction * 100).toFixed(digits)}%`;
 }
+
+/**
+ * Columns of a forget receipt's before/after table; "unmasked" ones read the raw outputs before
+ * any serving-time mask (docs/metrics.md).
+ */
+export const FORGET_METRICS_HEADER = [
+  '',
+  'UA',
+  'RA',
+  'TA',
+  'forgotten-class test acc',
+  'MIA-Efficacy',
+  'feature probe',
+  'unmasked: UA',
+  'forgotten-class test acc',
+  'MIA-Efficacy',
+];

@@ -7,7 +7,17 @@ import {
   UnlearningLoss,
 } from '@lethe/proto';
 import type { SisaReceipt } from '@lethe/sisa';
-import type { ForgetMetrics, ForgetReceipt } from '@lethe/unlearning';
+import type {
+  ForgetMetrics,
+  ForgetReceipt,
+  UnlearningLoss as UnlearningLossName,
+} from '@lethe/unlearning';
+
+const LOSSES: Record<UnlearningLossName, UnlearningLoss> = {
+  'complement-ce': UnlearningLoss.UNLEARNING_LOSS_COMPLEMENT_CE,
+  'random-label': UnlearningLoss.UNLEARNING_LOSS_RANDOM_LABEL,
+  distill: UnlearningLoss.UNLEARNING_LOSS_DISTILL,
+};
 
 const METHODS: Record<string, ForgetMethod> = {
   targeted: ForgetMethod.FORGET_METHOD_TARGETED,
@@ -34,6 +44,9 @@ function metrics(m: ForgetMetrics): ProtoMetrics {
     featureProbeHeldOutAccuracy: m.featureProbeHeldOutAccuracy,
     routingTest: { rows: classes, cols: experts, counts: m.routingTest.flat() },
     seconds: m.seconds,
+    unmaskedUa: m.unmasked.ua,
+    unmaskedForgottenClassTestAccuracy: m.unmasked.forgottenClassTestAccuracy,
+    unmaskedMiaEfficacy: m.unmasked.miaEfficacy,
   };
 }
 
@@ -54,6 +67,7 @@ function toProtoSisaReceipt(receipt: SisaReceipt, jobId: string, object?: Object
       maskOutput: false,
       batchSize: 0,
       seed: 0,
+      retainFraction: 0,
     },
     mode: ForgetMode.FORGET_MODE_EXACT,
     plan: undefined,
@@ -116,12 +130,7 @@ function toProtoApproximateReceipt(
     request: {
       target: { $case: 'classTarget', value: { index: r.classIndex, name: r.className } },
       method: METHODS[r.method] ?? ForgetMethod.FORGET_METHOD_UNSPECIFIED,
-      loss:
-        r.method !== 'targeted'
-          ? UnlearningLoss.UNLEARNING_LOSS_UNSPECIFIED
-          : r.loss === 'random-label'
-            ? UnlearningLoss.UNLEARNING_LOSS_RANDOM_LABEL
-            : UnlearningLoss.UNLEARNING_LOSS_COMPLEMENT_CE,
+      loss: r.method !== 'targeted' ? UnlearningLoss.UNLEARNING_LOSS_UNSPECIFIED : LOSSES[r.loss],
       epochs: r.epochs,
       learningRate: r.learningRate,
       lambda: r.lambda,
@@ -129,6 +138,7 @@ function toProtoApproximateReceipt(
       maskOutput: r.maskOutput,
       batchSize: r.batchSize,
       seed: r.seed,
+      retainFraction: r.retainFraction,
     },
     mode:
       r.method === 'retrain' ? ForgetMode.FORGET_MODE_EXACT : ForgetMode.FORGET_MODE_APPROXIMATE,

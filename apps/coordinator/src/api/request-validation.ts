@@ -11,7 +11,11 @@ import {
   UnlearningLoss,
 } from '@lethe/proto';
 import { invalidArgument, RpcError } from '@lethe/rpc';
-import { parseSelectionRule, type ForgetMethod as MethodName } from '@lethe/unlearning';
+import {
+  parseSelectionRule,
+  type ForgetMethod as MethodName,
+  type UnlearningLoss as UnlearningLossName,
+} from '@lethe/unlearning';
 import * as grpc from '@grpc/grpc-js';
 import type { TrainingRequest } from '../training/training-request';
 
@@ -136,13 +140,20 @@ const METHODS: Partial<Record<ForgetMethod, MethodName>> = {
   [ForgetMethod.FORGET_METHOD_MASK]: 'mask',
 };
 
+const LOSS_NAMES: Partial<Record<UnlearningLoss, UnlearningLossName>> = {
+  [UnlearningLoss.UNLEARNING_LOSS_COMPLEMENT_CE]: 'complement-ce',
+  [UnlearningLoss.UNLEARNING_LOSS_RANDOM_LABEL]: 'random-label',
+  [UnlearningLoss.UNLEARNING_LOSS_DISTILL]: 'distill',
+};
+
 /** The parts of a forget request that do not depend on the model; throws INVALID_ARGUMENT. */
 export interface ForgetOptions {
   method: MethodName | 'sisa-replay';
   /** Samples target (sisa replay): the ids, sorted and without duplicates. */
   sampleIds?: string[];
-  loss?: 'complement-ce' | 'random-label';
+  loss?: UnlearningLossName;
   select?: string;
+  retainFraction?: number;
   epochs: number;
   learningRate: number;
   lambda: number;
@@ -192,9 +203,20 @@ export function normaliseForgetOptions(request: SubmitForgetRequest): ForgetOpti
   if (!method) throw invalidArgument(`method: unknown value ${request.method}`);
   if (
     method !== 'targeted' &&
-    (request.loss !== UnlearningLoss.UNLEARNING_LOSS_UNSPECIFIED || request.select)
+    (request.loss !== UnlearningLoss.UNLEARNING_LOSS_UNSPECIFIED ||
+      request.select ||
+      request.retainFraction)
   ) {
-    throw invalidArgument(`loss and select apply to the targeted method only, not ${method}`);
+    throw invalidArgument(
+      `loss, select and retain_fraction apply to the targeted method only, not ${method}`,
+    );
+  }
+  if (request.loss !== UnlearningLoss.UNLEARNING_LOSS_UNSPECIFIED && !LOSS_NAMES[request.loss]) {
+    throw invalidArgument(`loss: unknown value ${request.loss}`);
+  }
+  const retainFraction = request.retainFraction;
+  if (retainFraction && !(retainFraction > 0 && retainFraction <= 1)) {
+    throw invalidArgument(`retain_fraction must be in (0, 1], got ${retainFraction}`);
   }
   const epochs = request.epochs || 5;
   if (epochs > 100) throw invalidArgument(`epochs must be 1..100, got ${epochs}`);
@@ -216,11 +238,8 @@ export function normaliseForgetOptions(request: SubmitForgetRequest): ForgetOpti
   if (batchSize > 4096) throw invalidArgument(`batch_size must be 1..4096, got ${batchSize}`);
   return {
     method,
-    ...(request.loss === UnlearningLoss.UNLEARNING_LOSS_RANDOM_LABEL
-      ? { loss: 'random-label' as const }
-      : request.loss === UnlearningLoss.UNLEARNING_LOSS_COMPLEMENT_CE
-        ? { loss: 'complement-ce' as const }
-        : {}),
+    ...(LOSS_NAMES[request.loss] ? { loss: LOSS_NAMES[request.loss] } : {}),
+    ...(request.retainFraction ? { retainFraction: request.retainFraction } : {}),
     ...(request.select ? { select: request.select } : {}),
     epochs,
     learningRate,

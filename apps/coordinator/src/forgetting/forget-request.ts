@@ -13,6 +13,8 @@ export interface ForgetJobRequest {
   /** Set only where the client set it (targeted), as libs/unlearning expects. */
   loss?: UnlearningLoss;
   select?: string;
+  /** Targeted only, where the client set it: share of retained samples retrained on. */
+  retainFraction?: number;
   epochs: number;
   learningRate: number;
   lambda: number;

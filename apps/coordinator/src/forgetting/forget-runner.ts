@@ -113,6 +113,7 @@ export async function runForgetJob(
       method,
       ...(request.loss ? { loss: request.loss } : {}),
       ...(request.select ? { select: request.select } : {}),
+      ...(request.retainFraction !== undefined ? { retainFraction: request.retainFraction } : {}),
       epochs: request.epochs,
       learningRate: request.learningRate,
       lambda: request.lambda,

@@ -54,6 +54,7 @@ export async function evaluateDistributed(
             datasetKey,
             indices: Array.from(positions, (p) => batch.indices[p]!),
             training: false,
+            frozenBatchNorm: false,
             augmentation: undefined,
           },
           { label: 'Forward' },

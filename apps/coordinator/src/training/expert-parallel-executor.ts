@@ -64,7 +64,8 @@ export class ExpertParallelExecutor implements RemoteExperts {
     const indices = batch.indices;
     const stepId = this.options.stepBase + globalStep + 1;
     const noiseSeed = stepId % 2_147_483_647;
-    const assignments = model.route(x, { training: true, noiseSeed });
+    const frozenBatchNorm = options.frozenBatchNorm ?? false;
+    const assignments = model.route(x, { training: true, noiseSeed, frozenBatchNorm });
     const classes = model.config.numClasses;
     const augmentation = this.options.augmentation
       ? { ...this.options.augmentation, epoch }
@@ -84,6 +85,7 @@ export class ExpertParallelExecutor implements RemoteExperts {
             indices: Array.from(assignments[e]!, (p) => indices[p]!),
             training: true,
             augmentation,
+            frozenBatchNorm,
           },
           { label: 'Forward' },
         );

@@ -51,6 +51,7 @@ export function remoteShardTrainer(
           datasetKey: 'train',
           indices: Array.from(positions, (p) => train.indices[p]!),
           training: true,
+          frozenBatchNorm: false,
           augmentation: undefined,
         },
         { label: 'Forward', replay: false },

@@ -54,9 +54,12 @@ export class ExpertTrainer {
     return this.net.params.countParameters();
   }
 
-  /** Logits [n, C] for images [n, H, W, C]. The caller disposes the result. */
-  forward(x: tf.Tensor4D, training: boolean): tf.Tensor2D {
-    return tf.tidy(() => this.net.apply(x, training));
+  /**
+   * Logits [n, C] for images [n, H, W, C]. With `frozenBatchNorm` a training forward normalises
+   * with the moving statistics (see ForwardOptions.frozenBatchNorm). The caller disposes the result.
+   */
+  forward(x: tf.Tensor4D, training: boolean, frozenBatchNorm = false): tf.Tensor2D {
+    return tf.tidy(() => this.net.apply(x, training && !frozenBatchNorm));
   }
 
   /**
@@ -66,14 +69,15 @@ export class ExpertTrainer {
   backward(
     x: tf.Tensor4D,
     logitGradients: tf.Tensor2D,
-    options: { learningRate: number; weightDecay?: number },
+    options: { learningRate: number; weightDecay?: number; frozenBatchNorm?: boolean },
   ): ExpertStepResult {
     this.optimizer.weightDecay = options.weightDecay ?? 0;
     this.optimizer.learningRate = options.learningRate;
     const variables = this.net.params.trainable();
     const collect: BatchStatistics[] = [];
+    const mode = options.frozenBatchNorm ? 'frozen' : true;
     const { value, grads } = tf.variableGrads(
-      () => tf.sum(tf.mul(this.net.apply(x, true, collect), logitGradients)),
+      () => tf.sum(tf.mul(this.net.apply(x, mode, collect), logitGradients)),
       variables,
     );
     const gradientNorm = tf.tidy(() =>

@@ -16,6 +16,13 @@ export interface BatchStatistics {
  * forward pass reports the batch moments through `collect`, and the caller folds them in after
  * the optimiser step (see `updateMovingStatistics`).
  */
+/**
+ * How a layer runs: `false` inference; `true` training (batch norm on batch statistics, which
+ * are reported for the moving averages); `'frozen'` training with batch norm on its moving
+ * statistics, which stay as they are — fine-tuning on a small or skewed subset.
+ */
+export type LayerMode = boolean | 'frozen';
+
 export class BatchNorm {
   private readonly gamma: tf.Variable;
   private readonly beta: tf.Variable;
@@ -34,7 +41,17 @@ export class BatchNorm {
     this.movingVariance = params.add(`${name}/moving_variance`, tf.ones([channels]), false);
   }
 
-  apply(x: tf.Tensor4D, training: boolean, collect?: BatchStatistics[]): tf.Tensor4D {
+  apply(x: tf.Tensor4D, training: LayerMode, collect?: BatchStatistics[]): tf.Tensor4D {
+    if (training === 'frozen') {
+      return frozenBatchNorm(
+        x,
+        this.movingMean,
+        this.movingVariance,
+        this.gamma,
+        this.beta,
+        this.epsilon,
+      );
+    }
     if (!training) {
       return tf.batchNorm4d(
         x,
@@ -92,6 +109,41 @@ export function trainingBatchNorm(
           tf.sub(tf.sub(dOut, tf.div(dBeta, n)), tf.mul(xhat, tf.div(dGamma, n))),
         );
         return [dx, dGamma, dBeta];
+      },
+    };
+  });
+  return op(x, gamma, beta) as tf.Tensor4D;
+}
+
+/**
+ * Batch norm on fixed statistics, differentiable in x, γ and β. tfjs's BatchNorm gradient is
+ * the slow Tile-based one (see trainingBatchNorm); with constant moments the closed form is
+ *   dβ = Σ dy,  dγ = Σ dy·x̂,  dx = dy·γ/σ.
+ */
+export function frozenBatchNorm(
+  x: tf.Tensor4D,
+  mean: tf.Tensor,
+  variance: tf.Tensor,
+  gamma: tf.Tensor,
+  beta: tf.Tensor,
+  epsilon: number,
+): tf.Tensor4D {
+  const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [input, scale, offset, save] = args as [tf.Tensor, tf.Tensor, tf.Tensor, tf.GradSaveFunc];
+    // Computed in here so that save() keeps it alive until the backward pass.
+    const invStd = tf.rsqrt(tf.add(variance, epsilon));
+    const normalised = tf.mul(tf.sub(input, mean), invStd);
+    save([normalised, scale, invStd]);
+    return {
+      value: tf.add(tf.mul(normalised, scale), offset),
+      gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
+        const dOut = dy as tf.Tensor;
+        const [xhat, g, inv] = saved as [tf.Tensor, tf.Tensor, tf.Tensor];
+        return [
+          tf.mul(dOut, tf.mul(g, inv)),
+          tf.sum(tf.mul(dOut, xhat), [0, 1, 2]),
+          tf.sum(dOut, [0, 1, 2]),
+        ];
       },
     };
   });

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { ConvNetSpec } from '../presets';
-import { BatchNorm, type BatchStatistics } from './batch-norm';
+import { BatchNorm, type BatchStatistics, type LayerMode } from './batch-norm';
 import { Conv2D } from './conv2d';
 import { Dense } from './dense';
 import { ParameterCollection } from './parameters';
@@ -52,7 +52,7 @@ export class ConvNet {
   }
 
   /** Penultimate features [N, featureSize]: what the head (and a feature probe) sees. */
-  features(x: tf.Tensor4D, training: boolean, collect?: BatchStatistics[]): tf.Tensor2D {
+  features(x: tf.Tensor4D, training: LayerMode, collect?: BatchStatistics[]): tf.Tensor2D {
     let h = x;
     for (const block of this.blocks) {
       h = block.norm.apply(block.conv.apply(h), training, collect);
@@ -66,7 +66,7 @@ export class ConvNet {
       : tf.reshape(h, [h.shape[0], this.featureSize]);
   }
 
-  apply(x: tf.Tensor4D, training: boolean, collect?: BatchStatistics[]): tf.Tensor2D {
+  apply(x: tf.Tensor4D, training: LayerMode, collect?: BatchStatistics[]): tf.Tensor2D {
     return this.head.apply(this.features(x, training, collect));
   }
 

@@ -12,6 +12,8 @@ export interface TrainingRun {
   schedule?: ScheduleName;
   weightDecay?: number;
   trainable?: ReadonlySet<ModulePart>;
+  /** Batch norm normalises with, and keeps, its moving statistics (see ForwardOptions). */
+  frozenBatchNorm?: boolean;
   /** Per-batch step options, e.g. an unlearning loss or cached frozen-expert logits. */
   perBatch?: (batch: ArrayBatch, x: tf.Tensor4D) => Pick<TrainOptions, 'loss' | 'expertLogits'>;
   onStep?: (progress: StepProgress) => void;
@@ -92,6 +94,7 @@ export async function trainModel(model: MoEModel, run: TrainingRun): Promise<Epo
         learningRate,
         weightDecay: run.weightDecay ?? 0,
         ...(run.trainable ? { trainable: run.trainable } : {}),
+        ...(run.frozenBatchNorm ? { frozenBatchNorm: true } : {}),
         ...run.perBatch?.(batch, x),
       };
       let result: StepResult;

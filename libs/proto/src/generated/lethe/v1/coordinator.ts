@@ -362,12 +362,17 @@ export function forgetMethodToJSON(object: ForgetMethod): string {
 
 /** The unlearning term of the targeted method, applied to forgotten samples. */
 export enum UnlearningLoss {
-  /** UNLEARNING_LOSS_UNSPECIFIED - complement-ce. */
+  /** UNLEARNING_LOSS_UNSPECIFIED - distill. */
   UNLEARNING_LOSS_UNSPECIFIED = 0,
   /** UNLEARNING_LOSS_COMPLEMENT_CE - -log(1 - p_y): large when the true class is predicted. */
   UNLEARNING_LOSS_COMPLEMENT_CE = 1,
   /** UNLEARNING_LOSS_RANDOM_LABEL - Cross-entropy against a random wrong label. */
   UNLEARNING_LOSS_RANDOM_LABEL = 2,
+  /**
+   * UNLEARNING_LOSS_DISTILL - Cross-entropy to the model's own outputs before forgetting with the class removed and the
+   * rest renormalised, on forgotten and retained samples alike.
+   */
+  UNLEARNING_LOSS_DISTILL = 3,
   UNRECOGNIZED = -1,
 }
 
@@ -382,6 +387,9 @@ export function unlearningLossFromJSON(object: any): UnlearningLoss {
     case 2:
     case "UNLEARNING_LOSS_RANDOM_LABEL":
       return UnlearningLoss.UNLEARNING_LOSS_RANDOM_LABEL;
+    case 3:
+    case "UNLEARNING_LOSS_DISTILL":
+      return UnlearningLoss.UNLEARNING_LOSS_DISTILL;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -397,6 +405,8 @@ export function unlearningLossToJSON(object: UnlearningLoss): string {
       return "UNLEARNING_LOSS_COMPLEMENT_CE";
     case UnlearningLoss.UNLEARNING_LOSS_RANDOM_LABEL:
       return "UNLEARNING_LOSS_RANDOM_LABEL";
+    case UnlearningLoss.UNLEARNING_LOSS_DISTILL:
+      return "UNLEARNING_LOSS_DISTILL";
     case UnlearningLoss.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -805,7 +815,7 @@ export interface SubmitForgetRequest {
     | undefined;
   /** How to forget. Default: the model's default (see ForgetMethod). */
   method: ForgetMethod;
-  /** Targeted only: the unlearning loss. Default complement-ce. */
+  /** Targeted only: the unlearning loss. Default distill. */
   loss: UnlearningLoss;
   /** Retraining epochs, 1..100. Default 5. */
   epochs: number;
@@ -825,6 +835,11 @@ export interface SubmitForgetRequest {
   batchSize: number;
   /** Random seed of the retraining. Default 0. */
   seed: number;
+  /**
+   * Targeted only: retrain on every forgotten sample and this seeded share of the retained
+   * ones, 0 < F <= 1. Default 1 (all).
+   */
+  retainFraction: number;
 }
 
 /** The answer to SubmitForget. */
@@ -969,6 +984,8 @@ export interface ForgetRequestRecord {
   batchSize: number;
   /** Random seed of the retraining. */
   seed: number;
+  /** Share of the retained samples retrained on (targeted); 1 = all. */
+  retainFraction: number;
 }
 
 /** Which experts the forgotten data reaches, and which were chosen to retrain. */
@@ -1059,6 +1076,16 @@ export interface ForgetMetrics {
     | undefined;
   /** Seconds spent measuring. */
   seconds: number;
+  /**
+   * UA on the raw outputs, before any serving-time mask: what the weights still know. Fields
+   * 13-15 equal fields 1, 4 and 7 when no class is suppressed; for the `mask` method they stay
+   * at the original model's values.
+   */
+  unmaskedUa: number;
+  /** Forgotten-class test accuracy on the raw outputs, before any serving-time mask. */
+  unmaskedForgottenClassTestAccuracy: number;
+  /** MIA-Efficacy on the raw outputs, before any serving-time mask. */
+  unmaskedMiaEfficacy: number;
 }
 
 /** Metrics before and after a forget request. */
@@ -3020,6 +3047,7 @@ function createBaseSubmitForgetRequest(): SubmitForgetRequest {
     maskOutput: false,
     batchSize: 0,
     seed: 0,
+    retainFraction: 0,
   };
 }
 
@@ -3065,6 +3093,9 @@ export const SubmitForgetRequest: MessageFns<SubmitForgetRequest> = {
     }
     if (message.seed !== 0) {
       writer.uint32(104).uint32(message.seed);
+    }
+    if (message.retainFraction !== 0) {
+      writer.uint32(113).double(message.retainFraction);
     }
     return writer;
   },
@@ -3186,6 +3217,14 @@ export const SubmitForgetRequest: MessageFns<SubmitForgetRequest> = {
             message.seed = reader.uint32();
             continue;
           }
+          case 14: {
+            if (tag !== 113) {
+              break;
+            }
+
+            message.retainFraction = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3239,6 +3278,11 @@ export const SubmitForgetRequest: MessageFns<SubmitForgetRequest> = {
         ? globalThis.Number(object.batch_size)
         : 0,
       seed: isSet(object.seed) ? globalThis.Number(object.seed) : 0,
+      retainFraction: isSet(object.retainFraction)
+        ? globalThis.Number(object.retainFraction)
+        : isSet(object.retain_fraction)
+        ? globalThis.Number(object.retain_fraction)
+        : 0,
     };
   },
 
@@ -3281,6 +3325,9 @@ export const SubmitForgetRequest: MessageFns<SubmitForgetRequest> = {
     if (message.seed !== 0) {
       obj.seed = Math.round(message.seed);
     }
+    if (message.retainFraction !== 0) {
+      obj.retainFraction = floatToJson(message.retainFraction);
+    }
     return obj;
   },
 
@@ -3319,6 +3366,7 @@ export const SubmitForgetRequest: MessageFns<SubmitForgetRequest> = {
     message.maskOutput = object.maskOutput ?? false;
     message.batchSize = object.batchSize ?? 0;
     message.seed = object.seed ?? 0;
+    message.retainFraction = object.retainFraction ?? 0;
     return message;
   },
 };
@@ -4253,6 +4301,7 @@ function createBaseForgetRequestRecord(): ForgetRequestRecord {
     maskOutput: false,
     batchSize: 0,
     seed: 0,
+    retainFraction: 0,
   };
 }
 
@@ -4292,6 +4341,9 @@ export const ForgetRequestRecord: MessageFns<ForgetRequestRecord> = {
     }
     if (message.seed !== 0) {
       writer.uint32(88).uint32(message.seed);
+    }
+    if (message.retainFraction !== 0) {
+      writer.uint32(97).double(message.retainFraction);
     }
     return writer;
   },
@@ -4397,6 +4449,14 @@ export const ForgetRequestRecord: MessageFns<ForgetRequestRecord> = {
             message.seed = reader.uint32();
             continue;
           }
+          case 12: {
+            if (tag !== 97) {
+              break;
+            }
+
+            message.retainFraction = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4441,6 +4501,11 @@ export const ForgetRequestRecord: MessageFns<ForgetRequestRecord> = {
         ? globalThis.Number(object.batch_size)
         : 0,
       seed: isSet(object.seed) ? globalThis.Number(object.seed) : 0,
+      retainFraction: isSet(object.retainFraction)
+        ? globalThis.Number(object.retainFraction)
+        : isSet(object.retain_fraction)
+        ? globalThis.Number(object.retain_fraction)
+        : 0,
     };
   },
 
@@ -4478,6 +4543,9 @@ export const ForgetRequestRecord: MessageFns<ForgetRequestRecord> = {
     if (message.seed !== 0) {
       obj.seed = Math.round(message.seed);
     }
+    if (message.retainFraction !== 0) {
+      obj.retainFraction = floatToJson(message.retainFraction);
+    }
     return obj;
   },
 
@@ -4509,6 +4577,7 @@ export const ForgetRequestRecord: MessageFns<ForgetRequestRecord> = {
     message.maskOutput = object.maskOutput ?? false;
     message.batchSize = object.batchSize ?? 0;
     message.seed = object.seed ?? 0;
+    message.retainFraction = object.retainFraction ?? 0;
     return message;
   },
 };
@@ -5130,6 +5199,9 @@ function createBaseForgetMetrics(): ForgetMetrics {
     featureProbeHeldOutAccuracy: undefined,
     routingTest: undefined,
     seconds: 0,
+    unmaskedUa: 0,
+    unmaskedForgottenClassTestAccuracy: 0,
+    unmaskedMiaEfficacy: 0,
   };
 }
 
@@ -5174,6 +5246,15 @@ export const ForgetMetrics: MessageFns<ForgetMetrics> = {
     }
     if (message.seconds !== 0) {
       writer.uint32(97).double(message.seconds);
+    }
+    if (message.unmaskedUa !== 0) {
+      writer.uint32(105).double(message.unmaskedUa);
+    }
+    if (message.unmaskedForgottenClassTestAccuracy !== 0) {
+      writer.uint32(113).double(message.unmaskedForgottenClassTestAccuracy);
+    }
+    if (message.unmaskedMiaEfficacy !== 0) {
+      writer.uint32(121).double(message.unmaskedMiaEfficacy);
     }
     return writer;
   },
@@ -5297,6 +5378,30 @@ export const ForgetMetrics: MessageFns<ForgetMetrics> = {
             message.seconds = reader.double();
             continue;
           }
+          case 13: {
+            if (tag !== 105) {
+              break;
+            }
+
+            message.unmaskedUa = reader.double();
+            continue;
+          }
+          case 14: {
+            if (tag !== 113) {
+              break;
+            }
+
+            message.unmaskedForgottenClassTestAccuracy = reader.double();
+            continue;
+          }
+          case 15: {
+            if (tag !== 121) {
+              break;
+            }
+
+            message.unmaskedMiaEfficacy = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5355,6 +5460,21 @@ export const ForgetMetrics: MessageFns<ForgetMetrics> = {
         ? CountMatrix.fromJSON(object.routing_test)
         : undefined,
       seconds: isSet(object.seconds) ? globalThis.Number(object.seconds) : 0,
+      unmaskedUa: isSet(object.unmaskedUa)
+        ? globalThis.Number(object.unmaskedUa)
+        : isSet(object.unmasked_ua)
+        ? globalThis.Number(object.unmasked_ua)
+        : 0,
+      unmaskedForgottenClassTestAccuracy: isSet(object.unmaskedForgottenClassTestAccuracy)
+        ? globalThis.Number(object.unmaskedForgottenClassTestAccuracy)
+        : isSet(object.unmasked_forgotten_class_test_accuracy)
+        ? globalThis.Number(object.unmasked_forgotten_class_test_accuracy)
+        : 0,
+      unmaskedMiaEfficacy: isSet(object.unmaskedMiaEfficacy)
+        ? globalThis.Number(object.unmaskedMiaEfficacy)
+        : isSet(object.unmasked_mia_efficacy)
+        ? globalThis.Number(object.unmasked_mia_efficacy)
+        : 0,
     };
   },
 
@@ -5396,6 +5516,15 @@ export const ForgetMetrics: MessageFns<ForgetMetrics> = {
     if (message.seconds !== 0) {
       obj.seconds = floatToJson(message.seconds);
     }
+    if (message.unmaskedUa !== 0) {
+      obj.unmaskedUa = floatToJson(message.unmaskedUa);
+    }
+    if (message.unmaskedForgottenClassTestAccuracy !== 0) {
+      obj.unmaskedForgottenClassTestAccuracy = floatToJson(message.unmaskedForgottenClassTestAccuracy);
+    }
+    if (message.unmaskedMiaEfficacy !== 0) {
+      obj.unmaskedMiaEfficacy = floatToJson(message.unmaskedMiaEfficacy);
+    }
     return obj;
   },
 
@@ -5418,6 +5547,9 @@ export const ForgetMetrics: MessageFns<ForgetMetrics> = {
       ? CountMatrix.fromPartial(object.routingTest)
       : undefined;
     message.seconds = object.seconds ?? 0;
+    message.unmaskedUa = object.unmaskedUa ?? 0;
+    message.unmaskedForgottenClassTestAccuracy = object.unmaskedForgottenClassTestAccuracy ?? 0;
+    message.unmaskedMiaEfficacy = object.unmaskedMiaEfficacy ?? 0;
     return message;
   },
 };

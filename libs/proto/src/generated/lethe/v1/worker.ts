@@ -175,7 +175,14 @@ export interface ForwardRequest {
   /** Training mode: batch statistics in batch norm, and keep activations for Backward. */
   training: boolean;
   /** Augmentation; unset for none (always unset for inference). */
-  augmentation?: Augmentation | undefined;
+  augmentation?:
+    | Augmentation
+    | undefined;
+  /**
+   * Training only: batch norm normalises with its moving statistics and leaves them unchanged,
+   * in this Forward and its Backward (forgetting fine-tunes on a small, class-skewed subset).
+   */
+  frozenBatchNorm: boolean;
 }
 
 /** An expert's logits. */
@@ -1344,7 +1351,15 @@ export const Augmentation: MessageFns<Augmentation> = {
 };
 
 function createBaseForwardRequest(): ForwardRequest {
-  return { stepId: 0, expertId: 0, datasetKey: "", indices: [], training: false, augmentation: undefined };
+  return {
+    stepId: 0,
+    expertId: 0,
+    datasetKey: "",
+    indices: [],
+    training: false,
+    augmentation: undefined,
+    frozenBatchNorm: false,
+  };
 }
 
 export const ForwardRequest: MessageFns<ForwardRequest> = {
@@ -1370,6 +1385,9 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
     }
     if (message.augmentation !== undefined) {
       Augmentation.encode(message.augmentation, writer.uint32(50).fork()).join();
+    }
+    if (message.frozenBatchNorm !== false) {
+      writer.uint32(56).bool(message.frozenBatchNorm);
     }
     return writer;
   },
@@ -1445,6 +1463,14 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
             message.augmentation = Augmentation.decode(reader, reader.uint32());
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.frozenBatchNorm = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1477,6 +1503,11 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
       indices: globalThis.Array.isArray(object?.indices) ? object.indices.map((e: any) => globalThis.Number(e)) : [],
       training: isSet(object.training) ? globalThis.Boolean(object.training) : false,
       augmentation: isSet(object.augmentation) ? Augmentation.fromJSON(object.augmentation) : undefined,
+      frozenBatchNorm: isSet(object.frozenBatchNorm)
+        ? globalThis.Boolean(object.frozenBatchNorm)
+        : isSet(object.frozen_batch_norm)
+        ? globalThis.Boolean(object.frozen_batch_norm)
+        : false,
     };
   },
 
@@ -1500,6 +1531,9 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
     if (message.augmentation !== undefined) {
       obj.augmentation = Augmentation.toJSON(message.augmentation);
     }
+    if (message.frozenBatchNorm !== false) {
+      obj.frozenBatchNorm = message.frozenBatchNorm;
+    }
     return obj;
   },
 
@@ -1516,6 +1550,7 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
     message.augmentation = (object.augmentation !== undefined && object.augmentation !== null)
       ? Augmentation.fromPartial(object.augmentation)
       : undefined;
+    message.frozenBatchNorm = object.frozenBatchNorm ?? false;
     return message;
   },
 };
