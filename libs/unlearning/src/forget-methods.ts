@@ -214,30 +214,41 @@ function complementObjective(classIndex: number, lambda: number): TaskLoss {
  * probability to the classes the model confused it with, not to a random or uniform one.
  */
 class Teacher {
-  /** One row of targets per position trained on, in the order of `positions`. */
-  private readonly targets: Float32Array;
   /** Dataset position → its row in `targets`. */
   private readonly rowOf = new Map<number, number>();
   private readonly classes: number;
-  private readonly classIndex: number;
 
-  constructor(
+  private constructor(
+    /** One row of targets per position trained on, in the order of `positions`. */
+    private readonly targets: Float32Array,
+    positions: Int32Array,
+    private readonly classIndex: number,
+    private readonly forgottenWeight: number,
+  ) {
+    this.classes = targets.length / Math.max(1, positions.length);
+    positions.forEach((p, row) => this.rowOf.set(p, row));
+  }
+
+  /** Runs the model, as it is before any step, over `positions` (inference mode). */
+  static async record(
     run: ForgetRun,
     positions: Int32Array,
     cache: FrozenExpertCache | undefined,
-    private readonly forgottenWeight: number,
-  ) {
+  ): Promise<Teacher> {
     const { model, classIndex } = run;
-    this.classIndex = classIndex;
-    this.classes = model.config.numClasses;
-    this.targets = new Float32Array(positions.length * this.classes);
-    positions.forEach((p, row) => this.rowOf.set(p, row));
+    const classes = model.config.numClasses;
+    const targets = new Float32Array(positions.length * classes);
+    let row = 0;
     for (const batch of batches(run.train, {
       batchSize: 256,
       shuffle: false,
       normalise: run.normalise,
       indices: positions,
     })) {
+      // A pass over a large training set takes minutes: let the process serve (a coordinator's
+      // gRPC calls) and a cancelled job stop between batches.
+      await new Promise((resolve) => setImmediate(resolve));
+      if (run.signal?.aborted) throw new Error('forgetting cancelled');
       const probs = tf.tidy(() => {
         const x = batchToTensor(model, batch);
         const { logits } = model.forward(x, {
@@ -246,13 +257,11 @@ class Teacher {
         });
         return tf.softmax(logits).dataSync() as Float32Array;
       });
-      batch.positions.forEach((p, b) =>
-        this.targets.set(
-          probs.subarray(b * this.classes, (b + 1) * this.classes),
-          this.rowOf.get(p)! * this.classes,
-        ),
-      );
+      // Unshuffled batches over `positions` visit them in order.
+      targets.set(probs.subarray(0, batch.size * classes), row * classes);
+      row += batch.size;
     }
+    return new Teacher(targets, positions, classIndex, run.lambda);
   }
 
   /** The loss for one batch: soft cross-entropy to the targets, λ-weighted on forgotten samples. */
@@ -293,11 +302,10 @@ const METHODS: Record<ForgetMethod, MethodImpl> = {
     // frozen experts' cache, which the first epoch would otherwise compute.
     const teacher =
       run.loss === 'distill'
-        ? new Teacher(
+        ? await Teacher.record(
             run,
             subset ?? Int32Array.from({ length: run.train.size }, (_, i) => i),
             cache,
-            run.lambda,
           )
         : undefined;
     await remote?.prepare(run.model, run.experts);
