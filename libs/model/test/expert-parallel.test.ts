@@ -54,6 +54,18 @@ function closeTo(actual: Float32Array[], expected: Float32Array[], tolerance: nu
   expect(worst).toBeLessThan(tolerance);
 }
 
+/** The split model (router + expert trainers) holds the local model's weights, to 1e-5. */
+function expectSameWeights(router: MoEModel, trainers: ExpertTrainer[], local: MoEModel): void {
+  closeTo(weightsOf(router, 'router'), weightsOf(local, 'router'), 1e-5);
+  trainers.forEach((t, e) => {
+    closeTo(
+      t.net.params.all().map((p) => Float32Array.from(p.variable.dataSync() as Float32Array)),
+      weightsOf(local, `expert/${e}`),
+      1e-5,
+    );
+  });
+}
+
 describe('expert parallelism', () => {
   let x: tf.Tensor4D, y: tf.Tensor1D;
   beforeAll(() => ({ x, y } = toyBatch(32)));
@@ -79,14 +91,7 @@ describe('expert parallelism', () => {
       losses.push([parallelStep(router, trainers, x, y, step), expected.loss]);
     }
     for (const [actual, expected] of losses) expect(actual).toBeCloseTo(expected, 5);
-    closeTo(weightsOf(router, 'router'), weightsOf(local, 'router'), 1e-5);
-    trainers.forEach((t, e) => {
-      closeTo(
-        t.net.params.all().map((p) => Float32Array.from(p.variable.dataSync() as Float32Array)),
-        weightsOf(local, `expert/${e}`),
-        1e-5,
-      );
-    });
+    expectSameWeights(router, trainers, local);
     local.dispose();
     router.dispose();
     for (const t of trainers) t.dispose();
@@ -111,14 +116,7 @@ describe('expert parallelism', () => {
     }
     expect(moving(local.part('expert/1').params.all())).toEqual(statistics);
     expect(moving(trainers[1]!.net.params.all())).toEqual(statistics);
-    closeTo(weightsOf(router, 'router'), weightsOf(local, 'router'), 1e-5);
-    trainers.forEach((t, e) => {
-      closeTo(
-        t.net.params.all().map((p) => Float32Array.from(p.variable.dataSync() as Float32Array)),
-        weightsOf(local, `expert/${e}`),
-        1e-5,
-      );
-    });
+    expectSameWeights(router, trainers, local);
     // Without it, the same steps move the statistics.
     local.trainStep(x, y, { learningRate: 0.01, noiseSeed: 9 });
     expect(moving(local.part('expert/1').params.all())).not.toEqual(statistics);
