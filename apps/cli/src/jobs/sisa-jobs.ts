@@ -16,21 +16,25 @@ import {
 } from '@lethe/sisa';
 import type { ObjectStore } from '@lethe/store';
 import { Progress } from '../terminal/progress';
+import type { TrainJobOptions } from './train-job';
 
-export interface SisaTrainJob {
+/** The joint job's recipe fields, plus the sisa layout; sisa trains without augmentation. */
+export interface SisaTrainJob extends Pick<
+  TrainJobOptions,
+  | 'store'
+  | 'preset'
+  | 'experts'
+  | 'topK'
+  | 'epochs'
+  | 'batchSize'
+  | 'learningRate'
+  | 'weightDecay'
+  | 'seed'
+  | 'balanceWeight'
+  | 'routerNoise'
+  | 'limit'
+> {
   data: string;
-  store: ObjectStore;
-  preset: string;
-  experts: number;
-  topK: number;
-  epochs: number;
-  batchSize: number;
-  learningRate: number;
-  weightDecay: number;
-  seed: number;
-  balanceWeight: number;
-  routerNoise: number;
-  limit?: number;
   slices: number;
   assignment: ShardAssignment;
   routerEpochs: number;
