@@ -45,3 +45,16 @@ export {
   type ReportTraining,
   writeReport,
 } from './report';
+export {
+  type SelectionRule,
+  DEFAULT_SELECTION,
+  parseSelectionRule,
+  formatSelectionRule,
+  selectExperts,
+} from './expert-selection';
+export {
+  type RoutingHealth,
+  DEAD_EXPERT_SHARE,
+  routingHealth,
+  formatRoutingHealth,
+} from './routing-health';

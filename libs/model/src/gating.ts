@@ -11,6 +11,8 @@ export interface Routing {
   /** For each expert, the batch positions routed to it. */
   assignments: Int32Array[];
   topK: number;
+  /** [B, E] the router's logits before any training noise (what inference routes on). */
+  logits: tf.Tensor2D;
 }
 
 /**
@@ -51,7 +53,7 @@ export function routeTopK(logits: tf.Tensor2D, topK: number): Routing {
   const probs = tf.softmax(logits);
   const masked = tf.mul(probs, tf.tensor2d(mask, [batch, experts]));
   const gates = tf.div(masked, tf.add(tf.sum(masked, 1, true), 1e-9)) as tf.Tensor2D;
-  return { probs, gates, chosen, assignments, topK };
+  return { probs, gates, chosen, assignments, topK, logits };
 }
 
 /**
@@ -66,4 +68,51 @@ export function loadBalancingLoss(routing: Routing, alpha: number): tf.Scalar {
   for (const e of routing.chosen) share[e]! += 1 / slots;
   const meanProb = tf.mean(routing.probs, 0);
   return tf.mul(tf.sum(tf.mul(meanProb, tf.tensor1d(share))), alpha * experts) as tf.Scalar;
+}
+
+/**
+ * Each expert's probability of being among a sample's top k, divided by k: a distribution over
+ * routing slots. Exact for k ≤ 2 under Plackett–Luce sampling from the router's softmax, which
+ * noisy top-k routing approximates: P(e ∈ top 2) = pₑ · (1 + Σⱼ rⱼ − rₑ) with rⱼ = pⱼ / (1 − pⱼ).
+ * For k > 2 the softmax itself stands in (the exact form grows as E^k).
+ */
+export function slotDistribution(probs: tf.Tensor2D, topK: number): tf.Tensor2D {
+  if (topK !== 2) return probs;
+  return tf.tidy(() => {
+    const odds = tf.div(probs, tf.maximum(tf.sub(1, probs), 1e-6));
+    const others = tf.sub(tf.add(tf.sum(odds, 1, true), 1), odds);
+    return tf.div(tf.mul(probs, others), 2) as tf.Tensor2D;
+  });
+}
+
+/**
+ * Class–expert mutual-information loss, −β · (H(E) − H(E|Y)), over the batch's routing slots
+ * (as Mod-Squad's MI loss between tasks and experts, with classes as tasks). H(E) high keeps
+ * every expert in use; H(E|Y) low makes each class use few experts — what makes a class forget
+ * retrain few experts that carry little of the other classes. Only training sees labels; the
+ * router still routes on the image alone. Returns the loss and the MI in nats.
+ */
+export function specializationLoss(
+  routing: Routing,
+  labels: tf.Tensor1D,
+  numClasses: number,
+  beta: number,
+): { loss: tf.Scalar; mutualInformation: tf.Scalar } {
+  const eps = 1e-9;
+  const entropy = (p: tf.Tensor, axis: number): tf.Tensor =>
+    tf.neg(tf.sum(tf.mul(p, tf.log(tf.add(p, eps))), axis));
+  const slots = slotDistribution(routing.probs, routing.topK);
+  const onehot = tf.cast(tf.oneHot(labels, numClasses), 'float32') as tf.Tensor2D;
+  const perClass = tf.sum(onehot, 0);
+  const classPrior = tf.div(perClass, labels.shape[0]);
+  const expertGivenClass = tf.div(
+    tf.matMul(onehot, slots, true, false),
+    tf.expandDims(tf.maximum(perClass, 1), 1),
+  );
+  const expertPrior = tf.mean(slots, 0);
+  const mutualInformation = tf.sub(
+    entropy(expertPrior, 0),
+    tf.sum(tf.mul(classPrior, entropy(expertGivenClass, 1))),
+  ) as tf.Scalar;
+  return { loss: tf.mul(mutualInformation, -beta) as tf.Scalar, mutualInformation };
 }

@@ -2,6 +2,8 @@ export { PRESETS, getPreset, type ModelPreset, type ConvNetSpec, type ConvStage 
 export {
   MoEModel,
   DEFAULT_MOE_CONFIG,
+  DEFAULT_SPECIALIZE_WEIGHT,
+  MAX_SPECIALIZE_WEIGHT,
   type MoEConfig,
   type ModulePart,
   type ForwardResult,
@@ -11,7 +13,13 @@ export {
   type StepResult,
   type TrainOptions,
 } from './moe-model';
-export { routeTopK, loadBalancingLoss, type Routing } from './gating';
+export {
+  routeTopK,
+  loadBalancingLoss,
+  slotDistribution,
+  specializationLoss,
+  type Routing,
+} from './gating';
 export {
   crossEntropy,
   complementCrossEntropy,

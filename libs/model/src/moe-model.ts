@@ -3,7 +3,7 @@ import { type BatchStatistics, type LayerMode, updateMovingStatistics } from './
 import { ConvNet } from './layers/conv-net';
 import { crossEntropy } from './losses';
 import { AdamW } from './optim/adamw';
-import { loadBalancingLoss, routeTopK, type Routing } from './gating';
+import { loadBalancingLoss, routeTopK, type Routing, specializationLoss } from './gating';
 import { getPreset } from './presets';
 
 export interface MoEConfig {
@@ -20,8 +20,19 @@ export interface MoEConfig {
    * balanced and routing follows the classes (vehicles vs animals).
    */
   balanceWeight: number;
+  /**
+   * β of the class–expert mutual-information loss (see specializationLoss); 0 turns it off.
+   * Absent in models trained before it existed, which trained without it.
+   */
+  specializeWeight?: number;
   seed: number;
 }
+
+/** Chosen by measurement: docs/routing.md. */
+export const DEFAULT_SPECIALIZE_WEIGHT = 1;
+
+/** The largest accepted β: beyond it the MI term swamps the task loss. */
+export const MAX_SPECIALIZE_WEIGHT = 100;
 
 export const DEFAULT_MOE_CONFIG: Omit<MoEConfig, 'numClasses'> = {
   preset: 'small',
@@ -30,6 +41,7 @@ export const DEFAULT_MOE_CONFIG: Omit<MoEConfig, 'numClasses'> = {
   inputShape: [32, 32, 3],
   routerNoise: 1,
   balanceWeight: 0.1,
+  specializeWeight: DEFAULT_SPECIALIZE_WEIGHT,
   seed: 0,
 };
 
@@ -51,8 +63,11 @@ export type ExpertLogitsProvider = (
   positions: Int32Array,
 ) => tf.Tensor2D | undefined;
 
-/** The task part of the training objective; the balance loss is always added. */
-export type TaskLoss = (logits: tf.Tensor2D, labels: tf.Tensor1D) => tf.Scalar;
+/**
+ * The task part of the training objective; the routing losses (balance, specialization) are
+ * added unless TrainOptions.routingLosses is false. `routing` lets a loss anchor the router.
+ */
+export type TaskLoss = (logits: tf.Tensor2D, labels: tf.Tensor1D, routing: Routing) => tf.Scalar;
 
 export interface ForwardOptions {
   training?: boolean;
@@ -84,10 +99,14 @@ export interface StepResult {
   /** The task loss (cross-entropy unless a TaskLoss was given). */
   taskLoss: number;
   balance: number;
+  /** Class–expert mutual information of the batch's routing, in nats (0 when not computed). */
+  specialization: number;
   correct: number;
   size: number;
   /** Samples routed to each expert in this step. */
   expertLoad: number[];
+  /** [B * k] the experts each sample was routed to, sample-major (Routing.chosen). */
+  chosen: Int32Array;
   /**
    * d(loss)/d(logits) of each external expert (see TrainOptions.externalExperts), rows in the
    * order of its batch positions, row-major [n, C].
@@ -112,6 +131,11 @@ export interface TrainOptions {
   noiseSeed?: number;
   /** See ForwardOptions.frozenBatchNorm. */
   frozenBatchNorm?: boolean;
+  /**
+   * Add the balance and specialization losses (default true). Forgetting turns them off: its
+   * subset is skewed towards one class, and it anchors the router to its old gates instead.
+   */
+  routingLosses?: boolean;
 }
 
 let externalId = 0;
@@ -168,7 +192,8 @@ export class MoEModel {
       (options.trainable === undefined || options.trainable.has(part)) &&
       (options.frozenBatchNorm ? 'frozen' : true);
     const batch = x.shape[0];
-    let routerLogits = this.router.apply(x, isTraining('router'), options.collect);
+    const cleanLogits = this.router.apply(x, isTraining('router'), options.collect);
+    let routerLogits = cleanLogits;
     if (training && this.config.routerNoise > 0) {
       const noise = tf.randomNormal(
         routerLogits.shape,
@@ -179,7 +204,7 @@ export class MoEModel {
       );
       routerLogits = tf.add(routerLogits, noise);
     }
-    const routing = routeTopK(routerLogits, this.config.topK);
+    const routing = { ...routeTopK(routerLogits, this.config.topK), logits: cleanLogits };
     let logits: tf.Tensor2D = tf.zeros([batch, this.config.numClasses]);
     this.experts.forEach((expert, e) => {
       const positions = routing.assignments[e]!;
@@ -296,8 +321,13 @@ export class MoEModel {
           }
         : options.expertLogits;
     const collect: BatchStatistics[] = [];
-    let kept: { logits: tf.Tensor2D; task: tf.Scalar; balance: tf.Scalar } | undefined;
+    let kept:
+      | { logits: tf.Tensor2D; task: tf.Scalar; balance: tf.Scalar; specialization: tf.Scalar }
+      | undefined;
     let load: number[] = [];
+    let chosen: Int32Array = new Int32Array(0);
+    const routingLosses = options.routingLosses ?? true;
+    const beta = this.config.specializeWeight ?? 0;
     const { value, grads } = tf.variableGrads(() => {
       const { logits, routing } = this.forward(x, {
         training: true,
@@ -307,11 +337,23 @@ export class MoEModel {
         ...(expertLogits ? { expertLogits } : {}),
         ...(options.noiseSeed === undefined ? {} : { noiseSeed: options.noiseSeed }),
       });
-      const task = (options.loss ?? crossEntropy)(logits, labels);
-      const balance = loadBalancingLoss(routing, this.config.balanceWeight);
-      kept = { logits: tf.keep(logits), task: tf.keep(task), balance: tf.keep(balance) };
+      const task = (options.loss ?? crossEntropy)(logits, labels, routing);
+      const balance = routingLosses
+        ? loadBalancingLoss(routing, this.config.balanceWeight)
+        : tf.scalar(0);
+      const specialization =
+        routingLosses && beta > 0
+          ? specializationLoss(routing, labels, this.config.numClasses, beta)
+          : { loss: tf.scalar(0), mutualInformation: tf.scalar(0) };
+      kept = {
+        logits: tf.keep(logits),
+        task: tf.keep(task),
+        balance: tf.keep(balance),
+        specialization: tf.keep(specialization.mutualInformation),
+      };
       load = routing.assignments.map((a) => a.length);
-      return tf.add(task, balance) as tf.Scalar;
+      chosen = routing.chosen;
+      return tf.addN([task, balance, specialization.loss]) as tf.Scalar;
     }, [...variables, ...inputs.values()]);
     const expertLogitGradients = new Map<number, Float32Array>();
     for (const [e, input] of inputs) {
@@ -334,12 +376,14 @@ export class MoEModel {
       loss: value.dataSync()[0]!,
       taskLoss: result.task.dataSync()[0]!,
       balance: result.balance.dataSync()[0]!,
+      specialization: result.specialization.dataSync()[0]!,
       correct,
       size: x.shape[0],
       expertLoad: load,
+      chosen,
       ...(inputs.size > 0 ? { expertLogitGradients } : {}),
     };
-    tf.dispose([value, result.logits, result.task, result.balance]);
+    tf.dispose([value, result.logits, result.task, result.balance, result.specialization]);
     tf.dispose(Object.values(grads));
     return step;
   }
@@ -375,4 +419,14 @@ function validateConfig(config: MoEConfig): void {
   if (!Number.isInteger(config.numClasses) || config.numClasses < 2)
     fail(`numClasses must be ≥ 2, got ${config.numClasses}`);
   if (!Number.isInteger(config.seed)) fail(`seed must be an integer, got ${config.seed}`);
+  const beta = config.specializeWeight ?? 0;
+  if (!(Number.isFinite(beta) && beta >= 0 && beta <= MAX_SPECIALIZE_WEIGHT)) {
+    fail(`specialize weight must be a number in [0, ${MAX_SPECIALIZE_WEIGHT}], got ${beta}`);
+  }
+  if (!(Number.isFinite(config.balanceWeight) && config.balanceWeight >= 0)) {
+    fail(`balance weight must be a finite number ≥ 0, got ${config.balanceWeight}`);
+  }
+  if (!(Number.isFinite(config.routerNoise) && config.routerNoise >= 0)) {
+    fail(`router noise must be a finite number ≥ 0, got ${config.routerNoise}`);
+  }
 }

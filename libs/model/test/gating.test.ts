@@ -1,6 +1,12 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { loadBalancingLoss, routeTopK } from '../src';
+import {
+  loadBalancingLoss,
+  routeTopK,
+  type Routing,
+  slotDistribution,
+  specializationLoss,
+} from '../src';
 import { useWasm } from './helpers';
 
 beforeAll(useWasm);
@@ -78,5 +84,81 @@ describe('top-k gating', () => {
     const logits = tf.tensor2d([[1, 2]]);
     expect(() => routeTopK(logits, 3)).toThrow(/top-k must be between 1/);
     logits.dispose();
+  });
+});
+
+describe('specialization (class–expert mutual information)', () => {
+  const routingOf = (probs: number[][], topK = 1): Routing => {
+    const logits = tf.log(tf.tensor2d(probs)) as tf.Tensor2D;
+    const r = routeTopK(logits, topK);
+    logits.dispose();
+    return r;
+  };
+  const dispose = (r: Routing): void => tf.dispose([r.probs, r.gates, r.logits]);
+
+  it('is log E when each class has its own expert, and 0 when routing ignores the class', () => {
+    const labels = tf.tensor1d([0, 1, 0, 1], 'int32');
+    const own = routingOf([
+      [1 - 1e-6, 1e-6],
+      [1e-6, 1 - 1e-6],
+      [1 - 1e-6, 1e-6],
+      [1e-6, 1 - 1e-6],
+    ]);
+    const blind = routingOf([
+      [0.5, 0.5],
+      [0.5, 0.5],
+      [0.5, 0.5],
+      [0.5, 0.5],
+    ]);
+    const a = specializationLoss(own, labels, 2, 2);
+    const b = specializationLoss(blind, labels, 2, 2);
+    expect(a.mutualInformation.dataSync()[0]).toBeCloseTo(Math.log(2), 4);
+    expect(a.loss.dataSync()[0]).toBeCloseTo(-2 * Math.log(2), 4);
+    expect(b.mutualInformation.dataSync()[0]).toBeCloseTo(0, 6);
+    tf.dispose([labels, a.loss, a.mutualInformation, b.loss, b.mutualInformation]);
+    dispose(own);
+    dispose(blind);
+  });
+
+  it('top-2 slot probabilities sum to one and match Plackett–Luce sampling', () => {
+    const p = [0.5, 0.3, 0.2];
+    const probs = tf.tensor2d([p]);
+    const q = slotDistribution(probs, 2).dataSync();
+    // P(e in top 2) = p_e + Σ_{j≠e} p_j · p_e / (1 − p_j), halved.
+    const exact = p.map(
+      (pe, e) => (pe + p.reduce((n, pj, j) => (j === e ? n : n + (pj * pe) / (1 - pj)), 0)) / 2,
+    );
+    expect(Array.from(q).reduce((a, b) => a + b, 0)).toBeCloseTo(1, 5);
+    Array.from(q).forEach((v, e) => expect(v).toBeCloseTo(exact[e]!, 5));
+    probs.dispose();
+  });
+
+  it('rewards a class that always takes the same pair over one whose second slot wanders', () => {
+    const labels = tf.tensor1d([0, 0, 1, 1], 'int32');
+    // Class 0: first choice e0 in both, second e1 vs e2/e3 spread.
+    const pair = routingOf(
+      [
+        [0.6, 0.38, 0.01, 0.01],
+        [0.6, 0.38, 0.01, 0.01],
+        [0.01, 0.01, 0.6, 0.38],
+        [0.01, 0.01, 0.6, 0.38],
+      ],
+      2,
+    );
+    const wander = routingOf(
+      [
+        [0.97, 0.01, 0.01, 0.01],
+        [0.97, 0.01, 0.01, 0.01],
+        [0.01, 0.01, 0.97, 0.01],
+        [0.01, 0.01, 0.97, 0.01],
+      ],
+      2,
+    );
+    const a = specializationLoss(pair, labels, 2, 1).mutualInformation.dataSync()[0]!;
+    const b = specializationLoss(wander, labels, 2, 1).mutualInformation.dataSync()[0]!;
+    expect(a).toBeGreaterThan(b);
+    tf.dispose(labels);
+    dispose(pair);
+    dispose(wander);
   });
 });

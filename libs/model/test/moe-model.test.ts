@@ -24,7 +24,7 @@ describe('MoEModel', () => {
   });
 
   it('keeps the number of live tensors constant across training steps', () => {
-    const model = tinyModel();
+    const model = tinyModel({ specializeWeight: 1 });
     let atStep10 = 0;
     for (let step = 1; step <= 100; step++) {
       model.trainStep(x, y, { learningRate: 0.005 });
@@ -35,6 +35,40 @@ describe('MoEModel', () => {
     tf.dispose(model.predict(x));
     expect(tf.memory().numTensors).toBe(before);
     model.dispose();
+  });
+
+  it('with the specialization loss, routes each class to fewer experts than without', () => {
+    const slotsAfter = (specializeWeight: number): number[][] => {
+      const model = tinyModel({ specializeWeight, balanceWeight: 0.1, topK: 1 });
+      for (let i = 0; i < 60; i++) model.trainStep(x, y, { learningRate: 0.01 });
+      const { routing } = evaluate(model, [{ x: xs, y: ys, size: 48 }]);
+      model.dispose();
+      return routing;
+    };
+    // Mutual information (nats) between class and expert from a [class][expert] count table.
+    const mi = (table: number[][]): number => {
+      const n = table.flat().reduce((a, b) => a + b, 0);
+      const pe = table[0]!.map((_, e) => table.reduce((s, row) => s + row[e]!, 0) / n);
+      return table.reduce((sum, row) => {
+        const pc = row.reduce((a, b) => a + b, 0) / n;
+        return (
+          sum +
+          row.reduce((s, count, e) => {
+            const p = count / n;
+            return p > 0 ? s + p * Math.log(p / (pc * pe[e]!)) : s;
+          }, 0)
+        );
+      }, 0);
+    };
+    const with_ = mi(slotsAfter(4));
+    expect(with_).toBeGreaterThan(mi(slotsAfter(0)));
+    expect(with_).toBeGreaterThan(0.8 * Math.log(3));
+  });
+
+  it('rejects a specialization weight that is not a number in range', () => {
+    for (const bad of [Number.NaN, -1, 1e6]) {
+      expect(() => tinyModel({ specializeWeight: bad })).toThrow(/specialize weight/);
+    }
   });
 
   it('is repeatable: the same seed gives the same weights and the same losses', () => {

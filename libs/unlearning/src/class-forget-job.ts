@@ -2,14 +2,21 @@ import { randomUUID } from 'node:crypto';
 import type { ChannelStats, Dataset } from '@lethe/data';
 import { engineInfo } from '@lethe/engine';
 import {
+  type LoadedModel,
   loadModel,
   type ModelCard,
+  type MoEModel,
   publishModel,
   type StepProgress,
   storeParts,
 } from '@lethe/model';
 import type { JsonValue, ObjectStore } from '@lethe/store';
-import { DEFAULT_SELECTION, formatSelectionRule, parseSelectionRule } from './expert-selection';
+import {
+  DEFAULT_SELECTION,
+  formatSelectionRule,
+  parseSelectionRule,
+  type SelectionRule,
+} from '@lethe/metrics';
 import {
   FORGET_METHODS,
   type ForgetMethod,
@@ -18,8 +25,15 @@ import {
   type TrainingRecipe,
   type UnlearningLoss,
 } from './forget-methods';
-import { planClassForget } from './forget-plan';
-import { measureForgetting } from './measure-forgetting';
+import { type ClassForgetPlan, planClassForget, routeTrainingSet } from './forget-plan';
+import { FrozenExpertCache } from './frozen-expert-cache';
+import {
+  type ForgetMetrics,
+  MEASURE_MODES,
+  type MeasureMode,
+  measureForgetting,
+  SAMPLE_MEASURE,
+} from './measure-forgetting';
 import {
   assertValidRequestId,
   type ClassForgetRequestRecord,
@@ -39,8 +53,12 @@ export interface ClassForgetRequest {
   epochs?: number;
   learningRate?: number;
   lambda?: number;
-  /** Targeted only: share of retained samples to retrain on (0 < F ≤ 1, default 1). */
+  /** Targeted only: share of retained samples to retrain on (0 < F ≤ 1). */
   retainFraction?: number;
+  /** Targeted distill only: weight of the router anchor (≥ 0). */
+  anchor?: number;
+  /** What before/after metrics are computed on: `sample` (default) or `full`. */
+  measure?: MeasureMode;
   /** `coverage:F` or `top:N`. */
   select?: string;
   maskOutput?: boolean;
@@ -84,6 +102,172 @@ interface ForgottenRecord {
 }
 
 /**
+ * The recipe a request gets for what it leaves unset. The targeted method's is the cheap one
+ * the benchmark measured best (BENCHMARKS.md, unlearn-class): a few epochs of distillation on
+ * the forgotten samples and a tenth of the retained ones, the router anchored to its old gates.
+ * The baselines keep the original recipe (5 epochs, lr 1e-4, all data).
+ */
+export const DEFAULT_FORGET_RECIPE = {
+  targeted: {
+    loss: 'distill',
+    epochs: 2,
+    learningRate: 3e-4,
+    lambda: 3,
+    retainFraction: 0.1,
+    anchor: 1,
+  },
+  baseline: { epochs: 5, learningRate: 1e-4 },
+  batchSize: 128,
+  measure: 'sample',
+} as const;
+
+/** What a forget would do and cost, computed without changing anything. */
+export interface ForgetPreview {
+  request: ClassForgetRequestRecord;
+  plan: ClassForgetPlan;
+  estimate: ForgetEstimate;
+  /** The manifest revision the plan was made on. */
+  manifestRevision: number;
+}
+
+/** The work a forget request implies, and seconds at the rate its model trained at. */
+export interface ForgetEstimate {
+  /** Samples each retraining epoch visits (all forgotten + the retained subset). */
+  trainingSamples: number;
+  epochs: number;
+  expertsRetrained: number;
+  /** Training samples × experts retrained: the expert work, next to training's size × E. */
+  expertSampleWork: number;
+  /** Samples the before and after measurements each run the model on. */
+  measuredSamples: number;
+  /** Training images per second the stored model was trained at (its training record). */
+  trainingRate: number | undefined;
+  seconds: { retraining: number; measurement: number; total: number } | undefined;
+}
+
+interface Prepared {
+  requestId: string;
+  record: ClassForgetRequestRecord;
+  rule: SelectionRule;
+  loaded: LoadedModel;
+  forgotten: ForgottenRecord[];
+  existing: ForgetReceipt | undefined;
+}
+
+/** Validates a request against the stored model; throws ForgetRequestError, changes nothing. */
+async function prepare(ctx: ClassForgetContext, request: ClassForgetRequest): Promise<Prepared> {
+  const requestId = request.requestId ?? randomUUID();
+  assertValidRequestId(requestId);
+  const method = request.method ?? 'targeted';
+  if (!FORGET_METHODS.includes(method)) {
+    throw new ForgetRequestError(
+      `unknown method ${method} (known: ${FORGET_METHODS.join(', ')})`,
+      'invalid-argument',
+    );
+  }
+  checkRecipeNumbers(request);
+  const targetedOnly = [request.select, request.loss, request.retainFraction, request.anchor];
+  if (method !== 'targeted' && targetedOnly.some((v) => v !== undefined)) {
+    throw new ForgetRequestError(
+      `--select, --loss, --retain-fraction and --anchor apply to the targeted method only, not ${method}`,
+      'invalid-argument',
+    );
+  }
+  if (request.measure !== undefined && !MEASURE_MODES.includes(request.measure)) {
+    throw new ForgetRequestError(
+      `unknown measure mode ${String(request.measure).slice(0, 40)} (known: ${MEASURE_MODES.join(', ')})`,
+      'invalid-argument',
+    );
+  }
+  let rule: SelectionRule;
+  try {
+    rule = request.select ? parseSelectionRule(request.select) : DEFAULT_SELECTION;
+  } catch (error) {
+    throw new ForgetRequestError((error as Error).message, 'invalid-argument');
+  }
+  const loaded = await loadModel(ctx.store).catch((error: unknown) => {
+    throw new ForgetRequestError(
+      error instanceof Error ? error.message : String(error),
+      'failed-precondition',
+    );
+  });
+  try {
+    const { card, manifest } = loaded;
+    const classIndex = resolveClass(request.class, card.classes);
+    const targeted = method === 'targeted';
+    const recipe = DEFAULT_FORGET_RECIPE;
+    const record: ClassForgetRequestRecord = {
+      kind: 'class',
+      classIndex,
+      className: card.classes[classIndex]!,
+      method,
+      loss: request.loss ?? recipe.targeted.loss,
+      epochs: request.epochs ?? (targeted ? recipe.targeted.epochs : recipe.baseline.epochs),
+      learningRate:
+        request.learningRate ??
+        (targeted ? recipe.targeted.learningRate : recipe.baseline.learningRate),
+      lambda: request.lambda ?? recipe.targeted.lambda,
+      retainFraction: request.retainFraction ?? (targeted ? recipe.targeted.retainFraction : 1),
+      anchor: request.anchor ?? (targeted ? recipe.targeted.anchor : 0),
+      select: formatSelectionRule(rule),
+      maskOutput: request.maskOutput ?? false,
+      batchSize: request.batchSize ?? recipe.batchSize,
+      seed: request.seed ?? 0,
+      measure: request.measure ?? recipe.measure,
+    };
+    const existing = await readReceipt(ctx.store, requestId);
+    if (existing && JSON.stringify(existing.request) !== JSON.stringify(record)) {
+      throw new ForgetRequestError(
+        `request id ${requestId} was already used for a different request`,
+        'already-exists',
+      );
+    }
+    const forgotten = (manifest.attributes['forgotten'] ?? []) as unknown as ForgottenRecord[];
+    const previous = forgotten.find((f) => f.classIndex === classIndex);
+    if (!existing && previous) {
+      throw new ForgetRequestError(
+        `class ${record.className} was already forgotten (request ${previous.requestId}, method ${previous.method})`,
+        'failed-precondition',
+      );
+    }
+    if (!existing) checkData(ctx, card);
+    return { requestId, record, rule, loaded, forgotten, existing };
+  } catch (error) {
+    loaded.model.dispose();
+    throw error;
+  }
+}
+
+/**
+ * Plans a class forget and estimates its cost without changing anything: the same checks as a
+ * real request (unknown class, no model, class already forgotten), then one router pass.
+ */
+export async function previewClassForget(
+  ctx: ClassForgetContext,
+  request: ClassForgetRequest,
+): Promise<ForgetPreview> {
+  const prepared = await prepare(ctx, request);
+  const { model, card, manifest } = prepared.loaded;
+  try {
+    const routing = await routeTrainingSet(
+      model,
+      ctx.train,
+      card.normalisation as ChannelStats,
+      ctx.signal,
+    );
+    const plan = planClassForget(routing, ctx.train, prepared.record.classIndex, prepared.rule);
+    return {
+      request: prepared.record,
+      plan,
+      estimate: estimateForget(prepared.record, plan, ctx, manifest.attributes['training']),
+      manifestRevision: manifest.revision,
+    };
+  } finally {
+    model.dispose();
+  }
+}
+
+/**
  * Forgets one class of the stored model: plans which experts saw it, runs the method, measures
  * before and after, and publishes the new weights together with a receipt in one manifest
  * revision — so the store never holds forgotten weights without their receipt, or the reverse.
@@ -95,82 +279,57 @@ export async function forgetClass(
 ): Promise<ForgetReceipt> {
   const started = performance.now();
   const status = ctx.onStatus ?? (() => undefined);
-  const requestId = request.requestId ?? randomUUID();
-  assertValidRequestId(requestId);
-  const method = request.method ?? 'targeted';
-  if (!FORGET_METHODS.includes(method)) {
-    throw new ForgetRequestError(
-      `unknown method ${method} (known: ${FORGET_METHODS.join(', ')})`,
-      'invalid-argument',
-    );
-  }
-  const fraction = request.retainFraction;
-  if (fraction !== undefined && !(fraction > 0 && fraction <= 1)) {
-    throw new ForgetRequestError(
-      `retain fraction must be in (0, 1], got ${fraction}`,
-      'invalid-argument',
-    );
-  }
-  const targetedOnly = [request.select, request.loss, fraction].some((v) => v !== undefined);
-  if (method !== 'targeted' && targetedOnly) {
-    throw new ForgetRequestError(
-      `--select, --loss and --retain-fraction apply to the targeted method only, not ${method}`,
-      'invalid-argument',
-    );
-  }
-  const rule = request.select ? parseSelectionRule(request.select) : DEFAULT_SELECTION;
-
-  const loaded = await loadModel(ctx.store).catch((error: unknown) => {
-    throw new ForgetRequestError(
-      error instanceof Error ? error.message : String(error),
-      'failed-precondition',
-    );
-  });
-  let { model } = loaded;
-  const { card, manifest } = loaded;
+  const prepared = await prepare(ctx, request);
+  const { requestId, record, rule, forgotten } = prepared;
+  let { model } = prepared.loaded;
+  const { card, manifest } = prepared.loaded;
   try {
-    const classIndex = resolveClass(request.class, card.classes);
-    const existing = await readReceipt(ctx.store, requestId);
-    const record: ClassForgetRequestRecord = {
-      kind: 'class',
-      classIndex,
-      className: card.classes[classIndex]!,
-      method,
-      loss: request.loss ?? 'distill',
-      epochs: request.epochs ?? 5,
-      learningRate: request.learningRate ?? 1e-4,
-      lambda: request.lambda ?? 1,
-      retainFraction: request.retainFraction ?? 1,
-      select: formatSelectionRule(rule),
-      maskOutput: request.maskOutput ?? false,
-      batchSize: request.batchSize ?? 128,
-      seed: request.seed ?? 0,
-    };
-    if (existing) {
-      if (JSON.stringify(existing.request) === JSON.stringify(record)) return existing;
-      throw new ForgetRequestError(
-        `request id ${requestId} was already used for a different request`,
-        'already-exists',
-      );
-    }
-    const forgotten = (manifest.attributes['forgotten'] ?? []) as unknown as ForgottenRecord[];
-    const previous = forgotten.find((f) => f.classIndex === classIndex);
-    if (previous) {
-      throw new ForgetRequestError(
-        `class ${record.className} was already forgotten (request ${previous.requestId}, method ${previous.method})`,
-        'failed-precondition',
-      );
-    }
-    checkData(ctx, card);
-    const recipe = trainingRecipe(manifest.attributes['training']);
+    if (prepared.existing) return prepared.existing;
+    const { classIndex, method } = record;
+    const normalise = card.normalisation as ChannelStats;
+
+    let t = performance.now();
+    status(
+      `routing the ${ctx.train.size} training samples to plan the forget of ${record.className}`,
+    );
+    const routing = await routeTrainingSet(model, ctx.train, normalise, ctx.signal);
+    const plan = planClassForget(routing, ctx.train, classIndex, rule);
+    const planSeconds = (performance.now() - t) / 1000;
+    const targeted = method === 'targeted';
+    status(
+      `plan: class ${record.className} activates experts ${plan.activations.map((n, e) => `e${e}:${n}`).join(' ')}; ` +
+        (targeted
+          ? `retraining ${plan.experts.map((e) => `e${e}`).join(', ')} + router (${plan.rule}); ` +
+            `they carry ${plan.collateral.toFixed(1)}% of the other classes' routing`
+          : `method ${method}`),
+    );
+    // A targeted forget leaves the other experts bit-identical: their logits, computed once for
+    // the "before" measurement, serve the teacher pass, the retraining and the "after" one.
+    const frozen = new Set(
+      Array.from({ length: model.config.experts }, (_, e) => e).filter(
+        (e) => !plan.experts.includes(e),
+      ),
+    );
+    const caches = targeted
+      ? {
+          train: new FrozenExpertCache(model, frozen, ctx.train.size),
+          test: new FrozenExpertCache(model, frozen, ctx.test.size),
+        }
+      : undefined;
+    const measure = (m: MoEModel, suppress: readonly number[], reuse: boolean): ForgetMetrics =>
+      measureForgetting(m, ctx.train, ctx.test, classIndex, normalise, suppress, {
+        mode: record.measure ?? 'sample',
+        seed: record.seed,
+        ...(reuse && caches ? { caches } : {}),
+      });
 
     status(
       ctx.beforeFrom
         ? `reusing the "before" metrics of receipt ${ctx.beforeFrom.requestId}`
-        : `measuring the model before forgetting ${record.className}`,
+        : `measuring the model before forgetting ${record.className} (${record.measure ?? 'sample'})`,
     );
     let measureSeconds = 0;
-    let t = performance.now();
+    t = performance.now();
     const suppressedBefore = card.suppressClasses ?? [];
     const weightHashes = Object.fromEntries(
       Object.entries(manifest.objects)
@@ -178,37 +337,13 @@ export async function forgetClass(
         .map(([name, ref]) => [name, ref.sha256]),
     );
     if (ctx.beforeFrom) checkReusable(ctx.beforeFrom, weightHashes, manifest.revision, classIndex);
-    const before =
-      ctx.beforeFrom?.metrics.before ??
-      measureForgetting(
-        model,
-        ctx.train,
-        ctx.test,
-        classIndex,
-        card.normalisation,
-        suppressedBefore,
-      );
+    const before = ctx.beforeFrom?.metrics.before ?? measure(model, suppressedBefore, true);
     measureSeconds += (performance.now() - t) / 1000;
 
-    t = performance.now();
-    const plan = planClassForget(
-      model,
-      ctx.train,
-      classIndex,
-      card.normalisation as ChannelStats,
-      rule,
-    );
-    const planSeconds = (performance.now() - t) / 1000;
-    status(
-      `plan: class ${record.className} activates experts ${plan.activations.map((n, e) => `e${e}:${n}`).join(' ')}; ` +
-        (method === 'targeted'
-          ? `retraining ${plan.experts.map((e) => `e${e}`).join(', ')} + router (${plan.rule})`
-          : `method ${method}`),
-    );
     const outcome = await runForgetMethod(method, {
       model,
       train: ctx.train,
-      normalise: card.normalisation as ChannelStats,
+      normalise,
       classIndex,
       experts: plan.experts,
       epochs: record.epochs,
@@ -217,11 +352,14 @@ export async function forgetClass(
       loss: record.loss,
       lambda: record.lambda,
       retainFraction: record.retainFraction,
+      anchor: record.anchor ?? 0,
       seed: record.seed,
-      recipe,
+      recipe: trainingRecipe(manifest.attributes['training']),
+      routing,
+      ...(caches ? { cache: caches.train } : {}),
       ...(ctx.onStep ? { onStep: ctx.onStep } : {}),
       ...(ctx.signal ? { signal: ctx.signal } : {}),
-      ...(ctx.remoteExperts && method === 'targeted' ? { remoteExperts: ctx.remoteExperts } : {}),
+      ...(ctx.remoteExperts && targeted ? { remoteExperts: ctx.remoteExperts } : {}),
     });
     if (outcome.model !== model) {
       model.dispose();
@@ -237,14 +375,7 @@ export async function forgetClass(
 
     status('measuring the model after forgetting');
     t = performance.now();
-    const after = measureForgetting(
-      model,
-      ctx.train,
-      ctx.test,
-      classIndex,
-      card.normalisation,
-      suppressClasses,
-    );
+    const after = measure(model, suppressClasses, true);
     measureSeconds += (performance.now() - t) / 1000;
 
     const refs = await storeParts(ctx.store, model, outcome.parts);
@@ -260,10 +391,9 @@ export async function forgetClass(
       request: record,
       mode: 'approximate',
       plan,
-      expertsRetrained:
-        method === 'targeted'
-          ? plan.experts
-          : outcome.parts.filter((p) => p !== 'router').map((p) => Number(p.slice(7))),
+      expertsRetrained: targeted
+        ? plan.experts
+        : outcome.parts.filter((p) => p !== 'router').map((p) => Number(p.slice(7))),
       partsChanged: Object.keys(afterHashes).filter((p) => afterHashes[p] !== beforeHashes[p]),
       weights: { before: beforeHashes, after: afterHashes },
       manifest: { before: manifest.revision, after: manifest.revision + 1 },
@@ -297,6 +427,98 @@ export async function forgetClass(
   } finally {
     model.dispose();
   }
+}
+
+/** Rejects numbers no recipe can run with: NaN, infinities, negative or absurd sizes. */
+function checkRecipeNumbers(request: ClassForgetRequest): void {
+  const check = (
+    name: string,
+    value: number | undefined,
+    ok: (v: number) => boolean,
+    range: string,
+  ): void => {
+    if (value !== undefined && !(Number.isFinite(value) && ok(value))) {
+      throw new ForgetRequestError(
+        `${name} must be ${range}, got ${String(value).slice(0, 40)}`,
+        'invalid-argument',
+      );
+    }
+  };
+  const integer = (v: number): boolean => Number.isInteger(v);
+  check(
+    'epochs',
+    request.epochs,
+    (v) => integer(v) && v >= 1 && v <= 1000,
+    'an integer in [1, 1000]',
+  );
+  check('learning rate', request.learningRate, (v) => v > 0 && v <= 1, 'in (0, 1]');
+  check('lambda', request.lambda, (v) => v >= 0 && v <= 1000, 'in [0, 1000]');
+  check('retain fraction', request.retainFraction, (v) => v > 0 && v <= 1, 'in (0, 1]');
+  check('anchor', request.anchor, (v) => v >= 0 && v <= 1000, 'in [0, 1000]');
+  check(
+    'batch size',
+    request.batchSize,
+    (v) => integer(v) && v >= 1 && v <= 65536,
+    'an integer in [1, 65536]',
+  );
+  check('seed', request.seed, (v) => integer(v) && Math.abs(v) <= 2 ** 31, 'a 32-bit integer');
+}
+
+/**
+ * Seconds at the rate the stored model trained at: a retraining step of the subset costs about
+ * a training step (router and experts forward and backward), an inference pass about a third.
+ */
+function estimateForget(
+  record: ClassForgetRequestRecord,
+  plan: ClassForgetPlan,
+  ctx: ClassForgetContext,
+  training: JsonValue | undefined,
+): ForgetEstimate {
+  const retained = ctx.train.size - plan.samples;
+  const targeted = record.method === 'targeted';
+  const trainingSamples = targeted
+    ? plan.samples + Math.max(1, Math.round(retained * record.retainFraction))
+    : record.method === 'retrain' || record.method === 'finetune'
+      ? retained
+      : record.method === 'mask'
+        ? 0
+        : record.method === 'gradient-ascent'
+          ? plan.samples
+          : ctx.train.size;
+  const epochs = record.method === 'mask' ? 0 : record.epochs;
+  const experts = targeted
+    ? plan.experts.length
+    : record.method === 'mask'
+      ? 0
+      : plan.activations.length;
+  const measuredSamples =
+    (record.measure === 'full'
+      ? ctx.train.size
+      : plan.samples + Math.min(retained, SAMPLE_MEASURE.retained)) + ctx.test.size;
+  const rate = trainingRate(training);
+  const retraining = rate
+    ? (trainingSamples * epochs) / rate + (targeted ? trainingSamples / (3 * rate) : 0)
+    : 0;
+  const measurement = rate ? (2 * measuredSamples) / (3 * rate) : 0;
+  return {
+    trainingSamples,
+    epochs,
+    expertsRetrained: experts,
+    expertSampleWork: trainingSamples * experts * epochs,
+    measuredSamples,
+    trainingRate: rate,
+    seconds: rate ? { retraining, measurement, total: retraining + measurement } : undefined,
+  };
+}
+
+function trainingRate(value: JsonValue | undefined): number | undefined {
+  const t = (value ?? {}) as { trainSize?: unknown; history?: unknown };
+  if (typeof t.trainSize !== 'number' || !Array.isArray(t.history)) return undefined;
+  const seconds = (t.history as { seconds?: unknown }[]).reduce(
+    (n, h) => n + (typeof h.seconds === 'number' ? h.seconds : 0),
+    0,
+  );
+  return seconds > 0 ? (t.trainSize * t.history.length) / seconds : undefined;
 }
 
 function resolveClass(requested: string, classes: string[]): number {

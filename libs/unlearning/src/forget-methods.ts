@@ -15,6 +15,7 @@ import {
   type TaskLoss,
   trainModel,
 } from '@lethe/model';
+import { type TrainingRouting, routedTo } from './forget-plan';
 import { FrozenExpertCache } from './frozen-expert-cache';
 
 export const FORGET_METHODS = [
@@ -57,9 +58,19 @@ export interface ForgetRun {
   /**
    * Targeted only: share of the retained training samples retrained on (seeded, fixed for the
    * run), next to all forgotten samples. 1 = the full recipe; smaller trades retained accuracy
-   * for speed.
+   * for speed. With `routing`, the share is drawn mostly from samples routed to the retrained
+   * experts (see retainSubset).
    */
   retainFraction: number;
+  /**
+   * Targeted distill only: weight μ of the router anchor, μ · KL(old gates ‖ new gates) on
+   * retained samples, which keeps the other classes' routing where it was. 0 turns it off.
+   */
+  anchor: number;
+  /** Where the router sent each training sample before forgetting (from the plan). */
+  routing?: TrainingRouting;
+  /** Frozen experts' logits on training positions, shared with the measurements. */
+  cache?: FrozenExpertCache;
   seed: number;
   recipe: TrainingRecipe;
   onStep?: (progress: StepProgress) => void;
@@ -154,6 +165,7 @@ async function fit(
     executor?: StepExecutor;
     teacher?: Teacher;
     frozenBatchNorm?: boolean;
+    routingLosses?: boolean;
   },
 ): Promise<EpochSummary[]> {
   const size = options.indices?.length ?? run.train.size;
@@ -165,6 +177,7 @@ async function fit(
     schedule: 'constant',
     trainable: new Set(options.trainable),
     ...(options.frozenBatchNorm ? { frozenBatchNorm: true } : {}),
+    ...(options.routingLosses === false ? { routingLosses: false } : {}),
     batches: (epoch) => {
       const plain = epochBatches(run, epoch, options.indices);
       return options.relabelForgotten ? relabel(plain, run, epoch) : plain;
@@ -184,12 +197,36 @@ async function fit(
   });
 }
 
-/** Every forgotten sample plus a seeded `retainFraction` of the retained ones, in position order. */
+/** Share of the retained budget drawn from samples routed to the retrained experts. */
+const ROUTED_SHARE = 0.75;
+
+/**
+ * Every forgotten sample plus a seeded `retainFraction` of the retained ones, in position order.
+ * Retained samples routed to a retrained expert are the ones whose outputs the retraining
+ * changes directly, so they get ROUTED_SHARE of the budget; the rest change only through the
+ * router, which the anchor holds, and fill the remainder so the router still sees every class.
+ */
 function retainSubset(run: ForgetRun): Int32Array {
+  const keepRetained = (label: number): boolean => label !== run.classIndex;
   const forgotten = positionsWhere(run.train, (label) => label === run.classIndex);
-  const retained = positionsWhere(run.train, (label) => label !== run.classIndex);
-  const keep = Math.max(1, Math.round(retained.length * run.retainFraction));
-  const picked = createRng(deriveSeed(run.seed, 'retain-subset')).shuffle(retained).slice(0, keep);
+  const retained = positionsWhere(run.train, keepRetained);
+  const budget = Math.max(1, Math.round(retained.length * run.retainFraction));
+  const rng = createRng(deriveSeed(run.seed, 'retain-subset'));
+  if (!run.routing)
+    return Int32Array.from([...forgotten, ...rng.shuffle(retained).slice(0, budget)]).sort();
+  const routed = routedTo(run.routing, run.train, run.experts, keepRetained);
+  const isRouted = new Uint8Array(run.train.size);
+  for (const p of routed) isRouted[p] = 1;
+  const rest = retained.filter((p) => !isRouted[p]);
+  // Either side short of its share leaves the rest of the budget to the other.
+  const fromRest = Math.min(
+    rest.length,
+    budget - Math.min(routed.length, Math.round(budget * ROUTED_SHARE)),
+  );
+  const picked = [
+    ...rng.shuffle(routed).slice(0, budget - fromRest),
+    ...rng.shuffle(rest).slice(0, fromRest),
+  ];
   return Int32Array.from([...forgotten, ...picked]).sort();
 }
 
@@ -218,14 +255,20 @@ class Teacher {
   private readonly rowOf = new Map<number, number>();
   private readonly classes: number;
 
+  private readonly experts: number;
+
   private constructor(
     /** One row of targets per position trained on, in the order of `positions`. */
     private readonly targets: Float32Array,
+    /** The router's softmax per position before forgetting, rows as `targets`. */
+    private readonly gates: Float32Array,
     positions: Int32Array,
     private readonly classIndex: number,
     private readonly forgottenWeight: number,
+    private readonly anchorWeight: number,
   ) {
     this.classes = targets.length / Math.max(1, positions.length);
+    this.experts = gates.length / Math.max(1, positions.length);
     positions.forEach((p, row) => this.rowOf.set(p, row));
   }
 
@@ -238,6 +281,8 @@ class Teacher {
     const { model, classIndex } = run;
     const classes = model.config.numClasses;
     const targets = new Float32Array(positions.length * classes);
+    const experts = model.config.experts;
+    const gates = new Float32Array(positions.length * experts);
     let row = 0;
     for (const batch of batches(run.train, {
       batchSize: 256,
@@ -249,24 +294,32 @@ class Teacher {
       // gRPC calls) and a cancelled job stop between batches.
       await new Promise((resolve) => setImmediate(resolve));
       if (run.signal?.aborted) throw new Error('forgetting cancelled');
-      const probs = tf.tidy(() => {
+      const [probs, routerProbs] = tf.tidy(() => {
         const x = batchToTensor(model, batch);
-        const { logits } = model.forward(x, {
+        const { logits, routing } = model.forward(x, {
           ...(cache ? { expertLogits: cache.provider(x, batch.positions) } : {}),
           suppressClasses: [classIndex],
         });
-        return tf.softmax(logits).dataSync() as Float32Array;
+        return [
+          tf.softmax(logits).dataSync() as Float32Array,
+          routing.probs.dataSync() as Float32Array,
+        ];
       });
       // Unshuffled batches over `positions` visit them in order.
       targets.set(probs.subarray(0, batch.size * classes), row * classes);
+      gates.set(routerProbs.subarray(0, batch.size * experts), row * experts);
       row += batch.size;
     }
-    return new Teacher(targets, positions, classIndex, run.lambda);
+    return new Teacher(targets, gates, positions, classIndex, run.lambda, run.anchor);
   }
 
-  /** The loss for one batch: soft cross-entropy to the targets, λ-weighted on forgotten samples. */
+  /**
+   * The loss for one batch: soft cross-entropy to the targets, λ-weighted on forgotten samples,
+   * plus μ · KL(old gates ‖ new gates) on retained samples (the router anchor).
+   */
   loss(positions: Int32Array, size: number): TaskLoss {
     const rows = new Float32Array(size * this.classes);
+    const gateRows = new Float32Array(size * this.experts);
     for (let b = 0; b < size; b++) {
       const row = this.rowOf.get(positions[b]!);
       if (row === undefined) throw new Error(`no distillation target for position ${positions[b]}`);
@@ -274,13 +327,25 @@ class Teacher {
         this.targets.subarray(row * this.classes, (row + 1) * this.classes),
         b * this.classes,
       );
+      gateRows.set(
+        this.gates.subarray(row * this.experts, (row + 1) * this.experts),
+        b * this.experts,
+      );
     }
-    return (logits, labels) => {
+    return (logits, labels, routing) => {
       const target = tf.tensor2d(rows, [size, this.classes]);
       const perSample = tf.neg(tf.sum(tf.mul(target, tf.logSoftmax(logits)), 1));
       const forgotten = tf.cast(tf.equal(labels, this.classIndex), 'float32');
       const weight = tf.add(1, tf.mul(forgotten, this.forgottenWeight - 1));
-      return tf.mean(tf.mul(perSample, weight)) as tf.Scalar;
+      const task = tf.mean(tf.mul(perSample, weight)) as tf.Scalar;
+      if (this.anchorWeight === 0) return task;
+      const old = tf.tensor2d(gateRows, [size, this.experts]);
+      const kl = tf.sum(
+        tf.mul(old, tf.sub(tf.log(tf.add(old, 1e-9)), tf.logSoftmax(routing.logits))),
+        1,
+      );
+      const anchor = tf.mean(tf.mul(kl, tf.sub(1, forgotten)));
+      return tf.add(task, tf.mul(anchor, this.anchorWeight)) as tf.Scalar;
     };
   }
 }
@@ -295,7 +360,10 @@ const METHODS: Record<ForgetMethod, MethodImpl> = {
         (e) => !run.experts.includes(e),
       ),
     );
-    const cache = new FrozenExpertCache(run.model, frozen, run.train.size);
+    const cache = run.cache ?? new FrozenExpertCache(run.model, frozen, run.train.size);
+    if ([...cache.frozen].some((e) => !frozen.has(e)) || cache.frozen.size !== frozen.size) {
+      throw new Error('the frozen-expert cache was made for other experts');
+    }
     const remote = run.remoteExperts;
     const subset = run.retainFraction < 1 ? retainSubset(run) : undefined;
     // Before any step: the targets are the original model's outputs. The pass also fills the
@@ -318,6 +386,9 @@ const METHODS: Record<ForgetMethod, MethodImpl> = {
       // The subset is half forgotten class: its batch moments would rewrite the statistics the
       // retained classes are normalised with.
       ...(subset ? { frozenBatchNorm: true } : {}),
+      // The anchor holds the router to its old gates; the balance and specialization losses
+      // would instead refit routing to a subset skewed towards the forgotten class.
+      ...(teacher && run.anchor > 0 ? { routingLosses: false } : {}),
       ...(run.loss === 'complement-ce'
         ? { loss: complementObjective(run.classIndex, run.lambda) }
         : {}),

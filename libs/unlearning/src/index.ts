@@ -6,8 +6,14 @@ export {
   parseSelectionRule,
   formatSelectionRule,
   selectExperts,
-} from './expert-selection';
-export { type ClassForgetPlan, planClassForget } from './forget-plan';
+} from '@lethe/metrics';
+export {
+  type ClassForgetPlan,
+  type TrainingRouting,
+  planClassForget,
+  routeTrainingSet,
+  routedTo,
+} from './forget-plan';
 export { FrozenExpertCache } from './frozen-expert-cache';
 export {
   FORGET_METHODS,
@@ -21,7 +27,16 @@ export {
   runForgetMethod,
 } from './forget-methods';
 export { type ModelOutputs, modelOutputs, internalFeatures } from './model-outputs';
-export { type ForgetMetrics, type MeasureOptions, measureForgetting } from './measure-forgetting';
+export {
+  type ForgetMetrics,
+  type MeasureOptions,
+  type MeasuredOn,
+  type MeasureMode,
+  MEASURE_MODES,
+  SAMPLE_MEASURE,
+  measureForgetting,
+  measurePositions,
+} from './measure-forgetting';
 export {
   type ForgetReceipt,
   type ClassForgetRequestRecord,
@@ -33,6 +48,10 @@ export {
 export {
   type ClassForgetRequest,
   type ClassForgetContext,
+  type ForgetPreview,
+  type ForgetEstimate,
+  DEFAULT_FORGET_RECIPE,
   ForgetRequestError,
   forgetClass,
+  previewClassForget,
 } from './class-forget-job';

@@ -1,6 +1,7 @@
 import { type ChannelStats, createRng, type Dataset, deriveSeed } from '@lethe/data';
 import type { MoEModel } from '@lethe/model';
 import { featureProbe, forgetReport, miaEfficacy } from '@lethe/metrics';
+import type { FrozenExpertCache } from './frozen-expert-cache';
 import { internalFeatures, modelOutputs } from './model-outputs';
 
 /** Evidence about one class in one model; percentages 0–100 (see docs/metrics.md). */
@@ -31,13 +32,60 @@ export interface ForgetMetrics {
   unmasked: { ua: number; forgottenClassTestAccuracy: number; miaEfficacy: number };
   /** [class][expert] routing counts on the test set. */
   routingTest: number[][];
+  /** What the numbers were computed on (sample counts). */
+  measuredOn: MeasuredOn;
   seconds: number;
 }
 
+/** The samples behind a measurement: `sample` bounds the retained training samples. */
+export interface MeasuredOn {
+  mode: MeasureMode;
+  /** Training samples of the forgotten class (always all of them). */
+  trainForgotten: number;
+  /** Retained training samples measured, of `trainRetainedOf`. */
+  trainRetained: number;
+  trainRetainedOf: number;
+  test: number;
+  /** Samples the feature probe was fitted on, and forgotten-class test samples it scored. */
+  probe: { fit: number; test: number };
+}
+
+export const MEASURE_MODES = ['sample', 'full'] as const;
+export type MeasureMode = (typeof MEASURE_MODES)[number];
+
+/** `sample` mode: retained training samples measured at most, and the probe's sizes. */
+export const SAMPLE_MEASURE = { retained: 5000, probePerSide: 250, probeTest: 500 } as const;
+
 export interface MeasureOptions {
-  /** Training samples of the class (and as many others) the probe is fitted on. Default 2,000. */
-  probeSamples?: number;
+  /** `sample` (default): all forgotten, at most 5,000 retained training samples; `full`: all. */
+  mode?: MeasureMode;
   seed?: number;
+  /**
+   * Frozen experts' logits on training and test positions: a targeted forget changes only the
+   * router and a few experts, so the "after" pass reuses what the "before" pass computed.
+   */
+  caches?: { train: FrozenExpertCache; test: FrozenExpertCache };
+}
+
+/**
+ * The training positions a measurement covers: every sample of the class, and all retained
+ * ones (`full`) or a seeded SAMPLE_MEASURE.retained of them (`sample`) — the same for the
+ * "before" and "after" of a request.
+ */
+export function measurePositions(
+  train: Dataset,
+  classIndex: number,
+  mode: MeasureMode,
+  seed: number,
+): Int32Array {
+  const all = Int32Array.from({ length: train.size }, (_, i) => i);
+  if (mode === 'full') return all;
+  const forgotten = all.filter((i) => train.labels[i] === classIndex);
+  const retained = all.filter((i) => train.labels[i] !== classIndex);
+  const picked = createRng(deriveSeed(seed, 'measure-retained'))
+    .shuffle(retained)
+    .slice(0, SAMPLE_MEASURE.retained);
+  return Int32Array.from([...forgotten, ...picked]).sort();
 }
 
 /** Runs the model over train and test data and computes every forgetting metric for a class. */
@@ -52,8 +100,17 @@ export function measureForgetting(
 ): ForgetMetrics {
   const started = performance.now();
   const seed = options.seed ?? 0;
-  const trainOut = modelOutputs(model, train, normalise, { suppressClasses });
-  const testOut = modelOutputs(model, test, normalise, { suppressClasses });
+  const mode = options.mode ?? 'sample';
+  const positions = measurePositions(train, classIndex, mode, seed);
+  const trainOut = modelOutputs(model, train, normalise, {
+    suppressClasses,
+    positions,
+    ...(options.caches ? { cache: options.caches.train } : {}),
+  });
+  const testOut = modelOutputs(model, test, normalise, {
+    suppressClasses,
+    ...(options.caches ? { cache: options.caches.test } : {}),
+  });
   const classes = model.config.numClasses;
   const measureOutputs = (
     onTrain: { pred: Int32Array; probs: Float32Array },
@@ -92,7 +149,8 @@ export function measureForgetting(
     suppressClasses.length > 0 ? measureOutputs(trainOut.raw, testOut.raw) : { report, mia };
 
   // The probe reads every expert on every sample, so it is fitted on a seeded subsample.
-  const perSide = options.probeSamples ?? 2000;
+  const perSide = mode === 'full' ? 2000 : SAMPLE_MEASURE.probePerSide;
+  const probeTest = mode === 'full' ? test.size : SAMPLE_MEASURE.probeTest;
   const rng = createRng(deriveSeed(seed, 'probe'));
   const pick = (ds: Dataset, keep: (label: number) => boolean, count: number): Int32Array => {
     const all = Int32Array.from({ length: ds.size }, (_, i) => i).filter((i) =>
@@ -108,7 +166,7 @@ export function measureForgetting(
     model,
     test,
     normalise,
-    pick(test, (l) => l === classIndex, test.size),
+    pick(test, (l) => l === classIndex, probeTest),
   );
   const probe = featureProbe({
     features: { data: fit.data, shape: [fit.rows, fit.cols] },
@@ -117,6 +175,7 @@ export function measureForgetting(
     seed,
   });
 
+  const forgottenCount = positions.filter((p) => train.labels[p] === classIndex).length;
   return {
     ua: report.ua,
     ra: report.ra,
@@ -134,6 +193,14 @@ export function measureForgetting(
       miaEfficacy: unmasked.mia.efficacy,
     },
     routingTest: testOut.routing,
+    measuredOn: {
+      mode,
+      trainForgotten: forgottenCount,
+      trainRetained: positions.length - forgottenCount,
+      trainRetainedOf: train.size - forgottenCount,
+      test: test.size,
+      probe: { fit: fitPositions.length, test: heldTest.rows },
+    },
     seconds: (performance.now() - started) / 1000,
   };
 }

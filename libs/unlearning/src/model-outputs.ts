@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { batches, type ChannelStats, type Dataset } from '@lethe/data';
 import { batchToTensor, type MoEModel } from '@lethe/model';
+import type { FrozenExpertCache } from './frozen-expert-cache';
 
 export interface ModelOutputs {
   /** Predicted class per sample (after any output mask). */
@@ -22,7 +23,12 @@ export function modelOutputs(
   model: MoEModel,
   ds: Dataset,
   normalise: ChannelStats,
-  options: { positions?: Int32Array; suppressClasses?: readonly number[] } = {},
+  options: {
+    positions?: Int32Array;
+    suppressClasses?: readonly number[];
+    /** Frozen experts' logits for `ds`'s positions, filled on first use. */
+    cache?: FrozenExpertCache;
+  } = {},
 ): ModelOutputs {
   const n = options.positions?.length ?? ds.size;
   const classes = model.config.numClasses;
@@ -49,7 +55,12 @@ export function modelOutputs(
   for (const batch of source) {
     tf.tidy(() => {
       // One forward pass for both views; the mask is the one MoEModel.forward would add.
-      const { logits: rawLogits, routing: r } = model.forward(batchToTensor(model, batch));
+      const x = batchToTensor(model, batch);
+      const cache = options.cache;
+      const { logits: rawLogits, routing: r } = model.forward(
+        x,
+        cache && batch.positions ? { expertLogits: cache.provider(x, batch.positions) } : {},
+      );
       for (let b = 0; b < batch.size; b++) {
         for (let j = 0; j < r.topK; j++) routing[batch.y[b]!]![r.chosen[b * r.topK + j]!]!++;
       }

@@ -7,7 +7,7 @@ import {
 } from '@lethe/store';
 import type { ClassForgetPlan } from './forget-plan';
 import type { ForgetMethod, UnlearningLoss } from './forget-methods';
-import type { ForgetMetrics } from './measure-forgetting';
+import type { ForgetMetrics, MeasureMode } from './measure-forgetting';
 
 /** What was asked, normalised (class resolved to its index and name). */
 export interface ClassForgetRequestRecord {
@@ -20,10 +20,14 @@ export interface ClassForgetRequestRecord {
   learningRate: number;
   lambda: number;
   retainFraction: number;
+  /** Router anchor weight (absent in receipts made before it existed: 0). */
+  anchor?: number;
   select: string;
   maskOutput: boolean;
   batchSize: number;
   seed: number;
+  /** What before/after were measured on (absent in receipts made before: full). */
+  measure?: MeasureMode;
 }
 
 /** The proof of one completed forget request. */

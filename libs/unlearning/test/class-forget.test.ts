@@ -1,4 +1,5 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -6,7 +7,13 @@ import { batches, channelStats, makeSyntheticDataset } from '@lethe/data';
 import { initEngine } from '@lethe/engine';
 import { MoEModel, saveModel, trainModel } from '@lethe/model';
 import { LocalDirStore, ManifestStore } from '@lethe/store';
-import { type ForgetReceipt, forgetClass, listReceipts } from '../src';
+import {
+  DEFAULT_FORGET_RECIPE,
+  type ForgetReceipt,
+  forgetClass,
+  listReceipts,
+  previewClassForget,
+} from '../src';
 
 const train = makeSyntheticDataset({ perClass: 100, split: 'train', seed: 3, classes: 4 });
 const test = makeSyntheticDataset({ perClass: 25, split: 'test', seed: 3, classes: 4 });
@@ -55,6 +62,59 @@ beforeAll(async () => {
   model.dispose();
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** sha256 of every file in the store directory: what "nothing changed" means. */
+function storeDigest(): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name of readdirSync(dir, { recursive: true, encoding: 'utf8' })) {
+    const path = join(dir, name);
+    if (statSync(path).isFile()) {
+      out[name] = createHash('sha256').update(readFileSync(path)).digest('hex');
+    }
+  }
+  return out;
+}
+
+describe('previewing a class forget (dry run)', () => {
+  it('plans, estimates the cost and changes nothing stored', async () => {
+    const before = storeDigest();
+    const preview = await previewClassForget({ store, train, test }, { class: 'disc' });
+    expect(storeDigest()).toEqual(before);
+    expect(preview.request).toMatchObject({
+      classIndex: 1,
+      method: 'targeted',
+      ...DEFAULT_FORGET_RECIPE.targeted,
+    });
+    const { plan, estimate } = preview;
+    expect(plan.experts.length).toBeGreaterThan(0);
+    expect(plan.expertCollateral).toHaveLength(plan.experts.length);
+    // Together the chosen experts carry at most the sum of what each carries.
+    const sum = plan.expertCollateral.reduce((a, b) => a + b, 0);
+    expect(plan.collateral).toBeCloseTo(sum, 6);
+    expect(plan.samples).toBe(100);
+    // Every forgotten sample and a tenth of the 300 retained ones, for 2 epochs.
+    expect(estimate).toMatchObject({ trainingSamples: 130, epochs: 2 });
+    expect(estimate.expertSampleWork).toBe(130 * plan.experts.length * 2);
+    expect(estimate.measuredSamples).toBe(400 + test.size);
+    // The stored training record has no timings, so no seconds are made up.
+    expect(estimate.seconds).toBeUndefined();
+  });
+
+  it('takes the same checks as a real forget', async () => {
+    const ctx = { store, train, test };
+    await expect(previewClassForget(ctx, { class: 'hexagon' })).rejects.toMatchObject({
+      code: 'not-found',
+    });
+    for (const bad of [{ epochs: Number.NaN }, { epochs: 4294967295 }, { learningRate: -1 }]) {
+      await expect(previewClassForget(ctx, { class: 'disc', ...bad })).rejects.toMatchObject({
+        code: 'invalid-argument',
+      });
+    }
+    await expect(
+      previewClassForget(ctx, { class: 'disc', retainFraction: Number.NaN }),
+    ).rejects.toThrow(/retain fraction must be in \(0, 1\], got NaN/);
+  });
+});
 
 describe('forgetting a class (targeted)', () => {
   let receipt: ForgetReceipt;
@@ -107,6 +167,14 @@ describe('forgetting a class (targeted)', () => {
     );
     expect(receipt.frozenExpertPasses!.reused).toBeGreaterThan(0);
     expect(await listReceipts(store)).toEqual([receipt]);
+    // A small set is measured whole; the receipt says on what.
+    expect(receipt.metrics.after.measuredOn).toMatchObject({
+      mode: 'sample',
+      trainForgotten: 100,
+      trainRetained: 300,
+      trainRetainedOf: 300,
+      test: test.size,
+    });
   });
 
   it('is idempotent by request id and refuses a reused id for another request', async () => {
@@ -124,6 +192,9 @@ describe('forgetting a class (targeted)', () => {
     await expect(forgetClass(ctx, { class: 'disc' })).rejects.toMatchObject({
       code: 'failed-precondition',
       message: expect.stringMatching(/already forgotten/),
+    });
+    await expect(previewClassForget(ctx, { class: 'disc' })).rejects.toMatchObject({
+      code: 'failed-precondition',
     });
     await expect(forgetClass(ctx, { class: 'hexagon' })).rejects.toMatchObject({
       code: 'not-found',

@@ -14,6 +14,8 @@ export interface TrainingRun {
   trainable?: ReadonlySet<ModulePart>;
   /** Batch norm normalises with, and keeps, its moving statistics (see ForwardOptions). */
   frozenBatchNorm?: boolean;
+  /** See TrainOptions.routingLosses (default true). */
+  routingLosses?: boolean;
   /** Per-batch step options, e.g. an unlearning loss or cached frozen-expert logits. */
   perBatch?: (batch: ArrayBatch, x: tf.Tensor4D) => Pick<TrainOptions, 'loss' | 'expertLogits'>;
   onStep?: (progress: StepProgress) => void;
@@ -62,6 +64,10 @@ export interface EpochSummary {
   seconds: number;
   /** Samples routed to each expert over the epoch (k per image). */
   expertLoad: number[];
+  /** [class][expert] routing slots over the epoch, as trained (with router noise). */
+  routing: number[][];
+  /** Mean class–expert mutual information of the epoch's batches, in nats. */
+  specialization: number;
 }
 
 /**
@@ -85,6 +91,10 @@ export async function trainModel(model: MoEModel, run: TrainingRun): Promise<Epo
     let images = 0;
     let step = 0;
     const expertLoad = new Array<number>(model.config.experts).fill(0);
+    const routing = Array.from({ length: model.config.numClasses }, () =>
+      new Array<number>(model.config.experts).fill(0),
+    );
+    let specialization = 0;
     for (const batch of run.batches(epoch)) {
       if (run.signal?.aborted) throw new Error('training cancelled');
       const learningRate = learningRateAt(schedule, globalStep);
@@ -95,6 +105,7 @@ export async function trainModel(model: MoEModel, run: TrainingRun): Promise<Epo
         weightDecay: run.weightDecay ?? 0,
         ...(run.trainable ? { trainable: run.trainable } : {}),
         ...(run.frozenBatchNorm ? { frozenBatchNorm: true } : {}),
+        ...(run.routingLosses === false ? { routingLosses: false } : {}),
         ...run.perBatch?.(batch, x),
       };
       let result: StepResult;
@@ -109,6 +120,8 @@ export async function trainModel(model: MoEModel, run: TrainingRun): Promise<Epo
       correct += result.correct;
       images += result.size;
       result.expertLoad.forEach((n, e) => (expertLoad[e]! += n));
+      countSlots(routing, batch.y, result.chosen, model.config.topK);
+      specialization += result.specialization;
       step++;
       globalStep++;
       run.onStep?.({
@@ -131,9 +144,18 @@ export async function trainModel(model: MoEModel, run: TrainingRun): Promise<Epo
       images,
       seconds: (performance.now() - started) / 1000,
       expertLoad,
+      routing,
+      specialization: specialization / Math.max(1, step),
     };
     history.push(summary);
     await run.onEpoch?.(summary);
   }
   return history;
+}
+
+function countSlots(table: number[][], labels: Int32Array, chosen: Int32Array, topK: number): void {
+  for (let i = 0; i < chosen.length; i++) {
+    const row = table[labels[Math.floor(i / topK)]!];
+    if (row) row[chosen[i]!]!++;
+  }
 }
