@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Metadata } from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
-import { Job, SubmitForgetRequest, ForgetMethod } from '@lethe/proto';
+import { SubmitForgetRequest, ForgetMethod } from '@lethe/proto';
 import { type CallInfo, failedPrecondition } from '@lethe/rpc';
 import { MemoryStore } from '@lethe/store';
 import pino from 'pino';
@@ -45,22 +45,13 @@ describe('audit log', () => {
       identity: { subject: 'alice', role: 'admin', via: 'token' as const },
       peer: 'ipv4:10.0.0.1:5',
     };
-    const job = Job.fromPartial({ jobId: 'job-000007' });
-    await audit.submitForget(request, caller, async () => ({
-      job,
-      receiptId: 'r-1',
-      duplicate: false,
-    }));
-    await audit.submitForget(request, caller, async () => ({
-      job,
-      receiptId: 'r-1',
-      duplicate: true,
-    }));
-    await expect(
-      audit.submitForget(request, { identity: undefined, peer: 'x' }, async () => {
-        throw failedPrecondition('token=abc123 secret_key=xyz is busy; Bearer lethe_abc');
-      }),
-    ).rejects.toMatchObject({ code: status.FAILED_PRECONDITION });
+    await audit.accepted(request, caller, 'job-000007', new Date());
+    await audit.duplicate(request, caller, 'job-000007', new Date());
+    await audit.refusedSubmit(
+      request,
+      { identity: undefined, peer: 'x' },
+      failedPrecondition('token=abc123 secret_key=xyz is busy; Bearer lethe_abc'),
+    );
     const entries = await listAudit(store);
     expect(entries.map((e) => [e.actor.subject, e.result.outcome, e.result.status])).toEqual([
       ['alice', 'accepted', 'OK'],
@@ -80,6 +71,47 @@ describe('audit log', () => {
     expect((await store.list('audit/')).map((o) => o.key)).toEqual(
       entries.map((e) => `audit/${e.id}.json`),
     );
+  });
+
+  it('refuses to accept a request whose entry cannot be stored, and retries a job end', async () => {
+    const store = new MemoryStore();
+    let failures = 2;
+    const put = store.put.bind(store);
+    store.put = async (...args: Parameters<MemoryStore['put']>) => {
+      if (failures > 0) {
+        failures--;
+        throw Object.assign(new Error('no space left on device'), { code: 'ENOSPC' });
+      }
+      return put(...args);
+    };
+    const audit = new AuditService(store, log);
+    const request = SubmitForgetRequest.fromPartial({
+      requestId: 'r-2',
+      target: { $case: 'className', value: 'cat' },
+    });
+    await expect(
+      audit.accepted(request, { identity: undefined, peer: 'x' }, 'job-000001', new Date()),
+    ).rejects.toMatchObject({ code: status.UNAVAILABLE });
+    expect(await listAudit(store)).toEqual([]);
+    let written = false;
+    const job = {
+      id: 'job-000001',
+      seq: 1,
+      kind: 'forget' as const,
+      state: 'succeeded' as const,
+      requestId: 'r-2',
+      fingerprint: '',
+      request: { requestId: 'r-2', classIndex: 3, className: 'cat', method: 'targeted' },
+      createdAt: new Date(),
+      manifestRevision: 4,
+    };
+    // The first write fails: the entry is written on a retry.
+    await audit.forgetFinished(job, () => (written = true));
+    expect(written).toBe(true);
+    const entries = await listAudit(store);
+    expect(entries.map((e) => [e.action, e.result.outcome, e.result.manifestRevision])).toEqual([
+      ['ForgetJobFinished', 'succeeded', 4],
+    ]);
   });
 
   it('names entries so that they sort by time', () => {

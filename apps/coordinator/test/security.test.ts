@@ -14,6 +14,7 @@ import {
   SubmitForgetRequest,
   type WorkerServer,
   WorkerService,
+  ExpertCopy,
 } from '@lethe/proto';
 import {
   bearerTokenInterceptor,
@@ -253,6 +254,7 @@ describe('the Registry and the workers: mutual TLS', () => {
     const { workerId } = await callUnary(worker, worker.register, registration(fakeWorker.address));
     const registered = app.get(WorkersService).registry.get(workerId)!;
     const released = await callUnary(registered.client, registered.client.release, {
+      copy: ExpertCopy.EXPERT_COPY_UNSPECIFIED,
       expertIds: [],
       datasetKeys: [],
       all: true,

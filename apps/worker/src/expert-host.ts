@@ -151,6 +151,11 @@ export interface ExpertHostOptions {
   store?: ObjectStore;
   /** Experts held at once (Capacity.max_experts). */
   maxExperts: number;
+  /**
+   * Another host whose datasets this one uses (the serving copy shares the training copy's):
+   * a dataset is held once per worker, whichever copy loaded it.
+   */
+  shareDatasetsWith?: ExpertHost;
 }
 
 /** A training Forward awaiting its Backward: the images it ran on, kept as a tensor. */
@@ -179,12 +184,14 @@ interface HeldDataset {
 export class ExpertHost {
   private model: ModelSpec | undefined;
   private readonly experts = new Map<number, HeldExpert>();
-  private readonly datasets = new Map<string, HeldDataset>();
+  private readonly datasets: Map<string, HeldDataset>;
   private busyMs = 0;
   /** Serialises the calls that await I/O between checking and changing state. */
   private queue: Promise<unknown> = Promise.resolve();
 
-  constructor(private readonly options: ExpertHostOptions) {}
+  constructor(private readonly options: ExpertHostOptions) {
+    this.datasets = options.shareDatasetsWith?.datasets ?? new Map<string, HeldDataset>();
+  }
 
   get maxExperts(): number {
     return this.options.maxExperts;

@@ -2,6 +2,7 @@ import { status } from '@grpc/grpc-js';
 import type { ChannelStats, Split as DataSplit } from '@lethe/data';
 import {
   type DatasetSpec,
+  ExpertCopy,
   fromFloat32Tensor,
   type ModelSpec as ProtoModelSpec,
   Split,
@@ -22,6 +23,24 @@ export class CallTracker {
     } finally {
       this.inflight--;
     }
+  }
+}
+
+/** A worker's two copies of its experts (ExpertCopy in worker.proto); datasets are shared. */
+export interface WorkerHosts {
+  training: ExpertHost;
+  serving: ExpertHost;
+}
+
+/** The host a call's `copy` names. */
+function hostOf(hosts: WorkerHosts, copy: ExpertCopy): ExpertHost {
+  switch (copy) {
+    case ExpertCopy.EXPERT_COPY_UNSPECIFIED:
+      return hosts.training;
+    case ExpertCopy.EXPERT_COPY_SERVING:
+      return hosts.serving;
+    default:
+      throw invalidArgument(`copy: unknown value ${String(copy)}`);
   }
 }
 
@@ -50,7 +69,7 @@ function expertFields(request: unknown): { expertId?: number; expertIds?: number
  * error (INTERNAL).
  */
 export function createWorkerService(
-  host: ExpertHost,
+  hosts: WorkerHosts,
   tracker: CallTracker,
   log?: RpcLogger,
   metrics?: WorkerServiceMetrics,
@@ -85,6 +104,10 @@ export function createWorkerService(
   return {
     assignExperts: handle('AssignExperts', async (request) => {
       if (!request.model) throw invalidArgument('model: required');
+      const host = hostOf(hosts, request.copy);
+      if (host === hosts.serving && request.experts.some((e) => e.optimizerState)) {
+        throw invalidArgument('experts: the serving copy holds no optimizer state');
+      }
       const experts = await host.assignExperts(
         toModelSpec(request.model),
         request.experts.map((e) => ({
@@ -99,11 +122,15 @@ export function createWorkerService(
     }),
 
     loadDataset: handle('LoadDataset', async (request) => {
-      const info = await host.loadDataset(request.key, toDatasetSource(request.dataset));
+      const info = await hosts.training.loadDataset(request.key, toDatasetSource(request.dataset));
       return info;
     }),
 
     forward: handle('Forward', (request) => {
+      const host = hostOf(hosts, request.copy);
+      if (host === hosts.serving && request.training) {
+        throw invalidArgument('training: the serving copy runs inference forwards only');
+      }
       const started = performance.now();
       const { values, shape } = host.forward({
         stepId: request.stepId,
@@ -133,7 +160,7 @@ export function createWorkerService(
         throw invalidArgument(`logit_gradients: ${(error as Error).message}`);
       }
       const started = performance.now();
-      const result = host.backward({
+      const result = hosts.training.backward({
         stepId: request.stepId,
         expertId: request.expertId,
         gradient: gradient.values,
@@ -152,17 +179,18 @@ export function createWorkerService(
     }),
 
     predict: handle('Predict', (request) => {
+      const host = hostOf(hosts, request.copy);
       const { values, shape } = host.predict(request.expertId, request.images);
       return { expertId: request.expertId, logits: toFloat32Tensor(values, shape) };
     }),
 
     checkpoint: handle('Checkpoint', async (request) => {
-      const result = await host.checkpoint(request.expertId);
+      const result = await hosts.training.checkpoint(request.expertId);
       return { expertId: request.expertId, ...result };
     }),
 
     release: handle('Release', (request) =>
-      host.release({
+      hostOf(hosts, request.copy).release({
         expertIds: request.expertIds,
         datasetKeys: request.datasetKeys,
         all: request.all,

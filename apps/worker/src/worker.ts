@@ -76,6 +76,12 @@ export async function startWorker(
   // the same certificate is this worker's client certificate for the coordinator's Registry.
   const tls = workerTls(config);
   const host = new ExpertHost({ maxExperts: config.maxExperts, ...(store ? { store } : {}) });
+  // Serving (Predict, Evaluate) runs on its own copy of the published weights while jobs train.
+  const serving = new ExpertHost({
+    maxExperts: config.maxExperts,
+    ...(store ? { store } : {}),
+    shareDatasetsWith: host,
+  });
   const tracker = new CallTracker();
   const metrics = new WorkerMetrics({
     experts: () => host.load().expertIds.length,
@@ -86,7 +92,7 @@ export async function startWorker(
     services: [
       {
         definition: WorkerService,
-        implementation: createWorkerService(host, tracker, logger, metrics),
+        implementation: createWorkerService({ training: host, serving }, tracker, logger, metrics),
       },
     ],
     healthServices: [WORKER_SERVICE_NAME],
@@ -151,6 +157,7 @@ export async function startWorker(
       await server.shutdown(config.graceMs);
       await registration?.deregister();
       await metricsServer?.close();
+      serving.dispose();
       host.dispose();
       logger.info({ address }, 'worker stopped');
     })();

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import { CIFAR10_STATS } from '@lethe/data';
-import { Split, toFloat32Tensor, WorkerClient } from '@lethe/proto';
+import { Split, toFloat32Tensor, WorkerClient, ExpertCopy } from '@lethe/proto';
 import { callUnary } from '@lethe/rpc';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -60,6 +60,7 @@ beforeAll(async () => {
   expect(worker.metricsAddress).toBe(`127.0.0.1:${port}`);
   client = new WorkerClient(worker.address, grpc.credentials.createInsecure());
   await callUnary(client, client.assignExperts, {
+    copy: ExpertCopy.EXPERT_COPY_UNSPECIFIED,
     model: {
       preset: 'tiny',
       numClasses: 4,
@@ -106,6 +107,7 @@ describe('worker metrics', () => {
 
   it('observes Forward and Backward compute time', async () => {
     await callUnary(client, client.forward, {
+      copy: ExpertCopy.EXPERT_COPY_UNSPECIFIED,
       stepId: 1,
       expertId: 0,
       datasetKey: 'train',
@@ -143,6 +145,7 @@ describe('worker metrics', () => {
 
   it('logs a failed call with its method and expert id', async () => {
     const error = await callUnary(client, client.forward, {
+      copy: ExpertCopy.EXPERT_COPY_UNSPECIFIED,
       stepId: 0,
       expertId: 1,
       datasetKey: 'train',

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { type RegistryServer, RegistryService, WorkerClient } from '@lethe/proto';
+import { type RegistryServer, RegistryService, WorkerClient, ExpertCopy } from '@lethe/proto';
 import {
   callUnary,
   peerCertificate,
@@ -127,7 +127,12 @@ describe('a worker with mutual TLS', () => {
     return c;
   };
   const release = (c: WorkerClient) =>
-    callUnary(c, c.release, { expertIds: [], datasetKeys: [], all: true }, { deadlineMs: 3_000 });
+    callUnary(
+      c,
+      c.release,
+      { copy: ExpertCopy.EXPERT_COPY_UNSPECIFIED, expertIds: [], datasetKeys: [], all: true },
+      { deadlineMs: 3_000 },
+    );
 
   it('registers with its client certificate', async () => {
     await eventually(() => registeredBy.length > 0, 10_000, 'registration');

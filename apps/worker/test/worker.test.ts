@@ -14,6 +14,7 @@ import {
   Split,
   toFloat32Tensor,
   WorkerClient,
+  ExpertCopy,
 } from '@lethe/proto';
 import { callUnary } from '@lethe/rpc';
 import { LocalDirStore, sha256Hex } from '@lethe/store';
@@ -61,6 +62,7 @@ afterAll(async () => {
 
 const assign = (client: WorkerClient, request: Partial<AssignExpertsRequest>) =>
   callUnary(client, client.assignExperts, {
+    copy: ExpertCopy.EXPERT_COPY_UNSPECIFIED,
     model: MODEL,
     experts: [],
     replaceAll: false,
@@ -73,6 +75,7 @@ const load = (client: WorkerClient, key: string, uri: string, limit = 0) =>
   });
 const forward = (client: WorkerClient, request: Partial<ForwardRequest>) =>
   callUnary(client, client.forward, {
+    copy: ExpertCopy.EXPERT_COPY_UNSPECIFIED,
     stepId: 0,
     expertId: 0,
     datasetKey: 'train',
@@ -223,7 +226,11 @@ describe('worker: the training cycle', () => {
       width: 32,
       channels: 3,
     };
-    const predicted = await callUnary(clientA, clientA.predict, { expertId: 1, images: [image] });
+    const predicted = await callUnary(clientA, clientA.predict, {
+      copy: ExpertCopy.EXPERT_COPY_UNSPECIFIED,
+      expertId: 1,
+      images: [image],
+    });
     const forwarded = await forward(clientA, { expertId: 1, indices: [index] });
     expect(predicted.logits!.shape).toEqual([1, 4]);
     const p = decodeFloat32(predicted.logits!.data);
@@ -245,12 +252,55 @@ describe('worker: the training cycle', () => {
 
   it('releases experts and datasets, and what is not held is no error', async () => {
     const released = await callUnary(clientA, clientA.release, {
+      copy: ExpertCopy.EXPERT_COPY_UNSPECIFIED,
       expertIds: [2, 3],
       datasetKeys: ['sub', 'nope'],
       all: false,
     });
     expect(released).toEqual({ releasedExpertIds: [2], releasedDatasetKeys: ['sub'] });
     await expectCode(forward(clientA, { expertId: 2 }), grpc.status.NOT_FOUND);
+  });
+});
+
+describe('worker: serving copy', () => {
+  it('keeps the serving copy apart from the training copy, sharing datasets', async () => {
+    const serving = { copy: ExpertCopy.EXPERT_COPY_SERVING };
+    await load(clientB, 'shared', `cifar10:${dataDir}`);
+    await assign(clientB, { experts: [{ expertId: 2, lastStepId: 0 }], replaceAll: true });
+    const trained = await forward(clientB, { expertId: 2, datasetKey: 'shared' });
+    // The serving copy holds its own expert 2, which a training step does not touch.
+    await assign(clientB, { ...serving, experts: [{ expertId: 2, lastStepId: 0 }] });
+    const before = await forward(clientB, { ...serving, expertId: 2, datasetKey: 'shared' });
+    await forward(clientB, { expertId: 2, datasetKey: 'shared', stepId: 1, training: true });
+    await backward(clientB, { expertId: 2, stepId: 1, learningRate: 0.1 });
+    const after = await forward(clientB, { ...serving, expertId: 2, datasetKey: 'shared' });
+    const retrained = await forward(clientB, { expertId: 2, datasetKey: 'shared' });
+    expect(after.logits!.data).toEqual(before.logits!.data);
+    expect(before.logits!.data).toEqual(trained.logits!.data);
+    expect(retrained.logits!.data).not.toEqual(trained.logits!.data);
+    // Serving is read-only, and releasing it leaves the training copy.
+    await expectCode(
+      forward(clientB, {
+        ...serving,
+        expertId: 2,
+        datasetKey: 'shared',
+        stepId: 2,
+        training: true,
+      }),
+      grpc.status.INVALID_ARGUMENT,
+      /serving copy/,
+    );
+    await callUnary(clientB, clientB.release, {
+      ...serving,
+      expertIds: [2],
+      datasetKeys: [],
+      all: false,
+    });
+    await expectCode(
+      forward(clientB, { ...serving, expertId: 2, datasetKey: 'shared' }),
+      grpc.status.NOT_FOUND,
+    );
+    await forward(clientB, { expertId: 2, datasetKey: 'shared' });
   });
 });
 
@@ -262,7 +312,11 @@ describe('worker: status codes', () => {
   it('AssignExperts: INVALID_ARGUMENT, RESOURCE_EXHAUSTED, NOT_FOUND, DATA_LOSS', async () => {
     const one = [{ expertId: 0, lastStepId: 0 }];
     await expectCode(
-      callUnary(clientA, clientA.assignExperts, { experts: one, replaceAll: false }),
+      callUnary(clientA, clientA.assignExperts, {
+        copy: ExpertCopy.EXPERT_COPY_UNSPECIFIED,
+        experts: one,
+        replaceAll: false,
+      }),
       grpc.status.INVALID_ARGUMENT,
       /model/,
     );
@@ -433,7 +487,11 @@ describe('worker: status codes', () => {
   it('Predict: INVALID_ARGUMENT for no or wrongly sized images, NOT_FOUND for an unknown expert', async () => {
     const image = { data: Buffer.alloc(32 * 32 * 3), height: 32, width: 32, channels: 3 };
     const predict = (expertId: number, images: (typeof image)[]) =>
-      callUnary(clientA, clientA.predict, { expertId, images });
+      callUnary(clientA, clientA.predict, {
+        copy: ExpertCopy.EXPERT_COPY_UNSPECIFIED,
+        expertId,
+        images,
+      });
     await expectCode(predict(0, []), grpc.status.INVALID_ARGUMENT);
     await expectCode(
       predict(0, [{ ...image, height: 16 }]),
@@ -450,7 +508,12 @@ describe('worker: status codes', () => {
 
   it('Release: INVALID_ARGUMENT when nothing is named', async () => {
     await expectCode(
-      callUnary(clientA, clientA.release, { expertIds: [], datasetKeys: [], all: false }),
+      callUnary(clientA, clientA.release, {
+        copy: ExpertCopy.EXPERT_COPY_UNSPECIFIED,
+        expertIds: [],
+        datasetKeys: [],
+        all: false,
+      }),
       grpc.status.INVALID_ARGUMENT,
     );
   });

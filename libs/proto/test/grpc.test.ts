@@ -13,6 +13,7 @@ import {
   CoordinatorService,
   decodeFloat32,
   encodeFloat32,
+  ExpertCopy,
   type ForwardResponse,
   type Job,
   type JobEvent,
@@ -184,6 +185,7 @@ describe('generated services on @grpc/grpc-js', () => {
     const response = await new Promise<ForwardResponse>((resolve, reject) =>
       workerClient.forward(
         {
+          copy: ExpertCopy.EXPERT_COPY_UNSPECIFIED,
           stepId: 17,
           expertId: 2,
           datasetKey: 'train',

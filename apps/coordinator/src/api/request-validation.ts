@@ -1,39 +1,104 @@
 import { createHash } from 'node:crypto';
-import { DATASET_SCHEMES } from '@lethe/data';
+import * as grpc from '@grpc/grpc-js';
+import { DATASET_SCHEMES, DataError } from '@lethe/data';
 import { PRESETS } from '@lethe/model';
 import {
   type DatasetSpec,
+  type EvaluateRequest,
   ForgetMethod,
   LearningRateSchedule,
+  type ListReceiptsRequest,
+  type PredictRequest,
+  Split,
   type StartTrainingRequest,
   type SubmitForgetRequest,
   TrainingMode,
   UnlearningLoss,
 } from '@lethe/proto';
-import { invalidArgument, RpcError } from '@lethe/rpc';
+import { invalidArgument, notFound, RpcError } from '@lethe/rpc';
 import {
   parseSelectionRule,
   type ForgetMethod as MethodName,
   type UnlearningLoss as UnlearningLossName,
 } from '@lethe/unlearning';
-import * as grpc from '@grpc/grpc-js';
+import type { EvaluateOrder } from '../engine/engine-protocol';
 import type { TrainingRequest } from '../training/training-request';
+
+/**
+ * The request contract of the public API, one function per request type: each checks every
+ * field against the bounds coordinator.proto documents, fills in the documented defaults and
+ * throws INVALID_ARGUMENT naming the field (or UNIMPLEMENTED for what is not built). Checks that
+ * need the model or the store (a class name, a dataset's files) come after, in the services.
+ * Values echoed in messages are cut to about 100 characters.
+ */
 
 const REQUEST_ID = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 const SAMPLE_ID = /^[a-z0-9][a-z0-9._-]*:(train|test):\d+$/;
+/** Longest dataset uri, class name, job id, sample id or page token the API reads. */
+const MAX_URI = 4096;
+const MAX_NAME = 256;
+const MAX_SAMPLE_IDS = 50_000;
+const MAX_IMAGES = 512;
+const MAX_IMAGE_SIDE = 1024;
 
-export function checkRequestId(id: string, required: boolean): void {
-  if (id === '' && !required) return;
-  if (!REQUEST_ID.test(id)) {
-    throw invalidArgument(
-      `request_id must match ^[a-z0-9][a-z0-9._-]{0,63}$, got ${JSON.stringify(id)}`,
-    );
-  }
+/** A value for an error message: JSON-quoted, cut to about 100 characters. */
+export function quote(value: unknown): string {
+  const text = typeof value === 'string' ? value : String(value);
+  return text.length > 100 ? `${JSON.stringify(text.slice(0, 100))}…` : JSON.stringify(text);
 }
 
 /** Same request id and fingerprint: the same request (idempotent retry). */
 export function fingerprint(request: unknown): string {
   return createHash('sha256').update(JSON.stringify(request)).digest('hex');
+}
+
+export function checkRequestId(id: string, required: boolean): void {
+  if (id === '' && !required) return;
+  if (!REQUEST_ID.test(id)) {
+    throw invalidArgument(`request_id must match ^[a-z0-9][a-z0-9._-]{0,63}$, got ${quote(id)}`);
+  }
+}
+
+/** A job id as the API hands them out; anything else cannot name a job. */
+export function checkJobId(id: string): string {
+  if (id === '') throw invalidArgument('job_id is required');
+  if (id.length > 64) throw invalidArgument(`job_id is too long: ${quote(id)}`);
+  return id;
+}
+
+/** An integer field with a default for 0 and a documented range. */
+function integer(name: string, value: number, fallback: number, min: number, max: number): number {
+  const v = value || fallback;
+  if (!Number.isInteger(v) || v < min || v > max) {
+    throw invalidArgument(`${name} must be ${min}..${max}, got ${quote(v)}`);
+  }
+  return v;
+}
+
+/** A float field: finite, within [min, max] (above min when `aboveMin`). */
+function real(
+  name: string,
+  value: number,
+  range: { min: number; max: number; aboveMin?: boolean },
+): number {
+  const low = range.aboveMin ? value > range.min : value >= range.min;
+  if (!Number.isFinite(value) || !low || value > range.max) {
+    const interval = `${range.aboveMin ? '(' : '['}${range.min}, ${range.max}]`;
+    throw invalidArgument(`${name} must be a finite number in ${interval}, got ${quote(value)}`);
+  }
+  return value;
+}
+
+/** An enum field: one of the values the .proto declares. */
+function known<E extends number>(
+  name: string,
+  value: E,
+  values: Record<string, string | number>,
+): E {
+  if (typeof values[value] !== 'string' || value < 0) {
+    throw invalidArgument(`${name}: unknown value ${quote(value)}`);
+  }
+  return value;
 }
 
 export function datasetUri(spec: DatasetSpec | undefined, field: string): string {
@@ -46,14 +111,30 @@ export function datasetUri(spec: DatasetSpec | undefined, field: string): string
     );
   }
   const uri = source.value;
+  if (uri.length > MAX_URI) throw invalidArgument(`${field}.uri is longer than ${MAX_URI}`);
   const colon = uri.indexOf(':');
   const scheme = colon < 0 ? '' : uri.slice(0, colon);
   if (!(DATASET_SCHEMES as readonly string[]).includes(scheme) || uri.length === colon + 1) {
     throw invalidArgument(
-      `${field}.uri must be <scheme>:<dir> with scheme one of ${DATASET_SCHEMES.join(', ')}, got ${JSON.stringify(uri)}`,
+      `${field}.uri must be <scheme>:<dir> with scheme one of ${DATASET_SCHEMES.join(', ')}, got ${quote(uri)}`,
     );
   }
+  known(`${field}.split`, spec!.split, Split);
   return uri;
+}
+
+/**
+ * A dataset that failed to open, as a status: NOT_FOUND when its directory or files are
+ * missing, INVALID_ARGUMENT when they are malformed; anything else is not the caller's fault.
+ */
+export function datasetError(uri: string, error: unknown): unknown {
+  if (error instanceof DataError) {
+    const missing = /missing|not found/i.test(error.problem);
+    return (missing ? notFound : invalidArgument)(`dataset ${quote(uri)}: ${error.problem}`);
+  }
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code === 'ENOENT') return notFound(`dataset ${quote(uri)}: no such directory`);
+  return error;
 }
 
 const SCHEDULES: Record<LearningRateSchedule, TrainingRequest['schedule']> = {
@@ -64,51 +145,40 @@ const SCHEDULES: Record<LearningRateSchedule, TrainingRequest['schedule']> = {
   [LearningRateSchedule.UNRECOGNIZED]: 'one-cycle',
 };
 
-/** StartTraining with defaults filled in; throws INVALID_ARGUMENT (or UNIMPLEMENTED) naming the field. */
+/** StartTraining with defaults filled in. */
 export function normaliseTrainingRequest(request: StartTrainingRequest): TrainingRequest {
   checkRequestId(request.requestId, false);
   if (request.mode === TrainingMode.TRAINING_MODE_UNSPECIFIED) {
     throw invalidArgument('mode is required: TRAINING_MODE_JOINT or TRAINING_MODE_SISA');
   }
+  known('mode', request.mode, TrainingMode);
   const sisaMode = request.mode === TrainingMode.TRAINING_MODE_SISA;
-  if (!sisaMode && request.mode !== TrainingMode.TRAINING_MODE_JOINT) {
-    throw invalidArgument(`mode: unknown value ${request.mode}`);
-  }
   if (request.sisa && !sisaMode) {
     throw invalidArgument('sisa options are only valid with TRAINING_MODE_SISA');
   }
   const dataset = datasetUri(request.dataset, 'dataset');
-  if (request.dataset?.split === 2) throw invalidArgument('dataset.split must be the train split');
+  if (request.dataset?.split === Split.SPLIT_TEST) {
+    throw invalidArgument('dataset.split must be the train split');
+  }
   const preset = request.preset || 'small';
   if (!Object.keys(PRESETS).includes(preset)) {
     throw invalidArgument(
-      `preset: unknown ${JSON.stringify(preset)} (known: ${Object.keys(PRESETS).join(', ')})`,
+      `preset: unknown ${quote(preset)} (known: ${Object.keys(PRESETS).join(', ')})`,
     );
   }
-  const experts = request.experts || 4;
-  if (experts < 1 || experts > 64) throw invalidArgument(`experts must be 1..64, got ${experts}`);
+  const experts = integer('experts', request.experts, 4, 1, 64);
   const topK = request.topK || 2;
   if (topK > experts) throw invalidArgument(`top_k (${topK}) must not exceed experts (${experts})`);
-  const batchSize = request.batchSize || 128;
-  if (batchSize > 4096) throw invalidArgument(`batch_size must be 1..4096, got ${batchSize}`);
-  const learningRate = request.learningRate || 0.003;
-  if (!Number.isFinite(learningRate) || learningRate < 0) {
-    throw invalidArgument(`learning_rate must be a finite number > 0, got ${learningRate}`);
-  }
-  const nonNegative = (name: string, value: number | undefined, fallback: number): number => {
-    const v = value ?? fallback;
-    if (!Number.isFinite(v) || v < 0) throw invalidArgument(`${name} must be >= 0, got ${v}`);
-    return v;
-  };
   let sisa: TrainingRequest['sisa'];
   if (sisaMode) {
     const o = request.sisa;
     if (o && o.shards !== 0 && o.shards !== experts) {
       throw invalidArgument(`sisa.shards must be 0 or experts (${experts}), got ${o.shards}`);
     }
-    const slices = o?.slices || 4;
-    if (slices > 64) throw invalidArgument(`sisa.slices must be 1..64, got ${slices}`);
-    sisa = { slices, routerEpochs: o?.routerEpochs || 2 };
+    sisa = {
+      slices: integer('sisa.slices', o?.slices ?? 0, 4, 1, 64),
+      routerEpochs: integer('sisa.router_epochs', o?.routerEpochs ?? 0, 2, 1, 1000),
+    };
   }
   return {
     mode: sisaMode ? 'sisa' : 'joint',
@@ -118,14 +188,18 @@ export function normaliseTrainingRequest(request: StartTrainingRequest): Trainin
     preset,
     experts,
     topK,
-    epochs: request.epochs || 10,
-    batchSize,
-    learningRate,
-    weightDecay: nonNegative('weight_decay', request.weightDecay, 0.0005),
-    schedule: SCHEDULES[request.schedule],
+    epochs: integer('epochs', request.epochs, 10, 1, 1000),
+    batchSize: integer('batch_size', request.batchSize, 128, 1, 4096),
+    learningRate: real('learning_rate', request.learningRate || 0.003, {
+      min: 0,
+      max: 10,
+      aboveMin: true,
+    }),
+    weightDecay: real('weight_decay', request.weightDecay ?? 0.0005, { min: 0, max: 1 }),
+    schedule: SCHEDULES[known('schedule', request.schedule, LearningRateSchedule)],
     seed: request.seed,
-    balanceWeight: nonNegative('balance_weight', request.balanceWeight, 0.1),
-    routerNoise: nonNegative('router_noise', request.routerNoise, 1),
+    balanceWeight: real('balance_weight', request.balanceWeight ?? 0.1, { min: 0, max: 100 }),
+    routerNoise: real('router_noise', request.routerNoise ?? 1, { min: 0, max: 100 }),
     augment: request.augment ?? true,
   };
 }
@@ -146,7 +220,7 @@ const LOSS_NAMES: Partial<Record<UnlearningLoss, UnlearningLossName>> = {
   [UnlearningLoss.UNLEARNING_LOSS_DISTILL]: 'distill',
 };
 
-/** The parts of a forget request that do not depend on the model; throws INVALID_ARGUMENT. */
+/** The parts of a forget request that do not depend on the model. */
 export interface ForgetOptions {
   method: MethodName | 'sisa-replay';
   /** Samples target (sisa replay): the ids, sorted and without duplicates. */
@@ -166,31 +240,26 @@ export function normaliseForgetOptions(request: SubmitForgetRequest): ForgetOpti
   checkRequestId(request.requestId, true);
   const target = request.target;
   if (!target) throw invalidArgument('a target is required: class_name, class_index or sample_ids');
+  known('method', request.method, ForgetMethod);
+  if (request.loss !== UnlearningLoss.UNLEARNING_LOSS_UNSPECIFIED && !LOSS_NAMES[request.loss]) {
+    throw invalidArgument(`loss: unknown value ${quote(request.loss)}`);
+  }
   if (target.$case === 'sampleIds') {
     const ids = target.value.ids;
     if (ids.length === 0) throw invalidArgument('sample_ids is empty');
-    if (ids.length > 50_000)
+    if (ids.length > MAX_SAMPLE_IDS) {
       throw invalidArgument(`sample_ids holds ${ids.length} ids; at most 50,000`);
-    const bad = ids.find((id) => !SAMPLE_ID.test(id));
-    if (bad !== undefined) throw invalidArgument(`malformed sample id ${JSON.stringify(bad)}`);
-    if (request.maskOutput) throw invalidArgument('mask_output applies to a class target only');
-  }
-  if (target.$case === 'className' && target.value === '') {
-    throw invalidArgument('class_name is empty');
-  }
-  if (request.method === ForgetMethod.FORGET_METHOD_SISA_REPLAY) {
-    if (target.$case !== 'sampleIds') {
-      throw invalidArgument('FORGET_METHOD_SISA_REPLAY forgets samples: give sample_ids');
     }
-  }
-  if (target.$case === 'sampleIds') {
+    const bad = ids.find((id) => id.length > MAX_NAME || !SAMPLE_ID.test(id));
+    if (bad !== undefined) throw invalidArgument(`malformed sample id ${quote(bad)}`);
+    if (request.maskOutput) throw invalidArgument('mask_output applies to a class target only');
     const other =
       request.method !== ForgetMethod.FORGET_METHOD_UNSPECIFIED &&
       request.method !== ForgetMethod.FORGET_METHOD_SISA_REPLAY;
     if (other) throw invalidArgument('sample_ids are forgotten by sisa replay only');
     return {
       method: 'sisa-replay',
-      sampleIds: [...new Set(target.value.ids)].sort(),
+      sampleIds: [...new Set(ids)].sort(),
       epochs: 0,
       learningRate: 0,
       lambda: 0,
@@ -199,53 +268,109 @@ export function normaliseForgetOptions(request: SubmitForgetRequest): ForgetOpti
       seed: 0,
     };
   }
+  if (target.$case === 'className') {
+    if (target.value === '') throw invalidArgument('class_name is empty');
+    if (target.value.length > MAX_NAME) {
+      throw invalidArgument(`class_name is longer than ${MAX_NAME}: ${quote(target.value)}`);
+    }
+  }
+  if (request.method === ForgetMethod.FORGET_METHOD_SISA_REPLAY) {
+    throw invalidArgument('FORGET_METHOD_SISA_REPLAY forgets samples: give sample_ids');
+  }
   const method = METHODS[request.method];
-  if (!method) throw invalidArgument(`method: unknown value ${request.method}`);
+  if (!method) throw invalidArgument(`method: unknown value ${quote(request.method)}`);
   if (
     method !== 'targeted' &&
     (request.loss !== UnlearningLoss.UNLEARNING_LOSS_UNSPECIFIED ||
       request.select ||
-      request.retainFraction)
+      request.retainFraction !== 0)
   ) {
     throw invalidArgument(
       `loss, select and retain_fraction apply to the targeted method only, not ${method}`,
     );
   }
-  if (request.loss !== UnlearningLoss.UNLEARNING_LOSS_UNSPECIFIED && !LOSS_NAMES[request.loss]) {
-    throw invalidArgument(`loss: unknown value ${request.loss}`);
-  }
-  const retainFraction = request.retainFraction;
-  if (retainFraction && !(retainFraction > 0 && retainFraction <= 1)) {
-    throw invalidArgument(`retain_fraction must be in (0, 1], got ${retainFraction}`);
-  }
-  const epochs = request.epochs || 5;
-  if (epochs > 100) throw invalidArgument(`epochs must be 1..100, got ${epochs}`);
-  const learningRate = request.learningRate || 1e-4;
-  if (!Number.isFinite(learningRate) || learningRate <= 0) {
-    throw invalidArgument(`learning_rate must be > 0, got ${learningRate}`);
-  }
-  const lambda = request.lambda || 1;
-  if (!Number.isFinite(lambda) || lambda <= 0)
-    throw invalidArgument(`lambda must be > 0, got ${lambda}`);
+  const retainFraction =
+    request.retainFraction === 0
+      ? undefined
+      : real('retain_fraction', request.retainFraction, { min: 0, max: 1, aboveMin: true });
   if (request.select) {
+    if (request.select.length > 64) throw invalidArgument(`select: ${quote(request.select)}`);
     try {
       parseSelectionRule(request.select);
     } catch (error) {
-      throw invalidArgument(`select: ${error instanceof Error ? error.message : String(error)}`);
+      throw invalidArgument(
+        `select: ${quote(error instanceof Error ? error.message : String(error))}`,
+      );
     }
   }
-  const batchSize = request.batchSize || 128;
-  if (batchSize > 4096) throw invalidArgument(`batch_size must be 1..4096, got ${batchSize}`);
   return {
     method,
     ...(LOSS_NAMES[request.loss] ? { loss: LOSS_NAMES[request.loss] } : {}),
-    ...(request.retainFraction ? { retainFraction: request.retainFraction } : {}),
+    ...(retainFraction !== undefined ? { retainFraction } : {}),
     ...(request.select ? { select: request.select } : {}),
-    epochs,
-    learningRate,
-    lambda,
+    epochs: integer('epochs', request.epochs, 5, 1, 100),
+    learningRate: real('learning_rate', request.learningRate || 1e-4, {
+      min: 0,
+      max: 10,
+      aboveMin: true,
+    }),
+    lambda: real('lambda', request.lambda || 1, { min: 0, max: 1000, aboveMin: true }),
     maskOutput: request.maskOutput,
-    batchSize,
+    batchSize: integer('batch_size', request.batchSize, 128, 1, 4096),
     seed: request.seed,
   };
+}
+
+/** Evaluate: the dataset (or the model's own), batch size and mask choice. */
+export function normaliseEvaluateRequest(request: EvaluateRequest): Omit<EvaluateOrder, 'callId'> {
+  const batchSize = integer('batch_size', request.batchSize, 256, 1, 4096);
+  if (!request.dataset) return { batchSize, ignoreOutputMask: request.ignoreOutputMask };
+  const uri = datasetUri(request.dataset, 'dataset');
+  return {
+    dataset: { uri, split: request.dataset.split, limit: request.dataset.limit },
+    batchSize,
+    ignoreOutputMask: request.ignoreOutputMask,
+  };
+}
+
+/** Predict: 1..512 images, each with as many bytes as its stated size. */
+export function checkPredictRequest(request: PredictRequest): void {
+  const images = request.images;
+  if (images.length === 0 || images.length > MAX_IMAGES) {
+    throw invalidArgument(`images: send 1 to ${MAX_IMAGES} images, got ${images.length}`);
+  }
+  images.forEach((image, i) => {
+    const { height, width, channels } = image;
+    if (
+      height < 1 ||
+      width < 1 ||
+      height > MAX_IMAGE_SIDE ||
+      width > MAX_IMAGE_SIDE ||
+      channels < 1 ||
+      channels > 4
+    ) {
+      throw invalidArgument(
+        `images[${i}] is ${height}x${width}x${channels}: sides 1..${MAX_IMAGE_SIDE}, channels 1..4`,
+      );
+    }
+    if (image.data.length !== height * width * channels) {
+      throw invalidArgument(
+        `images[${i}].data holds ${image.data.length} bytes, expected ${height * width * channels}`,
+      );
+    }
+  });
+}
+
+/** ListReceipts: page size (0 → 50, above 500 → 500) and the offset its token carries. */
+export function normaliseListReceipts(request: ListReceiptsRequest): {
+  size: number;
+  start: number;
+} {
+  const size = Math.min(500, request.pageSize || 50);
+  if (!request.pageToken) return { size, start: 0 };
+  const match = /^offset:(\d{1,9})$/.exec(request.pageToken);
+  if (!match) {
+    throw invalidArgument(`page_token ${quote(request.pageToken)} was not issued here`);
+  }
+  return { size, start: Number(match[1]) };
 }

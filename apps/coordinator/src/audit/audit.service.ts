@@ -1,10 +1,6 @@
 import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
-import {
-  forgetMethodToJSON,
-  type SubmitForgetRequest,
-  type SubmitForgetResponse,
-} from '@lethe/proto';
-import { type Identity, RpcError, statusName } from '@lethe/rpc';
+import { forgetMethodToJSON, type SubmitForgetRequest } from '@lethe/proto';
+import { type Identity, RpcError, statusName, unavailable } from '@lethe/rpc';
 import type { ObjectStore } from '@lethe/store';
 import type { Logger } from 'pino';
 import type { ForgetJobRequest } from '../forgetting/forget-request';
@@ -27,12 +23,31 @@ export function actorOf(identity: Identity | undefined): AuditActor {
 
 function targetOf(request: SubmitForgetRequest): AuditTarget | undefined {
   const target = request.target;
-  if (target?.$case === 'className') return { className: target.value };
+  if (target?.$case === 'className') return { className: target.value.slice(0, 256) };
   if (target?.$case === 'classIndex') return { classIndex: target.value };
   if (target?.$case === 'sampleIds') {
-    return { sampleIds: target.value.ids.slice(0, 100), sampleCount: target.value.ids.length };
+    return {
+      sampleIds: target.value.ids.slice(0, 100).map((id) => id.slice(0, 256)),
+      sampleCount: target.value.ids.length,
+    };
   }
   return undefined;
+}
+
+/** The part of a SubmitForget entry that describes the request and its caller. */
+function submission(
+  request: SubmitForgetRequest,
+  caller: { identity: Identity | undefined; peer: string },
+): Omit<AuditRecord, 'result'> {
+  const target = targetOf(request);
+  return {
+    action: 'SubmitForget',
+    actor: actorOf(caller.identity),
+    peer: caller.peer,
+    requestId: request.requestId.slice(0, 100),
+    method: methodOf(request),
+    ...(target ? { target } : {}),
+  };
 }
 
 /** `targeted` for FORGET_METHOD_TARGETED; `default` when unspecified. */
@@ -43,12 +58,14 @@ function methodOf(request: SubmitForgetRequest): string {
 
 /**
  * The audit log of forget requests in the object store (see audit-log.ts): every SubmitForget
- * (accepted, duplicate or refused, with its status) and every forget job's end. Writing an entry
- * never fails the request it records; a failed write is logged as an error.
+ * (accepted, duplicate or refused, with its status) and every forget job's end. It fails
+ * closed: a forget request is accepted only once its entry is stored, and a job's end is
+ * retried until stored. Entries for duplicates and refusals are best effort (logged on failure).
  */
 @Injectable()
 export class AuditService implements OnApplicationShutdown {
   private readonly pending = new Set<Promise<unknown>>();
+  private stopping = false;
   private readonly log: Logger;
 
   constructor(
@@ -58,71 +75,67 @@ export class AuditService implements OnApplicationShutdown {
     this.log = log.child({ component: 'audit' });
   }
 
-  /** Appends an entry (at `time`, default now); resolves once stored (or its failure logged). */
-  record(record: AuditRecord, time = new Date()): Promise<void> {
-    const write = appendAudit(this.store, record, time).then(
-      (entry) => {
-        this.log.info(
-          {
-            auditId: entry.id,
-            action: entry.action,
-            requestId: entry.requestId,
-            subject: entry.actor.subject,
-            outcome: entry.result.outcome,
-          },
-          'audit entry written',
-        );
-      },
-      (error: unknown) => {
-        this.log.error(
-          { err: error, action: record.action, requestId: record.requestId },
-          'audit entry could not be written',
-        );
-      },
-    );
+  /**
+   * Appends an entry (at `time`, default now). Resolves once stored; a failure is logged, and
+   * rethrown as UNAVAILABLE with `strict` (an accepted request waits for its entry).
+   */
+  async record(record: AuditRecord, time = new Date(), strict = false): Promise<void> {
+    const write = appendAudit(this.store, record, time);
     this.pending.add(write);
-    void write.finally(() => this.pending.delete(write));
-    return write;
+    void write.catch(() => undefined).finally(() => this.pending.delete(write));
+    try {
+      const entry = await write;
+      this.log.info(
+        {
+          auditId: entry.id,
+          action: entry.action,
+          requestId: entry.requestId,
+          subject: entry.actor.subject,
+          outcome: entry.result.outcome,
+        },
+        'audit entry written',
+      );
+    } catch (error) {
+      this.log.error(
+        { err: error, action: record.action, requestId: record.requestId },
+        'audit entry could not be written',
+      );
+      if (strict) {
+        throw unavailable(
+          'the audit log cannot be written, so the request is not accepted; retry later',
+        );
+      }
+    }
   }
 
   /**
-   * Runs a SubmitForget and records its answer: accepted or duplicate with the job, or refused
-   * with the status it ended with. The answer is passed on unchanged.
+   * Records an accepted SubmitForget before its job exists: the request is accepted only once
+   * this entry is durable (UNAVAILABLE otherwise, and no job is created).
    */
-  async submitForget(
+  accepted(
     request: SubmitForgetRequest,
     caller: { identity: Identity | undefined; peer: string },
-    work: () => Promise<SubmitForgetResponse>,
-  ): Promise<SubmitForgetResponse> {
-    // The entry is dated when the request arrived, so it sorts before its job's end.
-    const time = new Date();
-    const base = {
-      action: 'SubmitForget' as const,
-      actor: actorOf(caller.identity),
-      peer: caller.peer,
-      requestId: request.requestId,
-      method: methodOf(request),
-      ...(targetOf(request) ? { target: targetOf(request)! } : {}),
-    };
-    let response: SubmitForgetResponse;
-    try {
-      response = await work();
-    } catch (error) {
-      await this.refusedSubmit(request, caller, error, time);
-      throw error;
-    }
-    await this.record(
-      {
-        ...base,
-        result: {
-          outcome: response.duplicate ? 'duplicate' : 'accepted',
-          status: 'OK',
-          ...(response.job ? { jobId: response.job.jobId } : {}),
-        },
-      },
+    jobId: string,
+    time: Date,
+  ): Promise<void> {
+    return this.record(
+      { ...submission(request, caller), result: { outcome: 'accepted', status: 'OK', jobId } },
+      time,
+      true,
+    );
+  }
+
+  /** Records a SubmitForget that named a request already accepted (its job is `jobId`). */
+  duplicate(
+    request: SubmitForgetRequest,
+    caller: { identity: Identity | undefined; peer: string },
+    jobId: string,
+    time: Date,
+  ): Promise<void> {
+    return this.record(
+      { ...submission(request, caller), result: { outcome: 'duplicate', status: 'OK', jobId } },
       time,
     );
-    return response;
   }
 
   /** Records a SubmitForget refused with `error` (by validation, by the auth check, ...). */
@@ -132,33 +145,33 @@ export class AuditService implements OnApplicationShutdown {
     error: unknown,
     time = new Date(),
   ): Promise<void> {
-    const target = targetOf(request);
     return this.record(
       {
-        action: 'SubmitForget',
-        actor: actorOf(caller.identity),
-        peer: caller.peer,
-        requestId: request.requestId,
-        method: methodOf(request),
-        ...(target ? { target } : {}),
+        ...submission(request, caller),
         result: {
           outcome: 'refused',
           status: error instanceof RpcError ? statusName(error.code) : 'INTERNAL',
-          message: error instanceof Error ? error.message : String(error),
+          message: (error instanceof Error ? error.message : String(error)).slice(0, 1000),
         },
       },
       time,
     );
   }
 
-  /** Records how a forget job ended (succeeded, failed or cancelled), for whoever submitted it. */
-  forgetFinished(job: JobRecord): Promise<void> {
+  /**
+   * Records how a forget job ended (succeeded, failed or cancelled), for whoever submitted it,
+   * retrying with backoff until the entry is stored (a full disk, a store that is down), then
+   * calls `written`. At shutdown the retries stop; the next start records it (see JobsService).
+   */
+  async forgetFinished(job: JobRecord, written: () => void): Promise<void> {
     const request = job.request as ForgetJobRequest;
-    return this.record({
+    const record: AuditRecord = {
       action: 'ForgetJobFinished',
       actor: request.submittedBy ?? ANONYMOUS,
       requestId: job.requestId,
-      target: { className: request.className, classIndex: request.classIndex },
+      target: request.sampleIds
+        ? { sampleIds: request.sampleIds.slice(0, 100), sampleCount: request.sampleIds.length }
+        : { className: request.className, classIndex: request.classIndex },
       method: request.method,
       result: {
         outcome: job.state as 'succeeded' | 'failed' | 'cancelled',
@@ -166,11 +179,21 @@ export class AuditService implements OnApplicationShutdown {
         ...(job.error ? { message: job.error } : {}),
         ...(job.state === 'succeeded' ? { manifestRevision: job.manifestRevision } : {}),
       },
-    });
+    };
+    for (let attempt = 0; !this.stopping; attempt++) {
+      try {
+        await this.record(record, job.finishedAt ?? new Date(), true);
+        written();
+        return;
+      } catch {
+        await new Promise((resolve) => setTimeout(resolve, Math.min(30_000, 500 * 2 ** attempt)));
+      }
+    }
   }
 
   /** Waits for entries still being written. */
   async onApplicationShutdown(): Promise<void> {
+    this.stopping = true;
     await Promise.allSettled([...this.pending]);
   }
 }

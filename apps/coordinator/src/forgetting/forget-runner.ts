@@ -10,16 +10,14 @@ import { modelSpecOf } from '../model/model-spec';
 import type { ModelState } from '../model/current-model';
 import { ExpertParallelExecutor, type StepTiming } from '../training/expert-parallel-executor';
 import { sisaProgressReporter, sisaShardTrainer } from '../training/sisa-support';
-import type { ExpertPlacement } from '../workers/expert-placement';
+import type { ExpertDirectory } from '../workers/expert-directory';
 import { type ExpertCheckpoint, ExpertSession } from '../workers/expert-session';
-import type { WorkerRegistry } from '../workers/worker-registry';
 import type { ForgetJobRequest } from './forget-request';
 
 export interface ForgetRunnerDeps {
   store: ObjectStore;
   models: ModelState;
-  placement: ExpertPlacement;
-  registry: WorkerRegistry;
+  directory: ExpertDirectory;
   log: Logger;
   workerDeadlineMs: number;
   /** Metrics: each expert-parallel retraining step and each call to a worker. */
@@ -60,13 +58,13 @@ export async function runForgetJob(
   );
   const test = await deps.models.dataset(training.dataset, 'test');
   const experts = card.config.experts;
-  deps.placement.setExpertCount(experts);
+  await deps.directory.setExpertCount(experts);
   const checkpoints = new Map<number, ExpertCheckpoint>();
   for (let e = 0; e < experts; e++) {
     const weights = manifest.objects[`expert/${e}`];
     if (weights) checkpoints.set(e, { weights, lastStepId: 0 });
   }
-  const session = new ExpertSession(deps.placement, deps.registry, deps.log, {
+  const session = new ExpertSession(deps.directory, deps.log, {
     model: modelSpecOf(card.config, card.normalisation),
     datasets: {
       train: {
@@ -92,6 +90,7 @@ export async function runForgetJob(
     step: parallel.step.bind(parallel),
     prepare: async (model: MoEModel, selected: readonly number[]) => {
       parallel.setRemote(selected);
+      job.retraining?.(selected);
       job.log('info', `retraining experts ${selected.join(', ')} on their workers`);
       await parallel.prepare(model, selected);
     },
@@ -144,7 +143,7 @@ export async function runSisaForgetBatch(
   );
   job.log('info', `forgetting the samples of ${requests.length} requests with one replay`);
   const { sisa } = await loadSisa(deps.store);
-  const trainer = sisaShardTrainer(deps, job, training.dataset, train, {
+  const trainer = await sisaShardTrainer(deps, job, training.dataset, train, {
     config: card.config,
     normalise: card.normalisation as ChannelStats,
     epochsPerSlice: sisa.epochsPerSlice,

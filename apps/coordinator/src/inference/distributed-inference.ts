@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { batches, type ChannelStats, type Dataset } from '@lethe/data';
 import { batchToTensor, type MoEModel } from '@lethe/model';
 import { type Float32Tensor, fromFloat32Tensor } from '@lethe/proto';
+import { cancelled } from '@lethe/rpc';
 import type { ExpertSession } from '../workers/expert-session';
 
 export interface DistributedEvaluation {
@@ -27,7 +28,12 @@ export async function evaluateDistributed(
   datasetKey: string,
   data: Dataset,
   normalise: ChannelStats,
-  options: { batchSize?: number; suppressClasses?: readonly number[] } = {},
+  options: {
+    batchSize?: number;
+    suppressClasses?: readonly number[];
+    /** Stops between batches (a client cancelled, or its deadline passed). */
+    signal?: AbortSignal;
+  } = {},
 ): Promise<DistributedEvaluation> {
   const started = performance.now();
   const classes = model.config.numClasses;
@@ -41,6 +47,7 @@ export async function evaluateDistributed(
     shuffle: false,
     normalise,
   })) {
+    if (options.signal?.aborted) throw cancelled('evaluation cancelled');
     const x = batchToTensor(model, batch);
     try {
       const assignments = model.route(x);
@@ -56,6 +63,7 @@ export async function evaluateDistributed(
             training: false,
             frozenBatchNorm: false,
             augmentation: undefined,
+            copy: session.copy,
           },
           { label: 'Forward' },
         );

@@ -9,6 +9,8 @@ export interface JobContext {
   signal: AbortSignal;
   progress(progress: JobProgress): void;
   log(level: 'info' | 'warn' | 'error', text: string): void;
+  /** The current model's experts the job is retraining (ListExperts shows them TRAINING). */
+  retraining?(experts: readonly number[]): void;
 }
 
 /** Room for a job's steps in the step-id space, so ids increase per expert across jobs. */

@@ -53,6 +53,34 @@ export class JobRepository {
       );
       CREATE INDEX IF NOT EXISTS jobs_by_request ON jobs (kind, request_id);
     `);
+    // Added after the first release: databases from before get the column on open.
+    const columns = this.db.prepare('PRAGMA table_info(jobs)').all() as { name: string }[];
+    if (!columns.some((c) => c.name === 'end_audited')) {
+      this.db.exec('ALTER TABLE jobs ADD COLUMN end_audited INTEGER NOT NULL DEFAULT 0');
+    }
+  }
+
+  /** The id the next inserted job gets (admission is serialised, so it is the one it gets). */
+  nextJobId(): string {
+    const seq =
+      ((this.db.prepare('SELECT MAX(seq) AS seq FROM jobs').get() as { seq: number | null }).seq ??
+        0) + 1;
+    return `job-${String(seq).padStart(6, '0')}`;
+  }
+
+  /** Records that a finished job's end is in the audit log. */
+  markEndAudited(id: string): void {
+    this.db.prepare('UPDATE jobs SET end_audited = 1 WHERE id = ?').run(id);
+  }
+
+  /** Finished forget jobs whose end is not in the audit log yet (the write failed, or a crash). */
+  unauditedEnds(): JobRecord[] {
+    const rows = this.db
+      .prepare(
+        `SELECT * FROM jobs WHERE kind = 'forget' AND end_audited = 0 AND state IN ('succeeded', 'failed', 'cancelled') ORDER BY seq`,
+      )
+      .all() as JobRow[];
+    return rows.map(fromRow);
   }
 
   /**
@@ -71,10 +99,8 @@ export class JobRepository {
           .get(job.kind, job.requestId) as JobRow | undefined;
         if (row) return { job: fromRow(row), existing: true };
       }
-      const seq =
-        ((this.db.prepare('SELECT MAX(seq) AS seq FROM jobs').get() as { seq: number | null })
-          .seq ?? 0) + 1;
-      const id = `job-${String(seq).padStart(6, '0')}`;
+      const id = this.nextJobId();
+      const seq = Number(id.slice('job-'.length));
       this.db
         .prepare(
           `INSERT INTO jobs (id, seq, kind, state, request_id, fingerprint, request, created_at)

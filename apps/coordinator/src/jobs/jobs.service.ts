@@ -4,20 +4,18 @@ import {
   type OnApplicationBootstrap,
   type OnApplicationShutdown,
 } from '@nestjs/common';
-import { type JobProgress, LogLevel } from '@lethe/proto';
-import type { ObjectStore } from '@lethe/store';
+import { type Job, type JobProgress, JobState, LogLevel } from '@lethe/proto';
 import type { Logger } from 'pino';
-import { AuditService } from '../audit/audit.service';
 import type { CoordinatorConfig } from '../config/coordinator-config';
-import { runForgetJob, runSisaForgetBatch } from '../forgetting/forget-runner';
+import { COORDINATOR_CONFIG } from '../tokens';
+import { AuditService } from '../audit/audit.service';
+import { type JobReporter, EngineService } from '../engine/engine.service';
 import type { ForgetJobRequest } from '../forgetting/forget-request';
 import { MetricsService } from '../metrics/metrics.service';
-import { ModelStateService } from '../model/model-state.service';
-import { COORDINATOR_CONFIG, LOGGER, OBJECT_STORE } from '../tokens';
+import { LOGGER } from '../tokens';
 import type { TrainingRequest } from '../training/training-request';
-import { runTrainingJob } from '../training/training-runner';
 import { WorkersService } from '../workers/workers.service';
-import type { JobContext } from './job-context';
+import type { JobEnd } from '../engine/engine-protocol';
 import { JobEvents } from './job-events';
 import { type JobKindName, type JobRecord, type JobStateName, TERMINAL_STATES } from './job-record';
 import { JobRepository } from './job-repository';
@@ -39,13 +37,19 @@ export class JobsService implements OnApplicationBootstrap, OnApplicationShutdow
   private running: { id: string; abort: AbortController; done: Promise<void> } | undefined;
   private lastProgressSave = 0;
   private stopping = false;
+  private closed = false;
+  /** Running jobs CancelJob has asked to stop (JOB_STATE_CANCELLING until they have). */
+  private readonly cancelling = new Set<string>();
+  /** The current model's experts the running job retrains. */
+  private retraining = new Set<number>();
+  /** Admission of new jobs, one request at a time (see admit). */
+  private admission: Promise<unknown> = Promise.resolve();
 
   constructor(
-    @Inject(COORDINATOR_CONFIG) private readonly config: CoordinatorConfig,
+    @Inject(COORDINATOR_CONFIG) config: CoordinatorConfig,
     @Inject(LOGGER) private readonly log: Logger,
-    @Inject(OBJECT_STORE) private readonly store: ObjectStore,
     @Inject(WorkersService) private readonly workers: WorkersService,
-    @Inject(ModelStateService) private readonly models: ModelStateService,
+    @Inject(EngineService) private readonly engine: EngineService,
     @Inject(AuditService) private readonly audit: AuditService,
     @Inject(MetricsService) private readonly metrics: MetricsService,
   ) {
@@ -67,7 +71,38 @@ export class JobsService implements OnApplicationBootstrap, OnApplicationShutdow
         });
       }
     }
+    // A job's end whose audit entry was not written before the last stop is written now.
+    for (const job of this.repository.unauditedEnds()) this.auditEnd(job);
     this.pump();
+  }
+
+  /**
+   * Runs `task` (checks, then submit) with no other admission in between: two requests with
+   * the same id get one job, whatever their timing, and nextJobId() is the id submit gives.
+   */
+  admit<T>(task: () => Promise<T>): Promise<T> {
+    const run = this.admission.then(task, task);
+    this.admission = run.catch(() => undefined);
+    return run;
+  }
+
+  /** The current model's experts the running job is retraining (none when no job runs). */
+  retrainingExperts(): ReadonlySet<number> {
+    return this.retraining;
+  }
+
+  /** The id the next submitted job gets; valid inside admit(). */
+  nextJobId(): string {
+    return this.repository.nextJobId();
+  }
+
+  /** A job as the API shows it: RUNNING jobs asked to stop are CANCELLING. */
+  toProto(job: JobRecord): Job {
+    const proto = toProtoJob(job);
+    if (job.state === 'running' && this.cancelling.has(job.id)) {
+      proto.state = JobState.JOB_STATE_CANCELLING;
+    }
+    return proto;
   }
 
   async onApplicationShutdown(): Promise<void> {
@@ -75,6 +110,7 @@ export class JobsService implements OnApplicationBootstrap, OnApplicationShutdow
     // A forget job interrupted here is requeued at the next start; training is failed then.
     this.running?.abort.abort();
     await this.running?.done.catch(() => undefined);
+    this.closed = true;
     this.repository.close();
   }
 
@@ -111,10 +147,14 @@ export class JobsService implements OnApplicationBootstrap, OnApplicationShutdow
       .filter((job) => kind === undefined || job.kind === kind);
   }
 
+  /** Cancels a job: a queued one at once, a running one once it stops (CANCELLING until then). */
   cancel(id: string): JobRecord {
     const job = this.repository.get(id)!;
     if (job.state === 'queued') return this.transition(job, 'cancelled');
-    if (job.state === 'running' && this.running?.id === id) this.running.abort.abort();
+    if (job.state === 'running' && this.running?.id === id) {
+      this.cancelling.add(id);
+      this.running.abort.abort();
+    }
     return job;
   }
 
@@ -125,6 +165,7 @@ export class JobsService implements OnApplicationBootstrap, OnApplicationShutdow
     const abort = new AbortController();
     const done = this.run(next, abort.signal).finally(() => {
       this.running = undefined;
+      this.retraining = new Set();
       this.workers.placement.busy = false;
       this.workers.placement.place({ rebalance: true });
       setImmediate(() => this.pump());
@@ -136,14 +177,54 @@ export class JobsService implements OnApplicationBootstrap, OnApplicationShutdow
     const job = this.transition(queued, 'running');
     this.workers.placement.busy = true;
     const log = this.log.child({ jobId: job.id, requestId: job.requestId || undefined });
-    const context: JobContext = {
-      jobId: job.id,
-      seq: job.seq,
-      signal,
-      progress: (progress) => this.progress(job.id, progress),
+    const reporter = this.reporter(job.id, log);
+    const abort = (): void => this.engine.abortJob(job.id);
+    signal.addEventListener('abort', abort);
+    try {
+      const request = job.request as TrainingRequest | ForgetJobRequest;
+      let end: JobEnd;
+      if (job.kind === 'training') {
+        [end] = (await this.engine.runJob(
+          { kind: 'training', jobId: job.id, seq: job.seq, request: request as TrainingRequest },
+          reporter,
+        )) as [JobEnd];
+      } else if ((request as ForgetJobRequest).sampleIds) {
+        end = await this.runSisaBatch(job, reporter);
+      } else {
+        [end] = (await this.engine.runJob(
+          { kind: 'forget', jobId: job.id, seq: job.seq, request: request as ForgetJobRequest },
+          reporter,
+        )) as [JobEnd];
+      }
+      if ('error' in end) throw new Error(end.error);
+      if (signal.aborted && this.stopping) throw new JobCancelled('coordinator stopping');
+      this.transition(this.repository.get(job.id)!, 'succeeded', {
+        manifestRevision: end.manifestRevision,
+      });
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      if (this.stopping || this.engine.stopping) {
+        log.warn({ err: message }, 'job interrupted by shutdown');
+        return;
+      }
+      if (signal.aborted) {
+        this.transition(this.repository.get(job.id)!, 'cancelled');
+        return;
+      }
+      reporter.log('error', message.split('\n')[0]!);
+      this.transition(this.repository.get(job.id)!, 'failed', { error: message.split('\n')[0]! });
+    } finally {
+      signal.removeEventListener('abort', abort);
+    }
+  }
+
+  /** A job's reports from the engine thread: progress and logs to WatchJob, checkpoints to SQLite. */
+  private reporter(jobId: string, log: Logger): JobReporter {
+    return {
+      progress: (progress) => this.progress(jobId, progress),
       log: (level, text) => {
         log[level](text);
-        this.events.publish(job.id, {
+        this.events.publish(jobId, {
           $case: 'log',
           value: {
             level: {
@@ -156,61 +237,18 @@ export class JobsService implements OnApplicationBootstrap, OnApplicationShutdow
           },
         });
       },
+      saveCheckpoints: (checkpoints) => this.repository.saveCheckpoints(jobId, checkpoints),
+      retraining: (experts) => {
+        this.retraining = new Set(experts);
+      },
     };
-    const deps = {
-      store: this.store,
-      models: this.models.state,
-      placement: this.workers.placement,
-      registry: this.workers.registry,
-      log,
-      workerDeadlineMs: this.config.workerDeadlineMs,
-      metrics: this.metrics,
-    };
-    try {
-      let revision: number;
-      if (job.kind === 'training') {
-        const outcome = await runTrainingJob(
-          {
-            ...deps,
-            checkpointEverySteps: this.config.checkpointEverySteps,
-            saveCheckpoints: (id, checkpoints) => this.repository.saveCheckpoints(id, checkpoints),
-          },
-          job.request as TrainingRequest,
-          context,
-        );
-        revision = outcome.manifestRevision;
-      } else if ((job.request as ForgetJobRequest).sampleIds) {
-        revision = await this.runSisaBatch(job, deps, context);
-      } else {
-        const receipt = await runForgetJob(deps, job.request as ForgetJobRequest, context);
-        revision = receipt.manifest.after;
-      }
-      if (signal.aborted && this.stopping) throw new JobCancelled('coordinator stopping');
-      this.transition(this.repository.get(job.id)!, 'succeeded', { manifestRevision: revision });
-    } catch (error) {
-      const message = error instanceof Error ? error.message : String(error);
-      if (this.stopping) {
-        log.warn({ err: message }, 'job interrupted by shutdown');
-        return;
-      }
-      if (signal.aborted) {
-        this.transition(this.repository.get(job.id)!, 'cancelled');
-        return;
-      }
-      context.log('error', message.split('\n')[0]!);
-      this.transition(this.repository.get(job.id)!, 'failed', { error: message.split('\n')[0]! });
-    }
   }
 
   /**
    * Exact (sisa) forget requests queued behind this one join its replay: one retraining and one
    * manifest revision for all, each job ending with its own receipt — or its own error.
    */
-  private async runSisaBatch(
-    leader: JobRecord,
-    deps: Parameters<typeof runSisaForgetBatch>[0],
-    context: JobContext,
-  ): Promise<number> {
+  private async runSisaBatch(leader: JobRecord, reporter: JobReporter): Promise<JobEnd> {
     const companions = this.repository
       .list(['queued'])
       .filter((j) => j.kind === 'forget' && (j.request as ForgetJobRequest).sampleIds);
@@ -225,34 +263,34 @@ export class JobsService implements OnApplicationBootstrap, OnApplicationShutdow
         },
       });
     }
-    let outcomes;
+    let ends: JobEnd[];
     try {
-      outcomes = await runSisaForgetBatch(
-        deps,
-        batch.map((j) => j.request as ForgetJobRequest),
-        context,
+      ends = await this.engine.runJob(
+        {
+          kind: 'sisa-forget',
+          jobId: leader.id,
+          seq: leader.seq,
+          requests: batch.map((j) => j.request as ForgetJobRequest),
+        },
+        reporter,
       );
     } catch (error) {
       const message = (error instanceof Error ? error.message : String(error)).split('\n')[0]!;
-      for (const j of companions)
-        this.transition(this.repository.get(j.id)!, 'failed', { error: message });
+      if (!this.stopping && !this.engine.stopping) {
+        for (const j of companions)
+          this.transition(this.repository.get(j.id)!, 'failed', { error: message });
+      }
       throw error;
     }
     batch.slice(1).forEach((j, i) => {
-      const outcome = outcomes[i + 1]!;
-      if ('receipt' in outcome) {
-        this.transition(this.repository.get(j.id)!, 'succeeded', {
-          manifestRevision: outcome.receipt.manifest.after,
-        });
-      } else {
-        const message =
-          outcome.error instanceof Error ? outcome.error.message : String(outcome.error);
-        this.transition(this.repository.get(j.id)!, 'failed', { error: message.split('\n')[0]! });
-      }
+      const end = ends[i + 1]!;
+      this.transition(
+        this.repository.get(j.id)!,
+        'error' in end ? 'failed' : 'succeeded',
+        'error' in end ? { error: end.error } : { manifestRevision: end.manifestRevision },
+      );
     });
-    const own = outcomes[0]!;
-    if ('error' in own) throw own.error;
-    return own.receipt.manifest.after;
+    return ends[0]!;
   }
 
   private progress(jobId: string, progress: JobProgress): void {
@@ -284,11 +322,18 @@ export class JobsService implements OnApplicationBootstrap, OnApplicationShutdow
       { jobId: job.id, requestId: job.requestId || undefined, kind: job.kind, state, ...details },
       'job state',
     );
-    if (TERMINAL_STATES.has(next.state)) this.metrics.jobFinished(next.kind, next.state);
-    // A forget request's end goes to the audit log (in the background; AuditService waits for
-    // it at shutdown).
-    if (next.kind === 'forget' && TERMINAL_STATES.has(next.state))
-      void this.audit.forgetFinished(next);
+    if (TERMINAL_STATES.has(next.state)) {
+      this.cancelling.delete(next.id);
+      this.metrics.jobFinished(next.kind, next.state);
+      if (next.kind === 'forget') this.auditEnd(next);
+    }
     return next;
+  }
+
+  /** A forget request's end into the audit log, retried in the background until written. */
+  private auditEnd(job: JobRecord): void {
+    void this.audit.forgetFinished(job, () => {
+      if (!this.closed) this.repository.markEndAudited(job.id);
+    });
   }
 }

@@ -84,6 +84,7 @@ export class ExpertParallelExecutor implements RemoteExperts {
             datasetKey: this.options.datasetKey,
             indices: Array.from(assignments[e]!, (p) => indices[p]!),
             training: true,
+            copy: this.session.copy,
             augmentation,
             frozenBatchNorm,
           },

@@ -52,6 +52,7 @@ export function remoteShardTrainer(
           indices: Array.from(positions, (p) => train.indices[p]!),
           training: true,
           frozenBatchNorm: false,
+          copy: session.copy,
           augmentation: undefined,
         },
         { label: 'Forward', replay: false },

@@ -4,15 +4,13 @@ import type { ShardTrainer, SisaProgress, SisaRecipe } from '@lethe/sisa';
 import type { Logger } from 'pino';
 import { type JobContext, STEP_IDS_PER_JOB } from '../jobs/job-context';
 import { modelSpecOf } from '../model/model-spec';
-import type { ExpertPlacement } from '../workers/expert-placement';
+import type { ExpertDirectory } from '../workers/expert-directory';
 import { ExpertSession } from '../workers/expert-session';
-import type { WorkerRegistry } from '../workers/worker-registry';
 import { remoteShardTrainer } from './remote-shard-trainer';
 
 /** What a sisa job needs of the coordinator to train shards on workers. */
 export interface SisaWorkerDeps {
-  placement: ExpertPlacement;
-  registry: WorkerRegistry;
+  directory: ExpertDirectory;
   log: Logger;
   workerDeadlineMs: number;
   metrics?: { recordWorkerRpc(method: string, seconds: number): void };
@@ -23,17 +21,17 @@ export interface SisaWorkerDeps {
  * session over the training data, with a fresh optimizer wherever a shard starts from a
  * checkpoint, and a job that fails rather than lose steps when a worker does.
  */
-export function sisaShardTrainer(
+export async function sisaShardTrainer(
   deps: SisaWorkerDeps,
   job: JobContext,
   dataset: string,
   train: Dataset,
   recipe: SisaRecipe,
-): ShardTrainer {
-  deps.placement.setExpertCount(recipe.config.experts);
+): Promise<ShardTrainer> {
+  await deps.directory.setExpertCount(recipe.config.experts);
   // The session reports recoveries to the trainer it is made for, which exists only after it.
   const made: { trainer?: ReturnType<typeof remoteShardTrainer> } = {};
-  const session = new ExpertSession(deps.placement, deps.registry, deps.log, {
+  const session = new ExpertSession(deps.directory, deps.log, {
     model: modelSpecOf(recipe.config, recipe.normalise),
     datasets: {
       train: { source: { $case: 'uri', value: dataset }, split: Split.SPLIT_TRAIN, limit: 0 },

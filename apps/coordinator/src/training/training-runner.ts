@@ -24,9 +24,8 @@ import {
 import { modelSpecOf } from '../model/model-spec';
 import type { ModelState } from '../model/current-model';
 import type { StepTiming } from './expert-parallel-executor';
-import type { ExpertPlacement } from '../workers/expert-placement';
+import type { ExpertDirectory } from '../workers/expert-directory';
 import { type ExpertCheckpoint, ExpertSession } from '../workers/expert-session';
-import type { WorkerRegistry } from '../workers/worker-registry';
 import { sisaProgressReporter, sisaShardTrainer } from './sisa-support';
 import { ExpertParallelExecutor } from './expert-parallel-executor';
 import type { TrainingRequest } from './training-request';
@@ -34,8 +33,7 @@ import type { TrainingRequest } from './training-request';
 export interface TrainingRunnerDeps {
   store: ObjectStore;
   models: ModelState;
-  placement: ExpertPlacement;
-  registry: WorkerRegistry;
+  directory: ExpertDirectory;
   log: Logger;
   workerDeadlineMs: number;
   checkpointEverySteps: number;
@@ -75,10 +73,10 @@ export async function runTrainingJob(
     balanceWeight: request.balanceWeight,
     seed: request.seed,
   });
-  deps.placement.setExpertCount(request.experts);
+  await deps.directory.setExpertCount(request.experts);
   const experts = Array.from({ length: request.experts }, (_, e) => e);
   const source = { $case: 'uri' as const, value: request.dataset };
-  const session = new ExpertSession(deps.placement, deps.registry, deps.log, {
+  const session = new ExpertSession(deps.directory, deps.log, {
     model: modelSpecOf(model.config, normalise),
     datasets: {
       train: { source, split: Split.SPLIT_TRAIN, limit: 0 },
@@ -115,10 +113,11 @@ export async function runTrainingJob(
       return result;
     },
   };
+  const workers = await deps.directory.liveCount();
   try {
     job.log(
       'info',
-      `training ${request.preset} MoE (E=${request.experts}, k=${request.topK}) on ${train.size} images across ${deps.registry.live().length} workers`,
+      `training ${request.preset} MoE (E=${request.experts}, k=${request.topK}) on ${train.size} images across ${workers} workers`,
     );
     await Promise.all(experts.map((e) => session.ensure(e)));
     const stepsPerEpoch = Math.floor(train.size / batchSize);
@@ -222,7 +221,7 @@ export async function runTrainingJob(
             engine: engineInfo()?.engine ?? 'unknown',
             seconds,
             testAccuracy: evaluation?.accuracy ?? null,
-            distributed: { workers: deps.registry.live().length, job: job.jobId },
+            distributed: { workers, job: job.jobId },
             history: history.map((h) => ({
               epoch: h.epoch,
               loss: h.loss,
@@ -278,7 +277,7 @@ async function runSisaTraining(
     learningRate: request.learningRate,
     weightDecay: request.weightDecay,
   };
-  const trainer = sisaShardTrainer(deps, job, request.dataset, train, recipe);
+  const trainer = await sisaShardTrainer(deps, job, request.dataset, train, recipe);
   const result = await trainSisaModel(deps.store, train, {
     trainer,
     dataset: request.dataset,

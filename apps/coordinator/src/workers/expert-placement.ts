@@ -10,6 +10,8 @@ import type { RegisteredWorker, WorkerRegistry } from './worker-registry';
 export class ExpertPlacement {
   private placement = new Map<number, string>();
   private experts = 0;
+  /** Experts each user of the placement works with (a job's model, the served model). */
+  private readonly wanted = new Map<string, number>();
   /** Set while a job runs: rebalancing then waits, since moving a live expert costs a checkpoint. */
   busy = false;
 
@@ -30,10 +32,17 @@ export class ExpertPlacement {
     return this.experts;
   }
 
-  setExpertCount(experts: number): void {
-    if (experts === this.experts) return;
-    this.experts = experts;
-    this.place({ rebalance: true });
+  /**
+   * `holder` (a job, serving) works with a model of this many experts. Placement covers the
+   * largest of them, since a job may train a new model while serving answers from the old one.
+   */
+  setExpertCount(experts: number, holder = 'job'): void {
+    this.wanted.set(holder, experts);
+    const count = Math.max(...this.wanted.values());
+    if (count === this.experts) return;
+    this.experts = count;
+    // Moving a live expert in the middle of a job costs it the steps since its last checkpoint.
+    this.place({ rebalance: !this.busy });
   }
 
   workerOf(expert: number): RegisteredWorker | undefined {

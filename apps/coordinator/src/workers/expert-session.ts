@@ -1,9 +1,14 @@
 import type * as grpc from '@grpc/grpc-js';
-import type { DatasetSpec, ModelSpec, ObjectRef, WorkerClient } from '@lethe/proto';
+import {
+  type DatasetSpec,
+  ExpertCopy,
+  type ModelSpec,
+  type ObjectRef,
+  type WorkerClient,
+} from '@lethe/proto';
 import { callUnary, isRetryable, statusName, unavailable } from '@lethe/rpc';
 import type { Logger } from 'pino';
-import type { ExpertPlacement } from './expert-placement';
-import type { RegisteredWorker, WorkerRegistry } from './worker-registry';
+import type { ExpertDirectory, WorkerHandle } from './expert-directory';
 
 /** Where an expert resumes from: its last checkpoint, or fresh initialisation when unset. */
 export interface ExpertCheckpoint {
@@ -19,6 +24,11 @@ export interface ExpertSessionOptions {
   checkpoints: Map<number, ExpertCheckpoint>;
   /** Load experts with a fresh optimizer even where the worker holds them already. */
   freshOptimizer?: boolean;
+  /**
+   * Which of the workers' copies of the experts the session uses: the training copy (default)
+   * or the serving copy, which serving loads with the published weights while jobs train.
+   */
+  copy?: ExpertCopy;
   deadlineMs: number;
   /** How long to wait for a worker to register when none is live. Default 30 s. */
   workerWaitMs?: number;
@@ -38,15 +48,25 @@ const gone = new Set(['NOT_FOUND', 'FAILED_PRECONDITION']);
 export class ExpertSession {
   private readonly loaded = new Map<number, string>();
   private readonly datasetsOn = new Map<string, Set<string>>();
+  private readonly datasets: Map<string, DatasetSpec>;
   readonly checkpoints: Map<number, ExpertCheckpoint>;
+  /** The workers' copy of the experts this session loads and calls (ExpertCopy). */
+  readonly copy: ExpertCopy;
 
   constructor(
-    private readonly placement: ExpertPlacement,
-    private readonly registry: WorkerRegistry,
+    private readonly directory: ExpertDirectory,
     private readonly log: Logger,
     private readonly options: ExpertSessionOptions,
   ) {
     this.checkpoints = options.checkpoints;
+    this.datasets = new Map(Object.entries(options.datasets));
+    this.copy = options.copy ?? ExpertCopy.EXPERT_COPY_UNSPECIFIED;
+  }
+
+  /** Makes a dataset available under `key` on every worker the session calls from now on. */
+  useDataset(key: string, dataset: DatasetSpec): void {
+    if (this.datasets.has(key)) return;
+    this.datasets.set(key, dataset);
   }
 
   /**
@@ -74,13 +94,15 @@ export class ExpertSession {
         const code = (error as grpc.ServiceError).code;
         const name = typeof code === 'number' ? statusName(code) : 'UNKNOWN';
         const message = error instanceof Error ? error.message : String(error);
-        const lost = this.registry.get(worker.id)?.state === 'lost';
+        const lost = await this.directory.isLost(worker.id);
         if (isRetryable(error)) {
-          this.registry.markLost(worker.id, `${options.label} failed: ${name}`);
+          await this.directory.markLost(worker.id, `${options.label} failed: ${name}`);
         } else if (!gone.has(name) && !lost) {
           throw error;
         }
         this.loaded.delete(expert);
+        // NOT_FOUND may name a dataset the worker no longer holds (it restarted): load again.
+        this.datasetsOn.delete(worker.id);
         moved = true;
         const note = `expert ${expert}: ${options.label} on ${worker.id} failed (${name}: ${message}); re-placing from checkpoint at step ${this.checkpoints.get(expert)?.lastStepId ?? 0}`;
         this.log.warn({ expert, workerId: worker.id, method: options.label, code: name }, note);
@@ -96,33 +118,28 @@ export class ExpertSession {
   }
 
   /** The live worker hosting `expert`, after loading datasets and the expert there if needed. */
-  async ensure(expert: number): Promise<RegisteredWorker> {
-    let worker = this.placement.workerOf(expert);
-    if (!worker) {
-      // Right after a (coordinator) restart workers are still registering: give them time.
-      await this.registry.waitForLive(this.options.workerWaitMs ?? 30_000);
-      this.placement.place();
-      worker = this.placement.workerOf(expert);
-    }
+  async ensure(expert: number): Promise<WorkerHandle> {
+    // Right after a (coordinator) restart workers are still registering: give them time.
+    const worker = await this.directory.locate(expert, this.options.workerWaitMs ?? 30_000);
     if (!worker) throw unavailable(`no live worker can host expert ${expert}`);
-    if (this.loaded.get(expert) === worker.id) return worker;
     const deadline = { deadlineMs: this.options.deadlineMs, retries: 2 };
     const held = this.datasetsOn.get(worker.id) ?? new Set<string>();
-    for (const [key, dataset] of Object.entries(this.options.datasets)) {
+    this.datasetsOn.set(worker.id, held);
+    for (const [key, dataset] of this.datasets) {
       if (held.has(key)) continue;
       await this.timed('LoadDataset', () =>
         callUnary(worker.client, worker.client.loadDataset, { key, dataset }, deadline),
       );
       held.add(key);
     }
-    this.datasetsOn.set(worker.id, held);
+    if (this.loaded.get(expert) === worker.id) return worker;
     const checkpoint = this.checkpoints.get(expert) ?? { lastStepId: 0 };
     if (this.options.freshOptimizer) {
       await this.timed('Release', () =>
         callUnary(
           worker.client,
           worker.client.release,
-          { expertIds: [expert], datasetKeys: [], all: false },
+          { expertIds: [expert], datasetKeys: [], all: false, copy: this.copy },
           deadline,
         ),
       );
@@ -142,6 +159,7 @@ export class ExpertSession {
             },
           ],
           replaceAll: false,
+          copy: this.copy,
         },
         deadline,
       ),

@@ -146,7 +146,10 @@ export function jobKindToJSON(object: JobKind): string {
   }
 }
 
-/** The life cycle of a job: QUEUED -> RUNNING -> one of SUCCEEDED, FAILED, CANCELLED. */
+/**
+ * The life cycle of a job: QUEUED -> RUNNING (-> CANCELLING) -> one of SUCCEEDED, FAILED,
+ * CANCELLED.
+ */
 export enum JobState {
   /** JOB_STATE_UNSPECIFIED - Never used by the server. */
   JOB_STATE_UNSPECIFIED = 0,
@@ -163,6 +166,12 @@ export enum JobState {
   JOB_STATE_FAILED = 4,
   /** JOB_STATE_CANCELLED - Stopped by CancelJob; nothing was published. Terminal. */
   JOB_STATE_CANCELLED = 5,
+  /**
+   * JOB_STATE_CANCELLING - Running, and CancelJob asked it to stop: it ends CANCELLED at its next step (or SUCCEEDED or
+   * FAILED if it finished first). Not persisted: after a coordinator restart the job is QUEUED
+   * or ended.
+   */
+  JOB_STATE_CANCELLING = 6,
   UNRECOGNIZED = -1,
 }
 
@@ -186,6 +195,9 @@ export function jobStateFromJSON(object: any): JobState {
     case 5:
     case "JOB_STATE_CANCELLED":
       return JobState.JOB_STATE_CANCELLED;
+    case 6:
+    case "JOB_STATE_CANCELLING":
+      return JobState.JOB_STATE_CANCELLING;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -207,6 +219,8 @@ export function jobStateToJSON(object: JobState): string {
       return "JOB_STATE_FAILED";
     case JobState.JOB_STATE_CANCELLED:
       return "JOB_STATE_CANCELLED";
+    case JobState.JOB_STATE_CANCELLING:
+      return "JOB_STATE_CANCELLING";
     case JobState.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -7841,9 +7855,11 @@ export const CoordinatorService = {
     responseDeserialize: (value: Buffer): Job => Job.decode(value),
   },
   /**
-   * Cancels a queued or running job and returns it. A cancelled job publishes nothing: the model
-   * and the manifest stay as they were, a cancelled forget request leaves no receipt (its
-   * request_id may be submitted again). Cancelling an already cancelled job returns it unchanged.
+   * Cancels a queued or running job and returns it: CANCELLED for a queued job, CANCELLING for a
+   * running one until it stops at its next step (WatchJob reports the end). A cancelled job
+   * publishes nothing: the model and the manifest stay as they were, a cancelled forget request
+   * leaves no receipt (its request_id may be submitted again). Cancelling an already cancelled
+   * job returns it unchanged.
    *
    * INVALID_ARGUMENT: empty job_id. NOT_FOUND: unknown job_id.
    * FAILED_PRECONDITION: the job already SUCCEEDED or FAILED.
@@ -8008,9 +8024,11 @@ export interface CoordinatorServer extends UntypedServiceImplementation {
    */
   getJob: handleUnaryCall<GetJobRequest, Job>;
   /**
-   * Cancels a queued or running job and returns it. A cancelled job publishes nothing: the model
-   * and the manifest stay as they were, a cancelled forget request leaves no receipt (its
-   * request_id may be submitted again). Cancelling an already cancelled job returns it unchanged.
+   * Cancels a queued or running job and returns it: CANCELLED for a queued job, CANCELLING for a
+   * running one until it stops at its next step (WatchJob reports the end). A cancelled job
+   * publishes nothing: the model and the manifest stay as they were, a cancelled forget request
+   * leaves no receipt (its request_id may be submitted again). Cancelling an already cancelled
+   * job returns it unchanged.
    *
    * INVALID_ARGUMENT: empty job_id. NOT_FOUND: unknown job_id.
    * FAILED_PRECONDITION: the job already SUCCEEDED or FAILED.
@@ -8139,9 +8157,11 @@ export interface CoordinatorClient extends Client {
     callback: (error: ServiceError | null, response: Job) => void,
   ): ClientUnaryCall;
   /**
-   * Cancels a queued or running job and returns it. A cancelled job publishes nothing: the model
-   * and the manifest stay as they were, a cancelled forget request leaves no receipt (its
-   * request_id may be submitted again). Cancelling an already cancelled job returns it unchanged.
+   * Cancels a queued or running job and returns it: CANCELLED for a queued job, CANCELLING for a
+   * running one until it stops at its next step (WatchJob reports the end). A cancelled job
+   * publishes nothing: the model and the manifest stay as they were, a cancelled forget request
+   * leaves no receipt (its request_id may be submitted again). Cancelling an already cancelled
+   * job returns it unchanged.
    *
    * INVALID_ARGUMENT: empty job_id. NOT_FOUND: unknown job_id.
    * FAILED_PRECONDITION: the job already SUCCEEDED or FAILED.

@@ -45,11 +45,54 @@ import {
  * - Registry: served by the coordinator (on the same internal port), called by workers to
  *   register and send heartbeats.
  *
+ * A worker holds two copies of its experts, chosen by `copy` in each call that names one: the
+ * training copy (jobs train it step by step) and the serving copy (the published revision's
+ * weights, for Predict and Evaluate while a job trains the other). Datasets are shared.
+ *
  * Every Worker RPC that names an expert returns NOT_FOUND when the expert is not assigned to
  * this worker (the coordinator then re-assigns it); FAILED_PRECONDITION when the worker is not
  * in a state to serve the call (named per RPC); and DATA_LOSS when an object read from the store
  * does not match its SHA-256.
  */
+
+/** Which of a worker's two copies of its experts a call is about. */
+export enum ExpertCopy {
+  /** EXPERT_COPY_UNSPECIFIED - The training copy (what jobs train); the default. */
+  EXPERT_COPY_UNSPECIFIED = 0,
+  /**
+   * EXPERT_COPY_SERVING - The serving copy: the published revision's weights, read-only (Forward without training,
+   * Predict), so serving goes on while a job trains the training copy.
+   */
+  EXPERT_COPY_SERVING = 1,
+  UNRECOGNIZED = -1,
+}
+
+export function expertCopyFromJSON(object: any): ExpertCopy {
+  switch (object) {
+    case 0:
+    case "EXPERT_COPY_UNSPECIFIED":
+      return ExpertCopy.EXPERT_COPY_UNSPECIFIED;
+    case 1:
+    case "EXPERT_COPY_SERVING":
+      return ExpertCopy.EXPERT_COPY_SERVING;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return ExpertCopy.UNRECOGNIZED;
+  }
+}
+
+export function expertCopyToJSON(object: ExpertCopy): string {
+  switch (object) {
+    case ExpertCopy.EXPERT_COPY_UNSPECIFIED:
+      return "EXPERT_COPY_UNSPECIFIED";
+    case ExpertCopy.EXPERT_COPY_SERVING:
+      return "EXPERT_COPY_SERVING";
+    case ExpertCopy.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
 
 /** The architecture every expert of a model shares (a subset of the model card). */
 export interface ModelSpec {
@@ -95,6 +138,8 @@ export interface AssignExpertsRequest {
   experts: ExpertAssignment[];
   /** Release held experts that are not listed. */
   replaceAll: boolean;
+  /** The copy to load into; the serving copy holds no optimizer state. */
+  copy: ExpertCopy;
 }
 
 /** An expert now held by the worker. */
@@ -183,6 +228,8 @@ export interface ForwardRequest {
    * in this Forward and its Backward (forgetting fine-tunes on a small, class-skewed subset).
    */
   frozenBatchNorm: boolean;
+  /** The copy to run; the serving copy takes inference forwards only (INVALID_ARGUMENT otherwise). */
+  copy: ExpertCopy;
 }
 
 /** An expert's logits. */
@@ -244,6 +291,8 @@ export interface WorkerPredictRequest {
   expertId: number;
   /** 1 to 512 images of the model's input size. */
   images: ImageTensor[];
+  /** The copy to run. */
+  copy: ExpertCopy;
 }
 
 /** One expert's logits for images. */
@@ -287,6 +336,8 @@ export interface ReleaseRequest {
   datasetKeys: string[];
   /** Release every expert and dataset (the other fields are then ignored). */
   all: boolean;
+  /** The copy whose experts to release (datasets are shared by both copies). */
+  copy: ExpertCopy;
 }
 
 /** What was dropped. */
@@ -687,7 +738,7 @@ export const ExpertAssignment: MessageFns<ExpertAssignment> = {
 };
 
 function createBaseAssignExpertsRequest(): AssignExpertsRequest {
-  return { model: undefined, experts: [], replaceAll: false };
+  return { model: undefined, experts: [], replaceAll: false, copy: 0 };
 }
 
 export const AssignExpertsRequest: MessageFns<AssignExpertsRequest> = {
@@ -700,6 +751,9 @@ export const AssignExpertsRequest: MessageFns<AssignExpertsRequest> = {
     }
     if (message.replaceAll !== false) {
       writer.uint32(24).bool(message.replaceAll);
+    }
+    if (message.copy !== 0) {
+      writer.uint32(32).int32(message.copy);
     }
     return writer;
   },
@@ -741,6 +795,14 @@ export const AssignExpertsRequest: MessageFns<AssignExpertsRequest> = {
             message.replaceAll = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.copy = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -764,6 +826,7 @@ export const AssignExpertsRequest: MessageFns<AssignExpertsRequest> = {
         : isSet(object.replace_all)
         ? globalThis.Boolean(object.replace_all)
         : false,
+      copy: isSet(object.copy) ? expertCopyFromJSON(object.copy) : 0,
     };
   },
 
@@ -778,6 +841,9 @@ export const AssignExpertsRequest: MessageFns<AssignExpertsRequest> = {
     if (message.replaceAll !== false) {
       obj.replaceAll = message.replaceAll;
     }
+    if (message.copy !== 0) {
+      obj.copy = expertCopyToJSON(message.copy);
+    }
     return obj;
   },
 
@@ -791,6 +857,7 @@ export const AssignExpertsRequest: MessageFns<AssignExpertsRequest> = {
       : undefined;
     message.experts = object.experts?.map((e) => ExpertAssignment.fromPartial(e)) || [];
     message.replaceAll = object.replaceAll ?? false;
+    message.copy = object.copy ?? 0;
     return message;
   },
 };
@@ -1359,6 +1426,7 @@ function createBaseForwardRequest(): ForwardRequest {
     training: false,
     augmentation: undefined,
     frozenBatchNorm: false,
+    copy: 0,
   };
 }
 
@@ -1388,6 +1456,9 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
     }
     if (message.frozenBatchNorm !== false) {
       writer.uint32(56).bool(message.frozenBatchNorm);
+    }
+    if (message.copy !== 0) {
+      writer.uint32(64).int32(message.copy);
     }
     return writer;
   },
@@ -1471,6 +1542,14 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
             message.frozenBatchNorm = reader.bool();
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.copy = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1508,6 +1587,7 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
         : isSet(object.frozen_batch_norm)
         ? globalThis.Boolean(object.frozen_batch_norm)
         : false,
+      copy: isSet(object.copy) ? expertCopyFromJSON(object.copy) : 0,
     };
   },
 
@@ -1534,6 +1614,9 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
     if (message.frozenBatchNorm !== false) {
       obj.frozenBatchNorm = message.frozenBatchNorm;
     }
+    if (message.copy !== 0) {
+      obj.copy = expertCopyToJSON(message.copy);
+    }
     return obj;
   },
 
@@ -1551,6 +1634,7 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
       ? Augmentation.fromPartial(object.augmentation)
       : undefined;
     message.frozenBatchNorm = object.frozenBatchNorm ?? false;
+    message.copy = object.copy ?? 0;
     return message;
   },
 };
@@ -1995,7 +2079,7 @@ export const BackwardResponse: MessageFns<BackwardResponse> = {
 };
 
 function createBaseWorkerPredictRequest(): WorkerPredictRequest {
-  return { expertId: 0, images: [] };
+  return { expertId: 0, images: [], copy: 0 };
 }
 
 export const WorkerPredictRequest: MessageFns<WorkerPredictRequest> = {
@@ -2005,6 +2089,9 @@ export const WorkerPredictRequest: MessageFns<WorkerPredictRequest> = {
     }
     for (const v of message.images) {
       ImageTensor.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.copy !== 0) {
+      writer.uint32(24).int32(message.copy);
     }
     return writer;
   },
@@ -2038,6 +2125,14 @@ export const WorkerPredictRequest: MessageFns<WorkerPredictRequest> = {
             message.images.push(ImageTensor.decode(reader, reader.uint32()));
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.copy = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2058,6 +2153,7 @@ export const WorkerPredictRequest: MessageFns<WorkerPredictRequest> = {
         ? globalThis.Number(object.expert_id)
         : 0,
       images: globalThis.Array.isArray(object?.images) ? object.images.map((e: any) => ImageTensor.fromJSON(e)) : [],
+      copy: isSet(object.copy) ? expertCopyFromJSON(object.copy) : 0,
     };
   },
 
@@ -2069,6 +2165,9 @@ export const WorkerPredictRequest: MessageFns<WorkerPredictRequest> = {
     if (message.images?.length) {
       obj.images = message.images.map((e) => ImageTensor.toJSON(e));
     }
+    if (message.copy !== 0) {
+      obj.copy = expertCopyToJSON(message.copy);
+    }
     return obj;
   },
 
@@ -2079,6 +2178,7 @@ export const WorkerPredictRequest: MessageFns<WorkerPredictRequest> = {
     const message = createBaseWorkerPredictRequest();
     message.expertId = object.expertId ?? 0;
     message.images = object.images?.map((e) => ImageTensor.fromPartial(e)) || [];
+    message.copy = object.copy ?? 0;
     return message;
   },
 };
@@ -2381,7 +2481,7 @@ export const CheckpointResponse: MessageFns<CheckpointResponse> = {
 };
 
 function createBaseReleaseRequest(): ReleaseRequest {
-  return { expertIds: [], datasetKeys: [], all: false };
+  return { expertIds: [], datasetKeys: [], all: false, copy: 0 };
 }
 
 export const ReleaseRequest: MessageFns<ReleaseRequest> = {
@@ -2398,6 +2498,9 @@ export const ReleaseRequest: MessageFns<ReleaseRequest> = {
     }
     if (message.all !== false) {
       writer.uint32(24).bool(message.all);
+    }
+    if (message.copy !== 0) {
+      writer.uint32(32).int32(message.copy);
     }
     return writer;
   },
@@ -2449,6 +2552,14 @@ export const ReleaseRequest: MessageFns<ReleaseRequest> = {
             message.all = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.copy = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2474,6 +2585,7 @@ export const ReleaseRequest: MessageFns<ReleaseRequest> = {
         ? object.dataset_keys.map((e: any) => globalThis.String(e))
         : [],
       all: isSet(object.all) ? globalThis.Boolean(object.all) : false,
+      copy: isSet(object.copy) ? expertCopyFromJSON(object.copy) : 0,
     };
   },
 
@@ -2488,6 +2600,9 @@ export const ReleaseRequest: MessageFns<ReleaseRequest> = {
     if (message.all !== false) {
       obj.all = message.all;
     }
+    if (message.copy !== 0) {
+      obj.copy = expertCopyToJSON(message.copy);
+    }
     return obj;
   },
 
@@ -2499,6 +2614,7 @@ export const ReleaseRequest: MessageFns<ReleaseRequest> = {
     message.expertIds = object.expertIds?.map((e) => e) || [];
     message.datasetKeys = object.datasetKeys?.map((e) => e) || [];
     message.all = object.all ?? false;
+    message.copy = object.copy ?? 0;
     return message;
   },
 };

@@ -1,0 +1,88 @@
+import type {
+  EvaluateResponse,
+  ImageTensor,
+  JobProgress,
+  PredictResponse,
+  Split,
+} from '@lethe/proto';
+import type { TlsMaterial } from '@lethe/rpc';
+import type { ForgetJobRequest } from '../forgetting/forget-request';
+import type { StepTiming } from '../training/expert-parallel-executor';
+import type { TrainingRequest } from '../training/training-request';
+import type { ExpertCheckpoint } from '../workers/expert-session';
+
+/**
+ * The messages between the coordinator's main thread (gRPC, registry, job queue) and its engine
+ * threads (TensorFlow.js): one thread runs jobs, one serves Predict and Evaluate. Everything
+ * here crosses threads by structured clone.
+ */
+
+export type EngineRole = 'jobs' | 'serving';
+
+/** What an engine thread starts with (worker_threads workerData). */
+export interface EngineThreadData {
+  role: EngineRole;
+  /** Object store URL; the thread opens its own store (credentials come from the environment). */
+  store: string;
+  logLevel: string;
+  /** How the thread calls workers: the coordinator's client certificate, or plaintext. */
+  tls: TlsMaterial | null;
+  workerDeadlineMs: number;
+  checkpointEverySteps: number;
+}
+
+/** A job for the jobs thread: its id and sequence number, and the normalised request(s). */
+export type JobOrder =
+  | { kind: 'training'; jobId: string; seq: number; request: TrainingRequest }
+  | { kind: 'forget'; jobId: string; seq: number; request: ForgetJobRequest }
+  /** Sisa forget requests that share one replay; the first is the job that runs it. */
+  | { kind: 'sisa-forget'; jobId: string; seq: number; requests: ForgetJobRequest[] };
+
+/** How one request of a job ended: the revision it published, or why it failed. */
+export type JobEnd = { manifestRevision: number } | { error: string };
+
+/** Serving: images to classify, by the call they answer (for cancellation). */
+export interface PredictOrder {
+  callId: number;
+  images: ImageTensor[];
+}
+
+/** Serving: a dataset to evaluate on, already validated; no dataset means the model's own. */
+export interface EvaluateOrder {
+  callId: number;
+  dataset?: { uri: string; split: Split; limit: number };
+  batchSize: number;
+  ignoreOutputMask: boolean;
+}
+
+/** A worker as the main thread names it to an engine thread. */
+export interface WorkerAddress {
+  id: string;
+  address: string;
+}
+
+/** What the main thread answers an engine thread: the registry, and a job's reports. */
+export interface HostApi {
+  ready(arg: { engine: string }): void;
+  setExpertCount(arg: number): Promise<void>;
+  locate(arg: { expert: number; waitMs: number }): Promise<WorkerAddress | null>;
+  isLost(arg: string): Promise<boolean>;
+  markLost(arg: { workerId: string; reason: string }): Promise<void>;
+  liveCount(arg: null): Promise<number>;
+  jobProgress(arg: { jobId: string; progress: JobProgress }): void;
+  jobLog(arg: { jobId: string; level: 'info' | 'warn' | 'error'; text: string }): void;
+  jobRetraining(arg: { jobId: string; experts: number[] }): void;
+  saveCheckpoints(arg: { jobId: string; checkpoints: Record<string, ExpertCheckpoint> }): void;
+  recordStep(arg: StepTiming): void;
+  recordWorkerRpc(arg: { method: string; seconds: number }): void;
+}
+
+/** What an engine thread answers the main thread. */
+export interface EngineApi {
+  runJob(arg: JobOrder): Promise<JobEnd[]>;
+  abortJob(arg: string): void;
+  predict(arg: PredictOrder): Promise<PredictResponse>;
+  evaluate(arg: EvaluateOrder): Promise<EvaluateResponse>;
+  /** A client cancelled a serving call, or its deadline passed: stop its work. */
+  cancel(arg: number): void;
+}

@@ -1,0 +1,297 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { formatSampleId, limitTrainingSet, parseSampleId } from '@lethe/data';
+import {
+  ForgetMethod,
+  type ListReceiptsResponse,
+  type Receipt,
+  type SubmitForgetRequest,
+  type SubmitForgetResponse,
+} from '@lethe/proto';
+import {
+  alreadyExists,
+  failedPrecondition,
+  type Identity,
+  invalidArgument,
+  notFound,
+} from '@lethe/rpc';
+import { type ObjectStore } from '@lethe/store';
+import { loadSisa, type SisaReceipt, slotsByIndex } from '@lethe/sisa';
+import {
+  type ForgetReceipt,
+  listReceipts,
+  readReceipt,
+  receiptObjectName,
+} from '@lethe/unlearning';
+import {
+  checkRequestId,
+  fingerprint,
+  type ForgetOptions,
+  normaliseForgetOptions,
+  normaliseListReceipts,
+  quote,
+} from '../api/request-validation';
+import { toProtoReceipt } from '../api/receipt-proto';
+import { actorOf, AuditService } from '../audit/audit.service';
+import type { JobRecord } from '../jobs/job-record';
+import { JobsService } from '../jobs/jobs.service';
+import type { CurrentModel } from '../model/current-model';
+import { ModelStateService } from '../model/model-state.service';
+import { OBJECT_STORE } from '../tokens';
+import type { ForgetJobRequest } from './forget-request';
+
+/** Who sent a request: their identity (when authenticated) and address. */
+export interface Caller {
+  identity: Identity | undefined;
+  peer: string;
+}
+
+/**
+ * What admission decided about a forget request, before anything is written: a new job to
+ * submit with its normalised request, or the job that already holds its request id. A dry run
+ * is this decision without the submit.
+ */
+export type ForgetDecision =
+  | { kind: 'new'; request: ForgetJobRequest; fingerprint: string }
+  | { kind: 'duplicate'; job: JobRecord };
+
+const live = (job: JobRecord | undefined): JobRecord | undefined =>
+  job && !['failed', 'cancelled'].includes(job.state) ? job : undefined;
+
+function reused(requestId: string): Error {
+  return alreadyExists(`request_id ${requestId} was already used for a different request`);
+}
+
+/**
+ * Forget requests: admission (idempotency by request id, already-forgotten checks, a class on a
+ * sisa model expanded into its samples), the audit entry that must be durable before a request
+ * is accepted, and the receipts of finished requests.
+ */
+@Injectable()
+export class ForgettingService {
+  constructor(
+    @Inject(OBJECT_STORE) private readonly store: ObjectStore,
+    @Inject(JobsService) private readonly jobs: JobsService,
+    @Inject(ModelStateService) private readonly models: ModelStateService,
+    @Inject(AuditService) private readonly audit: AuditService,
+  ) {}
+
+  /**
+   * SubmitForget. Admission runs under the job queue's admission lock, so a retry that races
+   * its original gets the original's job. The request is accepted only once its audit entry is
+   * stored; every answer, refusals included, is audited.
+   */
+  async submit(request: SubmitForgetRequest, caller: Caller): Promise<SubmitForgetResponse> {
+    const time = new Date();
+    try {
+      const options = normaliseForgetOptions(request);
+      return await this.jobs.admit(async () => {
+        const decision = await this.decide(request, options);
+        if (decision.kind === 'duplicate') {
+          void this.audit.duplicate(request, caller, decision.job.id, time);
+          return {
+            job: this.jobs.toProto(decision.job),
+            receiptId: request.requestId,
+            duplicate: true,
+          };
+        }
+        await this.audit.accepted(request, caller, this.jobs.nextJobId(), time);
+        const { job } = this.jobs.submit('forget', request.requestId, decision.fingerprint, {
+          ...decision.request,
+          submittedBy: actorOf(caller.identity),
+        });
+        return { job: this.jobs.toProto(job), receiptId: request.requestId, duplicate: false };
+      });
+    } catch (error) {
+      void this.audit.refusedSubmit(request, caller, error, time);
+      throw error;
+    }
+  }
+
+  /** Admission: every check against the model, the store and the queue; writes nothing. */
+  async decide(request: SubmitForgetRequest, options: ForgetOptions): Promise<ForgetDecision> {
+    const previous = live(this.jobs.repository.byRequestId('forget', request.requestId));
+    const current = await this.models.state.current();
+    if (!current) throw failedPrecondition('no trained model: run StartTraining first');
+    const target = request.target!;
+    if (target.$case === 'sampleIds') {
+      return this.decideSamples(request.requestId, options, current, previous);
+    }
+    let classIndex: number;
+    try {
+      classIndex = resolveClass(target, current.card.classes);
+    } catch (error) {
+      // An id that is taken answers for itself before the new request's own faults.
+      if (previous) throw reused(request.requestId);
+      throw error;
+    }
+    if (current.training.mode === 'sisa') {
+      // On a sisa model a class is forgotten exactly, as the set of its training samples.
+      if (request.method !== ForgetMethod.FORGET_METHOD_UNSPECIFIED) {
+        throw failedPrecondition(
+          `the current model is a sisa model: a class is forgotten by sisa replay of its samples, not by ${ForgetMethod[request.method]}`,
+        );
+      }
+      const train = limitTrainingSet(
+        await this.models.state.dataset(current.training.dataset, 'train'),
+        current.training.limit ?? undefined,
+        current.card.config.seed,
+      );
+      const sampleIds: string[] = [];
+      for (let p = 0; p < train.size; p++) {
+        if (train.labels[p] === classIndex) {
+          sampleIds.push(formatSampleId(train.name, 'train', train.indices[p]!));
+        }
+      }
+      return this.decideSamples(
+        request.requestId,
+        { ...options, method: 'sisa-replay', sampleIds: sampleIds.sort() },
+        current,
+        previous,
+      );
+    }
+    const classes = current.card.classes;
+    const normalised: ForgetJobRequest = {
+      requestId: request.requestId,
+      classIndex,
+      className: classes[classIndex]!,
+      ...options,
+    };
+    const print = fingerprint(normalised);
+    if (previous) return this.sameOrReused(previous, print);
+    if (await readReceipt(this.store, request.requestId)) {
+      throw alreadyExists(`request_id ${request.requestId} already has a receipt`);
+    }
+    this.noTrainingQueued();
+    const forgotten = (current.manifest.attributes['forgotten'] ?? []) as {
+      classIndex: number;
+      requestId: string;
+    }[];
+    const already = forgotten.find((f) => f.classIndex === classIndex);
+    const pending = this.jobs
+      .active('forget')
+      .find((j) => (j.request as ForgetJobRequest).classIndex === classIndex);
+    if (already || pending) {
+      throw failedPrecondition(
+        `class ${quote(classes[classIndex])} is already forgotten or being forgotten (request ${already?.requestId ?? pending!.requestId})`,
+      );
+    }
+    if (classes.length - forgotten.length - 1 < 2) {
+      throw failedPrecondition('forgetting this class would leave fewer than 2 classes');
+    }
+    return { kind: 'new', request: normalised, fingerprint: print };
+  }
+
+  /** Samples, on a sisa model: checked against its layout now, replayed by the job. */
+  private async decideSamples(
+    requestId: string,
+    options: ForgetOptions,
+    current: CurrentModel,
+    previous: JobRecord | undefined,
+  ): Promise<ForgetDecision> {
+    if (current.training.mode !== 'sisa') {
+      throw failedPrecondition(
+        'forgetting samples needs a sisa model (StartTraining with TRAINING_MODE_SISA); the current model is joint',
+      );
+    }
+    const normalised: ForgetJobRequest = { requestId, classIndex: -1, className: '', ...options };
+    const print = fingerprint(normalised);
+    if (previous) return this.sameOrReused(previous, print);
+    this.noTrainingQueued();
+    const { layout, manifest } = await loadSisa(this.store);
+    if (manifest.objects[`receipt/${requestId}`]) {
+      throw alreadyExists(`request_id ${requestId} already has a receipt`);
+    }
+    const slots = slotsByIndex(layout);
+    const dataset = (await this.models.state.dataset(current.training.dataset, 'train')).name;
+    const gone = new Set((manifest.attributes['sisaForgotten'] ?? []) as number[]);
+    let remaining = 0;
+    for (const id of options.sampleIds!) {
+      const ref = parseSampleId(id);
+      if (ref.dataset !== dataset || ref.split !== 'train') {
+        throw notFound(`sample ${quote(id)} is not in the model's training set (${dataset}:train)`);
+      }
+      if (slots.has(ref.index)) remaining++;
+      else if (!gone.has(ref.index)) {
+        throw notFound(`sample ${quote(id)} is not in the model's training set`);
+      }
+    }
+    if (remaining === 0) throw failedPrecondition('every named sample is already forgotten');
+    return { kind: 'new', request: normalised, fingerprint: print };
+  }
+
+  /** A request id held by a live job: the same request again, or a reuse for another one. */
+  private sameOrReused(previous: JobRecord, print: string): ForgetDecision {
+    if (previous.fingerprint !== print) throw reused(previous.requestId);
+    return { kind: 'duplicate', job: previous };
+  }
+
+  private noTrainingQueued(): void {
+    if (this.jobs.active('training').length > 0) {
+      throw failedPrecondition('a training job is queued or running; forget once it has finished');
+    }
+  }
+
+  /** GetReceipt. */
+  async receipt(requestId: string): Promise<Receipt> {
+    if (requestId === '') throw invalidArgument('request_id is required');
+    checkRequestId(requestId, true);
+    const job = this.jobs.repository.byRequestId('forget', requestId);
+    if (job && (job.state === 'queued' || job.state === 'running')) {
+      throw failedPrecondition(`forget request ${requestId} is still ${job.state}`);
+    }
+    // Both kinds live under receipt/<id>; exact (sisa) ones carry mode `exact`.
+    const receipt = (await readReceipt(this.store, requestId)) as
+      ForgetReceipt | SisaReceipt | undefined;
+    if (!receipt) throw notFound(`no completed forget request ${requestId}`);
+    const current = await this.models.state.current();
+    return toProtoReceipt(
+      receipt,
+      job?.id ?? '',
+      current?.manifest.objects[receiptObjectName(requestId)],
+    );
+  }
+
+  /** ListReceipts: a page of every stored receipt, oldest first. */
+  async receipts(page: ReturnType<typeof normaliseListReceipts>): Promise<ListReceiptsResponse> {
+    const { size, start } = page;
+    const all = (await listReceipts(this.store)) as (ForgetReceipt | SisaReceipt)[];
+    const current = await this.models.state.current();
+    return {
+      receipts: all
+        .slice(start, start + size)
+        .map((r) =>
+          toProtoReceipt(
+            r,
+            this.jobs.repository.byRequestId('forget', r.requestId)?.id ?? '',
+            current?.manifest.objects[receiptObjectName(r.requestId)],
+          ),
+        ),
+      nextPageToken: start + size < all.length ? `offset:${start + size}` : '',
+      totalSize: all.length,
+    };
+  }
+}
+
+function resolveClass(
+  target: NonNullable<SubmitForgetRequest['target']>,
+  classes: readonly string[],
+): number {
+  if (target.$case === 'className') {
+    const index = classes.indexOf(target.value);
+    if (index < 0) {
+      throw notFound(
+        `unknown class ${quote(target.value)} (classes: ${classes.join(', ').slice(0, 200)})`,
+      );
+    }
+    return index;
+  }
+  if (target.$case === 'classIndex') {
+    if (target.value >= classes.length) {
+      throw notFound(
+        `class_index ${target.value} is out of range: the model has ${classes.length} classes`,
+      );
+    }
+    return target.value;
+  }
+  throw invalidArgument('a class target is required');
+}

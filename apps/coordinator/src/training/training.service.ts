@@ -1,0 +1,53 @@
+import { Inject, Injectable } from '@nestjs/common';
+import type { Job, StartTrainingRequest } from '@lethe/proto';
+import { alreadyExists, failedPrecondition } from '@lethe/rpc';
+import { datasetError, fingerprint, normaliseTrainingRequest } from '../api/request-validation';
+import { JobsService } from '../jobs/jobs.service';
+import { ModelStateService } from '../model/model-state.service';
+import { WorkersService } from '../workers/workers.service';
+
+/** StartTraining: admission of a training job (idempotency, capacity, the dataset's presence). */
+@Injectable()
+export class TrainingService {
+  constructor(
+    @Inject(JobsService) private readonly jobs: JobsService,
+    @Inject(WorkersService) private readonly workers: WorkersService,
+    @Inject(ModelStateService) private readonly models: ModelStateService,
+  ) {}
+
+  /** Queues a training job, or returns the one that already holds the request id. */
+  start(request: StartTrainingRequest): Promise<Job> {
+    const normalised = normaliseTrainingRequest(request);
+    const print = fingerprint(normalised);
+    // Under the admission lock: a retry racing its original gets the original's job.
+    return this.jobs.admit(async () => {
+      if (request.requestId) {
+        const previous = this.jobs.repository.byRequestId('training', request.requestId);
+        if (previous && !['failed', 'cancelled'].includes(previous.state)) {
+          if (previous.fingerprint !== print) {
+            throw alreadyExists(
+              `request_id ${request.requestId} was used for a different training request`,
+            );
+          }
+          return this.jobs.toProto(previous);
+        }
+      }
+      if (this.jobs.active('training').length > 0) {
+        throw failedPrecondition('another training job is queued or running');
+      }
+      const capacity = this.workers.placement.capacity();
+      if (capacity < normalised.experts) {
+        throw failedPrecondition(
+          `${normalised.experts} experts need that much worker capacity; the ${this.workers.registry.live().length} live workers offer ${capacity}`,
+        );
+      }
+      try {
+        await this.models.state.dataset(normalised.dataset, 'train');
+      } catch (error) {
+        throw datasetError(normalised.dataset, error);
+      }
+      const { job } = this.jobs.submit('training', request.requestId, print, normalised);
+      return this.jobs.toProto(job);
+    });
+  }
+}
