@@ -11,6 +11,8 @@ import { registerStatusCommand } from './commands/status.command';
 import { registerTrainCommand } from './commands/train.command';
 import { registerVerifyCommand } from './commands/verify.command';
 import { registerUpCommand } from './commands/up.command';
+import { setVerbose } from './terminal/engine';
+import { errorLine, usageError } from './terminal/errors';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { version } = require('../package.json') as { version: string };
@@ -19,7 +21,11 @@ const program = new Command()
   .name('lethe')
   .description('Train a Mixture-of-Experts image classifier and make it forget on request.')
   .version(version)
-  .showHelpAfterError('(run with --help for usage)');
+  .option('-v, --verbose', 'say why the engine was chosen, with versions and gradients')
+  .configureOutput({ outputError: (message, write) => write(usageError(message)) })
+  .hook('preAction', (command) =>
+    setVerbose(command.opts<{ verbose?: boolean }>().verbose === true),
+  );
 
 registerTrainCommand(program);
 registerEvalCommand(program);
@@ -35,6 +41,6 @@ registerUpCommand(program);
 registerStatusCommand(program);
 
 program.parseAsync(process.argv).catch((error: unknown) => {
-  process.stderr.write(`lethe: error: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.stderr.write(errorLine(error));
   process.exitCode = 1;
 });

@@ -32,8 +32,11 @@ describe('lethe train / eval', () => {
       '0.01',
       '--json',
     ]);
-    expect(train.stderr).toContain('engine');
     expect(train.status).toBe(0);
+    // One short engine line; -v adds why that engine was chosen.
+    expect(train.stderr.match(/^engine: .*$/gm)).toEqual([
+      expect.stringMatching(/^engine: wasm \((no )?SIMD, \d+ threads?\)$/),
+    ]);
     const result = JSON.parse(train.stdout) as {
       trainSize: number;
       history: unknown[];
@@ -52,7 +55,8 @@ describe('lethe train / eval', () => {
     expect(ev.accuracy).toBe(result.test.accuracy);
     expect(ev.routing).toEqual(result.test.routing);
 
-    const table = lethe(['eval', '--data', `cifar10:${data}`, '--store', store]);
+    const table = lethe(['eval', '--data', `cifar10:${data}`, '--store', store, '-v']);
+    expect(table.stderr).toMatch(/^engine: wasm \(.*\) — automatic: /m);
     expect(table.stdout).toMatch(/accuracy \d+\.\d\d% on 40 images/);
     expect(table.stdout).toMatch(/square\s+\d+\.\d%\s+10/);
   });
@@ -104,7 +108,7 @@ describe('lethe train / eval', () => {
     const list = lethe(['receipts', '--store', store]);
     expect(list.status).toBe(0);
     expect(list.stdout).toMatch(/cli-1 .* cross +targeted/);
-    const shown = lethe(['receipts', '--store', store, '--id', 'cli-1']);
+    const shown = lethe(['receipts', '--store', store, '--request-id', 'cli-1']);
     expect(shown.stdout).toMatch(/forgot class cross \(targeted, approximate\)/);
     expect(shown.stdout).toMatch(/before .*\n.*after/);
   });
@@ -118,7 +122,11 @@ describe('lethe train / eval', () => {
     ],
     [['train', '--data', 'cifar10:/x', '--epochs', '0'], /--epochs.*positive integer/],
     [['train', '--data', 'cifar10:/x', '--preset', 'huge'], /unknown --preset huge/],
-    [['eval', '--data', 'cifar10:/x', '--store', join(work, 'empty')], /no trained model/],
+    [['eval', '--data', `cifar10:${data}`, '--store', join(work, 'empty')], /no trained model/],
+    [['eval', '--data', 'cifar10:/x', '--store', join(work, 'empty')], /\/x: missing directory/],
+    [['train', '--data', 'cifar10:/x', '--nope'], /unknown option '--nope'.* \(see --help\)$/],
+    [['train'], /required option '--data <spec>' not specified/],
+    [['verify', '--store', join(work, 'empty')], /required option '--request-id <id>'/],
     [
       ['forget', '--data', 'cifar10:/x', '--class', '1', '--method', 'mask', '--mask-output'],
       /--mask-output is what --method mask does/,
@@ -127,12 +135,18 @@ describe('lethe train / eval', () => {
       ['forget', '--data', 'cifar10:/x', '--class', '1', '--method', 'erase'],
       /--method.*expected one of targeted/,
     ],
-    [['receipts', '--store', join(work, 'empty'), '--id', 'nope'], /no receipt for request nope/],
+    [
+      ['receipts', '--store', join(work, 'empty'), '--request-id', 'nope'],
+      /no receipt for request nope/,
+    ],
   ])('rejects bad input with one clear line and a non-zero exit: %j', (args, message) => {
     const run = lethe(args);
     expect(run.status).not.toBe(0);
-    expect(run.stderr).toMatch(message);
+    const last = run.stderr.trimEnd().split('\n').at(-1);
+    expect(last).toMatch(/^lethe: error: /);
+    expect(last).toMatch(message);
     expect(run.stderr).not.toMatch(/\n\s+at /); // no stack trace
+    expect(run.stderr).not.toMatch(/^engine:/m); // failed before any engine was started
   });
 
   it('forcing an engine that is not installed fails clearly', () => {
@@ -141,10 +155,18 @@ describe('lethe train / eval', () => {
     expect(run.stderr).toMatch(/tfjs-node-gpu/);
   });
 
-  it('info names the engine in use and the presets', () => {
+  it('info names the engine in use and the presets, as text or JSON', () => {
     const run = lethe(['info']);
     expect(run.status).toBe(0);
     expect(run.stdout).toMatch(/engine: wasm/);
     expect(run.stdout).toMatch(/small/);
+    const json = lethe(['info', '--json']);
+    expect(json.status).toBe(0);
+    const info = JSON.parse(json.stdout) as {
+      engine: { engine: string; reason: string };
+      presets: { name: string }[];
+    };
+    expect(info.engine.engine).toBe('wasm');
+    expect(info.presets.map((p) => p.name)).toContain('small');
   });
 });

@@ -70,6 +70,20 @@ function processesMentioning(text: string): string[] {
   return found;
 }
 
+/** The demo's closing TA and forgotten-class numbers are the receipt's, as its table prints them. */
+function expectSummaryAgreesWithReceipt(out: string): void {
+  const row = (name: string): string[] =>
+    new RegExp(`^${name}\\s+(.*)$`, 'm').exec(out)![1]!.trim().split(/\s+/);
+  const [before, after] = [row('before'), row('after')];
+  // Columns after the label: UA, RA, TA, forgotten-class test acc, ...
+  const summary =
+    /TA \(kept classes\) ([\d.]+)% → ([\d.]+)%, "disc" test accuracy ([\d.]+)% → ([\d.]+)%/.exec(
+      out,
+    );
+  expect(summary).not.toBeNull();
+  expect(summary!.slice(1)).toEqual([before[2], after[2], before[3], after[3]]);
+}
+
 const sleep = (ms: number): Promise<void> => new Promise((done) => setTimeout(done, ms));
 
 describe('lethe demo (distributed, embedded cluster from sources)', () => {
@@ -92,8 +106,14 @@ describe('lethe demo (distributed, embedded cluster from sources)', () => {
     expect(out).toMatch(/retrained experts e\d(, e\d)* on their workers/);
     // The coordinator's own worker id (`w-…`), then the process from the cluster table.
     expect(out).toMatch(/^e\d\s+\S+ = worker-\d \(pid \d+\)\s+yes\s/m);
-    expect(out).toMatch(/test accuracy after forgetting \d+\.\d\d% on 600 images: .*disc 0\.0%/);
-    expect(out).toMatch(/demo finished in [\d.]+ s: test accuracy \d+\.\d\d% → \d+\.\d\d%/);
+    expect(out).toMatch(
+      /test accuracy after forgetting, every class: \d+\.\d\d% on 600 images: .*disc 0\.0%/,
+    );
+    expect(out).toMatch(
+      /^UA {2}unlearning accuracy: .*\n^RA .*\n^TA {2}test accuracy on the classes kept/m,
+    );
+    expect(out).toMatch(/demo finished in [\d.]+ s on the wasm engine: /);
+    expectSummaryAgreesWithReceipt(out);
     expect(run.stderr).toMatch(/demo cluster stopped\n$/);
     expect(run.stderr).not.toMatch(/unexpectedly|lethe: error/);
 
@@ -154,6 +174,10 @@ describe('lethe demo --local', () => {
     expect(run.stdout).toMatch(/^accuracy \d+\.\d\d% on 600 images/m);
     expect(run.stdout).toMatch(/forgot class disc \(targeted, approximate\) — request demo-forget/);
     expect(run.stdout).toMatch(/^before .*\n^after /m);
+    expect(run.stdout).toMatch(
+      /trained in [\d.]+ s on the wasm \((no )?SIMD, \d+ threads?\) engine/,
+    );
+    expectSummaryAgreesWithReceipt(run.stdout);
     expect(run.stderr).not.toMatch(/coordinator|worker/);
     expect(existsSync(join(dir, 'store', 'manifest.json'))).toBe(true);
     expect(existsSync(join(dir, 'logs'))).toBe(false);

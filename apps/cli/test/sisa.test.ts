@@ -60,7 +60,7 @@ describe('lethe train --mode sisa / forget --samples / verify', () => {
     expect(receipt.sisa.shards.length).toBeGreaterThan(0);
     expect(receipt.checkpointsDeleted).toBeGreaterThan(0);
 
-    const verify = lethe(['verify', 'erase-1', '--store', store]);
+    const verify = lethe(['verify', '--request-id', 'erase-1', '--store', store]);
     expect(verify.status).toBe(0);
     expect(verify.stdout).toMatch(/ok: no checkpoint holds a forgotten sample/);
 
@@ -97,7 +97,7 @@ describe('lethe train --mode sisa / forget --samples / verify', () => {
     expect(listing.status).toBe(0);
     expect(listing.stdout).toMatch(/erase-1 .* 2 samples .* sisa-replay \(exact\)/);
 
-    const unknown = lethe(['verify', 'nope', '--store', store]);
+    const unknown = lethe(['verify', '--request-id', 'nope', '--store', store]);
     expect(unknown.status).toBe(1);
     expect(unknown.stderr).toMatch(/no receipt nope/);
   });

@@ -15,7 +15,20 @@ export const CIFAR100_FOLDER = 'cifar-100-binary';
 export const CIFAR10_TRAIN_FILES = [1, 2, 3, 4, 5].map((i) => `data_batch_${i}.bin`);
 export const CIFAR10_TEST_FILES = ['test_batch.bin'];
 
-export interface Cifar100Options {
+/** Records in a full file of the official archives: every CIFAR-10 batch, CIFAR-100's test.bin. */
+export const CIFAR_BATCH_RECORDS = 10_000;
+/** Records in CIFAR-100's train.bin. */
+export const CIFAR100_TRAIN_RECORDS = 50_000;
+
+export interface CifarReadOptions {
+  /**
+   * Told, once per file, about a batch file holding fewer records than the official one: a
+   * subset or a copy cut short at a record boundary. Small files stay readable (test fixtures).
+   */
+  onWarning?: (message: string) => void;
+}
+
+export interface Cifar100Options extends CifarReadOptions {
   /** Which label set becomes `labels`/`classes`; both are kept. Default `fine`. */
   label?: 'fine' | 'coarse';
 }
@@ -24,13 +37,18 @@ export interface Cifar100Options {
  * Reads the CIFAR-10 binary layout from `dir/cifar-10-batches-bin/` or `dir` itself.
  * Train concatenates data_batch_1..5 in order, so indices match the official ordering.
  */
-export async function readCifar10(dir: string, split: Split): Promise<Dataset> {
+export async function readCifar10(
+  dir: string,
+  split: Split,
+  options: CifarReadOptions = {},
+): Promise<Dataset> {
   const root = await resolveFolder(dir, CIFAR10_FOLDER, 'batches.meta.txt');
   const classes = await readNames(join(root, 'batches.meta.txt'));
-  const files = (split === 'train' ? CIFAR10_TRAIN_FILES : CIFAR10_TEST_FILES).map((f) =>
-    join(root, f),
-  );
-  const { images, labels } = await readRecords(files, 1, [classes.length]);
+  const layout = (names: string[]): BatchFile[] =>
+    names.map((f) => ({ file: join(root, f), records: CIFAR_BATCH_RECORDS }));
+  const files = { train: layout(CIFAR10_TRAIN_FILES), test: layout(CIFAR10_TEST_FILES) };
+  await checkLayout([...files.train, ...files.test], CIFAR10_RECORD_BYTES, options.onWarning);
+  const { images, labels } = await readRecords(files[split], 1, [classes.length]);
   return {
     name: 'cifar10',
     split,
@@ -58,9 +76,13 @@ export async function readCifar100(
   const root = await resolveFolder(dir, CIFAR100_FOLDER, 'fine_label_names.txt');
   const fineClasses = await readNames(join(root, 'fine_label_names.txt'));
   const coarseClasses = await readNames(join(root, 'coarse_label_names.txt'));
-  const file = join(root, split === 'train' ? 'train.bin' : 'test.bin');
+  const files = {
+    train: { file: join(root, 'train.bin'), records: CIFAR100_TRAIN_RECORDS },
+    test: { file: join(root, 'test.bin'), records: CIFAR_BATCH_RECORDS },
+  };
+  await checkLayout([files.train, files.test], CIFAR100_RECORD_BYTES, options.onWarning);
   // The record starts with the coarse byte, then the fine byte.
-  const { images, labels } = await readRecords([file], 2, [
+  const { images, labels } = await readRecords([files[split]], 2, [
     coarseClasses.length,
     fineClasses.length,
   ]);
@@ -117,41 +139,70 @@ async function readNames(file: string): Promise<string[]> {
   return names;
 }
 
+/** A batch file of a layout and the records the official archive has in it. */
+interface BatchFile {
+  file: string;
+  records: number;
+}
+
+/** Records in a batch file: fails on a missing, empty or partial-record file. */
+async function countRecords(file: string, recordBytes: number): Promise<number> {
+  let size: number;
+  try {
+    const st = await stat(file);
+    if (!st.isFile()) throw new Error('not a regular file');
+    size = st.size;
+  } catch (err) {
+    throw new DataError(file, `missing data file (${errMessage(err)})`, { cause: err });
+  }
+  if (size === 0) throw new DataError(file, 'empty data file');
+  if (size % recordBytes !== 0) {
+    throw new DataError(
+      file,
+      `truncated or corrupt: ${size} bytes is not a multiple of the ${recordBytes}-byte record size`,
+    );
+  }
+  return size / recordBytes;
+}
+
+/**
+ * Checks every batch file of a layout, both splits, whichever one is read: a dataset with a
+ * broken training file is broken for evaluation too. Files with fewer records than the official
+ * ones are reported to `onWarning`.
+ */
+async function checkLayout(
+  files: BatchFile[],
+  recordBytes: number,
+  onWarning: ((message: string) => void) | undefined,
+): Promise<void> {
+  for (const { file, records } of files) {
+    const count = await countRecords(file, recordBytes);
+    if (count < records) {
+      onWarning?.(
+        `${file}: ${count} records, fewer than the ${records} of the official file (a subset, or a copy cut short?)`,
+      );
+    }
+  }
+}
+
 /**
  * Reads fixed-size records (label bytes then R, G, B planes) from several files into one NHWC
  * buffer. All sizes are checked before anything is read, so a bad last file fails fast.
  */
 async function readRecords(
-  files: string[],
+  files: BatchFile[],
   labelBytes: number,
   labelLimits: number[],
 ): Promise<{ images: Uint8Array; labels: Int32Array[] }> {
   const recordBytes = labelBytes + PIXEL_BYTES;
   const counts: number[] = [];
-  for (const file of files) {
-    let size: number;
-    try {
-      const st = await stat(file);
-      if (!st.isFile()) throw new Error('not a regular file');
-      size = st.size;
-    } catch (err) {
-      throw new DataError(file, `missing data file (${errMessage(err)})`, { cause: err });
-    }
-    if (size === 0) throw new DataError(file, 'empty data file');
-    if (size % recordBytes !== 0) {
-      throw new DataError(
-        file,
-        `truncated or corrupt: ${size} bytes is not a multiple of the ${recordBytes}-byte record size`,
-      );
-    }
-    counts.push(size / recordBytes);
-  }
+  for (const { file } of files) counts.push(await countRecords(file, recordBytes));
   const total = counts.reduce((a, b) => a + b, 0);
   const images = new Uint8Array(total * PIXEL_BYTES);
   const labels = labelLimits.map(() => new Int32Array(total));
   let n = 0;
   for (let f = 0; f < files.length; f++) {
-    const file = files[f]!;
+    const { file } = files[f]!;
     const buf = await readFile(file);
     if (buf.length !== counts[f]! * recordBytes) {
       throw new DataError(file, 'file changed size while being read');

@@ -19,6 +19,8 @@ export {
 } from './dataset';
 export {
   type Cifar100Options,
+  type CifarReadOptions,
+  CIFAR_BATCH_RECORDS,
   readCifar10,
   readCifar100,
   CIFAR10_RECORD_BYTES,

@@ -1,4 +1,4 @@
-import { readCifar10, readCifar100 } from './cifar';
+import { type CifarReadOptions, readCifar10, readCifar100 } from './cifar';
 import type { Dataset, Split } from './dataset';
 import { type ImageFolderOptions, readImageFolder } from './image-folder';
 
@@ -29,16 +29,17 @@ export function parseDatasetSpec(spec: string): DatasetSpec {
 export async function openDataset(
   spec: string,
   split: Split,
-  options: ImageFolderOptions = {},
+  options: ImageFolderOptions & CifarReadOptions = {},
 ): Promise<Dataset> {
   const { scheme, dir } = parseDatasetSpec(spec);
+  const cifar = options.onWarning ? { onWarning: options.onWarning } : {};
   switch (scheme) {
     case 'cifar10':
-      return readCifar10(dir, split);
+      return readCifar10(dir, split, cifar);
     case 'cifar100':
-      return readCifar100(dir, split, { label: 'fine' });
+      return readCifar100(dir, split, { ...cifar, label: 'fine' });
     case 'cifar100-coarse':
-      return readCifar100(dir, split, { label: 'coarse' });
+      return readCifar100(dir, split, { ...cifar, label: 'coarse' });
     case 'folder':
       return readImageFolder(dir, split, options);
   }

@@ -90,6 +90,35 @@ describe('readCifar10', () => {
     expect(err2.message).toContain('batches.meta.txt');
   });
 
+  it('warns about each batch shorter than the official 10,000 records, naming file and count, and reads it', async () => {
+    const root = await tempDir();
+    const dir = await writeCifar10(root);
+    const warnings: string[] = [];
+    const ds = await readCifar10(root, 'test', { onWarning: (m) => warnings.push(m) });
+    expect(ds.size).toBe(3);
+    // Every file of the layout, not only the split read: eval reads test but trains on nothing.
+    expect(warnings).toHaveLength(6);
+    expect(warnings).toContain(
+      `${join(dir, 'data_batch_1.bin')}: 2 records, fewer than the 10000 of the official file (a subset, or a copy cut short?)`,
+    );
+    expect(warnings).toContainEqual(expect.stringMatching(/test_batch\.bin: 3 records, /));
+  });
+
+  it('fails on the test split too when a training batch is missing, empty or cut mid-record', async () => {
+    for (const damage of [
+      (file: string) => rm(file),
+      (file: string) => writeFile(file, new Uint8Array(0)),
+      (file: string) => truncate(file, 3073 + 100),
+    ]) {
+      const root = await tempDir();
+      const dir = await writeCifar10(root);
+      await damage(join(dir, 'data_batch_4.bin'));
+      const err = await rejection(readCifar10(root, 'test'));
+      expect(err.message).toContain('data_batch_4.bin');
+      expect(err.message).toMatch(/missing data file|empty data file|not a multiple/);
+    }
+  });
+
   it('rejects an empty file and a missing directory', async () => {
     const root = await tempDir();
     const dir = await writeCifar10(root);
@@ -162,5 +191,16 @@ describe('openDataset', () => {
     );
     await expect(openDataset(root, 'train')).rejects.toThrow(/unknown dataset spec/);
     await expect(openDataset('cifar10:', 'train')).rejects.toThrow(/no directory/);
+  });
+
+  it('passes short-batch warnings on, for CIFAR-100 against its 50,000-record train.bin', async () => {
+    const root = await tempDir();
+    await writeCifar100(root);
+    const warnings: string[] = [];
+    await openDataset(`cifar100-coarse:${root}`, 'train', { onWarning: (m) => warnings.push(m) });
+    expect(warnings).toEqual([
+      expect.stringMatching(/train\.bin: 6 records, fewer than the 50000 of the official file/),
+      expect.stringMatching(/test\.bin: 2 records, fewer than the 10000 of the official file/),
+    ]);
   });
 });

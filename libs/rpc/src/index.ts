@@ -72,5 +72,6 @@ export {
   type TlsMaterial,
   tlsChannelCredentials,
   tlsServerCredentials,
+  tlsServerName,
 } from './tls';
 export { type MetricsEndpoint, type ScrapeSource, serveMetrics } from './metrics-endpoint';

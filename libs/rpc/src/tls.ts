@@ -1,8 +1,12 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { isIP, type Socket } from 'node:net';
+import { connect as tlsConnect, createSecureContext, type SecureContext } from 'node:tls';
 import {
-  type ChannelCredentials,
-  credentials,
+  CallCredentials,
+  ChannelCredentials,
+  type ChannelOptions,
+  experimental,
   ServerCredentials,
   type ServerUnaryCall,
 } from '@grpc/grpc-js';
@@ -122,7 +126,79 @@ export function tlsServerCredentials(
  * one); `cert` and `key` together are this client's certificate for mutual TLS.
  */
 export function tlsChannelCredentials(material: Partial<TlsMaterial> = {}): ChannelCredentials {
-  return credentials.createSsl(material.ca ?? null, material.key ?? null, material.cert ?? null);
+  return new TlsChannelCredentials(
+    createSecureContext({
+      ...(material.ca ? { ca: material.ca } : {}),
+      ...(material.cert ? { cert: material.cert } : {}),
+      ...(material.key ? { key: material.key } : {}),
+    }),
+  );
+}
+
+/**
+ * The TLS server name (SNI) to send for a gRPC target: its host when that is a DNS name, none
+ * for an IP address (RFC 6066 allows only host names, and Node warns with DEP0123 when given an
+ * IP); `grpc.ssl_target_name_override` wins.
+ */
+export function tlsServerName(
+  target: experimental.GrpcUri,
+  options: ChannelOptions = {},
+): string | undefined {
+  const override = options['grpc.ssl_target_name_override'];
+  if (typeof override === 'string' && override !== '') return override;
+  const host = experimental.splitHostPort(target.path)?.host ?? target.path;
+  return isIP(host) === 0 ? host : undefined;
+}
+
+/**
+ * TLS channel credentials as grpc-js' createSsl makes them, except for the server name: grpc-js
+ * always sends the target's host, an IP address included. Without a server name Node verifies
+ * the certificate against the address it connected to (its IP SANs), so nothing is lost.
+ */
+class TlsChannelCredentials extends ChannelCredentials {
+  constructor(private readonly context: SecureContext) {
+    super();
+  }
+
+  _isSecure(): boolean {
+    return true;
+  }
+
+  _equals(other: ChannelCredentials): boolean {
+    return other === this;
+  }
+
+  _createSecureConnector(
+    target: experimental.GrpcUri,
+    options: ChannelOptions,
+    callCredentials: CallCredentials = CallCredentials.createEmpty(),
+  ): experimental.SecureConnector {
+    const host = experimental.splitHostPort(target.path)?.host ?? target.path;
+    const servername = tlsServerName(target, options);
+    const context = this.context;
+    return {
+      connect: (socket: Socket) =>
+        new Promise((resolve, reject) => {
+          const secured = tlsConnect(
+            {
+              socket,
+              secureContext: context,
+              host,
+              ...(servername !== undefined ? { servername } : {}),
+              ALPNProtocols: ['h2'],
+            },
+            () => {
+              if (secured.authorized) resolve({ socket: secured, secure: true });
+              else reject(secured.authorizationError);
+            },
+          );
+          secured.on('error', reject);
+        }),
+      waitForReady: () => Promise.resolve(),
+      getCallCredentials: () => callCredentials,
+      destroy: () => undefined,
+    };
+  }
 }
 
 /** A peer's verified client certificate: its subject's common name and SHA-256 fingerprint. */

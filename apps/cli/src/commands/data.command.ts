@@ -5,7 +5,7 @@ import { oneOf } from '../terminal/option-parsers';
 import { Progress } from '../terminal/progress';
 
 export function registerDataCommand(program: Command): void {
-  const data = program.command('data').description('datasets');
+  const data = program.command('data').description('download datasets');
   data
     .command('fetch')
     .description('download an official CIFAR archive over HTTPS, check its MD5 and unpack it')

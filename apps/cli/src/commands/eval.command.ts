@@ -1,7 +1,9 @@
 import type { Command } from 'commander';
-import { batches, openDataset, type Split } from '@lethe/data';
+import { batches, type Split } from '@lethe/data';
+import { openData } from '../jobs/open-data';
 import { evaluate, type Evaluation, loadModel } from '@lethe/model';
 import { LocalDirStore } from '@lethe/store';
+import { requireTrainedModel } from '../jobs/training-data';
 import { remoteEval } from '../remote/remote-jobs';
 import {
   type ConnectionFlags,
@@ -28,11 +30,11 @@ export function registerEvalCommand(program: Command): void {
   const registered = program
     .command('eval')
     .description(
-      'evaluate the stored model: overall and per-class accuracy, class × expert routing',
+      "evaluate the stored model (or a coordinator's): overall and per-class accuracy, class × expert routing",
     )
     .option(
       '--data <spec>',
-      'cifar10:DIR | cifar100:DIR | cifar100-coarse:DIR | folder:DIR (with a coordinator: default the training data)',
+      'cifar10:DIR | cifar100:DIR | cifar100-coarse:DIR | folder:DIR (with a coordinator, default: the training data)',
     )
     .option('--store <dir>', 'local store directory', '.lethe/store')
     .option('--split <split>', 'train | test', oneOf(['train', 'test'] as const), 'test')
@@ -66,10 +68,12 @@ export function registerEvalCommand(program: Command): void {
           throw new CliError("required option '--data <spec>' not specified");
         }
         const dataSpec = flags.data;
+        const store = new LocalDirStore(flags.store);
+        const data = await openData(dataSpec, flags.split);
+        await requireTrainedModel(store);
         await startEngine();
-        const { model, card } = await loadModel(new LocalDirStore(flags.store));
+        const { model, card } = await loadModel(store);
         try {
-          const data = await openDataset(dataSpec, flags.split);
           if (data.classes.length !== card.classes.length) {
             throw new CliError(
               `the stored model has ${card.classes.length} classes, ${dataSpec} has ${data.classes.length}`,

@@ -1,7 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { loadSisa, type SisaReceipt } from '@lethe/sisa';
-import { limitTrainingSet, openDataset } from '@lethe/data';
+import { limitTrainingSet } from '@lethe/data';
+import { openData } from '../jobs/open-data';
 import { LocalDirStore } from '@lethe/store';
 import {
   FORGET_METHODS,
@@ -12,7 +13,7 @@ import {
   UNLEARNING_LOSSES,
   type UnlearningLoss,
 } from '@lethe/unlearning';
-import { storedTrainingSubset } from '../jobs/training-data';
+import { requireTrainedModel, storedTrainingSubset } from '../jobs/training-data';
 import {
   newRequestId,
   readSampleIds,
@@ -64,7 +65,9 @@ async function readReceiptFile(file: string): Promise<ForgetReceipt> {
     if (receipt.mode !== 'approximate' || !receipt.metrics?.before) throw new Error('no metrics');
     return receipt;
   } catch {
-    throw new CliError(`--before-from ${file} is not a class-forget receipt (lethe forget --json)`);
+    throw new CliError(
+      `--before-from ${file} is not a class-forget receipt (npx lethe forget --json)`,
+    );
   }
 }
 
@@ -72,7 +75,7 @@ export function registerForgetCommand(program: Command): void {
   const registered = program
     .command('forget')
     .description(
-      'forget a class: retrain only the experts that saw it, plus the router; write a receipt',
+      'forget a class (retrain only the experts that saw it, plus the router) or training samples (exact replay on a sisa model); store a receipt',
     )
     .option('--class <name|id>', 'class to forget')
     .option(
@@ -82,12 +85,12 @@ export function registerForgetCommand(program: Command): void {
     .option('--store <dir>', 'local store directory', '.lethe/store')
     .option(
       '--method <name>',
-      `${FORGET_METHODS.join(' | ')} (default targeted; with a coordinator also sisa-replay, default: the model's)`,
+      `${FORGET_METHODS.join(' | ')}, or sisa-replay with a coordinator (default: targeted; with a coordinator, the model's)`,
       oneOf(REMOTE_FORGET_METHODS),
     )
     .option(
       '--loss <name>',
-      `targeted only: ${UNLEARNING_LOSSES.join(' | ')} (default distill)`,
+      `targeted only: ${UNLEARNING_LOSSES.join(' | ')} (default: distill)`,
       oneOf(UNLEARNING_LOSSES),
     )
     .option('--epochs <N>', 'retraining epochs', positiveInt, 5)
@@ -95,10 +98,10 @@ export function registerForgetCommand(program: Command): void {
     .option('--lambda <λ>', 'weight of the unlearning loss', positiveNumber, 1)
     .option(
       '--retain-fraction <F>',
-      'targeted only: retrain on all forgotten samples and this share of retained ones (default 1)',
+      'targeted only: retrain on all forgotten samples and this share of retained ones (default: 1)',
       positiveNumber,
     )
-    .option('--select <rule>', 'targeted only: coverage:F | top:N (default coverage:0.8)')
+    .option('--select <rule>', 'targeted only: coverage:F | top:N (default: coverage:0.8)')
     .option('--mask-output', 'also never predict the class at serving time', false)
     .option('--batch <B>', 'batch size', positiveInt, 128)
     .option('--seed <S>', 'random seed', nonNegativeInt, 0)
@@ -187,14 +190,15 @@ export function registerForgetCommand(program: Command): void {
         }
         const className = flags.class!;
         const method: ForgetMethod = flags.method ?? 'targeted';
-        await startEngine();
         const store = new LocalDirStore(flags.store);
         const [fullTrain, test] = await Promise.all([
-          openDataset(flags.data, 'train'),
-          openDataset(flags.data, 'test'),
+          openData(flags.data, 'train'),
+          openData(flags.data, 'test'),
         ]);
         const trained = await storedTrainingSubset(store);
         const train = limitTrainingSet(fullTrain, trained.limit, trained.seed);
+        await requireTrainedModel(store);
+        await startEngine();
         const progress = stepProgress('forget');
         const receipt = await forgetClass(
           {
@@ -289,6 +293,6 @@ export function printSisaReceipt(receipt: SisaReceipt): void {
   );
   const t = receipt.timings;
   console.log(
-    `replay ${t.replaySeconds.toFixed(1)} s, router ${t.routerSeconds.toFixed(1)} s, total ${t.totalSeconds.toFixed(1)} s; ${receipt.checkpointsDeleted} checkpoints holding the samples deleted (check with: lethe verify ${receipt.requestId})`,
+    `replay ${t.replaySeconds.toFixed(1)} s, router ${t.routerSeconds.toFixed(1)} s, total ${t.totalSeconds.toFixed(1)} s; ${receipt.checkpointsDeleted} checkpoints holding the samples deleted (check with: npx lethe verify --request-id ${receipt.requestId})`,
   );
 }

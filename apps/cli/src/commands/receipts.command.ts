@@ -16,7 +16,7 @@ import { printReceipt, printSisaReceipt } from './forget.command';
 
 interface ReceiptsFlags extends ConnectionFlags {
   store: string;
-  id?: string;
+  requestId?: string;
   json: boolean;
   coordinator?: string;
 }
@@ -60,9 +60,9 @@ export function registerAuditCommand(program: Command): void {
 export function registerReceiptsCommand(program: Command): void {
   const registered = program
     .command('receipts')
-    .description('list forget receipts, or show one with --id')
+    .description('list forget receipts, or show one with --request-id')
     .option('--store <dir>', 'local store directory', '.lethe/store')
-    .option('--id <request-id>', 'show this receipt')
+    .option('--request-id <id>', 'show the receipt of this forget request')
     .option('--json', 'print JSON on stdout', false)
     .option(
       '--coordinator <host:port>',
@@ -77,12 +77,12 @@ export function registerReceiptsCommand(program: Command): void {
           return;
         }
         const store = new LocalDirStore(flags.store);
-        if (flags.id) {
+        if (flags.requestId) {
           // The manifest holds both kinds of receipt under `receipt/<id>`.
-          const receipt = (await readReceipt(store, flags.id)) as
+          const receipt = (await readReceipt(store, flags.requestId)) as
             ForgetReceipt | SisaReceipt | undefined;
           if (!receipt)
-            throw new CliError(`no receipt for request ${flags.id} in ${store.describe()}`);
+            throw new CliError(`no receipt for request ${flags.requestId} in ${store.describe()}`);
           if (flags.json) process.stdout.write(`${JSON.stringify(receipt, null, 2)}\n`);
           else if (isExact(receipt)) printSisaReceipt(receipt);
           else printReceipt(receipt);

@@ -61,9 +61,12 @@ function forgetOf(r: ForgetReceipt): ReportForget {
 export function registerReportCommand(program: Command): void {
   program
     .command('report')
-    .description('write report.html with charts of training and of every forget receipt')
+    .description(
+      'write report.html and PNG charts of the stored model: its training and every forget receipt',
+    )
     .option('--store <dir>', 'local store directory', '.lethe/store')
-    .option('--out <dir>', 'output directory', 'lethe-report')
+    // Beside the store and the cluster file, not in the working tree.
+    .option('--out <dir>', 'output directory', '.lethe/report')
     .action(
       action(async (flags: { store: string; out: string }) => {
         const store = new LocalDirStore(flags.store);

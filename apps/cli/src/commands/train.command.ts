@@ -52,7 +52,9 @@ interface TrainFlags extends ConnectionFlags {
 export function registerTrainCommand(program: Command): void {
   const registered = program
     .command('train')
-    .description('train a Mixture-of-Experts classifier jointly and store it')
+    .description(
+      'train a Mixture-of-Experts classifier (jointly, or shard by shard with --mode sisa) and store it; on a coordinator with --coordinator',
+    )
     .requiredOption(
       '--data <spec>',
       'cifar10:DIR | cifar100:DIR | cifar100-coarse:DIR | folder:DIR',
@@ -131,10 +133,10 @@ export function registerTrainCommand(program: Command): void {
             `unknown --preset ${flags.preset} (known: ${Object.keys(PRESETS).join(', ')})`,
           );
         }
-        await startEngine();
         const store = new LocalDirStore(flags.store);
         if (flags.mode === 'sisa') {
           if (flags.routerFraction > 1) throw new CliError('--router-fraction must be in (0, 1]');
+          await startEngine();
           const shardProgress = sisaProgress();
           const result = await runSisaTrainJob(
             {

@@ -3,14 +3,16 @@ import type { Command } from 'commander';
 import { parseDatasetSpec } from '@lethe/data';
 import {
   CLUSTER_FILE,
+  type ClusterFile,
   isProcessAlive,
   readClusterFile,
   removeClusterFile,
   writeClusterFile,
 } from '../cluster/cluster-file';
-import { startEmbeddedCluster } from '../cluster/embedded-cluster';
+import { type EmbeddedCluster, startEmbeddedCluster } from '../cluster/embedded-cluster';
 import { action, CliError } from '../terminal/errors';
 import { nonNegativeInt } from '../terminal/option-parsers';
+import { onStopSignals } from '../terminal/signals';
 import { table } from '../terminal/tables';
 
 interface UpFlags {
@@ -19,6 +21,7 @@ interface UpFlags {
   port: number;
   host: string;
   data?: string;
+  json: boolean;
 }
 
 /**
@@ -32,6 +35,20 @@ const PLAINTEXT_ENV: NodeJS.ProcessEnv = {
   LETHE_TLS_CA: '',
   LETHE_AUTH_FILE: '',
 };
+
+function printReady(cluster: EmbeddedCluster, clusterFile: string, data?: string): void {
+  console.log(
+    table([
+      ['process', 'pid', 'address', 'log'],
+      ...cluster.children.map((c) => [c.name, c.pid, c.address, c.logFile]),
+    ]),
+  );
+  console.log(`store ${cluster.store}; cluster file ${clusterFile}`);
+  if (data) console.log(`data ${data}`);
+  console.log(
+    `ready: npx lethe status, or npx lethe train --coordinator ${cluster.address} --data …; Ctrl-C stops the cluster`,
+  );
+}
 
 function port(value: string): number {
   const n = nonNegativeInt(value);
@@ -50,6 +67,11 @@ export function registerUpCommand(program: Command): void {
     .option('--port <P>', 'coordinator port (0: any free port)', port, 7070)
     .option('--host <host>', 'coordinator host to listen on', '127.0.0.1')
     .option('--data <spec>', 'dataset to record as the default in .lethe/cluster.json')
+    .option(
+      '--json',
+      'once ready, print the cluster (as in .lethe/cluster.json) as JSON on stdout',
+      false,
+    )
     .action(
       action(async (flags: UpFlags) => {
         if (flags.data) parseDatasetSpec(flags.data); // a malformed spec fails here, in one line
@@ -71,20 +93,17 @@ export function registerUpCommand(program: Command): void {
         const done = new Promise<void>((resolveDone) => {
           finished = resolveDone;
         });
-        let signals = 0;
-        const onSignal = (signal: NodeJS.Signals): void => {
-          signals++;
-          if (signals > 1) {
+        const signals = onStopSignals(
+          (signal) => {
+            say(`${signal}: stopping the workers, then the coordinator…`);
+            interrupted.abort();
+            if (cluster) void cluster.stop().then(finished);
+          },
+          (signal) => {
             say(`${signal} again: killing the cluster processes`);
             cluster?.kill();
-            return;
-          }
-          say(`${signal}: stopping the workers, then the coordinator…`);
-          interrupted.abort();
-          if (cluster) void cluster.stop().then(finished);
-        };
-        process.on('SIGINT', onSignal);
-        process.on('SIGTERM', onSignal);
+          },
+        );
         try {
           try {
             cluster = await startEmbeddedCluster({
@@ -101,7 +120,7 @@ export function registerUpCommand(program: Command): void {
             throw error;
           }
           const workers = cluster.children.filter((c) => c.role === 'worker');
-          await writeClusterFile(clusterFile, {
+          const running: ClusterFile = {
             coordinator: cluster.address,
             pid: process.pid,
             workers: workers.map((w) => ({ name: w.name, pid: w.pid, address: w.address })),
@@ -109,21 +128,16 @@ export function registerUpCommand(program: Command): void {
             logs: cluster.logDir,
             startedAt: new Date().toISOString(),
             ...(flags.data ? { data: flags.data } : {}),
-          });
-          console.log(
-            table([
-              ['process', 'pid', 'address', 'log'],
-              ...cluster.children.map((c) => [c.name, c.pid, c.address, c.logFile]),
-            ]),
-          );
-          console.log(`store ${cluster.store}; cluster file ${clusterFile}`);
-          if (flags.data) console.log(`data ${flags.data}`);
-          console.log(
-            `ready: lethe status, or lethe train --coordinator ${cluster.address} --data …; Ctrl-C stops the cluster`,
-          );
+          };
+          await writeClusterFile(clusterFile, running);
+          if (flags.json) {
+            process.stdout.write(`${JSON.stringify({ ...running, clusterFile }, null, 2)}\n`);
+          } else {
+            printReady(cluster, clusterFile, flags.data);
+          }
           const all = cluster;
           void Promise.all(all.children.map((c) => c.exited)).then(() => {
-            if (signals > 0) return;
+            if (signals.count > 0) return;
             say('every cluster process has exited; stopping');
             process.exitCode = 1;
             finished();
@@ -133,8 +147,7 @@ export function registerUpCommand(program: Command): void {
           say('cluster stopped');
         } finally {
           removeClusterFile(clusterFile, process.pid);
-          process.off('SIGINT', onSignal);
-          process.off('SIGTERM', onSignal);
+          signals.dispose();
         }
       }),
     );

@@ -4,6 +4,7 @@ import { LocalDirStore } from '@lethe/store';
 import { action, CliError } from '../terminal/errors';
 
 interface VerifyFlags {
+  requestId: string;
   store: string;
   json: boolean;
 }
@@ -14,11 +15,12 @@ export function registerVerifyCommand(program: Command): void {
     .description(
       'check from the store alone that an exact (sisa) forget left no forgotten sample in any checkpoint',
     )
-    .argument('<request-id>', 'the forget request (receipt) to verify')
+    .requiredOption('--request-id <id>', 'the forget request (receipt) to verify')
     .option('--store <dir>', 'local store directory', '.lethe/store')
     .option('--json', 'print JSON on stdout', false)
     .action(
-      action(async (requestId: string, flags: VerifyFlags) => {
+      action(async (flags: VerifyFlags) => {
+        const { requestId } = flags;
         const result = await verifyForgetting(new LocalDirStore(flags.store), requestId);
         if (flags.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
         else {

@@ -7,6 +7,7 @@ import {
   type ExpertInfo,
   type Job,
   JobState,
+  type Receipt,
 } from '@lethe/proto';
 import { type EmbeddedCluster, startEmbeddedCluster } from '../cluster/embedded-cluster';
 import { printRemoteEvaluation, printRemoteReceipt } from '../remote/format';
@@ -20,8 +21,10 @@ import {
 } from '../remote/grpc';
 import { jobProgress } from '../remote/job-progress';
 import { forgetRequest, trainingRequest } from '../remote/remote-jobs';
+import { WASM_NOTE } from '../terminal/engine';
 import { CliError } from '../terminal/errors';
-import { percent, table } from '../terminal/tables';
+import { onStopSignals } from '../terminal/signals';
+import { FORGET_METRICS_LEGEND, forgetSummary, percent, table } from '../terminal/tables';
 import { finishDemoDir, freshDemoDir } from './demo-dir';
 import { demoDatasets, type DemoOptions, FORGET, TRAINING } from './recipe';
 
@@ -84,6 +87,12 @@ function workerLabel(cluster: EmbeddedCluster): WorkerLabel {
   };
 }
 
+/** The engines the workers report, e.g. `wasm`; the demo names what it ran on. */
+async function workerEngines(client: CoordinatorClient): Promise<string> {
+  const { workers } = await callUnary(client, client.listWorkers, {});
+  return [...new Set(workers.map((w) => w.device?.engine).filter(Boolean))].join(', ') || 'unknown';
+}
+
 const hash = (e: ExpertInfo | undefined): string => e?.checkpoint?.sha256.slice(0, 12) || '—';
 
 /** The demo's steps against a running cluster: train, evaluate, forget, show the evidence. */
@@ -93,7 +102,7 @@ async function runAgainst(
   options: DistributedDemoOptions,
   where: WorkerLabel,
   watching: Watching,
-): Promise<{ before: EvaluateResponse; after: EvaluateResponse; retrained: number[] }> {
+): Promise<{ receipt: Receipt; retrained: number[]; engine: string }> {
   // Train: expert-parallel across the workers, the router on the coordinator.
   const started = performance.now();
   const job = await callUnary(
@@ -169,6 +178,7 @@ async function runAgainst(
   });
   console.log('');
   printRemoteReceipt(receipt);
+  console.log(FORGET_METRICS_LEGEND);
 
   const now = await listExperts(client);
   const retrained = receipt.expertsRetrained;
@@ -196,9 +206,9 @@ async function runAgainst(
     .map((c) => `${c.className || c.classIndex} ${percent(c.accuracy)}`)
     .join(', ');
   console.log(
-    `\ntest accuracy after forgetting ${percent(after.accuracy, 2)} on ${after.samples} images: ${perClass}`,
+    `\ntest accuracy after forgetting, every class: ${percent(after.accuracy, 2)} on ${after.samples} images: ${perClass}`,
   );
-  return { before, after, retrained };
+  return { receipt, retrained, engine: receipt.engine || (await workerEngines(client)) };
 }
 
 /**
@@ -243,20 +253,17 @@ export async function runDistributedDemo(options: DistributedDemoOptions): Promi
       }
       await cluster?.stop();
     })());
-  let signals = 0;
-  const onSignal = (signal: NodeJS.Signals): void => {
-    signals++;
-    if (signals > 1) {
+  const signals = onStopSignals(
+    (signal) => {
+      say(`${signal}: stopping the demo cluster…`);
+      interrupted.abort();
+      void halt();
+    },
+    (signal) => {
       say(`${signal} again: killing the demo cluster`);
       cluster?.kill();
-      return;
-    }
-    say(`${signal}: stopping the demo cluster…`);
-    interrupted.abort();
-    void halt();
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+    },
+  );
   try {
     say(`starting a coordinator and ${options.workers} workers…`);
     cluster = await startEmbeddedCluster({
@@ -286,17 +293,16 @@ export async function runDistributedDemo(options: DistributedDemoOptions): Promi
         throw remoteError(error, address);
       },
     );
-    const forgotten = (r: EvaluateResponse): string =>
-      percent(r.perClass.find((c) => c.className === FORGET.className)?.accuracy ?? NaN);
+    const { before, after } = result.receipt.metrics ?? {};
     console.log(
-      `\ndemo finished in ${((performance.now() - started) / 1000).toFixed(1)} s: ` +
-        `test accuracy ${percent(result.before.accuracy, 2)} → ${percent(result.after.accuracy, 2)}, ` +
-        `"${FORGET.className}" ${forgotten(result.before)} → ${forgotten(result.after)}, ` +
+      `\ndemo finished in ${((performance.now() - started) / 1000).toFixed(1)} s on the ${result.engine} engine: ` +
+        (before && after ? `${forgetSummary(FORGET.className, before, after)}, ` : '') +
         `retrained ${result.retrained.map((e) => `e${e}`).join(', ')} on ${options.workers} workers + the router`,
     );
+    if (result.engine === 'wasm') console.log(WASM_NOTE);
     const storeArg = relative(process.cwd(), store) || store;
     console.log(
-      `next: lethe receipts --store ${storeArg} --id ${FORGET.requestId}; lethe up for a cluster that stays up; lethe demo --local for the in-process demo.`,
+      `next: npx lethe receipts --store ${storeArg} --request-id ${FORGET.requestId}; npx lethe up for a cluster that stays up; npx lethe demo --local for the in-process demo.`,
     );
   } catch (error) {
     if (interrupted.signal.aborted) {
@@ -311,8 +317,7 @@ export async function runDistributedDemo(options: DistributedDemoOptions): Promi
       say('demo cluster stopped');
     }
     client?.close();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    signals.dispose();
     await finishDemoDir(dir);
   }
 }

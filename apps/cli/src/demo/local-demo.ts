@@ -4,8 +4,9 @@ import { forgetClass } from '@lethe/unlearning';
 import { printEvaluation } from '../commands/eval.command';
 import { printReceipt } from '../commands/forget.command';
 import { runTrainJob } from '../jobs/train-job';
-import { startEngine } from '../terminal/engine';
+import { engineSummary, WASM_NOTE } from '../terminal/engine';
 import { CliError } from '../terminal/errors';
+import { FORGET_METRICS_LEGEND, forgetSummary } from '../terminal/tables';
 import { stepProgress } from '../terminal/progress';
 import { finishDemoDir, freshDemoDir } from './demo-dir';
 import { demoDatasets, type DemoOptions, FORGET, TRAINING } from './recipe';
@@ -15,7 +16,6 @@ import { demoDatasets, type DemoOptions, FORGET, TRAINING } from './recipe';
  * print the receipt — with the store in `<dir>/store`. No other process is started.
  */
 export async function runLocalDemo(options: DemoOptions & { dir: string }): Promise<void> {
-  await startEngine();
   const dir = await freshDemoDir(options.dir);
   try {
     const store = new LocalDirStore(join(dir, 'store'));
@@ -38,7 +38,7 @@ export async function runLocalDemo(options: DemoOptions & { dir: string }): Prom
     });
     progress.stop();
     console.log(
-      `\ntrained in ${result.seconds.toFixed(1)} s on the ${result.engine.engine} engine`,
+      `\ntrained in ${result.seconds.toFixed(1)} s on the ${engineSummary(result.engine)} engine`,
     );
     if (result.test) printEvaluation(result.test, result.classes);
     console.log(`\nstored: manifest revision ${result.manifestRevision} in ${store.describe()}`);
@@ -65,9 +65,15 @@ export async function runLocalDemo(options: DemoOptions & { dir: string }): Prom
     );
     forgetProgress.stop();
     printReceipt(receipt);
+    console.log(FORGET_METRICS_LEGEND);
+    console.log(
+      `\ndemo finished: ${forgetSummary(FORGET.className, receipt.metrics.before, receipt.metrics.after)}, ` +
+        `retrained ${receipt.expertsRetrained.map((e) => `e${e}`).join(', ')} + the router`,
+    );
+    if (result.engine.engine === 'wasm') console.log(WASM_NOTE);
     const storeArg = relative(process.cwd(), join(dir, 'store')) || '.';
     console.log(
-      `\nnext: lethe receipts --store ${storeArg} --id ${FORGET.requestId}, lethe demo without --local for the distributed run, or train on CIFAR-10 (see README).`,
+      `\nnext: npx lethe receipts --store ${storeArg} --request-id ${FORGET.requestId}; npx lethe demo without --local for the distributed run; or train on CIFAR-10 (README).`,
     );
   } finally {
     await finishDemoDir(dir);

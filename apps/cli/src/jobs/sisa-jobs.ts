@@ -1,10 +1,4 @@
-import {
-  batches,
-  defaultNormalisation,
-  formatSampleId,
-  limitTrainingSet,
-  openDataset,
-} from '@lethe/data';
+import { batches, defaultNormalisation, formatSampleId, limitTrainingSet } from '@lethe/data';
 import { evaluate, type Evaluation, loadModel } from '@lethe/model';
 import {
   forgetSamples,
@@ -16,6 +10,7 @@ import {
 } from '@lethe/sisa';
 import type { ObjectStore } from '@lethe/store';
 import { Progress } from '../terminal/progress';
+import { openData } from './open-data';
 import type { TrainJobOptions } from './train-job';
 
 /** The joint job's recipe fields, plus the sisa layout; sisa trains without augmentation. */
@@ -79,8 +74,8 @@ export async function runSisaTrainJob(
   trainSize: number;
   classes: string[];
 }> {
-  const train = limitTrainingSet(await openDataset(job.data, 'train'), job.limit, job.seed);
-  const test = await openDataset(job.data, 'test').catch(() => undefined);
+  const train = limitTrainingSet(await openData(job.data, 'train'), job.limit, job.seed);
+  const test = await openData(job.data, 'test');
   const normalise = defaultNormalisation(job.data, train);
   const result = await trainSisaModel(job.store, train, {
     dataset: job.data,
@@ -131,7 +126,7 @@ export async function runSisaForgetJob(
   const { dataset, limit, card } = await loadSisa(store);
   const data = request.data ?? dataset;
   const train = limitTrainingSet(
-    await openDataset(data, 'train'),
+    await openData(data, 'train'),
     limit ?? undefined,
     card.config.seed,
   );
@@ -157,7 +152,7 @@ export async function classSampleIds(
 ): Promise<string[]> {
   const { dataset, limit, card } = await loadSisa(store);
   const train = limitTrainingSet(
-    await openDataset(data ?? dataset, 'train'),
+    await openData(data ?? dataset, 'train'),
     limit ?? undefined,
     card.config.seed,
   );

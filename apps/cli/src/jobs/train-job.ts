@@ -5,9 +5,8 @@ import {
   type Dataset,
   defaultNormalisation,
   limitTrainingSet,
-  openDataset,
 } from '@lethe/data';
-import { initEngine, type EngineInfo } from '@lethe/engine';
+import type { EngineInfo } from '@lethe/engine';
 import {
   type EpochSummary,
   evaluate,
@@ -19,6 +18,8 @@ import {
   trainModel,
 } from '@lethe/model';
 import { type ObjectStore } from '@lethe/store';
+import { startEngine } from '../terminal/engine';
+import { openData } from './open-data';
 
 export interface TrainJobOptions {
   /** A dataset spec (`cifar10:DIR`…) or an already opened dataset pair. */
@@ -62,7 +63,6 @@ export interface TrainJobResult {
 /** Trains a jointly routed MoE on a dataset, evaluates it on the test split and stores it. */
 export async function runTrainJob(options: TrainJobOptions): Promise<TrainJobResult> {
   const started = performance.now();
-  const engine = await initEngine();
   const status = options.onStatus ?? (() => undefined);
   let train: Dataset;
   let test: Dataset | undefined;
@@ -72,8 +72,8 @@ export async function runTrainJob(options: TrainJobOptions): Promise<TrainJobRes
     const decode = options.onDecode;
     const progress = (split: string) =>
       decode ? { onProgress: (done: number, total: number) => decode(split, done, total) } : {};
-    train = await openDataset(options.data, 'train', progress('train'));
-    test = await openDataset(options.data, 'test', progress('test')).catch(() => undefined);
+    train = await openData(options.data, 'train', progress('train'));
+    test = await openData(options.data, 'test', progress('test'));
     normalise = defaultNormalisation(options.data, train);
   } else {
     train = options.data.train;
@@ -81,6 +81,8 @@ export async function runTrainJob(options: TrainJobOptions): Promise<TrainJobRes
     normalise = channelStats(train);
   }
   train = limitTrainingSet(train, options.limit, options.seed);
+  // After the data is read: a command that fails on its data says nothing about engines.
+  const engine = await startEngine();
   const trainSize = train.size;
   const batchSize = Math.min(options.batchSize, trainSize);
   const model = new MoEModel({

@@ -1,4 +1,5 @@
 import { ManifestStore, type ObjectStore } from '@lethe/store';
+import { CliError } from '../terminal/errors';
 
 /** The `limit` and `seed` the stored model was trained with. */
 export async function storedTrainingSubset(
@@ -10,4 +11,14 @@ export async function storedTrainingSubset(
     ...(typeof training?.limit === 'number' ? { limit: training.limit } : {}),
     seed: training?.seed ?? 0,
   };
+}
+
+/**
+ * Fails with one line when the store holds no trained model; checked before the engine starts,
+ * so that a command given the wrong store names no engine.
+ */
+export async function requireTrainedModel(store: ObjectStore): Promise<void> {
+  if (!(await new ManifestStore(store).read())?.attributes['model']) {
+    throw new CliError(`no trained model in ${store.describe()} (train one with npx lethe train)`);
+  }
 }

@@ -1,16 +1,13 @@
-import { isIP } from 'node:net';
-import {
-  type CallOptions,
-  type Client,
-  type ClientUnaryCall,
-  credentials,
-  type Interceptor,
-  InterceptingCall,
-  Metadata,
-  type ServiceError,
-  status,
-} from '@grpc/grpc-js';
+import { type Client, credentials, type ServiceError, status } from '@grpc/grpc-js';
 import { CoordinatorClient, Job, type JobEvent, JobState, jobStateToJSON } from '@lethe/proto';
+import {
+  bearerTokenInterceptor,
+  type CallOptions,
+  callUnary as rpcCallUnary,
+  statusName,
+  tlsChannelCredentials,
+  type UnaryMethod,
+} from '@lethe/rpc';
 import { CliError } from '../terminal/errors';
 import type { Connection, CoordinatorTarget } from './target';
 
@@ -18,17 +15,6 @@ import type { Connection, CoordinatorTarget } from './target';
 export const UNARY_DEADLINE_MS = 30_000;
 /** Deadline of Evaluate, which runs synchronously over a whole test split. */
 export const EVALUATE_DEADLINE_MS = 30 * 60_000;
-
-/** Sends `authorization: Bearer <token>` with every call, unary and streaming alike. */
-function bearerToken(token: string): Interceptor {
-  return (options, nextCall) =>
-    new InterceptingCall(nextCall(options), {
-      start(metadata, listener, next) {
-        metadata.set('authorization', `Bearer ${token}`);
-        next(metadata, listener);
-      },
-    });
-}
 
 /** The host of `host:port` / `[v6]:port`. */
 function hostOf(address: string): string {
@@ -42,15 +28,10 @@ function hostOf(address: string): string {
  */
 export function connectCoordinator(address: string, connection?: Connection): CoordinatorClient {
   const tls = connection?.tls;
-  // grpc-js names an IP address as the TLS server name, which Node flags with a deprecation
-  // warning (DEP0123) on stderr; verification by IP SAN works regardless. Keep stderr clean.
-  if (tls && isIP(hostOf(address)) !== 0) process.noDeprecation = true;
   return new CoordinatorClient(
     address,
-    tls
-      ? credentials.createSsl(tls.ca ?? null, tls.key ?? null, tls.cert ?? null)
-      : credentials.createInsecure(),
-    connection?.token ? { interceptors: [bearerToken(connection.token)] } : {},
+    tls ? tlsChannelCredentials(tls) : credentials.createInsecure(),
+    connection?.token ? { interceptors: [bearerTokenInterceptor(connection.token)] } : {},
   );
 }
 
@@ -60,32 +41,17 @@ function isLoopback(address: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\./.test(host);
 }
 
-/** The last overload ts-proto generates for a unary method: request, metadata, options, callback. */
-type UnaryMethod<Req, Res> = (
-  request: Req,
-  metadata: Metadata,
-  options: Partial<CallOptions>,
-  callback: (error: ServiceError | null, response: Res) => void,
-) => ClientUnaryCall;
-
 /**
- * Calls a unary method of a grpc-js client and resolves with its response, e.g.
- * `callUnary(client, client.listWorkers, {}, { deadlineMs: 5000 })`. Same shape as
- * `@lethe/rpc`'s `callUnary` (without retries: the CLI reports a failure instead of hiding it).
+ * @lethe/rpc's callUnary with the CLI's deadline (UNARY_DEADLINE_MS unless given) and, by
+ * default, no retries: the CLI reports a failure rather than hiding it.
  */
 export function callUnary<Req, Res>(
   client: Client,
   method: UnaryMethod<Req, Res>,
   request: Req,
-  options: { deadlineMs?: number } = {},
+  options: CallOptions = {},
 ): Promise<Res> {
-  const deadline = new Date(Date.now() + (options.deadlineMs ?? UNARY_DEADLINE_MS));
-  return new Promise<Res>((resolve, reject) => {
-    method.call(client, request, new Metadata(), { deadline }, (error, response) => {
-      if (error) reject(error);
-      else resolve(response);
-    });
-  });
+  return rpcCallUnary(client, method, request, { deadlineMs: UNARY_DEADLINE_MS, ...options });
 }
 
 export function isServiceError(error: unknown): error is ServiceError {
@@ -94,11 +60,6 @@ export function isServiceError(error: unknown): error is ServiceError {
     typeof (error as Partial<ServiceError>).code === 'number' &&
     'details' in error
   );
-}
-
-/** `NOT_FOUND` for 5, and so on; the number itself for a code grpc-js does not know. */
-export function statusName(code: number): string {
-  return (status as unknown as Record<number, string | undefined>)[code] ?? `STATUS_${code}`;
 }
 
 /**
@@ -159,7 +120,7 @@ export function watchJob(
     const interrupt = (): void => {
       finish({
         error: new CliError(
-          `stopped watching job ${jobId}; it keeps running on the coordinator (see lethe status)`,
+          `stopped watching job ${jobId}; it keeps running on the coordinator (see npx lethe status)`,
           130,
         ),
       });

@@ -228,7 +228,7 @@ export async function remoteTrain(
           ? `; epoch ${p.epoch}/${p.epochs}, train loss ${p.loss.toFixed(3)}, train accuracy ${percent(p.accuracy)}, ${Math.round(p.imagesPerSecond)} img/s`
           : ''),
     );
-    console.log(`evaluate it with: lethe eval --coordinator ${target.address}`);
+    console.log(`evaluate it with: npx lethe eval --coordinator ${target.address}`);
   });
 }
 
@@ -294,11 +294,11 @@ export async function remoteEval(target: CoordinatorTarget, flags: RemoteEvalFla
 /** `lethe receipts --coordinator`: every page of ListReceipts, or GetReceipt with --id. */
 export async function remoteReceipts(
   target: CoordinatorTarget,
-  flags: { id?: string; json: boolean },
+  flags: { requestId?: string; json: boolean },
 ): Promise<void> {
   await withCoordinator(target, async (client) => {
-    if (flags.id) {
-      const receipt = await callUnary(client, client.getReceipt, { requestId: flags.id });
+    if (flags.requestId) {
+      const receipt = await callUnary(client, client.getReceipt, { requestId: flags.requestId });
       if (flags.json) printMessage(Receipt, receipt);
       else printRemoteReceipt(receipt);
       return;

@@ -155,12 +155,12 @@ export function statusCoordinator(
   const cluster = readClusterFile(path);
   if (!cluster) {
     throw new CliError(
-      `no coordinator: pass --coordinator HOST:PORT, set ${COORDINATOR_ENV}, or start one here with lethe up`,
+      `no coordinator: pass --coordinator HOST:PORT, set ${COORDINATOR_ENV}, or start one here with npx lethe up`,
     );
   }
   if (!isProcessAlive(cluster.pid)) {
     throw new CliError(
-      `no running cluster: ${CLUSTER_FILE} names lethe up process ${cluster.pid}, which has exited (start one with lethe up)`,
+      `no running cluster: ${CLUSTER_FILE} names lethe up process ${cluster.pid}, which has exited (start one with npx lethe up)`,
     );
   }
   // `lethe up` runs plaintext and open: the LETHE_TLS_* / LETHE_TOKEN meant for another

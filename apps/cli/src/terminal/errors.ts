@@ -20,11 +20,29 @@ export function action<A extends unknown[]>(
     try {
       await run(...args);
     } catch (error) {
-      const message = error instanceof Error ? error.message : String(error);
-      process.stderr.write(`lethe: error: ${message.split('\n')[0]}\n`);
+      process.stderr.write(errorLine(error));
       if (process.env['LETHE_DEBUG'] && error instanceof Error)
         process.stderr.write(`${error.stack}\n`);
       process.exitCode = error instanceof CliError ? error.exitCode : 1;
     }
   };
+}
+
+/** The one line every failure prints: `lethe: error: <first line of the message>`. */
+export function errorLine(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return `lethe: error: ${message.split('\n')[0]}\n`;
+}
+
+/**
+ * A usage error from commander (`error: unknown option '--x'`) in the same one-line format as
+ * every other failure, with where to look for the usage.
+ */
+export function usageError(message: string): string {
+  // Commander may add a second line, e.g. "(Did you mean --no-augment?)": keep it, on this line.
+  const text = message
+    .trim()
+    .replace(/^error: /, '')
+    .replace(/\s*\n\s*/g, ' ');
+  return errorLine(`${text} (see --help)`);
 }

@@ -19,6 +19,28 @@ export function percent(fraction: number, digits = 1): string {
  * Columns of a forget receipt's before/after table; "unmasked" ones read the raw outputs before
  * any serving-time mask (docs/metrics.md).
  */
+/** One line per metric of a forget receipt, for readers who have not met them (the demos). */
+export const FORGET_METRICS_LEGEND = [
+  'UA  unlearning accuracy: 100 − accuracy on the forgotten training samples (higher: more forgotten)',
+  'RA  remaining accuracy: accuracy on the retained training samples (should stay high)',
+  'TA  test accuracy on the classes kept (should stay high)',
+  'MIA-Efficacy: share of forgotten samples a membership attack no longer recognises as trained on',
+].join('\n');
+
+/** `TA 88.40% → 90.00%, "cat" on test images 85.00% → 0.00%`: a receipt's change, as it says it. */
+export function forgetSummary(
+  className: string,
+  before: { ta: number; forgottenClassTestAccuracy?: number | undefined },
+  after: { ta: number; forgottenClassTestAccuracy?: number | undefined },
+): string {
+  const pct = (n: number | undefined): string =>
+    n === undefined || Number.isNaN(n) ? '—' : `${n.toFixed(2)}%`;
+  return (
+    `TA (kept classes) ${pct(before.ta)} → ${pct(after.ta)}, ` +
+    `"${className}" test accuracy ${pct(before.forgottenClassTestAccuracy)} → ${pct(after.forgottenClassTestAccuracy)}`
+  );
+}
+
 export const FORGET_METRICS_HEADER = [
   '',
   'UA',
