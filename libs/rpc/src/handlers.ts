@@ -15,6 +15,18 @@ export interface RpcLogger {
 }
 
 /**
+ * Failures with a status of their own although no handler chose one: stored bytes that do not
+ * match their hash (DATA_LOSS, as common.proto promises), a full or read-only disk (UNAVAILABLE:
+ * nothing was written, retry once there is room).
+ */
+function knownFailure(error: unknown): status | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code === 'ERR_STORE_INTEGRITY') return status.DATA_LOSS;
+  if (code === 'ENOSPC' || code === 'EROFS' || code === 'EDQUOT') return status.UNAVAILABLE;
+  return undefined;
+}
+
+/**
  * The status a handler's error ends the call with: an RpcError's own code and message, anything
  * else INTERNAL with its message (logged, since it is a bug or an unexpected failure).
  */
@@ -24,6 +36,11 @@ export function toStatus(
   log: RpcLogger | undefined,
 ): Partial<StatusObject> {
   if (error instanceof RpcError) return { code: error.code, details: error.message };
+  const known = knownFailure(error);
+  if (known) {
+    log?.warn?.({ err: error, method, code: status[known] }, 'rpc failed');
+    return { code: known, details: error instanceof Error ? error.message : String(error) };
+  }
   log?.error({ err: error, method }, 'rpc handler failed');
   const message = error instanceof Error ? error.message : String(error);
   return { code: status.INTERNAL, details: message || 'internal error' };

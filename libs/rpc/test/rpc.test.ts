@@ -359,3 +359,25 @@ describe('helpers', () => {
     expect(findProtoDir({}, '/')).toBeUndefined();
   });
 });
+
+describe('unaryHandler status of known failures', () => {
+  const answer = (error: unknown): Promise<Partial<grpc.StatusObject> | null> =>
+    new Promise((resolve) =>
+      unaryHandler(async () => {
+        throw error;
+      })(
+        { request: {}, getPath: () => '/x' } as unknown as grpc.ServerUnaryCall<object, object>,
+        (status) => resolve(status as Partial<grpc.StatusObject> | null),
+      ),
+    );
+
+  it('answers DATA_LOSS for bytes that fail their hash, UNAVAILABLE for a full disk', async () => {
+    const integrity = Object.assign(new Error('expert/1: sha256 mismatch'), {
+      code: 'ERR_STORE_INTEGRITY',
+    });
+    expect((await answer(integrity))?.code).toBe(grpc.status.DATA_LOSS);
+    const full = Object.assign(new Error('no space left on device'), { code: 'ENOSPC' });
+    expect((await answer(full))?.code).toBe(grpc.status.UNAVAILABLE);
+    expect((await answer(new Error('bug')))?.code).toBe(grpc.status.INTERNAL);
+  });
+});

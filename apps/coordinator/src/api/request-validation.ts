@@ -66,9 +66,12 @@ export function checkJobId(id: string): string {
   return id;
 }
 
+/** Proto3's zero means "the default"; NaN is not zero (and `NaN || d` would hide it). */
+const orDefault = (value: number, fallback: number): number => (value === 0 ? fallback : value);
+
 /** An integer field with a default for 0 and a documented range. */
 function integer(name: string, value: number, fallback: number, min: number, max: number): number {
-  const v = value || fallback;
+  const v = orDefault(value, fallback);
   if (!Number.isInteger(v) || v < min || v > max) {
     throw invalidArgument(`${name} must be ${min}..${max}, got ${quote(v)}`);
   }
@@ -190,7 +193,7 @@ export function normaliseTrainingRequest(request: StartTrainingRequest): Trainin
     topK,
     epochs: integer('epochs', request.epochs, 10, 1, 1000),
     batchSize: integer('batch_size', request.batchSize, 128, 1, 4096),
-    learningRate: real('learning_rate', request.learningRate || 0.003, {
+    learningRate: real('learning_rate', orDefault(request.learningRate, 0.003), {
       min: 0,
       max: 10,
       aboveMin: true,
@@ -309,12 +312,12 @@ export function normaliseForgetOptions(request: SubmitForgetRequest): ForgetOpti
     ...(retainFraction !== undefined ? { retainFraction } : {}),
     ...(request.select ? { select: request.select } : {}),
     epochs: integer('epochs', request.epochs, 5, 1, 100),
-    learningRate: real('learning_rate', request.learningRate || 1e-4, {
+    learningRate: real('learning_rate', orDefault(request.learningRate, 1e-4), {
       min: 0,
       max: 10,
       aboveMin: true,
     }),
-    lambda: real('lambda', request.lambda || 1, { min: 0, max: 1000, aboveMin: true }),
+    lambda: real('lambda', orDefault(request.lambda, 1), { min: 0, max: 1000, aboveMin: true }),
     maskOutput: request.maskOutput,
     batchSize: integer('batch_size', request.batchSize, 128, 1, 4096),
     seed: request.seed,

@@ -48,9 +48,15 @@ import {
  * Errors use the standard gRPC status codes with a one-line message naming the offending field
  * and value. Each RPC's comment lists the codes it returns for bad input; in addition any RPC may
  * return UNAVAILABLE (a needed worker is unreachable; safe to retry with backoff),
- * DEADLINE_EXCEEDED, CANCELLED and INTERNAL. Conventions (units, tensors, sample ids): see
- * common.proto. The coordinator also serves the standard grpc.health.v1.Health service and
- * server reflection.
+ * DEADLINE_EXCEEDED, CANCELLED and INTERNAL. Every float must be finite (NaN and infinities are
+ * INVALID_ARGUMENT), every enum one of its declared values, and strings and lists are bounded;
+ * values quoted back in error messages are cut to about 100 characters. Conventions (units,
+ * tensors, sample ids): see common.proto. The coordinator also serves the standard
+ * grpc.health.v1.Health service and server reflection.
+ *
+ * Serving (Predict, Evaluate) answers from the published manifest revision while jobs train or
+ * forget, and each answer names its revision; a newly published revision takes over between
+ * calls, never within one.
  */
 
 /** A learning-rate schedule. */
@@ -604,15 +610,15 @@ export interface StartTrainingRequest {
    */
   topK: number;
   /**
-   * Training epochs over the data (sisa: per slice pass of each shard, see SisaOptions), >= 1.
-   * Default 10.
+   * Training epochs over the data (sisa: per slice pass of each shard, see SisaOptions),
+   * 1..1000. Default 10.
    */
   epochs: number;
   /** Images per optimisation step, 1..4096. Default 128. */
   batchSize: number;
-  /** Peak learning rate of AdamW, > 0. Default 0.003. */
+  /** Peak learning rate of AdamW, in (0, 10]. Default 0.003. */
   learningRate: number;
-  /** Decoupled weight decay of AdamW, >= 0. Default 0.0005. */
+  /** Decoupled weight decay of AdamW, in [0, 1]. Default 0.0005. */
   weightDecay?:
     | number
     | undefined;
@@ -620,11 +626,11 @@ export interface StartTrainingRequest {
   schedule: LearningRateSchedule;
   /** Random seed for initialisation, shuffling, noise and augmentation. Default 0. */
   seed: number;
-  /** Weight alpha of the Switch load-balancing loss, >= 0. Default 0.1. */
+  /** Weight alpha of the Switch load-balancing loss, in [0, 100]. Default 0.1. */
   balanceWeight?:
     | number
     | undefined;
-  /** Std-dev of the Gaussian noise added to router logits while training, >= 0. Default 1. */
+  /** Std-dev of the Gaussian noise added to router logits while training, in [0, 100]. Default 1. */
   routerNoise?:
     | number
     | undefined;
@@ -652,7 +658,7 @@ export interface SisaOptions {
    * cheaper forgetting and more checkpoints.
    */
   slices: number;
-  /** Epochs the router is trained for after the experts, with experts frozen, >= 1. Default 2. */
+  /** Epochs the router is trained for after the experts, with experts frozen, 1..1000. Default 2. */
   routerEpochs: number;
 }
 
@@ -833,9 +839,12 @@ export interface SubmitForgetRequest {
   loss: UnlearningLoss;
   /** Retraining epochs, 1..100. Default 5. */
   epochs: number;
-  /** Retraining learning rate, > 0. Default 1e-4. */
+  /** Retraining learning rate, in (0, 10]. Default 1e-4. */
   learningRate: number;
-  /** Weight lambda of the unlearning loss against cross-entropy on retained data, > 0. Default 1. */
+  /**
+   * Weight lambda of the unlearning loss against cross-entropy on retained data, in (0, 1000].
+   * Default 1.
+   */
   lambda: number;
   /**
    * Targeted only: which experts to retrain from their activation counts on the forgotten data:
@@ -1176,8 +1185,8 @@ export interface ShardReplay {
 /** Evaluates the current model. */
 export interface EvaluateRequest {
   /**
-   * The data to evaluate on (split unspecified means test). Unset: the test split of the
-   * dataset the model was trained on.
+   * The data to evaluate on (split unspecified means test; `limit` keeps the seeded subset
+   * workers take for it). Unset: the test split of the dataset the model was trained on.
    */
   dataset?:
     | DatasetSpec
@@ -7805,10 +7814,12 @@ export const CoordinatorService = {
    * the job succeeds its model becomes the current one in a new manifest revision; until then the
    * previous model keeps serving.
    *
-   * INVALID_ARGUMENT: mode unspecified; dataset missing or malformed, or a split other than
-   *   train; unknown preset; experts outside 1..64; top_k > experts; learning_rate < 0 or
-   *   non-finite; sisa options given in joint mode; sisa shards other than 0 or experts;
-   *   malformed request_id.
+   * INVALID_ARGUMENT: mode unspecified or unknown; dataset missing or malformed, or a split other
+   *   than train; unknown preset or schedule; experts outside 1..64; top_k > experts; epochs
+   *   outside 1..1000; batch_size outside 1..4096; learning_rate outside (0, 10]; weight_decay
+   *   outside [0, 1]; balance_weight or router_noise outside [0, 100]; sisa options given in joint
+   *   mode; sisa shards other than 0 or experts, slices outside 1..64, router_epochs outside
+   *   1..1000; malformed request_id.
    * NOT_FOUND: the dataset directory or object does not exist.
    * FAILED_PRECONDITION: the registered workers' total capacity is below `experts` (in
    *   distributed mode); another training job is queued or running.
@@ -7878,8 +7889,9 @@ export const CoordinatorService = {
    * submitting the same request_id with the same request again returns the original job (and,
    * once it has succeeded, its receipt) without forgetting twice.
    *
-   * INVALID_ARGUMENT: malformed request_id; no target; empty or oversized sample id list or a
-   *   malformed sample id; epochs, learning_rate, lambda out of range; malformed `select`;
+   * INVALID_ARGUMENT: malformed request_id; no target; a class_name longer than 256 characters;
+   *   empty or oversized sample id list or a malformed sample id; unknown method or loss; epochs,
+   *   learning_rate, lambda, retain_fraction, batch_size out of range; malformed `select`;
    *   options that contradict the method (loss or select with a method other than targeted,
    *   mask_output with a samples target).
    * NOT_FOUND: unknown class name, class index >= the model's class count, or a sample id that
@@ -7889,6 +7901,8 @@ export const CoordinatorService = {
    *   sample already is; the method does not apply to the model's training mode (e.g.
    *   FORGET_METHOD_SISA_REPLAY on a joint model); forgetting would leave fewer than 2 classes.
    * ALREADY_EXISTS: request_id was used before with a different request.
+   * UNAVAILABLE: the audit log cannot be written: a request is accepted only once its audit entry
+   *   is stored, so nothing was started; retry later.
    */
   submitForget: {
     path: "/lethe.v1.Coordinator/SubmitForget" as const,
@@ -7935,9 +7949,10 @@ export const CoordinatorService = {
   /**
    * Evaluates the current model on a dataset split: accuracy, per-class accuracy, the
    * class x expert routing table and the confusion matrix. Runs synchronously; set a deadline
-   * that fits the dataset (a CIFAR-10 test split takes seconds to a minute).
+   * that fits the dataset (a CIFAR-10 test split takes seconds to a minute). Cancelling the call,
+   * or its deadline passing, stops the evaluation at its next batch.
    *
-   * INVALID_ARGUMENT: malformed dataset spec.
+   * INVALID_ARGUMENT: malformed dataset spec; batch_size above 4096.
    * NOT_FOUND: the dataset directory or object does not exist.
    * FAILED_PRECONDITION: no trained model; the dataset's classes differ from the model's.
    */
@@ -7954,8 +7969,9 @@ export const CoordinatorService = {
    * Classifies images with the current model: class probabilities and the experts chosen for
    * each image. Classes masked by a forget request (mask_output) get probability 0.
    *
-   * INVALID_ARGUMENT: no images or more than 512; an image whose size differs from the model's
-   *   input (height x width x channels) or whose data length is not height*width*channels.
+   * INVALID_ARGUMENT: no images or more than 512; a side outside 1..1024 or channels outside 1..4;
+   *   an image whose size differs from the model's input (height x width x channels) or whose
+   *   data length is not height*width*channels.
    * FAILED_PRECONDITION: no trained model.
    */
   predict: {
@@ -7998,10 +8014,12 @@ export interface CoordinatorServer extends UntypedServiceImplementation {
    * the job succeeds its model becomes the current one in a new manifest revision; until then the
    * previous model keeps serving.
    *
-   * INVALID_ARGUMENT: mode unspecified; dataset missing or malformed, or a split other than
-   *   train; unknown preset; experts outside 1..64; top_k > experts; learning_rate < 0 or
-   *   non-finite; sisa options given in joint mode; sisa shards other than 0 or experts;
-   *   malformed request_id.
+   * INVALID_ARGUMENT: mode unspecified or unknown; dataset missing or malformed, or a split other
+   *   than train; unknown preset or schedule; experts outside 1..64; top_k > experts; epochs
+   *   outside 1..1000; batch_size outside 1..4096; learning_rate outside (0, 10]; weight_decay
+   *   outside [0, 1]; balance_weight or router_noise outside [0, 100]; sisa options given in joint
+   *   mode; sisa shards other than 0 or experts, slices outside 1..64, router_epochs outside
+   *   1..1000; malformed request_id.
    * NOT_FOUND: the dataset directory or object does not exist.
    * FAILED_PRECONDITION: the registered workers' total capacity is below `experts` (in
    *   distributed mode); another training job is queued or running.
@@ -8039,8 +8057,9 @@ export interface CoordinatorServer extends UntypedServiceImplementation {
    * submitting the same request_id with the same request again returns the original job (and,
    * once it has succeeded, its receipt) without forgetting twice.
    *
-   * INVALID_ARGUMENT: malformed request_id; no target; empty or oversized sample id list or a
-   *   malformed sample id; epochs, learning_rate, lambda out of range; malformed `select`;
+   * INVALID_ARGUMENT: malformed request_id; no target; a class_name longer than 256 characters;
+   *   empty or oversized sample id list or a malformed sample id; unknown method or loss; epochs,
+   *   learning_rate, lambda, retain_fraction, batch_size out of range; malformed `select`;
    *   options that contradict the method (loss or select with a method other than targeted,
    *   mask_output with a samples target).
    * NOT_FOUND: unknown class name, class index >= the model's class count, or a sample id that
@@ -8050,6 +8069,8 @@ export interface CoordinatorServer extends UntypedServiceImplementation {
    *   sample already is; the method does not apply to the model's training mode (e.g.
    *   FORGET_METHOD_SISA_REPLAY on a joint model); forgetting would leave fewer than 2 classes.
    * ALREADY_EXISTS: request_id was used before with a different request.
+   * UNAVAILABLE: the audit log cannot be written: a request is accepted only once its audit entry
+   *   is stored, so nothing was started; retry later.
    */
   submitForget: handleUnaryCall<SubmitForgetRequest, SubmitForgetResponse>;
   /**
@@ -8070,9 +8091,10 @@ export interface CoordinatorServer extends UntypedServiceImplementation {
   /**
    * Evaluates the current model on a dataset split: accuracy, per-class accuracy, the
    * class x expert routing table and the confusion matrix. Runs synchronously; set a deadline
-   * that fits the dataset (a CIFAR-10 test split takes seconds to a minute).
+   * that fits the dataset (a CIFAR-10 test split takes seconds to a minute). Cancelling the call,
+   * or its deadline passing, stops the evaluation at its next batch.
    *
-   * INVALID_ARGUMENT: malformed dataset spec.
+   * INVALID_ARGUMENT: malformed dataset spec; batch_size above 4096.
    * NOT_FOUND: the dataset directory or object does not exist.
    * FAILED_PRECONDITION: no trained model; the dataset's classes differ from the model's.
    */
@@ -8081,8 +8103,9 @@ export interface CoordinatorServer extends UntypedServiceImplementation {
    * Classifies images with the current model: class probabilities and the experts chosen for
    * each image. Classes masked by a forget request (mask_output) get probability 0.
    *
-   * INVALID_ARGUMENT: no images or more than 512; an image whose size differs from the model's
-   *   input (height x width x channels) or whose data length is not height*width*channels.
+   * INVALID_ARGUMENT: no images or more than 512; a side outside 1..1024 or channels outside 1..4;
+   *   an image whose size differs from the model's input (height x width x channels) or whose
+   *   data length is not height*width*channels.
    * FAILED_PRECONDITION: no trained model.
    */
   predict: handleUnaryCall<PredictRequest, PredictResponse>;
@@ -8101,10 +8124,12 @@ export interface CoordinatorClient extends Client {
    * the job succeeds its model becomes the current one in a new manifest revision; until then the
    * previous model keeps serving.
    *
-   * INVALID_ARGUMENT: mode unspecified; dataset missing or malformed, or a split other than
-   *   train; unknown preset; experts outside 1..64; top_k > experts; learning_rate < 0 or
-   *   non-finite; sisa options given in joint mode; sisa shards other than 0 or experts;
-   *   malformed request_id.
+   * INVALID_ARGUMENT: mode unspecified or unknown; dataset missing or malformed, or a split other
+   *   than train; unknown preset or schedule; experts outside 1..64; top_k > experts; epochs
+   *   outside 1..1000; batch_size outside 1..4096; learning_rate outside (0, 10]; weight_decay
+   *   outside [0, 1]; balance_weight or router_noise outside [0, 100]; sisa options given in joint
+   *   mode; sisa shards other than 0 or experts, slices outside 1..64, router_epochs outside
+   *   1..1000; malformed request_id.
    * NOT_FOUND: the dataset directory or object does not exist.
    * FAILED_PRECONDITION: the registered workers' total capacity is below `experts` (in
    *   distributed mode); another training job is queued or running.
@@ -8183,8 +8208,9 @@ export interface CoordinatorClient extends Client {
    * submitting the same request_id with the same request again returns the original job (and,
    * once it has succeeded, its receipt) without forgetting twice.
    *
-   * INVALID_ARGUMENT: malformed request_id; no target; empty or oversized sample id list or a
-   *   malformed sample id; epochs, learning_rate, lambda out of range; malformed `select`;
+   * INVALID_ARGUMENT: malformed request_id; no target; a class_name longer than 256 characters;
+   *   empty or oversized sample id list or a malformed sample id; unknown method or loss; epochs,
+   *   learning_rate, lambda, retain_fraction, batch_size out of range; malformed `select`;
    *   options that contradict the method (loss or select with a method other than targeted,
    *   mask_output with a samples target).
    * NOT_FOUND: unknown class name, class index >= the model's class count, or a sample id that
@@ -8194,6 +8220,8 @@ export interface CoordinatorClient extends Client {
    *   sample already is; the method does not apply to the model's training mode (e.g.
    *   FORGET_METHOD_SISA_REPLAY on a joint model); forgetting would leave fewer than 2 classes.
    * ALREADY_EXISTS: request_id was used before with a different request.
+   * UNAVAILABLE: the audit log cannot be written: a request is accepted only once its audit entry
+   *   is stored, so nothing was started; retry later.
    */
   submitForget(
     request: SubmitForgetRequest,
@@ -8256,9 +8284,10 @@ export interface CoordinatorClient extends Client {
   /**
    * Evaluates the current model on a dataset split: accuracy, per-class accuracy, the
    * class x expert routing table and the confusion matrix. Runs synchronously; set a deadline
-   * that fits the dataset (a CIFAR-10 test split takes seconds to a minute).
+   * that fits the dataset (a CIFAR-10 test split takes seconds to a minute). Cancelling the call,
+   * or its deadline passing, stops the evaluation at its next batch.
    *
-   * INVALID_ARGUMENT: malformed dataset spec.
+   * INVALID_ARGUMENT: malformed dataset spec; batch_size above 4096.
    * NOT_FOUND: the dataset directory or object does not exist.
    * FAILED_PRECONDITION: no trained model; the dataset's classes differ from the model's.
    */
@@ -8281,8 +8310,9 @@ export interface CoordinatorClient extends Client {
    * Classifies images with the current model: class probabilities and the experts chosen for
    * each image. Classes masked by a forget request (mask_output) get probability 0.
    *
-   * INVALID_ARGUMENT: no images or more than 512; an image whose size differs from the model's
-   *   input (height x width x channels) or whose data length is not height*width*channels.
+   * INVALID_ARGUMENT: no images or more than 512; a side outside 1..1024 or channels outside 1..4;
+   *   an image whose size differs from the model's input (height x width x channels) or whose
+   *   data length is not height*width*channels.
    * FAILED_PRECONDITION: no trained model.
    */
   predict(

@@ -1,0 +1,126 @@
+import { status } from '@grpc/grpc-js';
+import {
+  EvaluateRequest,
+  ForgetMethod,
+  PredictRequest,
+  StartTrainingRequest,
+  SubmitForgetRequest,
+  TrainingMode,
+} from '@lethe/proto';
+import { RpcError } from '@lethe/rpc';
+import { describe, expect, it } from 'vitest';
+import {
+  checkPredictRequest,
+  normaliseEvaluateRequest,
+  normaliseForgetOptions,
+  normaliseTrainingRequest,
+} from '../src/api/request-validation';
+
+const training = (fields: Partial<StartTrainingRequest>) =>
+  StartTrainingRequest.fromPartial({
+    mode: TrainingMode.TRAINING_MODE_JOINT,
+    dataset: { source: { $case: 'uri', value: 'cifar10:/data' } },
+    ...fields,
+  });
+const forget = (fields: Partial<SubmitForgetRequest>) =>
+  SubmitForgetRequest.fromPartial({
+    requestId: 'r-1',
+    target: { $case: 'className', value: 'cat' },
+    ...fields,
+  });
+
+/** The status and message a check throws. */
+function refusal(check: () => unknown): { code: string; message: string } {
+  try {
+    check();
+  } catch (error) {
+    if (error instanceof RpcError) return { code: status[error.code], message: error.message };
+    throw error;
+  }
+  throw new Error('accepted');
+}
+
+describe('request contract', () => {
+  it('refuses non-finite and out-of-range numbers in StartTraining', () => {
+    for (const bad of [
+      { learningRate: Number.NaN },
+      { learningRate: Number.POSITIVE_INFINITY },
+      { learningRate: -1 },
+      { weightDecay: Number.NaN },
+      { balanceWeight: -0.1 },
+      { routerNoise: Number.NaN },
+      { epochs: 4294967295 },
+      { batchSize: 5000 },
+      { experts: 65 },
+      { schedule: 77 },
+      { mode: 9 },
+      { dataset: { source: { $case: 'uri' as const, value: 'cifar10:/d' }, split: 9, limit: 0 } },
+    ]) {
+      expect(refusal(() => normaliseTrainingRequest(training(bad))).code, JSON.stringify(bad)).toBe(
+        'INVALID_ARGUMENT',
+      );
+    }
+    expect(normaliseTrainingRequest(training({})).epochs).toBe(10);
+  });
+
+  it('refuses non-finite numbers and unknown enums in SubmitForget', () => {
+    for (const bad of [
+      { learningRate: Number.NaN },
+      { lambda: Number.NaN },
+      { lambda: Number.NEGATIVE_INFINITY },
+      { retainFraction: Number.NaN },
+      { retainFraction: 1.5 },
+      { epochs: 101 },
+      { method: 42 as ForgetMethod },
+      { loss: 9 },
+    ]) {
+      expect(refusal(() => normaliseForgetOptions(forget(bad))).code, JSON.stringify(bad)).toBe(
+        'INVALID_ARGUMENT',
+      );
+    }
+  });
+
+  it('echoes at most about 100 characters of a bad value', () => {
+    const huge = 'x'.repeat(10 * 1024 * 1024);
+    for (const check of [
+      () => normaliseForgetOptions(forget({ target: { $case: 'className', value: huge } })),
+      () => normaliseForgetOptions(forget({ requestId: huge })),
+      () => normaliseTrainingRequest(training({ preset: huge })),
+      () =>
+        normaliseTrainingRequest(
+          training({ dataset: { source: { $case: 'uri', value: `nope:${huge}` } } as never }),
+        ),
+    ]) {
+      const { code, message } = refusal(check);
+      expect(code).toBe('INVALID_ARGUMENT');
+      expect(message.length).toBeLessThan(300);
+    }
+  });
+
+  it('honours DatasetSpec.limit and bounds Evaluate and Predict', () => {
+    const evaluate = normaliseEvaluateRequest(
+      EvaluateRequest.fromPartial({
+        dataset: { source: { $case: 'uri', value: 'cifar10:/data' }, limit: 100 },
+      }),
+    );
+    expect(evaluate).toMatchObject({ dataset: { limit: 100 }, batchSize: 256 });
+    expect(
+      refusal(() => normaliseEvaluateRequest(EvaluateRequest.fromPartial({ batchSize: 5000 })))
+        .code,
+    ).toBe('INVALID_ARGUMENT');
+    const image = { data: Buffer.alloc(12), height: 2, width: 2, channels: 3 };
+    expect(() =>
+      checkPredictRequest(PredictRequest.fromPartial({ images: [image] })),
+    ).not.toThrow();
+    for (const images of [
+      [],
+      Array.from({ length: 513 }, () => image),
+      [{ ...image, data: Buffer.alloc(11) }],
+      [{ ...image, height: 0 }],
+    ]) {
+      expect(refusal(() => checkPredictRequest(PredictRequest.fromPartial({ images }))).code).toBe(
+        'INVALID_ARGUMENT',
+      );
+    }
+  });
+});
