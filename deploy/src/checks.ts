@@ -8,7 +8,14 @@ import { join } from 'node:path';
 import Ajv2019 from 'ajv/dist/2019';
 import { Deployment, StatefulSet } from 'kubernetes-models/apps/v1';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
-import { PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount } from 'kubernetes-models/v1';
+import {
+  ConfigMap,
+  PersistentVolumeClaim,
+  Pod,
+  Secret,
+  Service,
+  ServiceAccount,
+} from 'kubernetes-models/v1';
 import { parse as parseYaml } from 'yaml';
 
 export const DEPLOY_DIR = join(__dirname, '..');
@@ -27,6 +34,7 @@ const MODELS: Record<string, ModelClass> = {
   'apps/v1/Deployment': Deployment as unknown as ModelClass,
   'apps/v1/StatefulSet': StatefulSet as unknown as ModelClass,
   'policy/v1/PodDisruptionBudget': PodDisruptionBudget as unknown as ModelClass,
+  'v1/ConfigMap': ConfigMap as unknown as ModelClass,
   'v1/PersistentVolumeClaim': PersistentVolumeClaim as unknown as ModelClass,
   'v1/Pod': Pod as unknown as ModelClass,
   'v1/Secret': Secret as unknown as ModelClass,

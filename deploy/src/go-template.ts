@@ -733,10 +733,16 @@ export class Engine {
       const args = [...rest.map((arg) => this.arg(arg, dot, scope, where)), ...piped];
       return fn(args, where);
     }
+    const value = this.arg(head!, dot, scope, where);
+    // A method of the top-level object, as Helm's `.Files.Get "path"`.
+    if (typeof value === 'function') {
+      const args = [...rest.map((arg) => this.arg(arg, dot, scope, where)), ...piped];
+      return (value as Fn)(args, where);
+    }
     if (rest.length > 0 || piped.length > 0) {
       throw new TemplateError(`${where}: can't give arguments to a non-function`);
     }
-    return this.arg(head!, dot, scope, where);
+    return value;
   }
 
   private arg(arg: Arg, dot: Value, scope: Scope, where: string): Value {

@@ -6,7 +6,7 @@
  * a chart repository that `helm dependency build` downloads.
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import Ajv, { type ValidateFunction } from 'ajv';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { Engine, TemplateError } from './go-template';
@@ -119,6 +119,26 @@ function splitDocuments(text: string): string[] {
   return text.split(/(?:^|\n)---[ \t]*(?=\n|$)/).filter((doc) => doc.trim() !== '');
 }
 
+/**
+ * Helm's `.Files.Get`: a file of the chart by its path inside it, "" when there is none (as
+ * Helm). Paths cannot leave the chart.
+ */
+function chartFile(chartDir: string): (args: unknown[], where: string) => string {
+  return (args, where) => {
+    const [path] = args;
+    if (args.length !== 1 || typeof path !== 'string') {
+      throw new TemplateError(`${where}: .Files.Get takes one path`);
+    }
+    const file = resolve(chartDir, path);
+    if (relative(chartDir, file).startsWith('..')) return '';
+    try {
+      return readFileSync(file, 'utf8');
+    } catch {
+      return '';
+    }
+  };
+}
+
 export function renderChart(chartDir: string, options: RenderOptions = {}): Rendered {
   const { metadata, defaults, schema, templates } = loadChart(chartDir);
   const values = mergeValues(defaults, options.values ?? {});
@@ -152,6 +172,7 @@ export function renderChart(chartDir: string, options: RenderOptions = {}): Rend
     Capabilities: {
       KubeVersion: { Version: 'v1.31.0', Major: '1', Minor: '31', GitVersion: 'v1.31.0' },
     },
+    Files: { Get: chartFile(chartDir) },
   });
 
   const manifests: Manifest[] = [];
