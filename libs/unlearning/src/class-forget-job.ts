@@ -28,6 +28,14 @@ import {
 import { type ClassForgetPlan, planClassForget, routeTrainingSet } from './forget-plan';
 import { FrozenExpertCache } from './frozen-expert-cache';
 import {
+  loadOutputMemos,
+  type OutputMemos,
+  outputsKey,
+  pruneOutputMemos,
+  saveOutputMemos,
+  weightHashes as weightsOf,
+} from './output-memo';
+import {
   type ForgetMetrics,
   MEASURE_MODES,
   type MeasureMode,
@@ -316,11 +324,18 @@ export async function forgetClass(
           test: new FrozenExpertCache(model, frozen, ctx.test.size),
         }
       : undefined;
-    const measure = (m: MoEModel, suppress: readonly number[], reuse: boolean): ForgetMetrics =>
+    const shape = {
+      train: ctx.train.size,
+      test: ctx.test.size,
+      classes: model.config.numClasses,
+      topK: model.config.topK,
+    };
+    const measure = (m: MoEModel, suppress: readonly number[], memos: OutputMemos): ForgetMetrics =>
       measureForgetting(m, ctx.train, ctx.test, classIndex, normalise, suppress, {
         mode: record.measure ?? 'sample',
         seed: record.seed,
-        ...(reuse && caches ? { caches } : {}),
+        memos,
+        ...(caches ? { caches } : {}),
       });
 
     status(
@@ -331,13 +346,19 @@ export async function forgetClass(
     let measureSeconds = 0;
     t = performance.now();
     const suppressedBefore = card.suppressClasses ?? [];
-    const weightHashes = Object.fromEntries(
-      Object.entries(manifest.objects)
-        .filter(([name]) => name === 'router' || name.startsWith('expert/'))
-        .map(([name, ref]) => [name, ref.sha256]),
-    );
+    const weightHashes = weightsOf(manifest);
     if (ctx.beforeFrom) checkReusable(ctx.beforeFrom, weightHashes, manifest.revision, classIndex);
-    const before = ctx.beforeFrom?.metrics.before ?? measure(model, suppressedBefore, true);
+    // Outputs of these weights that training or the previous forget already computed.
+    const beforeMemos = await loadOutputMemos(
+      ctx.store,
+      outputsKey(weightHashes, ctx.train, ctx.test),
+      shape,
+    );
+    const reused = beforeMemos.train.count() + beforeMemos.test.count();
+    const before = ctx.beforeFrom?.metrics.before ?? measure(model, suppressedBefore, beforeMemos);
+    if (!ctx.beforeFrom && reused > 0) {
+      status(`reused the outputs of ${reused} samples measured earlier on the same weights`);
+    }
     measureSeconds += (performance.now() - t) / 1000;
 
     const outcome = await runForgetMethod(method, {
@@ -373,17 +394,21 @@ export async function forgetClass(
       ]),
     ].sort((a, b) => a - b);
 
-    status('measuring the model after forgetting');
-    t = performance.now();
-    const after = measure(model, suppressClasses, true);
-    measureSeconds += (performance.now() - t) / 1000;
-
     const refs = await storeParts(ctx.store, model, outcome.parts);
     const beforeHashes = weightHashes;
     const afterHashes = {
       ...beforeHashes,
       ...Object.fromEntries(Object.entries(refs).map(([p, r]) => [p, r!.sha256])),
     };
+    status('measuring the model after forgetting');
+    t = performance.now();
+    const afterMemos = await loadOutputMemos(
+      ctx.store,
+      outputsKey(afterHashes, ctx.train, ctx.test),
+      shape,
+    );
+    const after = measure(model, suppressClasses, afterMemos);
+    measureSeconds += (performance.now() - t) / 1000;
     const receipt: ForgetReceipt = {
       schema: 1,
       requestId,
@@ -423,6 +448,12 @@ export async function forgetClass(
       attributes: { forgotten: [...forgotten, entry] as unknown as JsonValue },
       expectRevision: manifest.revision,
     });
+    // A cache: a failure to write it costs the next forget a measurement pass, nothing else.
+    await saveOutputMemos(ctx.store, afterMemos)
+      .then(() => pruneOutputMemos(ctx.store, afterMemos.key))
+      .catch((error: unknown) =>
+        status(`note: could not store the measured outputs for reuse (${String(error)})`),
+      );
     return receipt;
   } finally {
     model.dispose();

@@ -26,7 +26,16 @@ export {
   type TrainingRecipe,
   runForgetMethod,
 } from './forget-methods';
-export { type ModelOutputs, modelOutputs, internalFeatures } from './model-outputs';
+export { type ModelOutputs, modelOutputs, internalFeatures, evaluationOf } from './model-outputs';
+export {
+  OutputMemo,
+  type OutputMemos,
+  outputsKey,
+  loadOutputMemos,
+  saveOutputMemos,
+  pruneOutputMemos,
+  weightHashes,
+} from './output-memo';
 export {
   type ForgetMetrics,
   type MeasureOptions,
@@ -36,6 +45,7 @@ export {
   SAMPLE_MEASURE,
   measureForgetting,
   measurePositions,
+  measureSample,
 } from './measure-forgetting';
 export {
   type ForgetReceipt,

@@ -3,6 +3,7 @@ import type { MoEModel } from '@lethe/model';
 import { featureProbe, forgetReport, miaEfficacy } from '@lethe/metrics';
 import type { FrozenExpertCache } from './frozen-expert-cache';
 import { internalFeatures, modelOutputs } from './model-outputs';
+import type { OutputMemo } from './output-memo';
 
 /** Evidence about one class in one model; percentages 0–100 (see docs/metrics.md). */
 export interface ForgetMetrics {
@@ -65,12 +66,15 @@ export interface MeasureOptions {
    * router and a few experts, so the "after" pass reuses what the "before" pass computed.
    */
   caches?: { train: FrozenExpertCache; test: FrozenExpertCache };
+  /** Outputs of these weights already known (filled with what is computed). */
+  memos?: { train: OutputMemo; test: OutputMemo };
 }
 
 /**
  * The training positions a measurement covers: every sample of the class, and all retained
- * ones (`full`) or a seeded SAMPLE_MEASURE.retained of them (`sample`) — the same for the
- * "before" and "after" of a request.
+ * ones (`full`), or those among a seeded SAMPLE_MEASURE.retained of the whole set (`sample`).
+ * The seeded part does not depend on the class, so outputs measured for one forget (or after
+ * training) serve the next.
  */
 export function measurePositions(
   train: Dataset,
@@ -81,11 +85,17 @@ export function measurePositions(
   const all = Int32Array.from({ length: train.size }, (_, i) => i);
   if (mode === 'full') return all;
   const forgotten = all.filter((i) => train.labels[i] === classIndex);
-  const retained = all.filter((i) => train.labels[i] !== classIndex);
-  const picked = createRng(deriveSeed(seed, 'measure-retained'))
-    .shuffle(retained)
-    .slice(0, SAMPLE_MEASURE.retained);
+  const picked = measureSample(train, seed).filter((i) => train.labels[i] !== classIndex);
   return Int32Array.from([...forgotten, ...picked]).sort();
+}
+
+/** The seeded SAMPLE_MEASURE.retained training positions every `sample` measurement covers. */
+export function measureSample(train: Dataset, seed: number): Int32Array {
+  const all = Int32Array.from({ length: train.size }, (_, i) => i);
+  return createRng(deriveSeed(seed, 'measure-sample'))
+    .shuffle(all)
+    .slice(0, SAMPLE_MEASURE.retained)
+    .sort();
 }
 
 /** Runs the model over train and test data and computes every forgetting metric for a class. */
@@ -106,10 +116,12 @@ export function measureForgetting(
     suppressClasses,
     positions,
     ...(options.caches ? { cache: options.caches.train } : {}),
+    ...(options.memos ? { memo: options.memos.train } : {}),
   });
   const testOut = modelOutputs(model, test, normalise, {
     suppressClasses,
     ...(options.caches ? { cache: options.caches.test } : {}),
+    ...(options.memos ? { memo: options.memos.test } : {}),
   });
   const classes = model.config.numClasses;
   const measureOutputs = (

@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { batches, type ChannelStats, type Dataset } from '@lethe/data';
-import { batchToTensor, type MoEModel } from '@lethe/model';
+import { batchToTensor, type Evaluation, type MoEModel } from '@lethe/model';
 import type { FrozenExpertCache } from './frozen-expert-cache';
+import { OutputMemo } from './output-memo';
 
 export interface ModelOutputs {
   /** Predicted class per sample (after any output mask). */
@@ -18,7 +19,12 @@ export interface ModelOutputs {
   raw: { pred: Int32Array; probs: Float32Array };
 }
 
-/** Predictions and true-label probabilities over a dataset (or some of its positions). */
+/**
+ * Predictions and probabilities over a dataset (or some of its positions). Only positions the
+ * memo does not hold run through the model; the served view (with `suppressClasses` masked)
+ * is derived from the raw softmax, as softmax(logits − ∞ on the masked classes) is the raw
+ * softmax renormalised over the others.
+ */
 export function modelOutputs(
   model: MoEModel,
   ds: Dataset,
@@ -28,54 +34,71 @@ export function modelOutputs(
     suppressClasses?: readonly number[];
     /** Frozen experts' logits for `ds`'s positions, filled on first use. */
     cache?: FrozenExpertCache;
+    /** Outputs of these weights on `ds` already known; filled with what is computed. */
+    memo?: OutputMemo;
   } = {},
 ): ModelOutputs {
-  const n = options.positions?.length ?? ds.size;
-  const classes = model.config.numClasses;
-  const suppress = options.suppressClasses ?? [];
-  const masked = suppress.length > 0;
-  const pred = new Int32Array(n);
-  const probs = new Float32Array(n * classes);
-  const raw = masked
-    ? { pred: new Int32Array(n), probs: new Float32Array(n * classes) }
-    : { pred, probs };
-  const mask = new Float32Array(classes);
-  for (const c of suppress) mask[c] = -1e9;
-  const labels = new Int32Array(n);
+  const positions = options.positions ?? Int32Array.from({ length: ds.size }, (_, i) => i);
+  const { numClasses: classes, topK } = model.config;
+  const memo = options.memo ?? new OutputMemo(ds.size, classes, topK);
+  if (memo.size !== ds.size || memo.classes !== classes || memo.topK !== topK) {
+    throw new Error('the output memo was made for another dataset or model shape');
+  }
+  const missing = memo.missing(positions);
+  if (missing.length > 0) {
+    for (const batch of batches(ds, {
+      batchSize: 256,
+      shuffle: false,
+      normalise,
+      indices: missing,
+    })) {
+      tf.tidy(() => {
+        const x = batchToTensor(model, batch);
+        const cache = options.cache;
+        const { logits, routing } = model.forward(
+          x,
+          cache ? { expertLogits: cache.provider(x, batch.positions) } : {},
+        );
+        const probs = tf.softmax(logits).dataSync() as Float32Array;
+        for (let b = 0; b < batch.size; b++) {
+          const p = batch.positions[b]!;
+          memo.probs.set(probs.subarray(b * classes, (b + 1) * classes), p * classes);
+          memo.chosen.set(routing.chosen.subarray(b * topK, (b + 1) * topK), p * topK);
+          memo.known[p] = 1;
+        }
+      });
+    }
+  }
+  const n = positions.length;
+  const suppress = new Set(options.suppressClasses ?? []);
+  const masked = suppress.size > 0;
+  const raw = { pred: new Int32Array(n), probs: new Float32Array(n * classes) };
+  const served = masked ? { pred: new Int32Array(n), probs: new Float32Array(n * classes) } : raw;
+  const labels = Int32Array.from(positions, (p) => ds.labels[p]!);
   const routing = Array.from({ length: classes }, () =>
     new Array<number>(model.config.experts).fill(0),
   );
-  let offset = 0;
-  const source = batches(ds, {
-    batchSize: 256,
-    shuffle: false,
-    normalise,
-    ...(options.positions ? { indices: options.positions } : {}),
+  positions.forEach((p, i) => {
+    const row = memo.probs.subarray(p * classes, (p + 1) * classes);
+    raw.probs.set(row, i * classes);
+    raw.pred[i] = argMax(row);
+    for (let j = 0; j < topK; j++) routing[labels[i]!]![memo.chosen[p * topK + j]!]!++;
+    if (!masked) return;
+    let kept = 0;
+    for (let c = 0; c < classes; c++) if (!suppress.has(c)) kept += row[c]!;
+    for (let c = 0; c < classes; c++) {
+      served.probs[i * classes + c] = suppress.has(c) || kept === 0 ? 0 : row[c]! / kept;
+    }
+    served.pred[i] = argMax(served.probs.subarray(i * classes, (i + 1) * classes));
   });
-  for (const batch of source) {
-    tf.tidy(() => {
-      // One forward pass for both views; the mask is the one MoEModel.forward would add.
-      const x = batchToTensor(model, batch);
-      const cache = options.cache;
-      const { logits: rawLogits, routing: r } = model.forward(
-        x,
-        cache && batch.positions ? { expertLogits: cache.provider(x, batch.positions) } : {},
-      );
-      for (let b = 0; b < batch.size; b++) {
-        for (let j = 0; j < r.topK; j++) routing[batch.y[b]!]![r.chosen[b * r.topK + j]!]!++;
-      }
-      const logits = masked ? tf.add(rawLogits, tf.tensor1d(mask)) : rawLogits;
-      pred.set(tf.argMax(logits, 1).dataSync() as Int32Array, offset);
-      probs.set(tf.softmax(logits).dataSync() as Float32Array, offset * classes);
-      if (masked) {
-        raw.pred.set(tf.argMax(rawLogits, 1).dataSync() as Int32Array, offset);
-        raw.probs.set(tf.softmax(rawLogits).dataSync() as Float32Array, offset * classes);
-      }
-    });
-    labels.set(batch.y.subarray(0, batch.size), offset);
-    offset += batch.size;
-  }
-  return { pred, probs, labels, routing, raw };
+  return { ...served, labels, routing, raw };
+}
+
+/** Index of the largest value, the lowest index on ties (as tf.argMax). */
+function argMax(row: Float32Array): number {
+  let best = 0;
+  for (let c = 1; c < row.length; c++) if (row[c]! > row[best]!) best = c;
+  return best;
 }
 
 /**
@@ -107,4 +130,24 @@ export function internalFeatures(
     row += batch.size;
   }
   return { data, rows: positions.length, cols };
+}
+
+/** Accuracy, per-class accuracy, confusion and routing from outputs already computed. */
+export function evaluationOf(outputs: ModelOutputs, numClasses: number): Evaluation {
+  const confusion = Array.from({ length: numClasses }, () => new Array<number>(numClasses).fill(0));
+  outputs.labels.forEach((label, i) => confusion[label]![outputs.pred[i]!]!++);
+  const perClass = confusion.map((row, c) => {
+    const total = row.reduce((a, b) => a + b, 0);
+    return { total, correct: row[c]!, accuracy: total === 0 ? Number.NaN : row[c]! / total };
+  });
+  const count = outputs.labels.length;
+  const correct = perClass.reduce((n, p) => n + p.correct, 0);
+  return {
+    count,
+    correct,
+    accuracy: count === 0 ? Number.NaN : correct / count,
+    perClass,
+    routing: outputs.routing,
+    confusion,
+  };
 }

@@ -12,6 +12,7 @@ import {
   type ForgetReceipt,
   forgetClass,
   listReceipts,
+  outputsKey,
   previewClassForget,
 } from '../src';
 
@@ -220,9 +221,16 @@ describe('forgetting a class (targeted)', () => {
     expect(await revision()).toBe(rev);
   });
 
+  it('keeps the outputs of the new weights only, for the next forget to reuse', async () => {
+    const cached = (await store.list('cache/outputs/')).map((o) => o.key);
+    const key = outputsKey(receipt.weights.after, train, test);
+    expect(cached.sort()).toEqual([`cache/outputs/${key}/test`, `cache/outputs/${key}/train`]);
+  });
+
   it('retrains on every forgotten sample and a share of the retained ones when asked', async () => {
-    const receipt = await forgetClass(
-      { store, train, test },
+    const messages: string[] = [];
+    const subset = await forgetClass(
+      { store, train, test, onStatus: (m) => messages.push(m) },
       {
         class: 'cross',
         loss: 'complement-ce',
@@ -232,13 +240,18 @@ describe('forgetting a class (targeted)', () => {
         retainFraction: 0.25,
       },
     );
-    expect(receipt.request.loss).toBe('complement-ce');
-    expect(receipt.metrics.after.ua).toBeGreaterThan(receipt.metrics.before.ua);
+    expect(subset.request.loss).toBe('complement-ce');
+    // "Before" came from the previous forget's "after": the same weights, measured once.
+    expect(messages).toContain(
+      `reused the outputs of ${train.size + test.size} samples measured earlier on the same weights`,
+    );
+    expect(subset.metrics.before.perClassTest).toEqual(receipt.metrics.after.perClassTest);
+    expect(subset.metrics.after.ua).toBeGreaterThan(subset.metrics.before.ua);
     // cross has 100 training samples; a quarter of the 300 retained ones is 75.
-    expect(receipt.history.map((h) => h.images)).toEqual([175]);
-    expect(receipt.request.retainFraction).toBe(0.25);
-    expect(receipt.frozenExpertPasses!.computed).toBeLessThanOrEqual(
-      175 * (4 - receipt.plan.experts.length),
+    expect(subset.history.map((h) => h.images)).toEqual([175]);
+    expect(subset.request.retainFraction).toBe(0.25);
+    expect(subset.frozenExpertPasses!.computed).toBeLessThanOrEqual(
+      175 * (4 - subset.plan.experts.length),
     );
   });
 

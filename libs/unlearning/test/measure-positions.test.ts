@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Dataset } from '@lethe/data';
-import { measurePositions, SAMPLE_MEASURE } from '../src';
+import { measurePositions, measureSample, SAMPLE_MEASURE } from '../src';
 
 // measurePositions reads only labels and size.
 const dataset = (labels: number[]): Dataset =>
@@ -13,7 +13,15 @@ describe('measurePositions', () => {
     const positions = measurePositions(big, 3, 'sample', 0);
     const forgotten = Array.from(positions).filter((p) => p % 10 === 3);
     expect(forgotten).toHaveLength(1200);
-    expect(positions.length - forgotten.length).toBe(SAMPLE_MEASURE.retained);
+    // The retained ones come from one seeded sample of the whole set, whatever the class.
+    const sample = measureSample(big, 0);
+    expect(sample).toHaveLength(SAMPLE_MEASURE.retained);
+    expect(Array.from(positions).filter((p) => p % 10 !== 3)).toEqual(
+      Array.from(sample).filter((p) => p % 10 !== 3),
+    );
+    expect(measurePositions(big, 4, 'sample', 0).filter((p) => p % 10 === 3)).toEqual(
+      Int32Array.from(Array.from(sample).filter((p) => p % 10 === 3)),
+    );
     expect(Array.from(positions)).toEqual(Array.from(positions).sort((a, b) => a - b));
     expect(measurePositions(big, 3, 'sample', 0)).toEqual(positions);
     expect(measurePositions(big, 3, 'sample', 1)).not.toEqual(positions);

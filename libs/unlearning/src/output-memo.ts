@@ -1,0 +1,137 @@
+import { createHash } from 'node:crypto';
+import type { Dataset } from '@lethe/data';
+import type { Manifest, ObjectStore } from '@lethe/store';
+
+/**
+ * What one set of weights outputs on the samples of one dataset split — raw softmax and the
+ * experts each sample is routed to — filled as positions are measured. Outputs of the same
+ * weights never change, so the "before" of a forget reuses what training's evaluation or the
+ * previous forget's "after" already computed, instead of running the model again.
+ */
+export class OutputMemo {
+  readonly probs: Float32Array;
+  readonly chosen: Int32Array;
+  readonly known: Uint8Array;
+
+  constructor(
+    readonly size: number,
+    readonly classes: number,
+    readonly topK: number,
+  ) {
+    this.probs = new Float32Array(size * classes);
+    this.chosen = new Int32Array(size * topK);
+    this.known = new Uint8Array(size);
+  }
+
+  /** Positions (of `positions`) not measured yet, in order. */
+  missing(positions: Int32Array): Int32Array {
+    return positions.filter((p) => !this.known[p]);
+  }
+
+  count(): number {
+    return this.known.reduce((n, k) => n + k, 0);
+  }
+
+  encode(): Uint8Array {
+    const header = new Int32Array([MEMO_VERSION, this.size, this.classes, this.topK]);
+    const parts = [header, this.probs, this.chosen, this.known].map(
+      (a) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength),
+    );
+    const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let offset = 0;
+    for (const part of parts) {
+      out.set(part, offset);
+      offset += part.length;
+    }
+    return out;
+  }
+
+  /** The memo in `bytes` if it has this shape; undefined for any other (a stale layout). */
+  static decode(
+    bytes: Uint8Array,
+    size: number,
+    classes: number,
+    topK: number,
+  ): OutputMemo | undefined {
+    const memo = new OutputMemo(size, classes, topK);
+    const expected = 16 + memo.probs.byteLength + memo.chosen.byteLength + memo.known.byteLength;
+    if (bytes.byteLength !== expected) return undefined;
+    const copy = bytes.slice();
+    const header = new Int32Array(copy.buffer, 0, 4);
+    if (header[0] !== MEMO_VERSION || header[1] !== size) return undefined;
+    if (header[2] !== classes || header[3] !== topK) return undefined;
+    let offset = 16;
+    memo.probs.set(new Float32Array(copy.buffer, offset, memo.probs.length));
+    offset += memo.probs.byteLength;
+    memo.chosen.set(new Int32Array(copy.buffer, offset, memo.chosen.length));
+    offset += memo.chosen.byteLength;
+    memo.known.set(copy.subarray(offset));
+    return memo;
+  }
+}
+
+const MEMO_VERSION = 1;
+const PREFIX = 'cache/outputs/';
+
+export interface OutputMemos {
+  /** Names the weights and the data: outputs are reused only for exactly these. */
+  key: string;
+  train: OutputMemo;
+  test: OutputMemo;
+}
+
+/** The weights a manifest names: part name (router, expert/i) → sha256 of its object. */
+export function weightHashes(manifest: Manifest): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(manifest.objects)
+      .filter(([name]) => name === 'router' || name.startsWith('expert/'))
+      .map(([name, ref]) => [name, ref.sha256]),
+  );
+}
+
+/**
+ * The key of a set of weights (part name → sha256) on a train/test pair: the same weights on
+ * the same samples (positions, original indices, labels) give the same outputs.
+ */
+export function outputsKey(weights: Record<string, string>, train: Dataset, test: Dataset): string {
+  const hash = createHash('sha256');
+  for (const name of Object.keys(weights).sort()) hash.update(`${name}=${weights[name]}\n`);
+  for (const ds of [train, test]) {
+    hash.update(`${ds.name}:${ds.split}:${ds.size}\n`);
+    hash.update(new Uint8Array(ds.indices.buffer, ds.indices.byteOffset, ds.indices.byteLength));
+    hash.update(new Uint8Array(ds.labels.buffer, ds.labels.byteOffset, ds.labels.byteLength));
+  }
+  return hash.digest('hex');
+}
+
+/** The stored memos of `key`, or empty ones (nothing stored, or stored in another shape). */
+export async function loadOutputMemos(
+  store: ObjectStore,
+  key: string,
+  shape: { train: number; test: number; classes: number; topK: number },
+): Promise<OutputMemos> {
+  const read = async (split: 'train' | 'test', size: number): Promise<OutputMemo> => {
+    const bytes = await store.get(`${PREFIX}${key}/${split}`).catch(() => undefined);
+    return (
+      (bytes && OutputMemo.decode(bytes, size, shape.classes, shape.topK)) ??
+      new OutputMemo(size, shape.classes, shape.topK)
+    );
+  };
+  return { key, train: await read('train', shape.train), test: await read('test', shape.test) };
+}
+
+/** Stores memos (each put is atomic); a cache, so callers may ignore a failure. */
+export async function saveOutputMemos(store: ObjectStore, memos: OutputMemos): Promise<void> {
+  await store.put(`${PREFIX}${memos.key}/train`, memos.train.encode());
+  await store.put(`${PREFIX}${memos.key}/test`, memos.test.encode());
+}
+
+/**
+ * Deletes every memo except `keep`'s: outputs of superseded weights on forgotten samples are
+ * evidence about those samples, and nothing reads them again.
+ */
+export async function pruneOutputMemos(store: ObjectStore, keep: string): Promise<void> {
+  for (const { key } of await store.list(PREFIX)) {
+    if (!key.startsWith(`${PREFIX}${keep}/`)) await store.delete(key);
+  }
+}

@@ -1,0 +1,23 @@
+import { describe, expect, it } from 'vitest';
+import { OutputMemo } from '../src';
+
+describe('OutputMemo', () => {
+  it('round-trips through bytes and says what it still misses', () => {
+    const memo = new OutputMemo(5, 3, 2);
+    memo.probs.set([0.2, 0.3, 0.5], 3 * 3);
+    memo.chosen.set([1, 0], 3 * 2);
+    memo.known[3] = 1;
+    const back = OutputMemo.decode(memo.encode(), 5, 3, 2)!;
+    expect(back.probs).toEqual(memo.probs);
+    expect(back.chosen).toEqual(memo.chosen);
+    expect(back.count()).toBe(1);
+    expect(Array.from(back.missing(Int32Array.from([1, 3, 4])))).toEqual([1, 4]);
+  });
+
+  it('refuses bytes of another shape rather than misreading them', () => {
+    const bytes = new OutputMemo(5, 3, 2).encode();
+    expect(OutputMemo.decode(bytes, 6, 3, 2)).toBeUndefined();
+    expect(OutputMemo.decode(bytes, 5, 3, 1)).toBeUndefined();
+    expect(OutputMemo.decode(bytes.subarray(1), 5, 3, 2)).toBeUndefined();
+  });
+});
