@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { randomTensor, relativeError } from '../test/helpers';
-import { registerTrainingGradients } from './index';
+import { quietCpuBackend, registerTrainingGradients } from './index';
 
 // The gradients this library defines itself are checked on the cpu backend against references
 // that do not use them (hand-derived values, or tfjs-core's undilated gradient), so a mistake
@@ -10,6 +10,7 @@ import { registerTrainingGradients } from './index';
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
+  quietCpuBackend();
   registerTrainingGradients();
 });
 

@@ -7,6 +7,7 @@ export {
   type InitEngineOptions,
 } from './engine-types';
 export { describeEngines, engineInfo, initEngine } from './select-backend';
+export { quietCpuBackend } from './quiet-cpu-backend';
 export { registerTrainingGradients } from './gradients/register-gradients';
 export {
   registerWasmTrainingKernels,

@@ -10,6 +10,7 @@ import {
   type InitEngineOptions,
 } from './engine-types';
 import { registerTrainingGradients } from './gradients/register-gradients';
+import { quietCpuBackend } from './quiet-cpu-backend';
 import { registerWasmTrainingKernels } from './kernels/register-wasm-kernels';
 import { installedVersion, loadOptional } from './optional-package';
 
@@ -189,6 +190,7 @@ async function activate(engine: EngineName): Promise<Attempt> {
     const usingGpu = (currentBackend() as { isUsingGpuDevice?: boolean }).isUsingGpuDevice;
     if (usingGpu === false) note = 'no CUDA device visible: libtensorflow runs on the CPU';
   } else if (engine === 'cpu') {
+    quietCpuBackend();
     note = 'pure JavaScript: ~100x slower for convolution training';
   }
   return note === undefined ? { ok: true, info } : { ok: true, info, note };

@@ -3,7 +3,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { beforeAll, expect, it } from 'vitest';
 import { randomTensor, seeded } from '../test/helpers';
-import { initEngine } from './index';
+import { initEngine, quietCpuBackend } from './index';
 
 // A miniature of the project's model: conv-bn-relu-pool feature extractor (one strided and one
 // dilated convolution), a router with top-2 masked softmax gating over four linear experts,
@@ -23,6 +23,7 @@ interface Run {
 
 async function train(backendName: string): Promise<Run> {
   await tf.setBackend(backendName);
+  quietCpuBackend();
   let seed = 100;
   const param = (shape: number[], scale: number) =>
     tf.variable(tf.mul(randomTensor(shape, seed++), scale));

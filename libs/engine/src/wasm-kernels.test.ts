@@ -3,7 +3,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { onBackend, randomTensor, relativeError } from '../test/helpers';
-import { initEngine } from './index';
+import { initEngine, quietCpuBackend } from './index';
 
 // Every case runs the same computation on wasm (this library's kernels) and on the cpu
 // backend (tfjs's reference JavaScript kernels) and compares. cpu convolutions are ~100x
@@ -80,6 +80,7 @@ function convGrads(c: ConvCase): tf.Tensor[] {
 beforeAll(async () => {
   await initEngine({ engine: 'wasm', log: () => undefined });
   await tf.setBackend('cpu');
+  quietCpuBackend();
 });
 
 describe('conv2d gradients on wasm match the cpu backend', () => {
