@@ -2,7 +2,13 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { MetricsError, type ReportForget, type ReportInput, writeReport } from '../src';
+import {
+  MetricsError,
+  type ReportForget,
+  type ReportInput,
+  routingHealth as routingHealthOf,
+  writeReport,
+} from '../src';
 
 const work = mkdtempSync(join(tmpdir(), 'lethe-report-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -142,6 +148,20 @@ describe('writeReport', () => {
     const html = readFileSync(written.html, 'utf8');
     expect(imageLinks(html)).toEqual(['training-curve.png']);
     expect(html).toContain('No forget requests yet.');
+  });
+
+  it('shows routing health: expert load, dead experts, and per class what a forget disturbs', async () => {
+    const out = join(work, 'routing-health');
+    const slots = classes.map((_, c) => [c === 0 ? 90 : 50, c === 0 ? 10 : 50]);
+    const routingHealth = routingHealthOf(slots, 1);
+    const written = await writeReport(
+      { ...input, forgets: [], training: { ...input.training!, routingHealth } },
+      out,
+    );
+    const html = readFileSync(written.html, 'utf8');
+    expect(html).toContain('<h2>Routing health</h2>');
+    expect(html).toContain(`Mean collateral ${routingHealth.meanCollateral.toFixed(2)} %`);
+    expect(html).not.toContain('Dead experts');
   });
 
   it('reports a forget without a training history or retraining epochs', async () => {

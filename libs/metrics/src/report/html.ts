@@ -1,3 +1,4 @@
+import { DEAD_EXPERT_SHARE, type RoutingHealth } from '../routing-health';
 import type { ReportForget, ReportForgetMetrics, ReportInput } from './types';
 
 /** A chart as report.html links it: a path relative to the report. */
@@ -106,6 +107,31 @@ function weightsTable(forget: ReportForget): string {
   return `<table>${row(['part', 'weights before', 'weights after', ''], true)}${rows.join('')}</table>`;
 }
 
+/** Expert load and, per class, what a forget of it would retrain and disturb. */
+function routingHealthSection(h: RoutingHealth, classes: readonly string[]): string[] {
+  const dead = h.deadExperts.length
+    ? `<p class="meta"><strong>Dead experts:</strong> ${escapeHtml(h.deadExperts.map((e) => `e${e}`).join(', '))} (below ${DEAD_EXPERT_SHARE * 100}% of their fair share).</p>`
+    : '';
+  const load = `<table>${row(['expert', ...h.utilisation.map((_, e) => `e${e}`)], true)}${row(['load × fair share', ...h.utilisation.map((u) => u.toFixed(2))])}</table>`;
+  const perClass = `<table>${row(['class', 'concentration', 'a forget retrains', "collateral (other classes' share)"], true)}${classes
+    .map((name, c) =>
+      row([
+        escapeHtml(name),
+        `${pct(h.concentration[c] ?? 0)} %`,
+        escapeHtml((h.plannedExperts[c] ?? []).map((e) => `e${e}`).join(', ')),
+        `${pct(h.collateral[c] ?? 0)} %`,
+      ]),
+    )
+    .join('')}</table>`;
+  return [
+    '<h2>Routing health</h2>',
+    `<p class="meta">On the test split. Mean collateral ${pct(h.meanCollateral)} %, mean concentration ${pct(h.meanConcentration)} % (share of a class's routing on its top-k experts); plans by ${escapeHtml(h.rule)}. Collateral is the cost and the risk of forgetting a class: the share of the other classes' routing on the experts its forget retrains.</p>`,
+    load,
+    dead,
+    perClass,
+  ];
+}
+
 function forgetSection(forget: ReportForget, charts: ForgetCharts): string {
   const t = forget.timings;
   const details: [string, string][] = [
@@ -187,6 +213,7 @@ export function reportHtml(
     '<h2>Training</h2>',
     trainingRows.length ? keyValueTable(trainingRows) : '',
     training ? figure(training) : '<p class="meta">No training history in the manifest.</p>',
+    ...(tr?.routingHealth ? routingHealthSection(tr.routingHealth, m.classes) : []),
     ...(input.forgets.length
       ? input.forgets.map((f, i) => forgetSection(f, forgets[i]!))
       : ['<h2>Forget requests</h2>', '<p>No forget requests yet.</p>']),

@@ -1,6 +1,7 @@
 // The report's input is plain data so this lib needs neither TensorFlow.js nor @lethe/unlearning
 // (which depends on it); apps map a manifest and its receipts into it. Percentages are 0–100
 // throughout, as everywhere in @lethe/metrics.
+import type { RoutingHealth } from '../routing-health';
 
 /** One epoch of a training or retraining run. */
 export interface ReportEpoch {
@@ -37,6 +38,8 @@ export interface ReportTraining {
   testAccuracy?: number;
   seconds?: number;
   history: ReportEpoch[];
+  /** Routing health on the test split after training (docs/metrics.md). */
+  routingHealth?: RoutingHealth;
 }
 
 /** What one model measured about the forgotten class; see docs/metrics.md. */
