@@ -1,5 +1,5 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -12,8 +12,7 @@ import {
 } from '@lethe/proto';
 import { Command } from 'commander';
 import { machine, today, writeSection } from './benchmarks-md';
-
-const CLI = join(__dirname, '..', '..', 'apps', 'cli', 'dist', 'main.js');
+import { CLI, startLocalCluster } from './local-cluster';
 
 const program = new Command()
   .requiredOption('--data <dir>', 'CIFAR-10 binary directory (../shared/data/make-cifar10-bin)')
@@ -102,19 +101,9 @@ async function distributed(
   data: string,
 ): Promise<{ imagesPerSecond: number; rpcShare: number; stepSeconds: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'lethe-bench-cluster-'));
-  const up: ChildProcess = spawn(
-    process.execPath,
-    [CLI, 'up', '--workers', flags.workers, '--port', '0', '--store', join(dir, 'store')],
-    { cwd: dir, stdio: ['ignore', 'ignore', 'inherit'] },
-  );
+  const cluster = await startLocalCluster(dir, flags.workers);
   try {
-    const file = join(dir, '.lethe', 'cluster.json');
-    const deadline = Date.now() + 120_000;
-    while (!existsSync(file)) {
-      if (Date.now() > deadline || up.exitCode !== null) throw new Error('lethe up did not start');
-      await new Promise((r) => setTimeout(r, 250));
-    }
-    const { coordinator } = JSON.parse(readFileSync(file, 'utf8')) as { coordinator: string };
+    const { coordinator } = cluster;
     const client = new CoordinatorClient(coordinator, grpc.credentials.createInsecure());
     const job = await new Promise<{ jobId: string }>((ok, fail) =>
       client.startTraining(
@@ -158,8 +147,7 @@ async function distributed(
       stepSeconds: progress.stepSeconds ?? Number.NaN,
     };
   } finally {
-    up.kill('SIGTERM');
-    await new Promise((r) => up.once('exit', r));
+    await cluster.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -45,8 +45,8 @@ describe('audit log', () => {
       identity: { subject: 'alice', role: 'admin', via: 'token' as const },
       peer: 'ipv4:10.0.0.1:5',
     };
-    await audit.accepted(request, caller, 'job-000007', new Date());
-    await audit.duplicate(request, caller, 'job-000007', new Date());
+    await audit.answered('accepted', request, caller, 'job-000007', new Date());
+    await audit.answered('duplicate', request, caller, 'job-000007', new Date());
     await audit.refusedSubmit(
       request,
       { identity: undefined, peer: 'x' },
@@ -90,7 +90,13 @@ describe('audit log', () => {
       target: { $case: 'className', value: 'cat' },
     });
     await expect(
-      audit.accepted(request, { identity: undefined, peer: 'x' }, 'job-000001', new Date()),
+      audit.answered(
+        'accepted',
+        request,
+        { identity: undefined, peer: 'x' },
+        'job-000001',
+        new Date(),
+      ),
     ).rejects.toMatchObject({ code: status.UNAVAILABLE });
     expect(await listAudit(store)).toEqual([]);
     let written = false;

@@ -109,32 +109,21 @@ export class AuditService implements OnApplicationShutdown {
   }
 
   /**
-   * Records an accepted SubmitForget before its job exists: the request is accepted only once
-   * this entry is durable (UNAVAILABLE otherwise, and no job is created).
+   * Records a SubmitForget answered with job `jobId`: `accepted` before that job exists — the
+   * request is accepted only once this entry is durable (UNAVAILABLE otherwise, and no job is
+   * created) — or `duplicate` when it named a request accepted before (best effort).
    */
-  accepted(
+  answered(
+    outcome: 'accepted' | 'duplicate',
     request: SubmitForgetRequest,
     caller: { identity: Identity | undefined; peer: string },
     jobId: string,
     time: Date,
   ): Promise<void> {
     return this.record(
-      { ...submission(request, caller), result: { outcome: 'accepted', status: 'OK', jobId } },
+      { ...submission(request, caller), result: { outcome, status: 'OK', jobId } },
       time,
-      true,
-    );
-  }
-
-  /** Records a SubmitForget that named a request already accepted (its job is `jobId`). */
-  duplicate(
-    request: SubmitForgetRequest,
-    caller: { identity: Identity | undefined; peer: string },
-    jobId: string,
-    time: Date,
-  ): Promise<void> {
-    return this.record(
-      { ...submission(request, caller), result: { outcome: 'duplicate', status: 'OK', jobId } },
-      time,
+      outcome === 'accepted',
     );
   }
 

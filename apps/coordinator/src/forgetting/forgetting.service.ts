@@ -87,14 +87,14 @@ export class ForgettingService {
       return await this.jobs.admit(async () => {
         const decision = await this.decide(request, options);
         if (decision.kind === 'duplicate') {
-          void this.audit.duplicate(request, caller, decision.job.id, time);
+          void this.audit.answered('duplicate', request, caller, decision.job.id, time);
           return {
             job: this.jobs.toProto(decision.job),
             receiptId: request.requestId,
             duplicate: true,
           };
         }
-        await this.audit.accepted(request, caller, this.jobs.nextJobId(), time);
+        await this.audit.answered('accepted', request, caller, this.jobs.nextJobId(), time);
         const { job } = this.jobs.submit('forget', request.requestId, decision.fingerprint, {
           ...decision.request,
           submittedBy: actorOf(caller.identity),
