@@ -21,7 +21,7 @@ const program = new Command()
   .name('lethe')
   .description('Train a Mixture-of-Experts image classifier and make it forget on request.')
   .version(version)
-  .option('-v, --verbose', 'say why the engine was chosen, with versions and gradients')
+  .option('-v, --verbose', 'on the engine line, also say why that engine was chosen')
   .configureOutput({ outputError: (message, write) => write(usageError(message)) })
   .hook('preAction', (command) =>
     setVerbose(command.opts<{ verbose?: boolean }>().verbose === true),

@@ -34,7 +34,7 @@ export function registerStatusCommand(program: Command): void {
   const registered = program
     .command('status')
     .description(
-      "a coordinator's workers, experts and the jobs started from this directory (default: the cluster npx lethe up runs here)",
+      "a coordinator's workers, experts and the jobs started from this directory (default: the cluster that lethe up started here)",
     )
     .option(
       '--coordinator <host:port>',
