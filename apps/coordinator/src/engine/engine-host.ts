@@ -17,12 +17,15 @@ function threadEntry(): { file: string; execArgv: string[] } {
   const execArgv: string[] = [];
   for (let i = 0; i < process.execArgv.length; i++) {
     const arg = process.execArgv[i]!;
-    if (arg === '--import' && process.execArgv[i + 1]?.startsWith('tsx')) i++;
-    else if (!arg.startsWith('--import=tsx')) execArgv.push(arg);
+    // tsx's --import hook (by package name or by file URL) does not run in worker threads on
+    // Node 20 and would make the .ts entry load as ESM; the --require hook below replaces it.
+    if (arg === '--import' && process.execArgv[i + 1]?.includes('tsx')) i++;
+    else if (!(arg.startsWith('--import=') && arg.includes('tsx'))) execArgv.push(arg);
   }
   if (!execArgv.some((a) => a.includes('@lethe/source')))
     execArgv.push('--conditions=@lethe/source');
-  execArgv.push('--require', 'tsx/cjs');
+  // Resolved here: a --require is looked up from the process's working directory.
+  execArgv.push('--require', require.resolve('tsx/cjs'));
   return { file: join(__dirname, 'engine-thread.ts'), execArgv };
 }
 
