@@ -549,9 +549,10 @@ describe('lethe forget --coordinator', () => {
       target: { $case: 'className', value: 'cross' },
       method: ForgetMethod.FORGET_METHOD_UNSPECIFIED,
       loss: UnlearningLoss.UNLEARNING_LOSS_UNSPECIFIED,
-      epochs: 5,
-      learningRate: 1e-4,
-      lambda: 1,
+      // Unset: the coordinator applies the library's default recipe.
+      epochs: 0,
+      learningRate: 0,
+      lambda: 0,
       select: 'top:2',
       maskOutput: false,
       batchSize: 128,

@@ -1,6 +1,12 @@
 import type { Command } from 'commander';
 import { batches, type Split } from '@lethe/data';
 import { openData } from '../jobs/open-data';
+import {
+  DEAD_EXPERT_SHARE,
+  formatRoutingHealth,
+  type RoutingHealth,
+  routingHealth,
+} from '@lethe/metrics';
 import { evaluate, type Evaluation, loadModel } from '@lethe/model';
 import { LocalDirStore } from '@lethe/store';
 import { requireTrainedModel } from '../jobs/training-data';
@@ -85,7 +91,8 @@ export function registerEvalCommand(program: Command): void {
             batches(data, { batchSize: flags.batch, shuffle: false, normalise }),
           );
           if (flags.json) {
-            process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+            const routingHealth = evaluationRoutingHealth(result);
+            process.stdout.write(`${JSON.stringify({ ...result, routingHealth }, null, 2)}\n`);
           } else {
             printEvaluation(result, card.classes);
           }
@@ -100,7 +107,14 @@ export function registerEvalCommand(program: Command): void {
 export function printEvaluation(result: Evaluation, classes: string[]): void {
   console.log(`accuracy ${percent(result.accuracy, 2)} on ${result.count} images`);
   const experts = result.routing[0]?.length ?? 0;
-  const header = ['class', 'accuracy', 'n', ...Array.from({ length: experts }, (_, e) => `e${e}`)];
+  const health = evaluationRoutingHealth(result);
+  const header = [
+    'class',
+    'accuracy',
+    'n',
+    ...Array.from({ length: experts }, (_, e) => `e${e}`),
+    'collateral',
+  ];
   const rows = result.perClass.map((p, c) => {
     const routed = result.routing[c]!;
     const slots = routed.reduce((a, b) => a + b, 0);
@@ -109,8 +123,29 @@ export function printEvaluation(result: Evaluation, classes: string[]): void {
       percent(p.accuracy),
       p.total,
       ...routed.map((n) => (slots === 0 ? '—' : percent(n / slots, 0))),
+      health && slots > 0 ? `${health.collateral[c]!.toFixed(1)}%` : '—',
     ];
   });
-  console.log('per-class accuracy and share of routing slots per expert:');
-  console.log(table([header, ...rows]));
+  const load = health
+    ? ['load × fair', '', '', ...health.utilisation.map((u) => u.toFixed(2)), '']
+    : [];
+  console.log(
+    "per-class accuracy, share of routing slots per expert, and collateral (the other classes' share on the experts a forget of the class would retrain):",
+  );
+  console.log(table([header, ...rows, ...(health ? [load] : [])]));
+  if (health) {
+    console.log(`routing health: ${formatRoutingHealth(health)}`);
+    if (health.deadExperts.length > 0) {
+      console.log(
+        `warning: ${health.deadExperts.map((e) => `e${e}`).join(', ')} ${health.deadExperts.length === 1 ? 'gets' : 'get'} less than ${DEAD_EXPERT_SHARE * 100}% of their fair share of routing`,
+      );
+    }
+  }
+}
+
+/** Routing health of an evaluation's [class][expert] slot table (k = slots per image). */
+export function evaluationRoutingHealth(result: Evaluation): RoutingHealth | undefined {
+  const slots = result.routing.flat().reduce((a, b) => a + b, 0);
+  if (result.count === 0 || slots === 0) return undefined;
+  return routingHealth(result.routing, Math.round(slots / result.count));
 }

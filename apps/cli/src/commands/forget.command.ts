@@ -5,11 +5,18 @@ import { limitTrainingSet } from '@lethe/data';
 import { openData } from '../jobs/open-data';
 import { LocalDirStore } from '@lethe/store';
 import {
+  type ClassForgetRequest,
+  DEFAULT_FORGET_RECIPE,
   FORGET_METHODS,
   type ForgetMethod,
   type ForgetMetrics,
+  type ForgetPreview,
   type ForgetReceipt,
   forgetClass,
+  MEASURE_MODES,
+  type MeasureMode,
+  previewClassForget,
+  SAMPLE_MEASURE,
   UNLEARNING_LOSSES,
   type UnlearningLoss,
 } from '@lethe/unlearning';
@@ -20,6 +27,7 @@ import {
   REMOTE_FORGET_METHODS,
   type RemoteForgetMethod,
   remoteForget,
+  remoteForgetPreview,
 } from '../remote/remote-jobs';
 import {
   type ConnectionFlags,
@@ -30,9 +38,18 @@ import {
 import { startEngine } from '../terminal/engine';
 import { classSampleIds, holdsSisaModel, runSisaForgetJob, sisaProgress } from '../jobs/sisa-jobs';
 import { action, CliError } from '../terminal/errors';
-import { nonNegativeInt, oneOf, positiveInt, positiveNumber } from '../terminal/option-parsers';
+import {
+  nonNegativeInt,
+  nonNegativeNumber,
+  oneOf,
+  positiveInt,
+  positiveNumber,
+} from '../terminal/option-parsers';
 import { stepProgress } from '../terminal/progress';
 import { FORGET_METRICS_HEADER, table } from '../terminal/tables';
+
+const TARGETED = DEFAULT_FORGET_RECIPE.targeted;
+const BASELINE = DEFAULT_FORGET_RECIPE.baseline;
 
 interface ForgetFlags extends ConnectionFlags {
   store: string;
@@ -43,10 +60,13 @@ interface ForgetFlags extends ConnectionFlags {
   coordinator?: string;
   method?: RemoteForgetMethod;
   loss?: UnlearningLoss;
-  epochs: number;
-  lr: number;
-  lambda: number;
+  epochs?: number;
+  lr?: number;
+  lambda?: number;
   retainFraction?: number;
+  anchor?: number;
+  measure?: MeasureMode;
+  dryRun: boolean;
   select?: string;
   maskOutput: boolean;
   batch: number;
@@ -93,17 +113,44 @@ export function registerForgetCommand(program: Command): void {
       `targeted only: ${UNLEARNING_LOSSES.join(' | ')} (default: distill)`,
       oneOf(UNLEARNING_LOSSES),
     )
-    .option('--epochs <N>', 'retraining epochs', positiveInt, 5)
-    .option('--lr <LR>', 'retraining learning rate', positiveNumber, 1e-4)
-    .option('--lambda <λ>', 'weight of the unlearning loss', positiveNumber, 1)
+    .option(
+      '--epochs <N>',
+      `retraining epochs (default: ${TARGETED.epochs} for targeted, ${BASELINE.epochs} for the baselines)`,
+      positiveInt,
+    )
+    .option(
+      '--lr <LR>',
+      `retraining learning rate (default: ${TARGETED.learningRate} for targeted, ${BASELINE.learningRate} for the baselines)`,
+      positiveNumber,
+    )
+    .option(
+      '--lambda <λ>',
+      `weight of the unlearning loss on forgotten samples (default: ${TARGETED.lambda})`,
+      positiveNumber,
+    )
     .option(
       '--retain-fraction <F>',
-      'targeted only: retrain on all forgotten samples and this share of retained ones (default: 1)',
+      `targeted only: retrain on all forgotten samples and this share of retained ones, drawn mostly from those routed to the retrained experts (default: ${TARGETED.retainFraction})`,
       positiveNumber,
+    )
+    .option(
+      '--anchor <μ>',
+      `targeted only: weight of the router anchor, KL(old gates ‖ new gates) on retained samples; 0 turns it off (default: ${TARGETED.anchor})`,
+      nonNegativeNumber,
+    )
+    .option(
+      '--measure <mode>',
+      `before/after metrics on: sample (all forgotten, at most ${SAMPLE_MEASURE.retained} retained training samples, the whole test split) | full (default: ${DEFAULT_FORGET_RECIPE.measure})`,
+      oneOf(MEASURE_MODES),
+    )
+    .option(
+      '--dry-run',
+      'print the plan (experts, their share of the other classes, estimated cost) and change nothing',
+      false,
     )
     .option('--select <rule>', 'targeted only: coverage:F | top:N (default: coverage:0.8)')
     .option('--mask-output', 'also never predict the class at serving time', false)
-    .option('--batch <B>', 'batch size', positiveInt, 128)
+    .option('--batch <B>', 'batch size', positiveInt, DEFAULT_FORGET_RECIPE.batchSize)
     .option('--seed <S>', 'random seed', nonNegativeInt, 0)
     .option('--request-id <id>', 'idempotency key: re-sending it returns the same receipt')
     .option('--json', 'print the receipt as JSON on stdout', false)
@@ -138,21 +185,30 @@ export function registerForgetCommand(program: Command): void {
           const samples = await readSampleIds(flags.samples, flags.samplesFile);
           const requestId = flags.requestId ?? newRequestId();
           if (!flags.requestId) process.stderr.write(`request id ${requestId}\n`);
-          await remoteForget(remote, {
+          const remoteFlags = {
             ...(samples ? { samples } : { class: flags.class! }),
             ...(flags.method ? { method: flags.method } : {}),
             ...(flags.loss ? { loss: flags.loss } : {}),
             ...(flags.select ? { select: flags.select } : {}),
             ...(flags.retainFraction !== undefined ? { retainFraction: flags.retainFraction } : {}),
-            epochs: flags.epochs,
-            lr: flags.lr,
-            lambda: flags.lambda,
+            ...(flags.epochs !== undefined ? { epochs: flags.epochs } : {}),
+            ...(flags.lr !== undefined ? { lr: flags.lr } : {}),
+            ...(flags.lambda !== undefined ? { lambda: flags.lambda } : {}),
+            ...(flags.anchor !== undefined ? { anchor: flags.anchor } : {}),
+            ...(flags.measure ? { measure: flags.measure } : {}),
             maskOutput: flags.maskOutput,
             batch: flags.batch,
             seed: flags.seed,
             requestId,
             json: flags.json,
-          });
+          };
+          if (flags.dryRun) {
+            const preview = await remoteForgetPreview(remote, remoteFlags);
+            if (flags.json) process.stdout.write(`${JSON.stringify(preview, null, 2)}\n`);
+            else printPreview(preview);
+            return;
+          }
+          await remoteForget(remote, remoteFlags);
           return;
         }
         // On a sisa model a class is forgotten exactly, as the set of its training samples.
@@ -161,6 +217,7 @@ export function registerForgetCommand(program: Command): void {
           flags.method === undefined &&
           (await holdsSisaModel(new LocalDirStore(flags.store)));
         if (bySamples || sisaClass || flags.method === 'sisa-replay') {
+          if (flags.dryRun) throw new CliError('--dry-run applies to a class on a joint model');
           // Samples are forgotten exactly, by replay, on a model trained with --mode sisa.
           if (!bySamples && !sisaClass)
             throw new CliError('--method sisa-replay needs --samples or --samples-file');
@@ -199,6 +256,28 @@ export function registerForgetCommand(program: Command): void {
         const train = limitTrainingSet(fullTrain, trained.limit, trained.seed);
         await requireTrainedModel(store);
         await startEngine();
+        const request: ClassForgetRequest = {
+          class: className,
+          method,
+          maskOutput: flags.maskOutput,
+          batchSize: flags.batch,
+          seed: flags.seed,
+          ...(flags.epochs !== undefined ? { epochs: flags.epochs } : {}),
+          ...(flags.lr !== undefined ? { learningRate: flags.lr } : {}),
+          ...(flags.lambda !== undefined ? { lambda: flags.lambda } : {}),
+          ...(flags.loss ? { loss: flags.loss } : {}),
+          ...(flags.select ? { select: flags.select } : {}),
+          ...(flags.retainFraction !== undefined ? { retainFraction: flags.retainFraction } : {}),
+          ...(flags.anchor !== undefined ? { anchor: flags.anchor } : {}),
+          ...(flags.measure ? { measure: flags.measure } : {}),
+          ...(flags.requestId ? { requestId: flags.requestId } : {}),
+        };
+        if (flags.dryRun) {
+          const preview = await previewClassForget({ store, train, test }, request);
+          if (flags.json) process.stdout.write(`${JSON.stringify(preview, null, 2)}\n`);
+          else printPreview(preview);
+          return;
+        }
         const progress = stepProgress('forget');
         const receipt = await forgetClass(
           {
@@ -209,20 +288,7 @@ export function registerForgetCommand(program: Command): void {
             onStep: progress.onStep,
             ...(flags.beforeFrom ? { beforeFrom: await readReceiptFile(flags.beforeFrom) } : {}),
           },
-          {
-            class: className,
-            method,
-            epochs: flags.epochs,
-            learningRate: flags.lr,
-            lambda: flags.lambda,
-            maskOutput: flags.maskOutput,
-            batchSize: flags.batch,
-            seed: flags.seed,
-            ...(flags.loss ? { loss: flags.loss } : {}),
-            ...(flags.select ? { select: flags.select } : {}),
-            ...(flags.retainFraction !== undefined ? { retainFraction: flags.retainFraction } : {}),
-            ...(flags.requestId ? { requestId: flags.requestId } : {}),
-          },
+          request,
         );
         progress.stop();
         if (flags.json) {
@@ -247,6 +313,11 @@ export function printReceipt(receipt: ForgetReceipt): void {
     `plan: activations per expert ${plan.activations.map((n, e) => `e${e}=${n}`).join(' ')}; ` +
       `rule ${plan.rule} → experts ${plan.experts.join(', ')} (coverage ${(plan.coverage * 100).toFixed(1)}%)`,
   );
+  if (plan.expertCollateral) {
+    console.log(
+      `the retrained experts carry ${plan.collateral.toFixed(1)}% of the other classes' routing (${plan.experts.map((e, i) => `e${e} ${plan.expertCollateral[i]!.toFixed(1)}%`).join(', ')})`,
+    );
+  }
   console.log(`changed: ${receipt.partsChanged.join(', ') || 'no weights'}`);
   const row = (name: string, m: ForgetMetrics): string[] => [
     name,
@@ -263,6 +334,12 @@ export function printReceipt(receipt: ForgetReceipt): void {
   console.log(
     table([FORGET_METRICS_HEADER, row('before', metrics.before), row('after', metrics.after)]),
   );
+  const on = metrics.after.measuredOn;
+  if (on) {
+    console.log(
+      `measured on ${on.trainForgotten} forgotten and ${on.trainRetained} of ${on.trainRetainedOf} retained training samples, ${on.test} test samples (${on.mode})`,
+    );
+  }
   console.log(
     `time: forget ${timings.forgetSeconds.toFixed(1)} s, plan ${timings.planSeconds.toFixed(1)} s, ` +
       `measure ${timings.measureSeconds.toFixed(1)} s, total ${timings.totalSeconds.toFixed(1)} s`,
@@ -270,6 +347,38 @@ export function printReceipt(receipt: ForgetReceipt): void {
   console.log(
     `receipt stored; manifest revision ${receipt.manifest.before} → ${receipt.manifest.after}`,
   );
+}
+
+/** A dry run: what a forget would retrain, what that disturbs, and what it should cost. */
+function printPreview(preview: ForgetPreview): void {
+  const { plan, estimate, request } = preview;
+  console.log(
+    `dry run: forgetting class ${plan.className} (${request.method}) on manifest revision ${preview.manifestRevision} would retrain ` +
+      (request.method === 'targeted'
+        ? `experts ${plan.experts.map((e) => `e${e}`).join(', ')} + router (${plan.rule}, coverage ${(plan.coverage * 100).toFixed(1)}%)`
+        : `${estimate.expertsRetrained} experts`),
+  );
+  console.log(
+    table([
+      ['expert', 'class slots', "other classes' slots carried"],
+      ...plan.experts.map((e, i) => [
+        `e${e}`,
+        String(plan.activations[e]),
+        `${plan.expertCollateral[i]!.toFixed(1)}%`,
+      ]),
+      ['together', '', `${plan.collateral.toFixed(1)}%`],
+    ]),
+  );
+  console.log(
+    `work: ${estimate.trainingSamples} samples × ${estimate.epochs} epochs × ${estimate.expertsRetrained} experts; ` +
+      `measurement ${estimate.measuredSamples} samples before and after`,
+  );
+  console.log(
+    estimate.seconds
+      ? `estimate: about ${estimate.seconds.total.toFixed(0)} s (retraining ${estimate.seconds.retraining.toFixed(0)} s, measurement ${estimate.seconds.measurement.toFixed(0)} s) at the ${estimate.trainingRate!.toFixed(0)} img/s the model trained at`
+      : 'estimate: no seconds (the stored training record has no timings)',
+  );
+  console.log('nothing was changed');
 }
 
 /** An exact (sisa) forget: what was replayed, from which checkpoint, and what it cost. */

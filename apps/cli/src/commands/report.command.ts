@@ -4,6 +4,7 @@ import {
   type ReportForget,
   type ReportInput,
   type ReportTraining,
+  type RoutingHealth,
   writeReport,
 } from '@lethe/metrics';
 import type { ModelCard } from '@lethe/model';
@@ -23,6 +24,7 @@ interface StoredTraining {
   /** Fraction 0–1, or null when there was no test split. */
   testAccuracy?: number | null;
   history?: { epoch: number; loss: number; accuracy: number; seconds: number }[];
+  routingHealth?: RoutingHealth | null;
 }
 
 interface StoredForgotten {
@@ -86,6 +88,7 @@ export function registerReportCommand(program: Command): void {
             ? { testAccuracy: stored.testAccuracy * 100 }
             : {}),
           ...(stored.seconds !== undefined ? { seconds: stored.seconds } : {}),
+          ...(stored.routingHealth ? { routingHealth: stored.routingHealth } : {}),
         };
         const input: ReportInput = {
           title: `Lethe report: ${card.config.preset} MoE on ${card.classes.length} classes`,

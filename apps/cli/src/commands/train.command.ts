@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { LocalDirStore } from '@lethe/store';
-import { PRESETS } from '@lethe/model';
+import { formatRoutingHealth, routingHealth } from '@lethe/metrics';
+import { DEFAULT_SPECIALIZE_WEIGHT, MAX_SPECIALIZE_WEIGHT, PRESETS } from '@lethe/model';
 import { runTrainJob } from '../jobs/train-job';
 import { remoteTrain } from '../remote/remote-jobs';
 import {
@@ -38,6 +39,7 @@ interface TrainFlags extends ConnectionFlags {
   augment: boolean;
   balance: number;
   routerNoise: number;
+  specialize: number;
   limit?: number;
   mode: 'joint' | 'sisa';
   slices: number;
@@ -76,6 +78,12 @@ export function registerTrainCommand(program: Command): void {
     .option('--seed <S>', 'random seed', nonNegativeInt, 0)
     .option('--balance <alpha>', 'weight α of the load-balancing loss', nonNegativeNumber, 0.1)
     .option(
+      '--specialize <β>',
+      `weight β of the class–expert mutual-information loss that makes experts specialize (cheap, precise forgetting); 0 turns it off, at most ${MAX_SPECIALIZE_WEIGHT}`,
+      nonNegativeNumber,
+      DEFAULT_SPECIALIZE_WEIGHT,
+    )
+    .option(
       '--router-noise <std>',
       'std-dev of router-logit noise while training',
       nonNegativeNumber,
@@ -111,6 +119,11 @@ export function registerTrainCommand(program: Command): void {
     .option('--request-id <id>', 'with a coordinator: idempotency key of the training request')
     .action(
       action(async (flags: TrainFlags, command: Command) => {
+        if (flags.specialize > MAX_SPECIALIZE_WEIGHT) {
+          throw new CliError(
+            `--specialize must be in [0, ${MAX_SPECIALIZE_WEIGHT}], got ${flags.specialize}`,
+          );
+        }
         if (flags.topK > flags.experts) {
           throw new CliError(`--top-k (${flags.topK}) cannot exceed --experts (${flags.experts})`);
         }
@@ -187,7 +200,14 @@ export function registerTrainCommand(program: Command): void {
           augment: flags.augment,
           balanceWeight: flags.balance,
           routerNoise: flags.routerNoise,
+          specializeWeight: flags.specialize,
           ...(flags.limit ? { limit: flags.limit } : {}),
+          onEpoch: (summary) => {
+            const health = routingHealth(summary.routing, flags.topK);
+            process.stderr.write(
+              `epoch ${summary.epoch + 1}: routing as trained (with noise): ${formatRoutingHealth(health)}\n`,
+            );
+          },
           onStatus: (message) => {
             decoding.stop();
             process.stderr.write(`${message}\n`);

@@ -1,4 +1,5 @@
 import { type Dataset, makeSyntheticDataset } from '@lethe/data';
+import { DEFAULT_SPECIALIZE_WEIGHT } from '@lethe/model';
 
 /** What `lethe demo` trains on and how; the local and the distributed demo share it. */
 export interface DemoOptions {
@@ -34,6 +35,7 @@ export const TRAINING = {
   // follows the classes, which is what makes targeted forgetting visible.
   balanceWeight: 0.5,
   routerNoise: 1,
+  specializeWeight: DEFAULT_SPECIALIZE_WEIGHT,
 } as const;
 
 /** The class the demo forgets (label 1 of the shapes) and how. */

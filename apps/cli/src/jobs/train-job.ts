@@ -9,7 +9,6 @@ import {
 import type { EngineInfo } from '@lethe/engine';
 import {
   type EpochSummary,
-  evaluate,
   type Evaluation,
   MoEModel,
   type ScheduleName,
@@ -17,7 +16,18 @@ import {
   type StepProgress,
   trainModel,
 } from '@lethe/model';
-import { type ObjectStore } from '@lethe/store';
+import { type RoutingHealth, routingHealth } from '@lethe/metrics';
+import {
+  evaluationOf,
+  measureSample,
+  modelOutputs,
+  OutputMemo,
+  outputsKey,
+  pruneOutputMemos,
+  saveOutputMemos,
+  weightHashes,
+} from '@lethe/unlearning';
+import { type JsonValue, type ObjectStore } from '@lethe/store';
 import { startEngine } from '../terminal/engine';
 import { openData } from './open-data';
 
@@ -39,6 +49,8 @@ export interface TrainJobOptions {
   balanceWeight: number;
   /** Std-dev of router-logit noise while training. */
   routerNoise: number;
+  /** β of the class–expert mutual-information loss (0: off). */
+  specializeWeight: number;
   /** Train on a seeded random subset of this many training samples. */
   limit?: number;
   onStep?: (progress: StepProgress) => void;
@@ -55,6 +67,8 @@ export interface TrainJobResult {
   trainSize: number;
   history: EpochSummary[];
   test: Evaluation | undefined;
+  /** Routing health on the test split; undefined without one. */
+  routingHealth: RoutingHealth | undefined;
   manifestRevision: number;
   seconds: number;
   parameters: { router: number; expert: number; total: number };
@@ -93,6 +107,7 @@ export async function runTrainJob(options: TrainJobOptions): Promise<TrainJobRes
     inputShape: [train.height, train.width, train.channels],
     routerNoise: options.routerNoise,
     balanceWeight: options.balanceWeight,
+    specializeWeight: options.specializeWeight,
     seed: options.seed,
   });
   try {
@@ -119,9 +134,15 @@ export async function runTrainJob(options: TrainJobOptions): Promise<TrainJobRes
       ...(options.onEpoch ? { onEpoch: options.onEpoch } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
     });
-    const evaluation = test
-      ? evaluate(model, batches(test, { batchSize: 256, shuffle: false, normalise }))
+    // The test outputs (and those of the seeded training sample every forget measures) are
+    // kept with the model, so its first forget measures "before" without running them again.
+    const testMemo = test
+      ? new OutputMemo(test.size, train.classes.length, options.topK)
       : undefined;
+    const evaluation = test
+      ? evaluationOf(modelOutputs(model, test, normalise, { memo: testMemo }), train.classes.length)
+      : undefined;
+    const health = evaluation ? evaluationHealth(evaluation, options.topK) : undefined;
     const seconds = (performance.now() - started) / 1000;
     const manifest = await saveModel(
       options.store,
@@ -146,10 +167,13 @@ export async function runTrainJob(options: TrainJobOptions): Promise<TrainJobRes
             augment: options.augment,
             balanceWeight: options.balanceWeight,
             routerNoise: options.routerNoise,
+            specializeWeight: options.specializeWeight,
             seed: options.seed,
             engine: engine.engine,
             seconds,
             testAccuracy: evaluation?.accuracy ?? null,
+            // On the test split, as served (no router noise): what a forget plan will see.
+            routingHealth: (health ?? null) as unknown as JsonValue,
             history: history.map((h) => ({
               epoch: h.epoch,
               loss: h.loss,
@@ -160,12 +184,25 @@ export async function runTrainJob(options: TrainJobOptions): Promise<TrainJobRes
         },
       },
     );
+    if (test && testMemo) {
+      status('measuring the training sample that forget requests will compare against');
+      const trainMemo = new OutputMemo(train.size, train.classes.length, options.topK);
+      modelOutputs(model, train, normalise, {
+        positions: measureSample(train, 0),
+        memo: trainMemo,
+      });
+      const key = outputsKey(weightHashes(manifest), train, test);
+      await saveOutputMemos(options.store, { key, train: trainMemo, test: testMemo })
+        .then(() => pruneOutputMemos(options.store, key))
+        .catch((error: unknown) => status(`note: measured outputs not stored (${String(error)})`));
+    }
     return {
       engine,
       classes: train.classes,
       trainSize,
       history,
       test: evaluation,
+      routingHealth: health,
       manifestRevision: manifest.revision,
       seconds,
       parameters: model.countParameters(),
@@ -173,4 +210,8 @@ export async function runTrainJob(options: TrainJobOptions): Promise<TrainJobRes
   } finally {
     model.dispose();
   }
+}
+
+function evaluationHealth(evaluation: Evaluation, topK: number): RoutingHealth | undefined {
+  return evaluation.count > 0 ? routingHealth(evaluation.routing, topK) : undefined;
 }

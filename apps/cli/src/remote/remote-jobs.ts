@@ -4,10 +4,12 @@ import {
   DatasetSpec,
   EvaluateRequest,
   ForgetMethod,
+  type ForgetPreview as ProtoPreview,
   Job,
   JobState,
   LearningRateSchedule,
   ListReceiptsResponse,
+  MeasureMode,
   Receipt,
   EvaluateResponse,
   Split,
@@ -16,7 +18,11 @@ import {
   TrainingMode,
   UnlearningLoss,
 } from '@lethe/proto';
-import type { UnlearningLoss as UnlearningLossName } from '@lethe/unlearning';
+import type {
+  ForgetPreview,
+  MeasureMode as MeasureModeName,
+  UnlearningLoss as UnlearningLossName,
+} from '@lethe/unlearning';
 import { CliError } from '../terminal/errors';
 import { percent } from '../terminal/tables';
 import {
@@ -49,6 +55,8 @@ export interface RemoteTrainFlags {
   augment: boolean;
   balance: number;
   routerNoise: number;
+  /** β of the specialization loss; unset: the coordinator's default. */
+  specialize?: number;
   limit?: number;
   requestId?: string;
   json: boolean;
@@ -89,6 +97,7 @@ export function trainingRequest(flags: RemoteTrainFlags): StartTrainingRequest {
     seed: flags.seed,
     balanceWeight: flags.balance,
     routerNoise: flags.routerNoise,
+    specializeWeight: flags.specialize,
     augment: flags.augment,
   });
 }
@@ -120,15 +129,25 @@ const LOSSES: Record<UnlearningLossName, UnlearningLoss> = {
   distill: UnlearningLoss.UNLEARNING_LOSS_DISTILL,
 };
 
+const MEASURES: Record<MeasureModeName, MeasureMode> = {
+  sample: MeasureMode.MEASURE_MODE_SAMPLE,
+  full: MeasureMode.MEASURE_MODE_FULL,
+};
+
 export interface RemoteForgetFlags {
   class?: string;
   samples?: string[];
   method?: RemoteForgetMethod;
   loss?: UnlearningLossName;
   retainFraction?: number;
-  epochs: number;
-  lr: number;
-  lambda: number;
+  anchor?: number;
+  measure?: MeasureModeName;
+  /** Plan and cost only (SubmitForget dry_run): no job, nothing changed. */
+  dryRun?: boolean;
+  /** Unset: the coordinator's default recipe. */
+  epochs?: number;
+  lr?: number;
+  lambda?: number;
   select?: string;
   maskOutput: boolean;
   batch: number;
@@ -150,9 +169,13 @@ export function forgetRequest(flags: RemoteForgetFlags): SubmitForgetRequest {
     method: flags.method ? METHODS[flags.method] : ForgetMethod.FORGET_METHOD_UNSPECIFIED,
     loss: flags.loss ? LOSSES[flags.loss] : UnlearningLoss.UNLEARNING_LOSS_UNSPECIFIED,
     retainFraction: flags.retainFraction ?? 0,
-    epochs: flags.epochs,
-    learningRate: flags.lr,
-    lambda: flags.lambda,
+    anchor: flags.anchor,
+    measure: flags.measure ? MEASURES[flags.measure] : MeasureMode.MEASURE_MODE_UNSPECIFIED,
+    dryRun: flags.dryRun ?? false,
+    // 0 is the proto's "unset": the coordinator applies the default recipe.
+    epochs: flags.epochs ?? 0,
+    learningRate: flags.lr ?? 0,
+    lambda: flags.lambda ?? 0,
     select: flags.select ?? '',
     maskOutput: flags.maskOutput,
     batchSize: flags.batch,
@@ -230,6 +253,79 @@ export async function remoteTrain(
     );
     console.log(`evaluate it with: npx lethe eval --coordinator ${target.address}`);
   });
+}
+
+/**
+ * `lethe forget --dry-run --coordinator`: SubmitForget with dry_run; the plan and estimate in
+ * the shape a local dry run gives, so both print alike.
+ */
+export async function remoteForgetPreview(
+  target: CoordinatorTarget,
+  flags: RemoteForgetFlags,
+): Promise<ForgetPreview> {
+  return withCoordinator(target, async (client) => {
+    const response = await callUnary(
+      client,
+      client.submitForget,
+      forgetRequest({ ...flags, dryRun: true }),
+    );
+    if (response.duplicate) {
+      throw new CliError(
+        `request id ${flags.requestId} is already job ${response.job?.jobId ?? '?'}: nothing to plan`,
+      );
+    }
+    if (!response.preview)
+      throw new CliError('the coordinator answered the dry run without a plan');
+    return previewFromProto(response.preview);
+  });
+}
+
+/** The API's ForgetPreview as libs/unlearning's, for printing and --json. */
+function previewFromProto(preview: ProtoPreview): ForgetPreview {
+  const r = preview.request!;
+  const plan = preview.plan!;
+  const method = (Object.keys(METHODS) as RemoteForgetMethod[]).find(
+    (name) => METHODS[name] === r.method,
+  );
+  const loss = (Object.keys(LOSSES) as UnlearningLossName[]).find((n) => LOSSES[n] === r.loss);
+  const measure = (Object.keys(MEASURES) as MeasureModeName[]).find(
+    (n) => MEASURES[n] === r.measure,
+  );
+  const target = r.target?.$case === 'classTarget' ? r.target.value : { index: 0, name: '' };
+  return {
+    request: {
+      kind: 'class',
+      classIndex: target.index,
+      className: target.name,
+      method: method === 'sisa-replay' || !method ? 'targeted' : method,
+      loss: loss ?? 'distill',
+      epochs: r.epochs,
+      learningRate: r.learningRate,
+      lambda: r.lambda,
+      retainFraction: r.retainFraction,
+      ...(r.anchor !== undefined ? { anchor: r.anchor } : {}),
+      select: r.select,
+      maskOutput: r.maskOutput,
+      batchSize: r.batchSize,
+      seed: r.seed,
+      ...(measure ? { measure } : {}),
+    },
+    plan: {
+      classIndex: plan.classIndex ?? target.index,
+      className: plan.className,
+      samples: plan.samples,
+      activations: plan.activations,
+      rule: plan.rule,
+      experts: plan.experts,
+      coverage: plan.coverage,
+      expertCollateral: plan.expertCollateral,
+      collateral: plan.collateral,
+      retainedRouted: plan.retainedRouted,
+    },
+    // The proto's ForgetEstimate mirrors libs/unlearning's field for field.
+    estimate: preview.estimate!,
+    manifestRevision: preview.manifestRevision,
+  };
 }
 
 /** `lethe forget --coordinator`: SubmitForget, WatchJob, then GetReceipt. */
