@@ -26,6 +26,7 @@ import {
   JobProgress,
   JobState,
   LearningRateSchedule,
+  MeasureMode,
   Receipt,
   Split,
   type StartTrainingRequest,
@@ -210,6 +211,52 @@ const coordinator: CoordinatorServer = {
           `unknown class name "${request.target.value}" (classes: ${CLASSES.join(', ')})`,
         ),
       );
+      return;
+    }
+    if (request.dryRun) {
+      callback(null, {
+        receiptId: '',
+        duplicate: false,
+        preview: {
+          request: {
+            target: { $case: 'classTarget', value: { index: 2, name: 'cross' } },
+            method: ForgetMethod.FORGET_METHOD_TARGETED,
+            loss: UnlearningLoss.UNLEARNING_LOSS_DISTILL,
+            epochs: 2,
+            learningRate: 3e-4,
+            lambda: 3,
+            select: 'coverage:0.8',
+            maskOutput: false,
+            batchSize: 128,
+            seed: 0,
+            retainFraction: 0.1,
+            anchor: request.anchor ?? 1,
+            measure: request.measure,
+          },
+          plan: {
+            classIndex: 2,
+            className: 'cross',
+            samples: 40,
+            activations: [30, 45, 5],
+            rule: 'coverage:0.8',
+            experts: [1, 0],
+            coverage: 0.94,
+            expertCollateral: [12.5, 7.25],
+            collateral: 19.75,
+            retainedRouted: 80,
+          },
+          estimate: {
+            trainingSamples: 56,
+            epochs: 2,
+            expertsRetrained: 2,
+            expertSampleWork: 112,
+            measuredSamples: 300,
+            trainingRate: 100,
+            seconds: { retraining: 1.2, measurement: 6, total: 7.2 },
+          },
+          manifestRevision: 3,
+        },
+      });
       return;
     }
     callback(null, {
@@ -433,6 +480,8 @@ describe('lethe train --coordinator', () => {
         '/ignored',
         '--request-id',
         'train-1',
+        '--specialize',
+        '2',
       ],
       dir,
     );
@@ -464,6 +513,7 @@ describe('lethe train --coordinator', () => {
       seed: 0,
       balanceWeight: 0.1,
       routerNoise: 1,
+      specializeWeight: 2,
       augment: false,
     });
     const jobs = JSON.parse(readFileSync(join(dir, '.lethe', 'jobs.json'), 'utf8')) as unknown[];
@@ -558,6 +608,8 @@ describe('lethe forget --coordinator', () => {
       batchSize: 128,
       seed: 0,
       retainFraction: 0.25,
+      measure: MeasureMode.MEASURE_MODE_UNSPECIFIED,
+      dryRun: false,
     });
   });
 
@@ -642,6 +694,38 @@ describe('lethe forget --coordinator', () => {
     expect(request.method).toBe(ForgetMethod.FORGET_METHOD_SISA_REPLAY);
     expect(request.requestId).toMatch(/^forget-\d{8}t\d{6}-[a-z0-9]+$/);
     expect(result.stderr).toContain(`request id ${request.requestId}\n`);
+  });
+
+  it('plans a dry run with --anchor and --measure and prints it like a local one', async () => {
+    const result = await run([
+      'forget',
+      '--coordinator',
+      address,
+      '--class',
+      'cross',
+      '--request-id',
+      'dry-1',
+      '--dry-run',
+      '--anchor',
+      '0.5',
+      '--measure',
+      'full',
+    ]);
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+    expect(result.stdout).toMatch(
+      /^dry run: forgetting class cross \(targeted\) on manifest revision 3 would retrain experts e1, e0 \+ router \(coverage:0\.8, coverage 94\.0%\)/,
+    );
+    expect(result.stdout).toMatch(/e1 +45 +12\.5%/);
+    expect(result.stdout).toMatch(/together +19\.8%/);
+    expect(result.stdout).toMatch(/estimate: about 7 s \(retraining 1 s, measurement 6 s\)/);
+    expect(result.stdout).toMatch(/nothing was changed/);
+    expect(seen.submitForget.at(-1)).toMatchObject({
+      requestId: 'dry-1',
+      dryRun: true,
+      anchor: 0.5,
+      measure: MeasureMode.MEASURE_MODE_FULL,
+    });
   });
 
   it('says when a request id was submitted before', async () => {

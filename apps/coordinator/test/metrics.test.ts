@@ -8,7 +8,8 @@ import type { INestApplicationContext } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { RegistryClient, SubmitForgetRequest, CoordinatorClient } from '@lethe/proto';
 import { callUnary } from '@lethe/rpc';
-import { LocalDirStore, ManifestStore } from '@lethe/store';
+import { routingHealth } from '@lethe/metrics';
+import { type JsonValue, LocalDirStore, ManifestStore } from '@lethe/store';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadCoordinatorConfig } from '../src/config/coordinator-config';
@@ -16,6 +17,7 @@ import { CoordinatorModule } from '../src/coordinator.module';
 import { GrpcServerService } from '../src/grpc/grpc-server.service';
 import { JobsService } from '../src/jobs/jobs.service';
 import { MetricsService } from '../src/metrics/metrics.service';
+import { ModelState } from '../src/model/current-model';
 
 const dir = mkdtempSync(join(tmpdir(), 'lethe-coordinator-metrics-'));
 const storeDir = join(dir, 'store');
@@ -137,6 +139,39 @@ describe('coordinator metrics', () => {
     const text = await scrape();
     expect(sample(text, 'lethe_jobs_total{kind="forget",state="failed"}')).toBe(1);
     expect(sample(text, 'lethe_forget_queue_length')).toBe(0);
+  });
+
+  it("exports the published model's routing health, and NaN for a model without", async () => {
+    const health = routingHealth(
+      [
+        [9, 1, 0],
+        [0, 8, 2],
+        [1, 0, 9],
+      ],
+      1,
+    );
+    await new ManifestStore(new LocalDirStore(storeDir)).update((draft) => {
+      draft.attributes['model'] = { classes: ['a', 'b', 'c'], config: { experts: 3, topK: 1 } };
+      draft.attributes['training'] = {
+        mode: 'joint',
+        dataset: 'cifar10:/nowhere',
+        seed: 0,
+        routingHealth: health as unknown as JsonValue,
+      };
+    });
+    const state = new ModelState(new LocalDirStore(storeDir));
+    const metrics = app.get(MetricsService);
+    metrics.setRoutingHealth(await state.routingHealth((await state.current())!));
+    let text = await scrape();
+    expect(sample(text, 'lethe_routing_collateral_ratio')).toBeCloseTo(health.meanCollateral / 100);
+    health.utilisation.forEach((u, e) =>
+      expect(sample(text, `lethe_expert_utilisation_ratio{expert="${e}"}`)).toBeCloseTo(u),
+    );
+    expect(sample(text, 'lethe_dead_experts')).toBe(0);
+    metrics.setRoutingHealth(undefined);
+    text = await scrape();
+    expect(sample(text, 'lethe_dead_experts')).toBeNaN();
+    expect(sample(text, 'lethe_expert_utilisation_ratio{expert="0"}')).toBeUndefined();
   });
 
   it('answers 404 to anything but GET /metrics', async () => {

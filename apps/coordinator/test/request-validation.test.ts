@@ -2,11 +2,13 @@ import { status } from '@grpc/grpc-js';
 import {
   EvaluateRequest,
   ForgetMethod,
+  MeasureMode,
   PredictRequest,
   StartTrainingRequest,
   SubmitForgetRequest,
   TrainingMode,
 } from '@lethe/proto';
+import { DEFAULT_SPECIALIZE_WEIGHT } from '@lethe/model';
 import { RpcError } from '@lethe/rpc';
 import { describe, expect, it } from 'vitest';
 import {
@@ -73,10 +75,46 @@ describe('request contract', () => {
       { epochs: 101 },
       { method: 42 as ForgetMethod },
       { loss: 9 },
+      { measure: 5 },
+      { anchor: Number.NaN },
+      { anchor: -1 },
+      { anchor: 1001 },
+      { method: ForgetMethod.FORGET_METHOD_FINETUNE, anchor: 1 },
     ]) {
       expect(refusal(() => normaliseForgetOptions(forget(bad))).code, JSON.stringify(bad)).toBe(
         'INVALID_ARGUMENT',
       );
+    }
+  });
+
+  it("leaves SubmitForget's unset recipe fields to the library's default recipe", () => {
+    const options = normaliseForgetOptions(forget({}));
+    for (const field of [
+      'epochs',
+      'learningRate',
+      'lambda',
+      'retainFraction',
+      'anchor',
+      'batchSize',
+      'loss',
+      'measure',
+    ] as const) {
+      expect(options[field], field).toBeUndefined();
+    }
+    expect(
+      normaliseForgetOptions(
+        forget({ epochs: 3, anchor: 0, measure: MeasureMode.MEASURE_MODE_FULL, lambda: 2 }),
+      ),
+    ).toMatchObject({ epochs: 3, anchor: 0, measure: 'full', lambda: 2 });
+  });
+
+  it('takes specialize_weight in [0, 100], the model default when unset', () => {
+    expect(normaliseTrainingRequest(training({})).specializeWeight).toBe(DEFAULT_SPECIALIZE_WEIGHT);
+    expect(normaliseTrainingRequest(training({ specializeWeight: 0 })).specializeWeight).toBe(0);
+    for (const bad of [Number.NaN, -1, 101]) {
+      expect(
+        refusal(() => normaliseTrainingRequest(training({ specializeWeight: bad }))).code,
+      ).toBe('INVALID_ARGUMENT');
     }
   });
 

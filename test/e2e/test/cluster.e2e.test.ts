@@ -3,9 +3,10 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import {
   ForgetMethod,
-  type UnlearningLoss,
+  UnlearningLoss,
   ForgetMode,
   JobState,
+  MeasureMode,
   PredictRequest,
   StartTrainingRequest,
   SubmitForgetRequest,
@@ -197,6 +198,77 @@ describe('a coordinator with 3 worker processes and an S3 store', () => {
     );
     expect(predicted.predictions[0]!.experts).toHaveLength(2);
     expect(predicted.predictions[0]!.className).not.toBe('disc');
+  });
+
+  it('plans a dry run that changes nothing; a default request gets the library recipe', async () => {
+    const { client } = cluster;
+    const snapshot = async () => {
+      const store = await openObjectStore(cluster.store, S3_ENV);
+      return (await store.list('')).map(({ key, sha256 }) => `${key} ${sha256}`);
+    };
+    const storedBefore = await snapshot();
+    const revision = (await manifest()).revision;
+    const dry = (requestId: string, className: string, extra: Partial<SubmitForgetRequest> = {}) =>
+      callUnary(
+        client,
+        client.submitForget,
+        SubmitForgetRequest.fromPartial({
+          requestId,
+          target: { $case: 'className', value: className },
+          dryRun: true,
+          ...extra,
+        }),
+      );
+    const answer = await dry('dry-stripes', 'h-stripes');
+    expect(answer.job).toBeUndefined();
+    const preview = answer.preview!;
+    expect(preview.manifestRevision).toBe(revision);
+    expect(preview.request).toMatchObject({
+      target: { $case: 'classTarget', value: { name: 'h-stripes' } },
+      epochs: 2,
+      retainFraction: 0.1,
+      anchor: 1,
+    });
+    expect(preview.plan!.experts.length).toBeGreaterThan(0);
+    expect(preview.plan!.expertCollateral).toHaveLength(preview.plan!.experts.length);
+    expect(preview.estimate!.expertsRetrained).toBe(preview.plan!.experts.length);
+    // The same refusals as a real request.
+    expect(await code(dry('dry-gone', 'disc'))).toBe('FAILED_PRECONDITION');
+    expect(await code(dry('dry-unknown', 'giraffe'))).toBe('NOT_FOUND');
+    expect(await code(dry('dry-nan', 'ring', { lambda: Number.NaN }))).toBe('INVALID_ARGUMENT');
+    expect(await code(dry('dry-anchor', 'ring', { anchor: -1 }))).toBe('INVALID_ARGUMENT');
+    // Nothing stored changed: no job, no audit entry, no revision.
+    expect(await snapshot()).toEqual(storedBefore);
+    expect((await manifest()).revision).toBe(revision);
+    expect(await code(callUnary(client, client.getReceipt, { requestId: 'dry-stripes' }))).toBe(
+      'NOT_FOUND',
+    );
+
+    // Unset recipe fields: libs/unlearning's default recipe, as the receipt records.
+    const submitted = await callUnary(
+      client,
+      client.submitForget,
+      SubmitForgetRequest.fromPartial({
+        requestId: 'default-stripes',
+        target: { $case: 'className', value: 'h-stripes' },
+      }),
+    );
+    expect((await waitForJob(client, submitted.job!.jobId)).state).toBe(
+      JobState.JOB_STATE_SUCCEEDED,
+    );
+    const receipt = await callUnary(client, client.getReceipt, { requestId: 'default-stripes' });
+    expect(receipt.request).toMatchObject({
+      method: ForgetMethod.FORGET_METHOD_TARGETED,
+      loss: UnlearningLoss.UNLEARNING_LOSS_DISTILL,
+      epochs: 2,
+      learningRate: 3e-4,
+      lambda: 3,
+      retainFraction: 0.1,
+      anchor: 1,
+      measure: MeasureMode.MEASURE_MODE_SAMPLE,
+      batchSize: 128,
+    });
+    expect(receipt.plan!.experts).toEqual(preview.plan!.experts);
   });
 
   it('takes a forget request from the Python client and returns its receipt', async (context) => {

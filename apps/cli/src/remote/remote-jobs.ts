@@ -323,7 +323,7 @@ function previewFromProto(preview: ProtoPreview): ForgetPreview {
       retainedRouted: plan.retainedRouted,
     },
     // The proto's ForgetEstimate mirrors libs/unlearning's field for field.
-    estimate: preview.estimate!,
+    estimate: { trainingRate: undefined, seconds: undefined, ...preview.estimate! },
     manifestRevision: preview.manifestRevision,
   };
 }

@@ -59,7 +59,8 @@ export class CoordinatorApi {
         return this.jobs.toProto(this.jobs.cancel(job.id));
       }, log),
       submitForget: unaryHandler(
-        (r, call) => this.forgetting.submit(r, { identity: callerOf(call), peer: call.getPeer() }),
+        (r, call) =>
+          this.forgetting.submit(r, { identity: callerOf(call), peer: call.getPeer() }, call),
         log,
       ),
       getReceipt: unaryHandler((r) => this.forgetting.receipt(r.requestId), log),

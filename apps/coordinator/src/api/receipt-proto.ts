@@ -2,13 +2,20 @@ import {
   ForgetMethod,
   ForgetMode,
   type ForgetMetrics as ProtoMetrics,
+  type ForgetPlan,
+  type ForgetPreview as ProtoPreview,
+  type ForgetRequestRecord,
+  MeasureMode,
   type ObjectRef,
   type Receipt,
   UnlearningLoss,
 } from '@lethe/proto';
 import type { SisaReceipt } from '@lethe/sisa';
 import type {
+  ClassForgetPlan,
+  ClassForgetRequestRecord,
   ForgetMetrics,
+  ForgetPreview,
   ForgetReceipt,
   UnlearningLoss as UnlearningLossName,
 } from '@lethe/unlearning';
@@ -28,6 +35,54 @@ const METHODS: Record<string, ForgetMethod> = {
   mask: ForgetMethod.FORGET_METHOD_MASK,
 };
 
+const MEASURES = { sample: MeasureMode.MEASURE_MODE_SAMPLE, full: MeasureMode.MEASURE_MODE_FULL };
+
+/** A class request as a receipt or a dry run records it. */
+function requestRecord(r: ClassForgetRequestRecord): ForgetRequestRecord {
+  return {
+    target: { $case: 'classTarget', value: { index: r.classIndex, name: r.className } },
+    method: METHODS[r.method] ?? ForgetMethod.FORGET_METHOD_UNSPECIFIED,
+    loss: r.method !== 'targeted' ? UnlearningLoss.UNLEARNING_LOSS_UNSPECIFIED : LOSSES[r.loss],
+    epochs: r.epochs,
+    learningRate: r.learningRate,
+    lambda: r.lambda,
+    select: r.method === 'targeted' ? r.select : '',
+    maskOutput: r.maskOutput,
+    batchSize: r.batchSize,
+    seed: r.seed,
+    retainFraction: r.retainFraction,
+    anchor: r.anchor,
+    measure: r.measure ? MEASURES[r.measure] : MeasureMode.MEASURE_MODE_UNSPECIFIED,
+  };
+}
+
+function plan(p: ClassForgetPlan): ForgetPlan {
+  return {
+    classIndex: p.classIndex,
+    className: p.className,
+    samples: p.samples,
+    activations: p.activations,
+    rule: p.rule,
+    experts: p.experts,
+    coverage: p.coverage,
+    // Absent from receipts made before plans carried collateral.
+    expertCollateral: p.expertCollateral ?? [],
+    collateral: p.collateral ?? 0,
+    retainedRouted: p.retainedRouted ?? 0,
+  };
+}
+
+/** A dry run's plan and estimate as the API's ForgetPreview. */
+export function toProtoPreview(preview: ForgetPreview): ProtoPreview {
+  return {
+    request: requestRecord(preview.request),
+    plan: plan(preview.plan),
+    // The proto's ForgetEstimate mirrors libs/unlearning's field for field.
+    estimate: preview.estimate,
+    manifestRevision: preview.manifestRevision,
+  };
+}
+
 function metrics(m: ForgetMetrics): ProtoMetrics {
   const classes = m.routingTest.length;
   const experts = m.routingTest[0]?.length ?? 0;
@@ -40,7 +95,8 @@ function metrics(m: ForgetMetrics): ProtoMetrics {
     perClassTest: m.perClassTest,
     miaEfficacy: m.miaEfficacy,
     miaAttackAccuracy: m.miaAttackAccuracy,
-    featureProbe: m.featureProbe,
+    // NaN: not measured (only a `full` measurement fits the probe).
+    featureProbe: m.featureProbe ?? Number.NaN,
     featureProbeHeldOutAccuracy: m.featureProbeHeldOutAccuracy,
     routingTest: { rows: classes, cols: experts, counts: m.routingTest.flat() },
     seconds: m.seconds,
@@ -68,6 +124,7 @@ function toProtoSisaReceipt(receipt: SisaReceipt, jobId: string, object?: Object
       batchSize: 0,
       seed: 0,
       retainFraction: 0,
+      measure: MeasureMode.MEASURE_MODE_UNSPECIFIED,
     },
     mode: ForgetMode.FORGET_MODE_EXACT,
     plan: undefined,
@@ -127,30 +184,10 @@ function toProtoApproximateReceipt(
     schema: receipt.schema,
     requestId: receipt.requestId,
     createdAt: new Date(receipt.createdAt),
-    request: {
-      target: { $case: 'classTarget', value: { index: r.classIndex, name: r.className } },
-      method: METHODS[r.method] ?? ForgetMethod.FORGET_METHOD_UNSPECIFIED,
-      loss: r.method !== 'targeted' ? UnlearningLoss.UNLEARNING_LOSS_UNSPECIFIED : LOSSES[r.loss],
-      epochs: r.epochs,
-      learningRate: r.learningRate,
-      lambda: r.lambda,
-      select: r.method === 'targeted' ? r.select : '',
-      maskOutput: r.maskOutput,
-      batchSize: r.batchSize,
-      seed: r.seed,
-      retainFraction: r.retainFraction,
-    },
+    request: requestRecord(r),
     mode:
       r.method === 'retrain' ? ForgetMode.FORGET_MODE_EXACT : ForgetMode.FORGET_MODE_APPROXIMATE,
-    plan: {
-      classIndex: receipt.plan.classIndex,
-      className: receipt.plan.className,
-      samples: receipt.plan.samples,
-      activations: receipt.plan.activations,
-      rule: receipt.plan.rule,
-      experts: receipt.plan.experts,
-      coverage: receipt.plan.coverage,
-    },
+    plan: plan(receipt.plan),
     expertsRetrained: receipt.expertsRetrained,
     partsChanged: receipt.partsChanged,
     weights: { before: receipt.weights.before, after: receipt.weights.after },

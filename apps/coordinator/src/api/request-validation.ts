@@ -1,13 +1,14 @@
 import { createHash } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { DATASET_SCHEMES, DataError } from '@lethe/data';
-import { PRESETS } from '@lethe/model';
+import { DEFAULT_SPECIALIZE_WEIGHT, PRESETS } from '@lethe/model';
 import {
   type DatasetSpec,
   type EvaluateRequest,
   ForgetMethod,
   LearningRateSchedule,
   type ListReceiptsRequest,
+  MeasureMode,
   type PredictRequest,
   Split,
   type StartTrainingRequest,
@@ -19,6 +20,7 @@ import { invalidArgument, notFound, RpcError } from '@lethe/rpc';
 import {
   parseSelectionRule,
   type ForgetMethod as MethodName,
+  type MeasureMode as MeasureModeName,
   type UnlearningLoss as UnlearningLossName,
 } from '@lethe/unlearning';
 import type { EvaluateOrder } from '../engine/engine-protocol';
@@ -203,6 +205,14 @@ export function normaliseTrainingRequest(request: StartTrainingRequest): Trainin
     seed: request.seed,
     balanceWeight: real('balance_weight', request.balanceWeight ?? 0.1, { min: 0, max: 100 }),
     routerNoise: real('router_noise', request.routerNoise ?? 1, { min: 0, max: 100 }),
+    specializeWeight: real(
+      'specialize_weight',
+      request.specializeWeight ?? DEFAULT_SPECIALIZE_WEIGHT,
+      {
+        min: 0,
+        max: 100,
+      },
+    ),
     augment: request.augment ?? true,
   };
 }
@@ -223,7 +233,16 @@ const LOSS_NAMES: Partial<Record<UnlearningLoss, UnlearningLossName>> = {
   [UnlearningLoss.UNLEARNING_LOSS_DISTILL]: 'distill',
 };
 
-/** The parts of a forget request that do not depend on the model. */
+const MEASURES: Partial<Record<MeasureMode, MeasureModeName>> = {
+  [MeasureMode.MEASURE_MODE_SAMPLE]: 'sample',
+  [MeasureMode.MEASURE_MODE_FULL]: 'full',
+};
+
+/**
+ * The parts of a forget request that do not depend on the model. Recipe fields the client left
+ * unset stay undefined, so that libs/unlearning's DEFAULT_FORGET_RECIPE fills them in (and the
+ * receipt records what it chose).
+ */
 export interface ForgetOptions {
   method: MethodName | 'sisa-replay';
   /** Samples target (sisa replay): the ids, sorted and without duplicates. */
@@ -231,12 +250,29 @@ export interface ForgetOptions {
   loss?: UnlearningLossName;
   select?: string;
   retainFraction?: number;
-  epochs: number;
-  learningRate: number;
-  lambda: number;
+  anchor?: number;
+  measure?: MeasureModeName;
+  epochs?: number;
+  learningRate?: number;
+  lambda?: number;
   maskOutput: boolean;
-  batchSize: number;
+  batchSize?: number;
   seed: number;
+}
+
+/** An integer field left at proto3's zero means "unset". */
+function optionalInteger(
+  name: string,
+  value: number,
+  min: number,
+  max: number,
+): number | undefined {
+  return value === 0 ? undefined : integer(name, value, value, min, max);
+}
+
+/** A float field left at proto3's zero means "unset" (NaN is not zero and is refused). */
+function optionalPositive(name: string, value: number, max: number): number | undefined {
+  return value === 0 ? undefined : real(name, value, { min: 0, max, aboveMin: true });
 }
 
 export function normaliseForgetOptions(request: SubmitForgetRequest): ForgetOptions {
@@ -246,6 +282,9 @@ export function normaliseForgetOptions(request: SubmitForgetRequest): ForgetOpti
   known('method', request.method, ForgetMethod);
   if (request.loss !== UnlearningLoss.UNLEARNING_LOSS_UNSPECIFIED && !LOSS_NAMES[request.loss]) {
     throw invalidArgument(`loss: unknown value ${quote(request.loss)}`);
+  }
+  if (request.measure !== MeasureMode.MEASURE_MODE_UNSPECIFIED && !MEASURES[request.measure]) {
+    throw invalidArgument(`measure: unknown value ${quote(request.measure)}`);
   }
   if (target.$case === 'sampleIds') {
     const ids = target.value.ids;
@@ -263,11 +302,7 @@ export function normaliseForgetOptions(request: SubmitForgetRequest): ForgetOpti
     return {
       method: 'sisa-replay',
       sampleIds: [...new Set(ids)].sort(),
-      epochs: 0,
-      learningRate: 0,
-      lambda: 0,
       maskOutput: false,
-      batchSize: 0,
       seed: 0,
     };
   }
@@ -286,16 +321,18 @@ export function normaliseForgetOptions(request: SubmitForgetRequest): ForgetOpti
     method !== 'targeted' &&
     (request.loss !== UnlearningLoss.UNLEARNING_LOSS_UNSPECIFIED ||
       request.select ||
-      request.retainFraction !== 0)
+      request.retainFraction !== 0 ||
+      request.anchor !== undefined)
   ) {
     throw invalidArgument(
-      `loss, select and retain_fraction apply to the targeted method only, not ${method}`,
+      `loss, select, retain_fraction and anchor apply to the targeted method only, not ${method}`,
     );
   }
-  const retainFraction =
-    request.retainFraction === 0
+  const retainFraction = optionalPositive('retain_fraction', request.retainFraction, 1);
+  const anchor =
+    request.anchor === undefined
       ? undefined
-      : real('retain_fraction', request.retainFraction, { min: 0, max: 1, aboveMin: true });
+      : real('anchor', request.anchor, { min: 0, max: 1000 });
   if (request.select) {
     if (request.select.length > 64) throw invalidArgument(`select: ${quote(request.select)}`);
     try {
@@ -306,20 +343,19 @@ export function normaliseForgetOptions(request: SubmitForgetRequest): ForgetOpti
       );
     }
   }
+  // Unset fields stay undefined: JSON (the job's record and its fingerprint) leaves them out.
   return {
     method,
-    ...(LOSS_NAMES[request.loss] ? { loss: LOSS_NAMES[request.loss] } : {}),
-    ...(retainFraction !== undefined ? { retainFraction } : {}),
-    ...(request.select ? { select: request.select } : {}),
-    epochs: integer('epochs', request.epochs, 5, 1, 100),
-    learningRate: real('learning_rate', orDefault(request.learningRate, 1e-4), {
-      min: 0,
-      max: 10,
-      aboveMin: true,
-    }),
-    lambda: real('lambda', orDefault(request.lambda, 1), { min: 0, max: 1000, aboveMin: true }),
+    loss: LOSS_NAMES[request.loss],
+    retainFraction,
+    anchor,
+    measure: MEASURES[request.measure],
+    select: request.select || undefined,
+    epochs: optionalInteger('epochs', request.epochs, 1, 100),
+    learningRate: optionalPositive('learning_rate', request.learningRate, 10),
+    lambda: optionalPositive('lambda', request.lambda, 1000),
     maskOutput: request.maskOutput,
-    batchSize: integer('batch_size', request.batchSize, 128, 1, 4096),
+    batchSize: optionalInteger('batch_size', request.batchSize, 1, 4096),
     seed: request.seed,
   };
 }

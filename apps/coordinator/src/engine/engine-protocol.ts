@@ -6,6 +6,7 @@ import type {
   Split,
 } from '@lethe/proto';
 import type { TlsMaterial } from '@lethe/rpc';
+import type { ForgetPreview } from '@lethe/unlearning';
 import type { ForgetJobRequest } from '../forgetting/forget-request';
 import type { StepTiming } from '../training/expert-parallel-executor';
 import type { TrainingRequest } from '../training/training-request';
@@ -55,6 +56,12 @@ export interface EvaluateOrder {
   ignoreOutputMask: boolean;
 }
 
+/** Jobs thread: a dry run of an admitted class forget request, by the call it answers. */
+export interface PreviewOrder {
+  callId: number;
+  request: ForgetJobRequest;
+}
+
 /** A worker as the main thread names it to an engine thread. */
 export interface WorkerAddress {
   id: string;
@@ -83,6 +90,8 @@ export interface EngineApi {
   abortJob(arg: string): void;
   predict(arg: PredictOrder): Promise<PredictResponse>;
   evaluate(arg: EvaluateOrder): Promise<EvaluateResponse>;
-  /** A client cancelled a serving call, or its deadline passed: stop its work. */
+  /** Jobs thread: a forget request's plan and cost, beside whatever job runs there. */
+  preview(arg: PreviewOrder): Promise<ForgetPreview>;
+  /** A client cancelled a call (serving, preview), or its deadline passed: stop its work. */
   cancel(arg: number): void;
 }

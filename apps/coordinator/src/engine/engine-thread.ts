@@ -5,7 +5,7 @@ import { WorkerClient } from '@lethe/proto';
 import { tlsChannelCredentials } from '@lethe/rpc';
 import { openObjectStore } from '@lethe/store';
 import pino from 'pino';
-import { runForgetJob, runSisaForgetBatch } from '../forgetting/forget-runner';
+import { previewForget, runForgetJob, runSisaForgetBatch } from '../forgetting/forget-runner';
 import type { JobContext } from '../jobs/job-context';
 import { ModelState } from '../model/current-model';
 import { ServingEngine } from '../serving/serving-engine';
@@ -181,6 +181,8 @@ async function main(): Promise<void> {
       cancellable(order.callId, (signal) => servingEngine().predict(order.images, signal)),
     evaluate: (order) =>
       cancellable(order.callId, (signal) => servingEngine().evaluate(order, signal)),
+    preview: (order) =>
+      cancellable(order.callId, (signal) => previewForget(models, store, order.request, signal)),
     cancel: (callId: number) => cancels.get(callId)?.abort(),
   });
   const directory = new BridgedDirectory(bridge, credentials);

@@ -1,11 +1,13 @@
 import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import type { EvaluateResponse, JobProgress, PredictResponse } from '@lethe/proto';
 import type { TlsMaterial } from '@lethe/rpc';
+import type { ForgetPreview } from '@lethe/unlearning';
 import type { Logger } from 'pino';
 import type { CoordinatorConfig } from '../config/coordinator-config';
 import { MetricsService } from '../metrics/metrics.service';
 import { COORDINATOR_CONFIG, LOGGER, TLS_MATERIAL } from '../tokens';
 import { LocalExpertDirectory } from '../workers/expert-directory';
+import type { ForgetJobRequest } from '../forgetting/forget-request';
 import type { ExpertCheckpoint } from '../workers/expert-session';
 import { WorkersService } from '../workers/workers.service';
 import { EngineThread, type HostHandlers } from './engine-host';
@@ -104,19 +106,32 @@ export class EngineService implements OnApplicationShutdown {
   }
 
   predict(order: Omit<PredictOrder, 'callId'>, call: CancellableCall): Promise<PredictResponse> {
-    return this.serve(call, (callId, bridge) => bridge.call('predict', { ...order, callId }));
+    return this.call('serving', call, (callId, bridge) =>
+      bridge.call('predict', { ...order, callId }),
+    );
   }
 
   evaluate(order: Omit<EvaluateOrder, 'callId'>, call: CancellableCall): Promise<EvaluateResponse> {
-    return this.serve(call, (callId, bridge) => bridge.call('evaluate', { ...order, callId }));
+    return this.call('serving', call, (callId, bridge) =>
+      bridge.call('evaluate', { ...order, callId }),
+    );
   }
 
-  /** A serving call that stops in the engine when the client cancels or its deadline passes. */
-  private async serve<T>(
+  /**
+   * A forget request's plan and cost (a dry run). In the jobs thread, which has the training
+   * data open, beside a running job: Predict and Evaluate are not held up by a router pass.
+   */
+  preview(request: ForgetJobRequest, call: CancellableCall): Promise<ForgetPreview> {
+    return this.call('jobs', call, (callId, bridge) => bridge.call('preview', { request, callId }));
+  }
+
+  /** A call into an engine thread that stops there when the client cancels or its deadline passes. */
+  private async call<T>(
+    role: EngineRole,
     call: CancellableCall,
     send: (callId: number, bridge: Awaited<ReturnType<EngineThread['bridge']>>) => Promise<T>,
   ): Promise<T> {
-    const bridge = await this.threads.serving.bridge();
+    const bridge = await this.threads[role].bridge();
     const callId = this.nextCallId++;
     const cancel = (): void => bridge.notify('cancel', callId);
     call.on('cancelled', cancel);

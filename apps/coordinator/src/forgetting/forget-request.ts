@@ -1,7 +1,11 @@
-import type { ForgetMethod, UnlearningLoss } from '@lethe/unlearning';
+import type { ForgetMethod, MeasureMode, UnlearningLoss } from '@lethe/unlearning';
 import type { AuditActor } from '../audit/audit-log';
 
-/** A SubmitForget request with defaults filled in and the class resolved, as stored with its job. */
+/**
+ * A SubmitForget request with the class resolved, as stored with its job. Recipe fields the
+ * client left unset are absent: libs/unlearning fills them from DEFAULT_FORGET_RECIPE when the
+ * job runs, and its receipt records the values used.
+ */
 export interface ForgetJobRequest {
   requestId: string;
   /** Class target; -1 and '' for a samples target. */
@@ -15,11 +19,14 @@ export interface ForgetJobRequest {
   select?: string;
   /** Targeted only, where the client set it: share of retained samples retrained on. */
   retainFraction?: number;
-  epochs: number;
-  learningRate: number;
-  lambda: number;
+  /** Targeted only, where the client set it: weight of the router anchor. */
+  anchor?: number;
+  measure?: MeasureMode;
+  epochs?: number;
+  learningRate?: number;
+  lambda?: number;
   maskOutput: boolean;
-  batchSize: number;
+  batchSize?: number;
   seed: number;
   /** Who submitted it, for the audit entry of its end; not part of its fingerprint. */
   submittedBy?: AuditActor;

@@ -1,13 +1,21 @@
-import { type ChannelStats, limitTrainingSet } from '@lethe/data';
+import { type ChannelStats, type Dataset, limitTrainingSet } from '@lethe/data';
 import { MoEModel } from '@lethe/model';
 import { Split } from '@lethe/proto';
 import type { ObjectStore } from '@lethe/store';
 import { loadSisa, replayBatch, type SisaBatchOutcome, type SisaReceipt } from '@lethe/sisa';
-import { forgetClass, type ForgetReceipt } from '@lethe/unlearning';
+import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '@lethe/rpc';
+import {
+  type ClassForgetRequest,
+  forgetClass,
+  type ForgetPreview,
+  type ForgetReceipt,
+  ForgetRequestError,
+  previewClassForget,
+} from '@lethe/unlearning';
 import type { Logger } from 'pino';
 import { type JobContext, STEP_IDS_PER_JOB, stepProgress } from '../jobs/job-context';
 import { modelSpecOf } from '../model/model-spec';
-import type { ModelState } from '../model/current-model';
+import type { CurrentModel, ModelState } from '../model/current-model';
 import { ExpertParallelExecutor, type StepTiming } from '../training/expert-parallel-executor';
 import { sisaProgressReporter, sisaShardTrainer } from '../training/sisa-support';
 import type { ExpertDirectory } from '../workers/expert-directory';
@@ -48,15 +56,8 @@ export async function runForgetJob(
     if ('error' in outcome!) throw outcome.error;
     return outcome!.receipt;
   }
-  if (request.method === 'sisa-replay') throw new Error('sisa replay needs sample ids');
-  const method = request.method;
-  const { card, training, manifest } = current;
-  const train = limitTrainingSet(
-    await deps.models.dataset(training.dataset, 'train'),
-    training.limit ?? undefined,
-    training.seed ?? 0,
-  );
-  const test = await deps.models.dataset(training.dataset, 'test');
+  const { card, manifest, training } = current;
+  const { train, test } = await forgetData(deps.models, current);
   const experts = card.config.experts;
   await deps.directory.setExpertCount(experts);
   const checkpoints = new Map<number, ExpertCheckpoint>();
@@ -104,23 +105,77 @@ export async function runForgetJob(
       remoteExperts,
       signal: job.signal,
       onStatus: (message) => job.log('info', message),
-      onStep: (p) => job.progress(stepProgress('forget', p, request.epochs)),
+      onStep: (p) =>
+        job.progress(
+          stepProgress('forget', p, Math.round(p.totalSteps / Math.max(1, p.stepsPerEpoch))),
+        ),
     },
-    {
-      requestId: request.requestId,
-      class: String(request.classIndex),
-      method,
-      ...(request.loss ? { loss: request.loss } : {}),
-      ...(request.select ? { select: request.select } : {}),
-      ...(request.retainFraction !== undefined ? { retainFraction: request.retainFraction } : {}),
-      epochs: request.epochs,
-      learningRate: request.learningRate,
-      lambda: request.lambda,
-      maskOutput: request.maskOutput,
-      batchSize: request.batchSize,
-      seed: request.seed,
-    },
+    classForgetRequest(request),
   );
+}
+
+/** A stored forget request as libs/unlearning's: only what the client set, defaults there. */
+function classForgetRequest(request: ForgetJobRequest): ClassForgetRequest {
+  if (request.method === 'sisa-replay') throw new Error('sisa replay needs sample ids');
+  return {
+    requestId: request.requestId,
+    class: String(request.classIndex),
+    method: request.method,
+    loss: request.loss,
+    select: request.select,
+    retainFraction: request.retainFraction,
+    anchor: request.anchor,
+    measure: request.measure,
+    epochs: request.epochs,
+    learningRate: request.learningRate,
+    lambda: request.lambda,
+    maskOutput: request.maskOutput,
+    batchSize: request.batchSize,
+    seed: request.seed,
+  };
+}
+
+/** The current model's training set (as it was limited for training) and test split. */
+async function forgetData(
+  models: ModelState,
+  current: CurrentModel,
+): Promise<{ train: Dataset; test: Dataset }> {
+  const { training } = current;
+  const train = limitTrainingSet(
+    await models.dataset(training.dataset, 'train'),
+    training.limit ?? undefined,
+    training.seed ?? 0,
+  );
+  return { train, test: await models.dataset(training.dataset, 'test') };
+}
+
+const REQUEST_STATUS = {
+  'invalid-argument': invalidArgument,
+  'not-found': notFound,
+  'failed-precondition': failedPrecondition,
+  'already-exists': alreadyExists,
+} as const;
+
+/**
+ * A dry run of a class forget on the current joint model: libs/unlearning's plan and cost
+ * estimate (one router pass over the training set, here in the jobs engine thread), nothing
+ * written. A request the library refuses is refused with the matching status code.
+ */
+export async function previewForget(
+  models: ModelState,
+  store: ObjectStore,
+  request: ForgetJobRequest,
+  signal: AbortSignal,
+): Promise<ForgetPreview> {
+  const current = await models.current();
+  if (!current) throw failedPrecondition('no trained model: run StartTraining first');
+  const { train, test } = await forgetData(models, current);
+  try {
+    return await previewClassForget({ store, train, test, signal }, classForgetRequest(request));
+  } catch (error) {
+    if (error instanceof ForgetRequestError) throw REQUEST_STATUS[error.code](error.message);
+    throw error;
+  }
 }
 
 /**

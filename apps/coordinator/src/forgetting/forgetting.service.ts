@@ -30,8 +30,9 @@ import {
   normaliseListReceipts,
   quote,
 } from '../api/request-validation';
-import { toProtoReceipt } from '../api/receipt-proto';
+import { toProtoPreview, toProtoReceipt } from '../api/receipt-proto';
 import { actorOf, AuditService } from '../audit/audit.service';
+import { type CancellableCall, EngineService } from '../engine/engine.service';
 import type { JobRecord } from '../jobs/job-record';
 import { JobsService } from '../jobs/jobs.service';
 import type { CurrentModel } from '../model/current-model';
@@ -73,6 +74,7 @@ export class ForgettingService {
     @Inject(JobsService) private readonly jobs: JobsService,
     @Inject(ModelStateService) private readonly models: ModelStateService,
     @Inject(AuditService) private readonly audit: AuditService,
+    @Inject(EngineService) private readonly engine: EngineService,
   ) {}
 
   /**
@@ -80,7 +82,12 @@ export class ForgettingService {
    * its original gets the original's job. The request is accepted only once its audit entry is
    * stored; every answer, refusals included, is audited.
    */
-  async submit(request: SubmitForgetRequest, caller: Caller): Promise<SubmitForgetResponse> {
+  async submit(
+    request: SubmitForgetRequest,
+    caller: Caller,
+    call: CancellableCall,
+  ): Promise<SubmitForgetResponse> {
+    if (request.dryRun) return this.dryRun(request, call);
     const time = new Date();
     try {
       const options = normaliseForgetOptions(request);
@@ -92,6 +99,7 @@ export class ForgettingService {
             job: this.jobs.toProto(decision.job),
             receiptId: request.requestId,
             duplicate: true,
+            preview: undefined,
           };
         }
         await this.audit.answered('accepted', request, caller, this.jobs.nextJobId(), time);
@@ -99,12 +107,45 @@ export class ForgettingService {
           ...decision.request,
           submittedBy: actorOf(caller.identity),
         });
-        return { job: this.jobs.toProto(job), receiptId: request.requestId, duplicate: false };
+        return {
+          job: this.jobs.toProto(job),
+          receiptId: request.requestId,
+          duplicate: false,
+          preview: undefined,
+        };
       });
     } catch (error) {
       void this.audit.refusedSubmit(request, caller, error, time);
       throw error;
     }
+  }
+
+  /**
+   * A dry run: admission's checks (so the same refusals as a real request), then the plan and
+   * cost from the jobs engine thread. Nothing is written — no job, no audit entry — so the
+   * request id stays free; a request id a live job holds for the same request answers as a
+   * retry would, with that job.
+   */
+  private async dryRun(
+    request: SubmitForgetRequest,
+    call: CancellableCall,
+  ): Promise<SubmitForgetResponse> {
+    const decision = await this.decide(request, normaliseForgetOptions(request));
+    if (decision.kind === 'duplicate') {
+      return {
+        job: this.jobs.toProto(decision.job),
+        receiptId: request.requestId,
+        duplicate: true,
+        preview: undefined,
+      };
+    }
+    if (decision.request.sampleIds) {
+      throw failedPrecondition(
+        'a dry run plans a class forget on a joint model; the current model is a sisa model (its samples are replayed exactly)',
+      );
+    }
+    const preview = await this.engine.preview(decision.request, call);
+    return { job: undefined, receiptId: '', duplicate: false, preview: toProtoPreview(preview) };
   }
 
   /** Admission: every check against the model, the store and the queue; writes nothing. */

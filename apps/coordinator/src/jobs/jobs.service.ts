@@ -12,6 +12,7 @@ import { AuditService } from '../audit/audit.service';
 import { type JobReporter, EngineService } from '../engine/engine.service';
 import type { ForgetJobRequest } from '../forgetting/forget-request';
 import { MetricsService } from '../metrics/metrics.service';
+import { ModelStateService } from '../model/model-state.service';
 import { LOGGER } from '../tokens';
 import type { TrainingRequest } from '../training/training-request';
 import { WorkersService } from '../workers/workers.service';
@@ -52,6 +53,7 @@ export class JobsService implements OnApplicationBootstrap, OnApplicationShutdow
     @Inject(EngineService) private readonly engine: EngineService,
     @Inject(AuditService) private readonly audit: AuditService,
     @Inject(MetricsService) private readonly metrics: MetricsService,
+    @Inject(ModelStateService) private readonly models: ModelStateService,
   ) {
     this.repository = new JobRepository(config.db);
     metrics.watchForgetQueue(() => this.active('forget').length);
@@ -73,6 +75,7 @@ export class JobsService implements OnApplicationBootstrap, OnApplicationShutdow
     }
     // A job's end whose audit entry was not written before the last stop is written now.
     for (const job of this.repository.unauditedEnds()) this.auditEnd(job);
+    this.publishedModel();
     this.pump();
   }
 
@@ -325,9 +328,22 @@ export class JobsService implements OnApplicationBootstrap, OnApplicationShutdow
     if (TERMINAL_STATES.has(next.state)) {
       this.cancelling.delete(next.id);
       this.metrics.jobFinished(next.kind, next.state);
+      if (next.state === 'succeeded') this.publishedModel();
       if (next.kind === 'forget') this.auditEnd(next);
     }
     return next;
+  }
+
+  /** The model now published (at start, after a job): its routing health into the metrics. */
+  private publishedModel(): void {
+    const state = this.models.state;
+    void state
+      .current()
+      .then((current) => (current ? state.routingHealth(current) : undefined))
+      .then((health) => this.metrics.setRoutingHealth(health))
+      .catch((error: unknown) =>
+        this.log.warn({ err: error }, 'routing health of the published model not read'),
+      );
   }
 
   /** A forget request's end into the audit log, retried in the background until written. */

@@ -5,6 +5,7 @@ import {
   type OnApplicationShutdown,
 } from '@nestjs/common';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { RoutingHealth } from '@lethe/metrics';
 import { type MetricsEndpoint, serveMetrics } from '@lethe/rpc';
 import type { Logger } from 'pino';
 import type { CoordinatorConfig } from '../config/coordinator-config';
@@ -32,6 +33,9 @@ export class MetricsService implements OnApplicationBootstrap, OnApplicationShut
   readonly stepRpcSeconds: Histogram;
   readonly jobs: Counter<'kind' | 'state'>;
   readonly workerRpcSeconds: Histogram<'method'>;
+  private readonly collateral: Gauge;
+  private readonly utilisation: Gauge<'expert'>;
+  private readonly deadExperts: Gauge;
   private server: MetricsEndpoint | undefined;
   private workerStates: () => Iterable<WorkerHealth> = () => [];
   private forgetQueue: () => number = () => 0;
@@ -86,6 +90,23 @@ export class MetricsService implements OnApplicationBootstrap, OnApplicationShut
         this.set(safely(forgetQueue, 0));
       },
     });
+    this.collateral = new Gauge({
+      name: 'lethe_routing_collateral_ratio',
+      help: "Published model, mean over classes: share of the other classes' test routing carried by the experts a forget of the class would retrain.",
+      registers,
+    });
+    this.utilisation = new Gauge({
+      name: 'lethe_expert_utilisation_ratio',
+      help: 'Published model: each expert’s share of test routing slots over the fair share (1 = fair).',
+      labelNames: ['expert'],
+      registers,
+    });
+    this.deadExperts = new Gauge({
+      name: 'lethe_dead_experts',
+      help: 'Published model: experts with less than 10% of their fair share of test routing.',
+      registers,
+    });
+    this.setRoutingHealth(undefined);
     const workerStates = (): Iterable<WorkerHealth> => this.workerStates();
     new Gauge({
       name: 'lethe_workers',
@@ -110,6 +131,23 @@ export class MetricsService implements OnApplicationBootstrap, OnApplicationShut
   /** Where `lethe_forget_queue_length` reads the queued and running forget jobs from. */
   watchForgetQueue(length: () => number): void {
     this.forgetQueue = length;
+  }
+
+  /**
+   * The published model's routing health (when it is published, and at start). Undefined, for
+   * a model that has none recorded: NaN ("unknown", where 0 would read as healthy) and no
+   * per-expert series.
+   */
+  setRoutingHealth(health: RoutingHealth | undefined): void {
+    this.utilisation.reset();
+    if (!health) {
+      this.collateral.set(Number.NaN);
+      this.deadExperts.set(Number.NaN);
+      return;
+    }
+    this.collateral.set(health.meanCollateral / 100);
+    health.utilisation.forEach((u, e) => this.utilisation.set({ expert: String(e) }, u));
+    this.deadExperts.set(health.deadExperts.length);
   }
 
   /** One expert-parallel step: the executor's onTiming. */

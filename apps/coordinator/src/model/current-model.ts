@@ -1,6 +1,8 @@
 import { type Dataset, openDataset, type Split } from '@lethe/data';
+import { type RoutingHealth, routingHealth } from '@lethe/metrics';
 import { type ModelCard } from '@lethe/model';
 import { type Manifest, ManifestStore, type ObjectStore } from '@lethe/store';
+import { type ForgetReceipt, readReceipt } from '@lethe/unlearning';
 
 /** The stored training record (manifest attribute `training`) the coordinator relies on. */
 export interface TrainingRecord {
@@ -33,6 +35,25 @@ export class ModelState {
     if (!manifest || !card) return undefined;
     const training = (manifest.attributes['training'] ?? {}) as unknown as TrainingRecord;
     return { manifest, card, training };
+  }
+
+  /**
+   * The routing health of the current model on its test split: from the receipt of the class
+   * forget that published it (its "after" routing), else from its training record. Undefined
+   * when neither measured it (no model, a sisa model, a model trained before it was recorded).
+   */
+  async routingHealth(current: CurrentModel): Promise<RoutingHealth | undefined> {
+    const forgotten = (current.manifest.attributes['forgotten'] ?? []) as { requestId: string }[];
+    const last = forgotten.at(-1);
+    if (last) {
+      const receipt = (await readReceipt(this.store, last.requestId)) as ForgetReceipt | undefined;
+      const routing = receipt?.metrics.after.routingTest;
+      if (routing && routing.some((row) => row.some((n) => n > 0))) {
+        return routingHealth(routing, current.card.config.topK);
+      }
+    }
+    const recorded = current.training['routingHealth'] as RoutingHealth | null | undefined;
+    return recorded ?? undefined;
   }
 
   /** Opens a dataset split once per process; a failed open is retried next time. */

@@ -18,5 +18,7 @@ export interface TrainingRequest {
   seed: number;
   balanceWeight: number;
   routerNoise: number;
+  /** β of the class–expert specialization loss (MoEConfig.specializeWeight). */
+  specializeWeight: number;
   augment: boolean;
 }

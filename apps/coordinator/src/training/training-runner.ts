@@ -10,9 +10,10 @@ import {
   storeParts,
   trainModel,
 } from '@lethe/model';
+import { routingHealth } from '@lethe/metrics';
 import { Split } from '@lethe/proto';
 import { trainSisaModel } from '@lethe/sisa';
-import type { ObjectRef, ObjectStore } from '@lethe/store';
+import type { JsonValue, ObjectRef, ObjectStore } from '@lethe/store';
 import type { Logger } from 'pino';
 import { evaluateDistributed } from '../inference/distributed-inference';
 import {
@@ -71,6 +72,7 @@ export async function runTrainingJob(
     inputShape: [train.height, train.width, train.channels],
     routerNoise: request.routerNoise,
     balanceWeight: request.balanceWeight,
+    specializeWeight: request.specializeWeight,
     seed: request.seed,
   });
   await deps.directory.setExpertCount(request.experts);
@@ -166,8 +168,22 @@ export async function runTrainingJob(
     const evaluation = test
       ? await evaluateDistributed(model, session, 'test', test, normalise)
       : undefined;
+    // On the test split, as served (no router noise): what a forget plan will see.
+    const health =
+      evaluation && evaluation.samples > 0
+        ? routingHealth(evaluation.routing, request.topK)
+        : undefined;
     if (evaluation) {
       job.log('info', `test accuracy ${(evaluation.accuracy * 100).toFixed(2)}%`);
+    }
+    if (health) {
+      job.log(
+        'info',
+        `routing: mean collateral ${health.meanCollateral.toFixed(1)}%, utilisation ${health.minUtilisation.toFixed(2)}–${health.maxUtilisation.toFixed(2)} of fair` +
+          (health.deadExperts.length > 0
+            ? `; dead experts ${health.deadExperts.map((e) => `e${e}`).join(', ')}`
+            : ''),
+      );
     }
     job.progress({
       phase: 'publish',
@@ -217,10 +233,12 @@ export async function runTrainingJob(
             augment: request.augment,
             balanceWeight: request.balanceWeight,
             routerNoise: request.routerNoise,
+            specializeWeight: request.specializeWeight,
             seed: request.seed,
             engine: engineInfo()?.engine ?? 'unknown',
             seconds,
             testAccuracy: evaluation?.accuracy ?? null,
+            routingHealth: (health ?? null) as unknown as JsonValue,
             distributed: { workers, job: job.jobId },
             history: history.map((h) => ({
               epoch: h.epoch,
@@ -266,6 +284,7 @@ async function runSisaTraining(
     inputShape: [train.height, train.width, train.channels] as [number, number, number],
     routerNoise: request.routerNoise,
     balanceWeight: request.balanceWeight,
+    specializeWeight: request.specializeWeight,
     seed: request.seed,
   };
   const recipe = {

@@ -433,6 +433,52 @@ export function unlearningLossToJSON(object: UnlearningLoss): string {
   }
 }
 
+/** What before/after metrics of a forget request are computed on. */
+export enum MeasureMode {
+  /** MEASURE_MODE_UNSPECIFIED - sample. */
+  MEASURE_MODE_UNSPECIFIED = 0,
+  /**
+   * MEASURE_MODE_SAMPLE - Every forgotten training sample, the retained ones among one seeded draw of up to 5,000
+   * training samples, and the whole test split.
+   */
+  MEASURE_MODE_SAMPLE = 1,
+  /** MEASURE_MODE_FULL - Every training and test sample. */
+  MEASURE_MODE_FULL = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function measureModeFromJSON(object: any): MeasureMode {
+  switch (object) {
+    case 0:
+    case "MEASURE_MODE_UNSPECIFIED":
+      return MeasureMode.MEASURE_MODE_UNSPECIFIED;
+    case 1:
+    case "MEASURE_MODE_SAMPLE":
+      return MeasureMode.MEASURE_MODE_SAMPLE;
+    case 2:
+    case "MEASURE_MODE_FULL":
+      return MeasureMode.MEASURE_MODE_FULL;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return MeasureMode.UNRECOGNIZED;
+  }
+}
+
+export function measureModeToJSON(object: MeasureMode): string {
+  switch (object) {
+    case MeasureMode.MEASURE_MODE_UNSPECIFIED:
+      return "MEASURE_MODE_UNSPECIFIED";
+    case MeasureMode.MEASURE_MODE_SAMPLE:
+      return "MEASURE_MODE_SAMPLE";
+    case MeasureMode.MEASURE_MODE_FULL:
+      return "MEASURE_MODE_FULL";
+    case MeasureMode.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** Whether forgetting is provably complete. */
 export enum ForgetMode {
   /** FORGET_MODE_UNSPECIFIED - Never used by the server. */
@@ -642,7 +688,15 @@ export interface StartTrainingRequest {
    * SISA layout. Only with TRAINING_MODE_SISA (INVALID_ARGUMENT otherwise); defaults apply when
    * unset in sisa mode.
    */
-  sisa?: SisaOptions | undefined;
+  sisa?:
+    | SisaOptions
+    | undefined;
+  /**
+   * Weight beta of the specialization loss, -beta * I(class; expert) over each batch, which
+   * makes a class concentrate on few experts (cheap class forgets); in [0, 100], 0 turns it
+   * off. Default (unset) 1. Recorded in the model's training attributes.
+   */
+  specializeWeight?: number | undefined;
 }
 
 /** How a sisa run splits the training set. */
@@ -814,7 +868,12 @@ export interface LogLine {
   text: string;
 }
 
-/** A forget request. Zero-valued scalars take the default named in their comment. */
+/**
+ * A forget request. Zero-valued scalars (and unset optional ones) take the default named in
+ * their comment: the targeted method's defaults are the cheap recipe libs/unlearning measured
+ * best (DEFAULT_FORGET_RECIPE: distill, 2 epochs, lr 3e-4, lambda 3, 10% of the retained
+ * samples, router anchor 1); the baselines keep 5 epochs at lr 1e-4 on all data.
+ */
 export interface SubmitForgetRequest {
   /**
    * Client-chosen idempotency key and the receipt's id: 1-64 characters of a-z, 0-9, '.', '_',
@@ -837,14 +896,11 @@ export interface SubmitForgetRequest {
   method: ForgetMethod;
   /** Targeted only: the unlearning loss. Default distill. */
   loss: UnlearningLoss;
-  /** Retraining epochs, 1..100. Default 5. */
+  /** Retraining epochs, 1..100. Default 2 (targeted), 5 (baselines). */
   epochs: number;
-  /** Retraining learning rate, in (0, 10]. Default 1e-4. */
+  /** Retraining learning rate, in (0, 10]. Default 3e-4 (targeted), 1e-4 (baselines). */
   learningRate: number;
-  /**
-   * Weight lambda of the unlearning loss against cross-entropy on retained data, in (0, 1000].
-   * Default 1.
-   */
+  /** Weight lambda of the unlearning loss on forgotten samples, in (0, 1000]. Default 3. */
   lambda: number;
   /**
    * Targeted only: which experts to retrain from their activation counts on the forgotten data:
@@ -860,20 +916,40 @@ export interface SubmitForgetRequest {
   seed: number;
   /**
    * Targeted only: retrain on every forgotten sample and this seeded share of the retained
-   * ones, 0 < F <= 1. Default 1 (all).
+   * ones, 0 < F <= 1. Default 0.1.
    */
   retainFraction: number;
+  /**
+   * Targeted only: weight mu of the router anchor, mu * KL(old gates || new gates) on retained
+   * samples, which keeps the other classes' routing where it was; in [0, 1000], 0 turns it off.
+   * Default (unset) 1.
+   */
+  anchor?:
+    | number
+    | undefined;
+  /** What the before/after metrics of the receipt are measured on. Default sample. */
+  measure: MeasureMode;
+  /**
+   * Plan and estimate only: the same checks as a real request (and the same status codes),
+   * then the plan and the cost estimate in SubmitForgetResponse.preview. No job is created,
+   * nothing is audited or stored, and request_id is not taken. Class targets on a joint model
+   * only (FAILED_PRECONDITION on a sisa model).
+   */
+  dryRun: boolean;
 }
 
 /** The answer to SubmitForget. */
 export interface SubmitForgetResponse {
-  /** The forget job (new, or the original one when request_id was seen before). */
+  /**
+   * The forget job (new, or the original one when request_id was seen before). Unset for a dry
+   * run.
+   */
   job?:
     | Job
     | undefined;
   /**
    * The id to pass to GetReceipt once the job has SUCCEEDED. Receipts are keyed by request id,
-   * so this equals request_id.
+   * so this equals request_id. Empty for a dry run.
    */
   receiptId: string;
   /**
@@ -881,6 +957,56 @@ export interface SubmitForgetResponse {
    * earlier job (nothing new was started).
    */
   duplicate: boolean;
+  /** Dry run only: what the request would do and cost. */
+  preview?: ForgetPreview | undefined;
+}
+
+/** What a class forget request would do and cost, computed without changing anything. */
+export interface ForgetPreview {
+  /** The request as it would run, normalised (class resolved, defaults filled in). */
+  request?:
+    | ForgetRequestRecord
+    | undefined;
+  /** Which experts the class activates, which would be retrained and what they carry. */
+  plan?:
+    | ForgetPlan
+    | undefined;
+  /** The work the request implies. */
+  estimate?:
+    | ForgetEstimate
+    | undefined;
+  /** The manifest revision the plan was made on. */
+  manifestRevision: number;
+}
+
+/** The work a forget request implies, and its seconds at the rate the model trained at. */
+export interface ForgetEstimate {
+  /** Samples each retraining epoch visits (every forgotten one plus the retained subset). */
+  trainingSamples: number;
+  /** Retraining epochs. */
+  epochs: number;
+  /** Experts retrained. */
+  expertsRetrained: number;
+  /** training_samples x experts_retrained: the expert work, next to training's size x experts. */
+  expertSampleWork: number;
+  /** Samples the before and after measurements each run the model on. */
+  measuredSamples: number;
+  /** Training images per second of the model's own training; unset when not recorded. */
+  trainingRate?:
+    | number
+    | undefined;
+  /** Estimated seconds at that rate; unset without a training rate. */
+  seconds?: EstimatedSeconds | undefined;
+}
+
+/** Estimated wall-clock seconds of a forget request. */
+export interface EstimatedSeconds {
+  /** Retraining. */
+  retraining: number;
+  /** Before and after measurement. */
+  measurement: number;
+  /** Everything. */
+  total: number;
 }
 
 /** Names a receipt. */
@@ -1009,6 +1135,15 @@ export interface ForgetRequestRecord {
   seed: number;
   /** Share of the retained samples retrained on (targeted); 1 = all. */
   retainFraction: number;
+  /** Weight of the router anchor (targeted distill); unset in receipts made before it existed. */
+  anchor?:
+    | number
+    | undefined;
+  /**
+   * What before/after were measured on; UNSPECIFIED in receipts made before it was recorded
+   * (they measured everything).
+   */
+  measure: MeasureMode;
 }
 
 /** Which experts the forgotten data reaches, and which were chosen to retrain. */
@@ -1029,6 +1164,18 @@ export interface ForgetPlan {
   experts: number[];
   /** Fraction of all activations the chosen experts receive, in [0, 1]. */
   coverage: number;
+  /**
+   * Class target, per chosen expert (same order as `experts`): % of the other classes' training
+   * routing slots it carries, the retained traffic retraining it puts at risk.
+   */
+  expertCollateral: number[];
+  /**
+   * Class target: % of the other classes' training routing slots the chosen experts carry
+   * together.
+   */
+  collateral: number;
+  /** Class target: retained training samples routed to at least one chosen expert. */
+  retainedRouted: number;
 }
 
 /** Content hashes of the model's parts. */
@@ -1368,6 +1515,7 @@ function createBaseStartTrainingRequest(): StartTrainingRequest {
     routerNoise: undefined,
     augment: undefined,
     sisa: undefined,
+    specializeWeight: undefined,
   };
 }
 
@@ -1420,6 +1568,9 @@ export const StartTrainingRequest: MessageFns<StartTrainingRequest> = {
     }
     if (message.sisa !== undefined) {
       SisaOptions.encode(message.sisa, writer.uint32(130).fork()).join();
+    }
+    if (message.specializeWeight !== undefined) {
+      writer.uint32(137).double(message.specializeWeight);
     }
     return writer;
   },
@@ -1565,6 +1716,14 @@ export const StartTrainingRequest: MessageFns<StartTrainingRequest> = {
             message.sisa = SisaOptions.decode(reader, reader.uint32());
             continue;
           }
+          case 17: {
+            if (tag !== 137) {
+              break;
+            }
+
+            message.specializeWeight = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1623,6 +1782,11 @@ export const StartTrainingRequest: MessageFns<StartTrainingRequest> = {
         : undefined,
       augment: isSet(object.augment) ? globalThis.Boolean(object.augment) : undefined,
       sisa: isSet(object.sisa) ? SisaOptions.fromJSON(object.sisa) : undefined,
+      specializeWeight: isSet(object.specializeWeight)
+        ? globalThis.Number(object.specializeWeight)
+        : isSet(object.specialize_weight)
+        ? globalThis.Number(object.specialize_weight)
+        : undefined,
     };
   },
 
@@ -1676,6 +1840,9 @@ export const StartTrainingRequest: MessageFns<StartTrainingRequest> = {
     if (message.sisa !== undefined) {
       obj.sisa = SisaOptions.toJSON(message.sisa);
     }
+    if (message.specializeWeight !== undefined) {
+      obj.specializeWeight = floatToJson(message.specializeWeight);
+    }
     return obj;
   },
 
@@ -1704,6 +1871,7 @@ export const StartTrainingRequest: MessageFns<StartTrainingRequest> = {
     message.sisa = (object.sisa !== undefined && object.sisa !== null)
       ? SisaOptions.fromPartial(object.sisa)
       : undefined;
+    message.specializeWeight = object.specializeWeight ?? undefined;
     return message;
   },
 };
@@ -3071,6 +3239,9 @@ function createBaseSubmitForgetRequest(): SubmitForgetRequest {
     batchSize: 0,
     seed: 0,
     retainFraction: 0,
+    anchor: undefined,
+    measure: 0,
+    dryRun: false,
   };
 }
 
@@ -3119,6 +3290,15 @@ export const SubmitForgetRequest: MessageFns<SubmitForgetRequest> = {
     }
     if (message.retainFraction !== 0) {
       writer.uint32(113).double(message.retainFraction);
+    }
+    if (message.anchor !== undefined) {
+      writer.uint32(121).double(message.anchor);
+    }
+    if (message.measure !== 0) {
+      writer.uint32(128).int32(message.measure);
+    }
+    if (message.dryRun !== false) {
+      writer.uint32(136).bool(message.dryRun);
     }
     return writer;
   },
@@ -3248,6 +3428,30 @@ export const SubmitForgetRequest: MessageFns<SubmitForgetRequest> = {
             message.retainFraction = reader.double();
             continue;
           }
+          case 15: {
+            if (tag !== 121) {
+              break;
+            }
+
+            message.anchor = reader.double();
+            continue;
+          }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
+            message.measure = reader.int32() as any;
+            continue;
+          }
+          case 17: {
+            if (tag !== 136) {
+              break;
+            }
+
+            message.dryRun = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3306,6 +3510,13 @@ export const SubmitForgetRequest: MessageFns<SubmitForgetRequest> = {
         : isSet(object.retain_fraction)
         ? globalThis.Number(object.retain_fraction)
         : 0,
+      anchor: isSet(object.anchor) ? globalThis.Number(object.anchor) : undefined,
+      measure: isSet(object.measure) ? measureModeFromJSON(object.measure) : 0,
+      dryRun: isSet(object.dryRun)
+        ? globalThis.Boolean(object.dryRun)
+        : isSet(object.dry_run)
+        ? globalThis.Boolean(object.dry_run)
+        : false,
     };
   },
 
@@ -3351,6 +3562,15 @@ export const SubmitForgetRequest: MessageFns<SubmitForgetRequest> = {
     if (message.retainFraction !== 0) {
       obj.retainFraction = floatToJson(message.retainFraction);
     }
+    if (message.anchor !== undefined) {
+      obj.anchor = floatToJson(message.anchor);
+    }
+    if (message.measure !== 0) {
+      obj.measure = measureModeToJSON(message.measure);
+    }
+    if (message.dryRun !== false) {
+      obj.dryRun = message.dryRun;
+    }
     return obj;
   },
 
@@ -3390,12 +3610,15 @@ export const SubmitForgetRequest: MessageFns<SubmitForgetRequest> = {
     message.batchSize = object.batchSize ?? 0;
     message.seed = object.seed ?? 0;
     message.retainFraction = object.retainFraction ?? 0;
+    message.anchor = object.anchor ?? undefined;
+    message.measure = object.measure ?? 0;
+    message.dryRun = object.dryRun ?? false;
     return message;
   },
 };
 
 function createBaseSubmitForgetResponse(): SubmitForgetResponse {
-  return { job: undefined, receiptId: "", duplicate: false };
+  return { job: undefined, receiptId: "", duplicate: false, preview: undefined };
 }
 
 export const SubmitForgetResponse: MessageFns<SubmitForgetResponse> = {
@@ -3408,6 +3631,9 @@ export const SubmitForgetResponse: MessageFns<SubmitForgetResponse> = {
     }
     if (message.duplicate !== false) {
       writer.uint32(24).bool(message.duplicate);
+    }
+    if (message.preview !== undefined) {
+      ForgetPreview.encode(message.preview, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -3449,6 +3675,14 @@ export const SubmitForgetResponse: MessageFns<SubmitForgetResponse> = {
             message.duplicate = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.preview = ForgetPreview.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3470,6 +3704,7 @@ export const SubmitForgetResponse: MessageFns<SubmitForgetResponse> = {
         ? globalThis.String(object.receipt_id)
         : "",
       duplicate: isSet(object.duplicate) ? globalThis.Boolean(object.duplicate) : false,
+      preview: isSet(object.preview) ? ForgetPreview.fromJSON(object.preview) : undefined,
     };
   },
 
@@ -3484,6 +3719,9 @@ export const SubmitForgetResponse: MessageFns<SubmitForgetResponse> = {
     if (message.duplicate !== false) {
       obj.duplicate = message.duplicate;
     }
+    if (message.preview !== undefined) {
+      obj.preview = ForgetPreview.toJSON(message.preview);
+    }
     return obj;
   },
 
@@ -3495,6 +3733,432 @@ export const SubmitForgetResponse: MessageFns<SubmitForgetResponse> = {
     message.job = (object.job !== undefined && object.job !== null) ? Job.fromPartial(object.job) : undefined;
     message.receiptId = object.receiptId ?? "";
     message.duplicate = object.duplicate ?? false;
+    message.preview = (object.preview !== undefined && object.preview !== null)
+      ? ForgetPreview.fromPartial(object.preview)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseForgetPreview(): ForgetPreview {
+  return { request: undefined, plan: undefined, estimate: undefined, manifestRevision: 0 };
+}
+
+export const ForgetPreview: MessageFns<ForgetPreview> = {
+  encode(message: ForgetPreview, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.request !== undefined) {
+      ForgetRequestRecord.encode(message.request, writer.uint32(10).fork()).join();
+    }
+    if (message.plan !== undefined) {
+      ForgetPlan.encode(message.plan, writer.uint32(18).fork()).join();
+    }
+    if (message.estimate !== undefined) {
+      ForgetEstimate.encode(message.estimate, writer.uint32(26).fork()).join();
+    }
+    if (message.manifestRevision !== 0) {
+      writer.uint32(32).uint64(message.manifestRevision);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ForgetPreview {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseForgetPreview();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.request = ForgetRequestRecord.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.plan = ForgetPlan.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.estimate = ForgetEstimate.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.manifestRevision = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ForgetPreview {
+    return {
+      request: isSet(object.request) ? ForgetRequestRecord.fromJSON(object.request) : undefined,
+      plan: isSet(object.plan) ? ForgetPlan.fromJSON(object.plan) : undefined,
+      estimate: isSet(object.estimate) ? ForgetEstimate.fromJSON(object.estimate) : undefined,
+      manifestRevision: isSet(object.manifestRevision)
+        ? globalThis.Number(object.manifestRevision)
+        : isSet(object.manifest_revision)
+        ? globalThis.Number(object.manifest_revision)
+        : 0,
+    };
+  },
+
+  toJSON(message: ForgetPreview): unknown {
+    const obj: any = {};
+    if (message.request !== undefined) {
+      obj.request = ForgetRequestRecord.toJSON(message.request);
+    }
+    if (message.plan !== undefined) {
+      obj.plan = ForgetPlan.toJSON(message.plan);
+    }
+    if (message.estimate !== undefined) {
+      obj.estimate = ForgetEstimate.toJSON(message.estimate);
+    }
+    if (message.manifestRevision !== 0) {
+      obj.manifestRevision = Math.round(message.manifestRevision);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ForgetPreview>, I>>(base?: I): ForgetPreview {
+    return ForgetPreview.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ForgetPreview>, I>>(object: I): ForgetPreview {
+    const message = createBaseForgetPreview();
+    message.request = (object.request !== undefined && object.request !== null)
+      ? ForgetRequestRecord.fromPartial(object.request)
+      : undefined;
+    message.plan = (object.plan !== undefined && object.plan !== null)
+      ? ForgetPlan.fromPartial(object.plan)
+      : undefined;
+    message.estimate = (object.estimate !== undefined && object.estimate !== null)
+      ? ForgetEstimate.fromPartial(object.estimate)
+      : undefined;
+    message.manifestRevision = object.manifestRevision ?? 0;
+    return message;
+  },
+};
+
+function createBaseForgetEstimate(): ForgetEstimate {
+  return {
+    trainingSamples: 0,
+    epochs: 0,
+    expertsRetrained: 0,
+    expertSampleWork: 0,
+    measuredSamples: 0,
+    trainingRate: undefined,
+    seconds: undefined,
+  };
+}
+
+export const ForgetEstimate: MessageFns<ForgetEstimate> = {
+  encode(message: ForgetEstimate, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.trainingSamples !== 0) {
+      writer.uint32(8).uint32(message.trainingSamples);
+    }
+    if (message.epochs !== 0) {
+      writer.uint32(16).uint32(message.epochs);
+    }
+    if (message.expertsRetrained !== 0) {
+      writer.uint32(24).uint32(message.expertsRetrained);
+    }
+    if (message.expertSampleWork !== 0) {
+      writer.uint32(32).uint64(message.expertSampleWork);
+    }
+    if (message.measuredSamples !== 0) {
+      writer.uint32(40).uint32(message.measuredSamples);
+    }
+    if (message.trainingRate !== undefined) {
+      writer.uint32(49).double(message.trainingRate);
+    }
+    if (message.seconds !== undefined) {
+      EstimatedSeconds.encode(message.seconds, writer.uint32(58).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ForgetEstimate {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseForgetEstimate();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.trainingSamples = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.epochs = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.expertsRetrained = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.expertSampleWork = longToNumber(reader.uint64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.measuredSamples = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 49) {
+              break;
+            }
+
+            message.trainingRate = reader.double();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.seconds = EstimatedSeconds.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ForgetEstimate {
+    return {
+      trainingSamples: isSet(object.trainingSamples)
+        ? globalThis.Number(object.trainingSamples)
+        : isSet(object.training_samples)
+        ? globalThis.Number(object.training_samples)
+        : 0,
+      epochs: isSet(object.epochs) ? globalThis.Number(object.epochs) : 0,
+      expertsRetrained: isSet(object.expertsRetrained)
+        ? globalThis.Number(object.expertsRetrained)
+        : isSet(object.experts_retrained)
+        ? globalThis.Number(object.experts_retrained)
+        : 0,
+      expertSampleWork: isSet(object.expertSampleWork)
+        ? globalThis.Number(object.expertSampleWork)
+        : isSet(object.expert_sample_work)
+        ? globalThis.Number(object.expert_sample_work)
+        : 0,
+      measuredSamples: isSet(object.measuredSamples)
+        ? globalThis.Number(object.measuredSamples)
+        : isSet(object.measured_samples)
+        ? globalThis.Number(object.measured_samples)
+        : 0,
+      trainingRate: isSet(object.trainingRate)
+        ? globalThis.Number(object.trainingRate)
+        : isSet(object.training_rate)
+        ? globalThis.Number(object.training_rate)
+        : undefined,
+      seconds: isSet(object.seconds) ? EstimatedSeconds.fromJSON(object.seconds) : undefined,
+    };
+  },
+
+  toJSON(message: ForgetEstimate): unknown {
+    const obj: any = {};
+    if (message.trainingSamples !== 0) {
+      obj.trainingSamples = Math.round(message.trainingSamples);
+    }
+    if (message.epochs !== 0) {
+      obj.epochs = Math.round(message.epochs);
+    }
+    if (message.expertsRetrained !== 0) {
+      obj.expertsRetrained = Math.round(message.expertsRetrained);
+    }
+    if (message.expertSampleWork !== 0) {
+      obj.expertSampleWork = Math.round(message.expertSampleWork);
+    }
+    if (message.measuredSamples !== 0) {
+      obj.measuredSamples = Math.round(message.measuredSamples);
+    }
+    if (message.trainingRate !== undefined) {
+      obj.trainingRate = floatToJson(message.trainingRate);
+    }
+    if (message.seconds !== undefined) {
+      obj.seconds = EstimatedSeconds.toJSON(message.seconds);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ForgetEstimate>, I>>(base?: I): ForgetEstimate {
+    return ForgetEstimate.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ForgetEstimate>, I>>(object: I): ForgetEstimate {
+    const message = createBaseForgetEstimate();
+    message.trainingSamples = object.trainingSamples ?? 0;
+    message.epochs = object.epochs ?? 0;
+    message.expertsRetrained = object.expertsRetrained ?? 0;
+    message.expertSampleWork = object.expertSampleWork ?? 0;
+    message.measuredSamples = object.measuredSamples ?? 0;
+    message.trainingRate = object.trainingRate ?? undefined;
+    message.seconds = (object.seconds !== undefined && object.seconds !== null)
+      ? EstimatedSeconds.fromPartial(object.seconds)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseEstimatedSeconds(): EstimatedSeconds {
+  return { retraining: 0, measurement: 0, total: 0 };
+}
+
+export const EstimatedSeconds: MessageFns<EstimatedSeconds> = {
+  encode(message: EstimatedSeconds, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.retraining !== 0) {
+      writer.uint32(9).double(message.retraining);
+    }
+    if (message.measurement !== 0) {
+      writer.uint32(17).double(message.measurement);
+    }
+    if (message.total !== 0) {
+      writer.uint32(25).double(message.total);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EstimatedSeconds {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEstimatedSeconds();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 9) {
+              break;
+            }
+
+            message.retraining = reader.double();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.measurement = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.total = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EstimatedSeconds {
+    return {
+      retraining: isSet(object.retraining) ? globalThis.Number(object.retraining) : 0,
+      measurement: isSet(object.measurement) ? globalThis.Number(object.measurement) : 0,
+      total: isSet(object.total) ? globalThis.Number(object.total) : 0,
+    };
+  },
+
+  toJSON(message: EstimatedSeconds): unknown {
+    const obj: any = {};
+    if (message.retraining !== 0) {
+      obj.retraining = floatToJson(message.retraining);
+    }
+    if (message.measurement !== 0) {
+      obj.measurement = floatToJson(message.measurement);
+    }
+    if (message.total !== 0) {
+      obj.total = floatToJson(message.total);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EstimatedSeconds>, I>>(base?: I): EstimatedSeconds {
+    return EstimatedSeconds.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EstimatedSeconds>, I>>(object: I): EstimatedSeconds {
+    const message = createBaseEstimatedSeconds();
+    message.retraining = object.retraining ?? 0;
+    message.measurement = object.measurement ?? 0;
+    message.total = object.total ?? 0;
     return message;
   },
 };
@@ -4325,6 +4989,8 @@ function createBaseForgetRequestRecord(): ForgetRequestRecord {
     batchSize: 0,
     seed: 0,
     retainFraction: 0,
+    anchor: undefined,
+    measure: 0,
   };
 }
 
@@ -4367,6 +5033,12 @@ export const ForgetRequestRecord: MessageFns<ForgetRequestRecord> = {
     }
     if (message.retainFraction !== 0) {
       writer.uint32(97).double(message.retainFraction);
+    }
+    if (message.anchor !== undefined) {
+      writer.uint32(105).double(message.anchor);
+    }
+    if (message.measure !== 0) {
+      writer.uint32(112).int32(message.measure);
     }
     return writer;
   },
@@ -4480,6 +5152,22 @@ export const ForgetRequestRecord: MessageFns<ForgetRequestRecord> = {
             message.retainFraction = reader.double();
             continue;
           }
+          case 13: {
+            if (tag !== 105) {
+              break;
+            }
+
+            message.anchor = reader.double();
+            continue;
+          }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.measure = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4529,6 +5217,8 @@ export const ForgetRequestRecord: MessageFns<ForgetRequestRecord> = {
         : isSet(object.retain_fraction)
         ? globalThis.Number(object.retain_fraction)
         : 0,
+      anchor: isSet(object.anchor) ? globalThis.Number(object.anchor) : undefined,
+      measure: isSet(object.measure) ? measureModeFromJSON(object.measure) : 0,
     };
   },
 
@@ -4569,6 +5259,12 @@ export const ForgetRequestRecord: MessageFns<ForgetRequestRecord> = {
     if (message.retainFraction !== 0) {
       obj.retainFraction = floatToJson(message.retainFraction);
     }
+    if (message.anchor !== undefined) {
+      obj.anchor = floatToJson(message.anchor);
+    }
+    if (message.measure !== 0) {
+      obj.measure = measureModeToJSON(message.measure);
+    }
     return obj;
   },
 
@@ -4601,12 +5297,25 @@ export const ForgetRequestRecord: MessageFns<ForgetRequestRecord> = {
     message.batchSize = object.batchSize ?? 0;
     message.seed = object.seed ?? 0;
     message.retainFraction = object.retainFraction ?? 0;
+    message.anchor = object.anchor ?? undefined;
+    message.measure = object.measure ?? 0;
     return message;
   },
 };
 
 function createBaseForgetPlan(): ForgetPlan {
-  return { classIndex: undefined, className: "", samples: 0, activations: [], rule: "", experts: [], coverage: 0 };
+  return {
+    classIndex: undefined,
+    className: "",
+    samples: 0,
+    activations: [],
+    rule: "",
+    experts: [],
+    coverage: 0,
+    expertCollateral: [],
+    collateral: 0,
+    retainedRouted: 0,
+  };
 }
 
 export const ForgetPlan: MessageFns<ForgetPlan> = {
@@ -4639,6 +5348,19 @@ export const ForgetPlan: MessageFns<ForgetPlan> = {
     }
     if (message.coverage !== 0) {
       writer.uint32(57).double(message.coverage);
+    }
+    if (message.expertCollateral.length !== 0) {
+      writer.uint32(66).fork();
+      for (const v of message.expertCollateral) {
+        writer.double(v);
+      }
+      writer.join();
+    }
+    if (message.collateral !== 0) {
+      writer.uint32(73).double(message.collateral);
+    }
+    if (message.retainedRouted !== 0) {
+      writer.uint32(80).uint32(message.retainedRouted);
     }
     return writer;
   },
@@ -4732,6 +5454,40 @@ export const ForgetPlan: MessageFns<ForgetPlan> = {
             message.coverage = reader.double();
             continue;
           }
+          case 8: {
+            if (tag === 65) {
+              message.expertCollateral.push(reader.double());
+
+              continue;
+            }
+
+            if (tag === 66) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.expertCollateral.push(reader.double());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 9: {
+            if (tag !== 73) {
+              break;
+            }
+
+            message.collateral = reader.double();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.retainedRouted = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4763,6 +5519,17 @@ export const ForgetPlan: MessageFns<ForgetPlan> = {
       rule: isSet(object.rule) ? globalThis.String(object.rule) : "",
       experts: globalThis.Array.isArray(object?.experts) ? object.experts.map((e: any) => globalThis.Number(e)) : [],
       coverage: isSet(object.coverage) ? globalThis.Number(object.coverage) : 0,
+      expertCollateral: globalThis.Array.isArray(object?.expertCollateral)
+        ? object.expertCollateral.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.expert_collateral)
+        ? object.expert_collateral.map((e: any) => globalThis.Number(e))
+        : [],
+      collateral: isSet(object.collateral) ? globalThis.Number(object.collateral) : 0,
+      retainedRouted: isSet(object.retainedRouted)
+        ? globalThis.Number(object.retainedRouted)
+        : isSet(object.retained_routed)
+        ? globalThis.Number(object.retained_routed)
+        : 0,
     };
   },
 
@@ -4789,6 +5556,15 @@ export const ForgetPlan: MessageFns<ForgetPlan> = {
     if (message.coverage !== 0) {
       obj.coverage = floatToJson(message.coverage);
     }
+    if (message.expertCollateral?.length) {
+      obj.expertCollateral = message.expertCollateral.map((e) => floatToJson(e));
+    }
+    if (message.collateral !== 0) {
+      obj.collateral = floatToJson(message.collateral);
+    }
+    if (message.retainedRouted !== 0) {
+      obj.retainedRouted = Math.round(message.retainedRouted);
+    }
     return obj;
   },
 
@@ -4804,6 +5580,9 @@ export const ForgetPlan: MessageFns<ForgetPlan> = {
     message.rule = object.rule ?? "";
     message.experts = object.experts?.map((e) => e) || [];
     message.coverage = object.coverage ?? 0;
+    message.expertCollateral = object.expertCollateral?.map((e) => e) || [];
+    message.collateral = object.collateral ?? 0;
+    message.retainedRouted = object.retainedRouted ?? 0;
     return message;
   },
 };
@@ -7817,9 +8596,9 @@ export const CoordinatorService = {
    * INVALID_ARGUMENT: mode unspecified or unknown; dataset missing or malformed, or a split other
    *   than train; unknown preset or schedule; experts outside 1..64; top_k > experts; epochs
    *   outside 1..1000; batch_size outside 1..4096; learning_rate outside (0, 10]; weight_decay
-   *   outside [0, 1]; balance_weight or router_noise outside [0, 100]; sisa options given in joint
-   *   mode; sisa shards other than 0 or experts, slices outside 1..64, router_epochs outside
-   *   1..1000; malformed request_id.
+   *   outside [0, 1]; balance_weight, router_noise or specialize_weight outside [0, 100]; sisa
+   *   options given in joint mode; sisa shards other than 0 or experts, slices outside 1..64,
+   *   router_epochs outside 1..1000; malformed request_id.
    * NOT_FOUND: the dataset directory or object does not exist.
    * FAILED_PRECONDITION: the registered workers' total capacity is below `experts` (in
    *   distributed mode); another training job is queued or running.
@@ -7887,19 +8666,22 @@ export const CoordinatorService = {
   /**
    * Submits a forget request: a class, or training samples by id. Idempotent by request_id:
    * submitting the same request_id with the same request again returns the original job (and,
-   * once it has succeeded, its receipt) without forgetting twice.
+   * once it has succeeded, its receipt) without forgetting twice. With dry_run, the same checks
+   * and codes, then the plan and cost estimate instead of a job (a dry run naming a request_id
+   * already accepted with the same request answers like a real retry: that job, duplicate).
    *
    * INVALID_ARGUMENT: malformed request_id; no target; a class_name longer than 256 characters;
-   *   empty or oversized sample id list or a malformed sample id; unknown method or loss; epochs,
-   *   learning_rate, lambda, retain_fraction, batch_size out of range; malformed `select`;
-   *   options that contradict the method (loss or select with a method other than targeted,
-   *   mask_output with a samples target).
+   *   empty or oversized sample id list or a malformed sample id; unknown method, loss or
+   *   measure; epochs, learning_rate, lambda, retain_fraction, anchor, batch_size out of range;
+   *   malformed `select`; options that contradict the method (loss, select, retain_fraction or
+   *   anchor with a method other than targeted, mask_output with a samples target).
    * NOT_FOUND: unknown class name, class index >= the model's class count, or a sample id that
    *   is not in the model's training set.
    * FAILED_PRECONDITION: no trained model, or a training job is queued or running (a forget
    *   request applies to the current model); the class is already forgotten, or every named
    *   sample already is; the method does not apply to the model's training mode (e.g.
-   *   FORGET_METHOD_SISA_REPLAY on a joint model); forgetting would leave fewer than 2 classes.
+   *   FORGET_METHOD_SISA_REPLAY on a joint model); forgetting would leave fewer than 2 classes;
+   *   dry_run on a sisa model or with a samples target.
    * ALREADY_EXISTS: request_id was used before with a different request.
    * UNAVAILABLE: the audit log cannot be written: a request is accepted only once its audit entry
    *   is stored, so nothing was started; retry later.
@@ -8017,9 +8799,9 @@ export interface CoordinatorServer extends UntypedServiceImplementation {
    * INVALID_ARGUMENT: mode unspecified or unknown; dataset missing or malformed, or a split other
    *   than train; unknown preset or schedule; experts outside 1..64; top_k > experts; epochs
    *   outside 1..1000; batch_size outside 1..4096; learning_rate outside (0, 10]; weight_decay
-   *   outside [0, 1]; balance_weight or router_noise outside [0, 100]; sisa options given in joint
-   *   mode; sisa shards other than 0 or experts, slices outside 1..64, router_epochs outside
-   *   1..1000; malformed request_id.
+   *   outside [0, 1]; balance_weight, router_noise or specialize_weight outside [0, 100]; sisa
+   *   options given in joint mode; sisa shards other than 0 or experts, slices outside 1..64,
+   *   router_epochs outside 1..1000; malformed request_id.
    * NOT_FOUND: the dataset directory or object does not exist.
    * FAILED_PRECONDITION: the registered workers' total capacity is below `experts` (in
    *   distributed mode); another training job is queued or running.
@@ -8055,19 +8837,22 @@ export interface CoordinatorServer extends UntypedServiceImplementation {
   /**
    * Submits a forget request: a class, or training samples by id. Idempotent by request_id:
    * submitting the same request_id with the same request again returns the original job (and,
-   * once it has succeeded, its receipt) without forgetting twice.
+   * once it has succeeded, its receipt) without forgetting twice. With dry_run, the same checks
+   * and codes, then the plan and cost estimate instead of a job (a dry run naming a request_id
+   * already accepted with the same request answers like a real retry: that job, duplicate).
    *
    * INVALID_ARGUMENT: malformed request_id; no target; a class_name longer than 256 characters;
-   *   empty or oversized sample id list or a malformed sample id; unknown method or loss; epochs,
-   *   learning_rate, lambda, retain_fraction, batch_size out of range; malformed `select`;
-   *   options that contradict the method (loss or select with a method other than targeted,
-   *   mask_output with a samples target).
+   *   empty or oversized sample id list or a malformed sample id; unknown method, loss or
+   *   measure; epochs, learning_rate, lambda, retain_fraction, anchor, batch_size out of range;
+   *   malformed `select`; options that contradict the method (loss, select, retain_fraction or
+   *   anchor with a method other than targeted, mask_output with a samples target).
    * NOT_FOUND: unknown class name, class index >= the model's class count, or a sample id that
    *   is not in the model's training set.
    * FAILED_PRECONDITION: no trained model, or a training job is queued or running (a forget
    *   request applies to the current model); the class is already forgotten, or every named
    *   sample already is; the method does not apply to the model's training mode (e.g.
-   *   FORGET_METHOD_SISA_REPLAY on a joint model); forgetting would leave fewer than 2 classes.
+   *   FORGET_METHOD_SISA_REPLAY on a joint model); forgetting would leave fewer than 2 classes;
+   *   dry_run on a sisa model or with a samples target.
    * ALREADY_EXISTS: request_id was used before with a different request.
    * UNAVAILABLE: the audit log cannot be written: a request is accepted only once its audit entry
    *   is stored, so nothing was started; retry later.
@@ -8127,9 +8912,9 @@ export interface CoordinatorClient extends Client {
    * INVALID_ARGUMENT: mode unspecified or unknown; dataset missing or malformed, or a split other
    *   than train; unknown preset or schedule; experts outside 1..64; top_k > experts; epochs
    *   outside 1..1000; batch_size outside 1..4096; learning_rate outside (0, 10]; weight_decay
-   *   outside [0, 1]; balance_weight or router_noise outside [0, 100]; sisa options given in joint
-   *   mode; sisa shards other than 0 or experts, slices outside 1..64, router_epochs outside
-   *   1..1000; malformed request_id.
+   *   outside [0, 1]; balance_weight, router_noise or specialize_weight outside [0, 100]; sisa
+   *   options given in joint mode; sisa shards other than 0 or experts, slices outside 1..64,
+   *   router_epochs outside 1..1000; malformed request_id.
    * NOT_FOUND: the dataset directory or object does not exist.
    * FAILED_PRECONDITION: the registered workers' total capacity is below `experts` (in
    *   distributed mode); another training job is queued or running.
@@ -8206,19 +8991,22 @@ export interface CoordinatorClient extends Client {
   /**
    * Submits a forget request: a class, or training samples by id. Idempotent by request_id:
    * submitting the same request_id with the same request again returns the original job (and,
-   * once it has succeeded, its receipt) without forgetting twice.
+   * once it has succeeded, its receipt) without forgetting twice. With dry_run, the same checks
+   * and codes, then the plan and cost estimate instead of a job (a dry run naming a request_id
+   * already accepted with the same request answers like a real retry: that job, duplicate).
    *
    * INVALID_ARGUMENT: malformed request_id; no target; a class_name longer than 256 characters;
-   *   empty or oversized sample id list or a malformed sample id; unknown method or loss; epochs,
-   *   learning_rate, lambda, retain_fraction, batch_size out of range; malformed `select`;
-   *   options that contradict the method (loss or select with a method other than targeted,
-   *   mask_output with a samples target).
+   *   empty or oversized sample id list or a malformed sample id; unknown method, loss or
+   *   measure; epochs, learning_rate, lambda, retain_fraction, anchor, batch_size out of range;
+   *   malformed `select`; options that contradict the method (loss, select, retain_fraction or
+   *   anchor with a method other than targeted, mask_output with a samples target).
    * NOT_FOUND: unknown class name, class index >= the model's class count, or a sample id that
    *   is not in the model's training set.
    * FAILED_PRECONDITION: no trained model, or a training job is queued or running (a forget
    *   request applies to the current model); the class is already forgotten, or every named
    *   sample already is; the method does not apply to the model's training mode (e.g.
-   *   FORGET_METHOD_SISA_REPLAY on a joint model); forgetting would leave fewer than 2 classes.
+   *   FORGET_METHOD_SISA_REPLAY on a joint model); forgetting would leave fewer than 2 classes;
+   *   dry_run on a sisa model or with a samples target.
    * ALREADY_EXISTS: request_id was used before with a different request.
    * UNAVAILABLE: the audit log cannot be written: a request is accepted only once its audit entry
    *   is stored, so nothing was started; retry later.
