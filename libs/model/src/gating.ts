@@ -86,11 +86,13 @@ export function slotDistribution(probs: tf.Tensor2D, topK: number): tf.Tensor2D 
 }
 
 /**
- * Class–expert mutual-information loss, −β · (H(E) − H(E|Y)), over the batch's routing slots
- * (as Mod-Squad's MI loss between tasks and experts, with classes as tasks). H(E) high keeps
- * every expert in use; H(E|Y) low makes each class use few experts — what makes a class forget
- * retrain few experts that carry little of the other classes. Only training sees labels; the
- * router still routes on the image alone. Returns the loss and the MI in nats.
+ * Class–expert mutual-information loss over the batch's routing slots (as Mod-Squad's MI loss
+ * between tasks and experts, with classes as tasks): −β · (2·H(E) − H(E|Y)). H(E|Y) low makes
+ * each class use few experts — what makes a class forget retrain few experts that carry little
+ * of the other classes; H(E) high keeps every expert in use. H(E) counts twice: with the plain
+ * MI (once) one of 8 experts died in measurement (docs/routing.md), with twice none did, at the
+ * same collateral. Only training sees labels; the router still routes on the image alone.
+ * Returns the loss and the MI, H(E) − H(E|Y), in nats.
  */
 export function specializationLoss(
   routing: Routing,
@@ -110,9 +112,11 @@ export function specializationLoss(
     tf.expandDims(tf.maximum(perClass, 1), 1),
   );
   const expertPrior = tf.mean(slots, 0);
+  const usage = entropy(expertPrior, 0);
   const mutualInformation = tf.sub(
-    entropy(expertPrior, 0),
+    usage,
     tf.sum(tf.mul(classPrior, entropy(expertGivenClass, 1))),
   ) as tf.Scalar;
-  return { loss: tf.mul(mutualInformation, -beta) as tf.Scalar, mutualInformation };
+  const loss = tf.mul(tf.add(mutualInformation, usage), -beta) as tf.Scalar;
+  return { loss, mutualInformation };
 }

@@ -29,7 +29,7 @@ export interface MoEConfig {
 }
 
 /** Chosen by measurement: docs/routing.md. */
-export const DEFAULT_SPECIALIZE_WEIGHT = 1;
+export const DEFAULT_SPECIALIZE_WEIGHT = 2;
 
 /** The largest accepted β: beyond it the MI term swamps the task loss. */
 export const MAX_SPECIALIZE_WEIGHT = 100;

@@ -23,7 +23,7 @@ export interface ForgetMetrics {
    * % of the class's test samples a linear probe on the model's internal features (before any
    * output mask) still recognises as the class.
    */
-  featureProbe: number;
+  featureProbe?: number;
   featureProbeHeldOutAccuracy: number | undefined;
   /**
    * UA, forgotten-class test accuracy and MIA-Efficacy on the raw outputs, before any
@@ -48,14 +48,14 @@ export interface MeasuredOn {
   trainRetainedOf: number;
   test: number;
   /** Samples the feature probe was fitted on, and forgotten-class test samples it scored. */
-  probe: { fit: number; test: number };
+  probe?: { fit: number; test: number };
 }
 
 export const MEASURE_MODES = ['sample', 'full'] as const;
 export type MeasureMode = (typeof MEASURE_MODES)[number];
 
-/** `sample` mode: retained training samples measured at most, and the probe's sizes. */
-export const SAMPLE_MEASURE = { retained: 5000, probePerSide: 250, probeTest: 500 } as const;
+/** `sample` mode: retained training samples measured at most (the feature probe is skipped). */
+export const SAMPLE_MEASURE = { retained: 5000 } as const;
 
 export interface MeasureOptions {
   /** `sample` (default): all forgotten, at most 5,000 retained training samples; `full`: all. */
@@ -160,32 +160,10 @@ export function measureForgetting(
   const unmasked =
     suppressClasses.length > 0 ? measureOutputs(trainOut.raw, testOut.raw) : { report, mia };
 
-  // The probe reads every expert on every sample, so it is fitted on a seeded subsample.
-  const perSide = mode === 'full' ? 2000 : SAMPLE_MEASURE.probePerSide;
-  const probeTest = mode === 'full' ? test.size : SAMPLE_MEASURE.probeTest;
-  const rng = createRng(deriveSeed(seed, 'probe'));
-  const pick = (ds: Dataset, keep: (label: number) => boolean, count: number): Int32Array => {
-    const all = Int32Array.from({ length: ds.size }, (_, i) => i).filter((i) =>
-      keep(ds.labels[i]!),
-    );
-    return rng.shuffle(all).slice(0, count).sort();
-  };
-  const positive = pick(train, (l) => l === classIndex, perSide);
-  const negative = pick(train, (l) => l !== classIndex, positive.length);
-  const fitPositions = Int32Array.from([...positive, ...negative]).sort();
-  const fit = internalFeatures(model, train, normalise, fitPositions);
-  const heldTest = internalFeatures(
-    model,
-    test,
-    normalise,
-    pick(test, (l) => l === classIndex, probeTest),
-  );
-  const probe = featureProbe({
-    features: { data: fit.data, shape: [fit.rows, fit.cols] },
-    target: Uint8Array.from(fitPositions, (p) => (train.labels[p] === classIndex ? 1 : 0)),
-    test: { data: heldTest.data, shape: [heldTest.rows, heldTest.cols] },
-    seed,
-  });
+  // The probe reads every expert on every sample: as costly as the rest of the measurement,
+  // so only a `full` measurement fits it.
+  const probe =
+    mode === 'full' ? probeClass(model, train, test, classIndex, normalise, seed) : undefined;
 
   const forgottenCount = positions.filter((p) => train.labels[p] === classIndex).length;
   return {
@@ -197,8 +175,12 @@ export function measureForgetting(
     perClassTest: report.perClassTest.map((c) => c.accuracy),
     miaEfficacy: mia.efficacy,
     miaAttackAccuracy: mia.attackAccuracy,
-    featureProbe: probe.testAccuracy,
-    featureProbeHeldOutAccuracy: probe.heldOutAccuracy,
+    ...(probe
+      ? {
+          featureProbe: probe.result.testAccuracy,
+          featureProbeHeldOutAccuracy: probe.result.heldOutAccuracy,
+        }
+      : { featureProbeHeldOutAccuracy: undefined }),
     unmasked: {
       ua: unmasked.report.ua,
       forgottenClassTestAccuracy: unmasked.report.forgottenClassTestAccuracy ?? Number.NaN,
@@ -211,8 +193,43 @@ export function measureForgetting(
       trainRetained: positions.length - forgottenCount,
       trainRetainedOf: train.size - forgottenCount,
       test: test.size,
-      probe: { fit: fitPositions.length, test: heldTest.rows },
+      ...(probe ? { probe: probe.sizes } : {}),
     },
     seconds: (performance.now() - started) / 1000,
   };
+}
+
+/** A linear probe on internal features: 2,000 class and 2,000 other training samples. */
+function probeClass(
+  model: MoEModel,
+  train: Dataset,
+  test: Dataset,
+  classIndex: number,
+  normalise: ChannelStats,
+  seed: number,
+): { result: ReturnType<typeof featureProbe>; sizes: { fit: number; test: number } } {
+  const rng = createRng(deriveSeed(seed, 'probe'));
+  const pick = (ds: Dataset, keep: (label: number) => boolean, count: number): Int32Array => {
+    const all = Int32Array.from({ length: ds.size }, (_, i) => i).filter((i) =>
+      keep(ds.labels[i]!),
+    );
+    return rng.shuffle(all).slice(0, count).sort();
+  };
+  const positive = pick(train, (l) => l === classIndex, 2000);
+  const negative = pick(train, (l) => l !== classIndex, positive.length);
+  const fitPositions = Int32Array.from([...positive, ...negative]).sort();
+  const fit = internalFeatures(model, train, normalise, fitPositions);
+  const heldTest = internalFeatures(
+    model,
+    test,
+    normalise,
+    pick(test, (l) => l === classIndex, test.size),
+  );
+  const result = featureProbe({
+    features: { data: fit.data, shape: [fit.rows, fit.cols] },
+    target: Uint8Array.from(fitPositions, (p) => (train.labels[p] === classIndex ? 1 : 0)),
+    test: { data: heldTest.data, shape: [heldTest.rows, heldTest.cols] },
+    seed,
+  });
+  return { result, sizes: { fit: fitPositions.length, test: heldTest.rows } };
 }

@@ -93,9 +93,9 @@ describe('previewing a class forget (dry run)', () => {
     const sum = plan.expertCollateral.reduce((a, b) => a + b, 0);
     expect(plan.collateral).toBeCloseTo(sum, 6);
     expect(plan.samples).toBe(100);
-    // Every forgotten sample and a tenth of the 300 retained ones, for 2 epochs.
-    expect(estimate).toMatchObject({ trainingSamples: 130, epochs: 2 });
-    expect(estimate.expertSampleWork).toBe(130 * plan.experts.length * 2);
+    // Every forgotten sample and a fifth of the 300 retained ones, for one epoch.
+    expect(estimate).toMatchObject({ trainingSamples: 160, epochs: 1 });
+    expect(estimate.expertSampleWork).toBe(160 * plan.experts.length);
     expect(estimate.measuredSamples).toBe(400 + test.size);
     // The stored training record has no timings, so no seconds are made up.
     expect(estimate.seconds).toBeUndefined();
@@ -266,7 +266,8 @@ describe('forgetting a class (targeted)', () => {
     const { before: was, after: now } = masked.metrics;
     expect(was.unmasked.forgottenClassTestAccuracy).toBe(was.forgottenClassTestAccuracy);
     expect(now.unmasked).toEqual(was.unmasked);
-    expect(now.unmasked.forgottenClassTestAccuracy).toBeGreaterThan(50);
+    // ...and still recognise it well above chance (25% with 4 classes).
+    expect(now.unmasked.forgottenClassTestAccuracy).toBeGreaterThan(30);
     for (const part of ['router', 'expert/0', 'expert/1', 'expert/2', 'expert/3']) {
       expect(after.objects[part]).toEqual(before.objects[part]);
     }

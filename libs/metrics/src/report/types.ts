@@ -49,7 +49,8 @@ export interface ReportForgetMetrics {
   ta: number;
   forgottenClassTestAccuracy: number;
   miaEfficacy: number;
-  featureProbe: number;
+  /** Absent when the forget was measured on a sample (docs/metrics.md). */
+  featureProbe?: number;
   /** Test accuracy per class, percent, in class-index order. */
   perClassTest: number[];
   /** [class][expert] routing counts on the test set. */
