@@ -93,7 +93,7 @@ describe('Grafana dashboard deploy/helm/lethe/dashboards/lethe.json', () => {
     expect(unknown).toEqual([]);
   });
 
-  it('covers jobs, forget requests, worker health, step time and its RPC share', () => {
+  it('covers jobs, forget requests, worker health, step time, its RPC share and routing health', () => {
     const used = new Set(queries.flatMap(({ expr }) => metricsOf(expr)));
     for (const metric of [
       'lethe_jobs_total',
@@ -103,6 +103,7 @@ describe('Grafana dashboard deploy/helm/lethe/dashboards/lethe.json', () => {
       'lethe_step_rpc_seconds_sum',
       'lethe_step_seconds_sum',
       'lethe_worker_rpc_seconds_bucket',
+      'lethe_routing_collateral_ratio',
     ]) {
       expect(used, metric).toContain(metric);
     }
