@@ -12,6 +12,7 @@ import { GrpcServerService } from './grpc/grpc-server.service';
 import { JobsService } from './jobs/jobs.service';
 import { MetricsService } from './metrics/metrics.service';
 import { ModelStateService } from './model/model-state.service';
+import { recoverStore } from './model/store-recovery';
 import { AuthService } from './security/auth.service';
 import { ServingService } from './serving/serving.service';
 import { COORDINATOR_CONFIG, LOGGER, OBJECT_STORE, TLS_MATERIAL } from './tokens';
@@ -29,7 +30,10 @@ export class CoordinatorModule {
       providers: [
         { provide: COORDINATOR_CONFIG, useValue: config },
         { provide: LOGGER, useValue: logger },
-        { provide: OBJECT_STORE, useFactory: () => openObjectStore(config.store) },
+        {
+          provide: OBJECT_STORE,
+          useFactory: async () => recoverStore(await openObjectStore(config.store), logger),
+        },
         { provide: TLS_MATERIAL, useFactory: () => coordinatorTls(config) ?? null },
         MetricsService,
         AuthService,

@@ -24,6 +24,7 @@ export type {
   Manifest,
   ManifestMutator,
   ManifestRevisionInfo,
+  ManifestRepair,
   ManifestStoreOptions,
   ManifestUpdateOptions,
 } from './manifest.js';

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -79,6 +80,12 @@ describe('LocalDirStore', () => {
       'd/gone.meta.json',
     ]);
     expect(await store.sweepTemp({ olderThanMs: 0 })).toEqual(['d/.k.456.ba9876543210.tmp']);
+    // A writer that is still running here keeps its temp file; one that is gone does not.
+    const dead = spawnSync(process.execPath, ['-e', '']).pid!;
+    await writeFile(path.join(dir, `.k.${process.pid}.aaaaaaaaaaaa.tmp`), 'this process');
+    await writeFile(path.join(dir, `.k.${dead}.bbbbbbbbbbbb.tmp`), 'a crashed writer');
+    expect(await store.sweepTemp({ deadWriters: true })).toEqual([`d/.k.${dead}.bbbbbbbbbbbb.tmp`]);
+    await rm(path.join(dir, `.k.${process.pid}.aaaaaaaaaaaa.tmp`));
     expect((await readdir(dir)).sort()).toEqual(['k', 'k.meta.json']);
     expect((await store.head('d/k'))?.sha256).toBe(sha256Hex(bytes('x')));
   });

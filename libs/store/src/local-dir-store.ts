@@ -21,6 +21,11 @@ export interface SweepTempOptions {
    * that is still running (default 15 minutes). Pass 0 only when no writer can be active.
    */
   olderThanMs?: number;
+  /**
+   * Also remove, whatever their age, temp files whose writer (the process id in their name) is
+   * no longer running on this machine. Only for a directory no other machine writes to.
+   */
+  deadWriters?: boolean;
 }
 
 /**
@@ -39,7 +44,7 @@ interface Sidecar {
 }
 
 const DEFAULT_SWEEP_AGE_MS = 15 * 60_000;
-const TEMP_FILE = /^\..+\.\d+\.[0-9a-f]{12}\.tmp$/;
+const TEMP_FILE = /^\..+\.(\d+)\.[0-9a-f]{12}\.tmp$/;
 const LIST_CONCURRENCY = 16;
 const HASH_CHUNK = 1 << 20;
 
@@ -166,9 +171,13 @@ export class LocalDirStore implements ObjectStore {
           entry.name.endsWith(SIDECAR_SUFFIX) &&
           !entry.name.startsWith('.') &&
           !(await exists(file.slice(0, -SIDECAR_SUFFIX.length)));
-        if (!orphan && !TEMP_FILE.test(entry.name)) continue;
+        const temp = TEMP_FILE.exec(entry.name);
+        if (!orphan && !temp) continue;
         const stats = await lstat(file).catch(() => undefined);
-        if (stats === undefined || stats.mtimeMs > cutoff) continue;
+        if (stats === undefined) continue;
+        const writerGone =
+          options.deadWriters === true && temp !== null && !running(Number(temp[1]));
+        if (stats.mtimeMs > cutoff && !writerGone) continue;
         await rm(file, { force: true });
         removed.push(path.relative(this.root, file).split(path.sep).join('/'));
       }
@@ -253,6 +262,17 @@ export class LocalDirStore implements ObjectStore {
 function compareKeys(a: string, b: string): number {
   // Code-unit order, which for the key alphabet is S3's byte order; localeCompare is not.
   return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** Whether a process with this id runs on this machine (EPERM: it does, as another user). */
+function running(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return hasCode(error, 'EPERM');
+  }
 }
 
 function tempPath(dir: string, base: string): string {

@@ -266,6 +266,67 @@ describe('ManifestStore', () => {
     await expect(manifests.readRevision(1)).rejects.toBeInstanceOf(IntegrityError);
   });
 
+  it('reads past a damaged pointer to the newest revision, and repair() rewrites it', async () => {
+    await manifests.update((m) => {
+      m.objects['router'] = router;
+    });
+    await manifests.update((m) => {
+      m.objects['expert/0'] = expert0;
+    });
+    for (const damage of ['not json', '{"schema":1,"revision":"x"}', '']) {
+      await store.put('manifest.json', bytes(damage));
+      expect((await manifests.read())?.revision).toBe(2);
+      expect(await manifests.repair()).toEqual({ problem: 'damaged', from: undefined, to: 2 });
+      expect(await manifests.repair()).toBeUndefined();
+      expect(JSON.parse(new TextDecoder().decode(await store.get('manifest.json')))).toMatchObject({
+        revision: 2,
+      });
+    }
+    // Updates work on a damaged pointer too, and repoint it.
+    await store.put('manifest.json', bytes('{'));
+    expect((await manifests.update(() => undefined, { expectRevision: 2 })).revision).toBe(3);
+    expect(await manifests.repair()).toBeUndefined();
+  });
+
+  it('repairs a stale pointer left by a writer that died before repointing', async () => {
+    await manifests.update(() => undefined);
+    const dying = new ManifestStore(new FailingPutStore(store, 'manifest.json'));
+    await expect(dying.update(() => undefined)).rejects.toThrow(/injected/);
+    expect(await manifests.repair()).toEqual({ problem: 'stale', from: 1, to: 2 });
+    expect(await manifests.repair()).toBeUndefined();
+  });
+
+  it('never rolls back past a damaged newest revision', async () => {
+    await manifests.update((m) => {
+      m.attributes['forgotten'] = [];
+    });
+    await manifests.update((m) => {
+      m.attributes['forgotten'] = ['cat'];
+    });
+    await store.put('manifests/000000000002.json', bytes('garbage'));
+    await store.put('manifest.json', bytes('garbage'));
+    await expect(manifests.read()).rejects.toBeInstanceOf(IntegrityError);
+    await expect(manifests.repair()).rejects.toBeInstanceOf(IntegrityError);
+  });
+
+  it('checks before a long job that a revision could be published', async () => {
+    await manifests.update(() => undefined);
+    await manifests.checkPublishable();
+    expect((await store.list('manifests/')).map((o) => o.key)).toEqual([
+      'manifests/000000000001.json',
+    ]);
+    const refusing = new ManifestStore(
+      new (class extends FailingPutStore {
+        override put(): Promise<ObjectInfo> {
+          return Promise.reject(new Error('EROFS: read-only file system'));
+        }
+      })(store, ''),
+    );
+    await expect(refusing.checkPublishable()).rejects.toThrow(/EROFS/);
+    await store.put('manifests/000000000001.json', bytes('garbage'));
+    await expect(manifests.checkPublishable()).rejects.toBeInstanceOf(IntegrityError);
+  });
+
   it('keeps models under different prefixes apart', async () => {
     const a = new ManifestStore(store, { prefix: 'models/a/' });
     const b = new ManifestStore(store, { prefix: 'models/b/' });

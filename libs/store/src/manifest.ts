@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { KeyedMutex, mapLimit } from './concurrency.js';
 import { isObjectRef, verifyRef } from './content.js';
 import type { ObjectRef } from './content.js';
@@ -44,6 +45,15 @@ export interface ManifestRevisionInfo {
   sha256: string;
   size: number;
   modified: Date;
+}
+
+/** What `repair()` found wrong with `manifest.json`, and the revision it points at now. */
+export interface ManifestRepair {
+  /** `damaged`: unreadable or malformed; `stale`: behind the newest published revision. */
+  problem: 'damaged' | 'stale';
+  /** The revision the old pointer named (undefined when damaged). */
+  from: number | undefined;
+  to: number;
 }
 
 /** What `manifest.json` holds: the latest revision and the digest of its document. */
@@ -95,6 +105,37 @@ export class ManifestStore {
     const { revision, pointer } = await this.#latest();
     if (revision === 0) return undefined;
     return this.#readRevision(revision, revision === pointer?.revision ? pointer : undefined);
+  }
+
+  /**
+   * Rewrites `manifest.json` when it is damaged (unreadable, malformed) or stale (a writer died
+   * between publishing a revision and repointing), from the newest published revision — which
+   * must itself be valid: a damaged newest revision is an IntegrityError, never a silent roll
+   * back to an older one (that could bring back data a later revision forgot).
+   * @returns what was repaired, or undefined when the pointer was sound.
+   */
+  repair(): Promise<ManifestRepair | undefined> {
+    return lockFor(this.#store).run(this.#prefix, async () => {
+      const { revision, pointer, damaged } = await this.#latest();
+      if (revision === 0 || (!damaged && pointer?.revision === revision)) return undefined;
+      const key = this.#revisionKey(revision);
+      const bytes = await this.#store.get(key);
+      parseManifest(key, revision, bytes);
+      await this.#writePointer(revision, key, bytes);
+      return { problem: damaged ? 'damaged' : 'stale', from: pointer?.revision, to: revision };
+    });
+  }
+
+  /**
+   * Checks that a new revision could be published now: the current one reads and verifies, and
+   * the store takes (and deletes) a small object beside the revisions. Jobs call it before
+   * hours of work whose result they could not otherwise store.
+   */
+  async checkPublishable(): Promise<void> {
+    await this.read();
+    const probe = `${this.#prefix}manifests/publish-check-${randomBytes(8).toString('hex')}`;
+    await this.#store.put(probe, Buffer.from('publish check\n'));
+    await this.#store.delete(probe);
   }
 
   /** @throws NotFoundError if that revision was never published. */
@@ -167,18 +208,32 @@ export class ManifestStore {
       }
       throw error;
     }
-    const pointer: Pointer = { schema: 1, revision: next.revision, key, sha256: sha256Hex(body) };
-    await this.#store.put(this.#pointerKey(), Buffer.from(`${JSON.stringify(pointer)}\n`));
+    await this.#writePointer(next.revision, key, body);
     return parseManifest(key, next.revision, body);
   }
 
-  async #latest(): Promise<{ revision: number; pointer: Pointer | undefined }> {
-    const pointer = await this.#readPointer();
-    let revision = pointer?.revision ?? 0;
+  async #writePointer(revision: number, key: string, body: Uint8Array): Promise<void> {
+    const pointer: Pointer = { schema: 1, revision, key, sha256: sha256Hex(body) };
+    await this.#store.put(this.#pointerKey(), Buffer.from(`${JSON.stringify(pointer)}\n`));
+  }
+
+  async #latest(): Promise<{ revision: number; pointer: Pointer | undefined; damaged: boolean }> {
+    let pointer: Pointer | undefined;
+    let revision: number;
+    let damaged = false;
+    try {
+      pointer = await this.#readPointer();
+      revision = pointer?.revision ?? 0;
+    } catch (error) {
+      if (!(error instanceof IntegrityError)) throw error;
+      // A damaged pointer is only a shortcut lost: the newest revision document is the truth.
+      damaged = true;
+      revision = (await this.history()).reduce((max, r) => Math.max(max, r.revision), 0);
+    }
     // Roll forward over revisions published by a writer that died before repointing, or that
     // is about to repoint. The pointer is a shortcut; the immutable documents are the truth.
     while ((await this.#store.head(this.#revisionKey(revision + 1))) !== undefined) revision++;
-    return { revision, pointer };
+    return { revision, pointer, damaged };
   }
 
   async #readPointer(): Promise<Pointer | undefined> {

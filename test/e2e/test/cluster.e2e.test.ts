@@ -15,6 +15,7 @@ import {
 } from '@lethe/proto';
 import { callUnary } from '@lethe/rpc';
 import { verifyForgetting } from '@lethe/sisa';
+import { DEFAULT_FORGET_RECIPE } from '@lethe/unlearning';
 import { ManifestStore, openObjectStore } from '@lethe/store';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -223,11 +224,12 @@ describe('a coordinator with 3 worker processes and an S3 store', () => {
     expect(answer.job).toBeUndefined();
     const preview = answer.preview!;
     expect(preview.manifestRevision).toBe(revision);
+    const recipe = DEFAULT_FORGET_RECIPE.targeted;
     expect(preview.request).toMatchObject({
       target: { $case: 'classTarget', value: { name: 'h-stripes' } },
-      epochs: 2,
-      retainFraction: 0.1,
-      anchor: 1,
+      epochs: recipe.epochs,
+      retainFraction: recipe.retainFraction,
+      anchor: recipe.anchor,
     });
     expect(preview.plan!.experts.length).toBeGreaterThan(0);
     expect(preview.plan!.expertCollateral).toHaveLength(preview.plan!.experts.length);
@@ -260,13 +262,13 @@ describe('a coordinator with 3 worker processes and an S3 store', () => {
     expect(receipt.request).toMatchObject({
       method: ForgetMethod.FORGET_METHOD_TARGETED,
       loss: UnlearningLoss.UNLEARNING_LOSS_DISTILL,
-      epochs: 2,
-      learningRate: 3e-4,
-      lambda: 3,
-      retainFraction: 0.1,
-      anchor: 1,
+      epochs: recipe.epochs,
+      learningRate: recipe.learningRate,
+      lambda: recipe.lambda,
+      retainFraction: recipe.retainFraction,
+      anchor: recipe.anchor,
       measure: MeasureMode.MEASURE_MODE_SAMPLE,
-      batchSize: 128,
+      batchSize: DEFAULT_FORGET_RECIPE.batchSize,
     });
     expect(receipt.plan!.experts).toEqual(preview.plan!.experts);
   });

@@ -3,7 +3,7 @@ import * as grpc from '@grpc/grpc-js';
 import { initEngine } from '@lethe/engine';
 import { WorkerClient } from '@lethe/proto';
 import { tlsChannelCredentials } from '@lethe/rpc';
-import { openObjectStore } from '@lethe/store';
+import { ManifestStore, openObjectStore } from '@lethe/store';
 import pino from 'pino';
 import { previewForget, runForgetJob, runSisaForgetBatch } from '../forgetting/forget-runner';
 import type { JobContext } from '../jobs/job-context';
@@ -112,6 +112,13 @@ async function main(): Promise<void> {
       metrics,
     };
     try {
+      // Hours of training are wasted if the result cannot be stored: find out first.
+      await new ManifestStore(store).checkPublishable().catch((error: unknown) => {
+        const why = error instanceof Error ? error.message : String(error);
+        throw new Error(`the store cannot publish a new revision, so nothing was run: ${why}`, {
+          cause: error,
+        });
+      });
       switch (order.kind) {
         case 'training': {
           const outcome = await runTrainingJob(
