@@ -37,8 +37,31 @@ async function main(): Promise<void> {
   const app = await NestFactory.createApplicationContext(CoordinatorModule.forRoot(config, log), {
     logger: false,
   });
-  app.enableShutdownHooks(['SIGTERM', 'SIGINT']);
   await app.init();
+  // Not Nest's enableShutdownHooks: it re-raises the signal after closing (exit 143), and a
+  // supervisor should see a drained stop as a clean one.
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal, graceMs: config.shutdownGraceMs }, 'coordinator stopping');
+    setTimeout(() => {
+      log.error({ graceMs: config.shutdownGraceMs }, 'coordinator did not stop within its grace');
+      process.exit(1);
+    }, config.shutdownGraceMs).unref();
+    app.close().then(
+      () => {
+        log.info('coordinator stopped');
+        process.exit(0);
+      },
+      (error: unknown) => {
+        log.error({ err: error }, 'coordinator stop failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
 }
 
 /** Store URLs may carry credentials in their query; logs never do. */

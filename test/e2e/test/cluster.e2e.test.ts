@@ -2,12 +2,16 @@ import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import {
+  EvaluateRequest,
   ForgetMethod,
+  type Job,
+  type JobEvent,
   UnlearningLoss,
   ForgetMode,
   JobState,
   MeasureMode,
   PredictRequest,
+  Split,
   StartTrainingRequest,
   SubmitForgetRequest,
   TrainingMode,
@@ -273,6 +277,24 @@ describe('a coordinator with 3 worker processes and an S3 store', () => {
     expect(receipt.plan!.experts).toEqual(preview.plan!.experts);
   });
 
+  it('stops an Evaluate whose client cancels it', async () => {
+    const { client, coordinator } = cluster;
+    // One image per batch over the training split: hundreds of batches, time to cancel in.
+    const answered = new Promise<grpc.ServiceError | null>((resolve) => {
+      const call = client.evaluate(
+        EvaluateRequest.fromPartial({
+          dataset: { source: { $case: 'uri', value: cluster.data }, split: Split.SPLIT_TRAIN },
+          batchSize: 1,
+        }),
+        (error) => resolve(error),
+      );
+      void coordinator.waitFor('evaluate started').then(() => call.cancel());
+    });
+    expect((await answered)?.code).toBe(grpc.status.CANCELLED);
+    // The serving thread stopped its loop, rather than finishing for nobody.
+    await coordinator.waitFor('evaluate stopped: its client went');
+  });
+
   it('takes a forget request from the Python client and returns its receipt', async (context) => {
     const python = '/usr/bin/python3';
     const probe = spawnSync(python, ['-c', 'import grpc, grpc_tools'], { encoding: 'utf8' });
@@ -488,5 +510,49 @@ describe('a coordinator with 3 worker processes and an S3 store', () => {
         : [];
     expect(ids).toHaveLength(48);
     expect((await verifyForgetting(store, 'sisa-class')).ok).toBe(true);
+  });
+
+  it('answers CancelJob on a running job with CANCELLING, then ends it CANCELLED', async () => {
+    const { client } = cluster;
+    const revision = (await manifest()).revision;
+    const job = await callUnary(client, client.startTraining, training('train-cancel', 50));
+    let answer: Promise<Job> | undefined;
+    const events = await watchJob(client, job.jobId, (event) => {
+      if (!answer && event.event?.$case === 'progress') {
+        answer = callUnary(client, client.cancelJob, { jobId: job.jobId });
+      }
+    });
+    expect((await answer!).state).toBe(JobState.JOB_STATE_CANCELLING);
+    const last = events.at(-1)!.event;
+    expect(last?.$case === 'status' && last.value.state).toBe(JobState.JOB_STATE_CANCELLED);
+    expect((await callUnary(client, client.getJob, { jobId: job.jobId })).state).toBe(
+      JobState.JOB_STATE_CANCELLED,
+    );
+    expect((await manifest()).revision).toBe(revision);
+  });
+
+  it('drains on SIGTERM: watch streams end UNAVAILABLE and the process exits 0', async () => {
+    const { client } = cluster;
+    const job = await callUnary(client, client.startTraining, training('train-term', 50));
+    const stream = client.watchJob({ jobId: job.jobId, includeLogs: false });
+    const ended = new Promise<number>((resolve) => {
+      stream.on('error', (error: grpc.ServiceError) => resolve(error.code));
+      stream.on('end', () => resolve(grpc.status.OK));
+    });
+    await new Promise<void>((resolve) =>
+      stream.on('data', (event: JobEvent) => {
+        if (event.event?.$case === 'progress') resolve();
+      }),
+    );
+    const stopped = cluster.coordinator;
+    await cluster.restartCoordinator('SIGTERM');
+    expect(await stopped.exited).toBe(0);
+    expect(await ended).toBe(grpc.status.UNAVAILABLE);
+    expect(stopped.lines.map((l) => l['msg'])).toContain('coordinator stopped');
+    await waitForWorkers(client, 3);
+    // Training interrupted by a stop does not resume yet: it ends FAILED, saying why.
+    const after = await waitForJob(client, job.jobId);
+    expect(after.state).toBe(JobState.JOB_STATE_FAILED);
+    expect(after.error).toMatch(/interrupted by a coordinator restart/);
   });
 });

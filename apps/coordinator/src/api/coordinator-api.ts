@@ -12,6 +12,7 @@ import {
   notFound,
   serverStreamHandler,
   unaryHandler,
+  unavailable,
 } from '@lethe/rpc';
 import type { Logger } from 'pino';
 import { ClusterService } from '../cluster/cluster.service';
@@ -36,6 +37,9 @@ const FINAL: readonly JobState[] = [
  */
 @Injectable()
 export class CoordinatorApi {
+  /** Open WatchJob streams, each by its way of ending (at shutdown). */
+  private readonly streams = new Set<(error: Error) => void>();
+
   constructor(
     @Inject(LOGGER) private readonly log: Logger,
     @Inject(JobsService) private readonly jobs: JobsService,
@@ -72,6 +76,14 @@ export class CoordinatorApi {
     };
   }
 
+  /** Ends every open WatchJob stream with UNAVAILABLE: the coordinator is stopping. */
+  endStreams(): void {
+    const error = unavailable(
+      'the coordinator is shutting down; watch the job again after it restarts',
+    );
+    for (const end of [...this.streams]) end(error);
+  }
+
   private job(jobId: string): JobRecord {
     const job = this.jobs.get(checkJobId(jobId));
     if (!job) throw notFound(`unknown job ${JSON.stringify(jobId)}`);
@@ -84,7 +96,7 @@ export class CoordinatorApi {
     call: grpc.ServerWritableStream<WatchJobRequest, JobEvent>,
   ): Promise<void> {
     const job = this.job(request.jobId);
-    await new Promise<void>((resolve) => {
+    await new Promise<void>((resolve, reject) => {
       const events: JobEvent[] = [];
       // Subscribe before the snapshot so that nothing falls between the two.
       const unsubscribe = this.jobs.events.subscribe(job.id, (event) => {
@@ -95,13 +107,18 @@ export class CoordinatorApi {
       const current = this.jobs.get(job.id)!;
       const proto = this.jobs.toProto(current);
       let ended = false;
-      const end = (): void => {
+      const end = (error?: Error): void => {
         if (ended) return;
         ended = true;
         unsubscribe();
-        call.end();
-        resolve();
+        this.streams.delete(end);
+        if (error) reject(error);
+        else {
+          call.end();
+          resolve();
+        }
       };
+      this.streams.add(end);
       const flush = (): void => {
         while (events.length > 0 && !ended) {
           const event = events.shift()!;
@@ -109,7 +126,7 @@ export class CoordinatorApi {
           if (event.event?.$case === 'status' && FINAL.includes(event.event.value.state)) end();
         }
       };
-      call.on('cancelled', end);
+      call.on('cancelled', () => end());
       call.write({
         jobId: job.id,
         sequence: this.jobs.events.latestSequence(job.id),

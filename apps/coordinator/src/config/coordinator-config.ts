@@ -83,6 +83,18 @@ export const COORDINATOR_SETTINGS = defineSettings({
     help: 'expert checkpoints during training',
     default: 50,
   },
+  /**
+   * SIGTERM/SIGINT: how long a stop may take. Calls in flight get most of it to finish (then
+   * they are cancelled), the running job is stopped (a forget job runs again at the next start)
+   * and the process exits 0 — or 1 if stopping took longer than this.
+   */
+  shutdownGraceMs: {
+    schema: z.coerce.number().int().min(1_000).max(3_600_000),
+    env: 'LETHE_SHUTDOWN_GRACE_MS',
+    flag: '--shutdown-grace-ms <value>',
+    help: 'longest a SIGTERM stop may take (calls in flight drain meanwhile)',
+    default: 10_000,
+  },
   logLevel: {
     schema: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']),
     env: 'LETHE_LOG_LEVEL',
@@ -134,6 +146,7 @@ export const COORDINATOR_DEFAULTS: CoordinatorConfig = {
   heartbeatTimeoutMs: COORDINATOR_SETTINGS.heartbeatTimeoutMs.default,
   workerDeadlineMs: COORDINATOR_SETTINGS.workerDeadlineMs.default,
   checkpointEverySteps: COORDINATOR_SETTINGS.checkpointEverySteps.default,
+  shutdownGraceMs: COORDINATOR_SETTINGS.shutdownGraceMs.default,
   logLevel: COORDINATOR_SETTINGS.logLevel.default,
 };
 

@@ -168,14 +168,20 @@ async function main(): Promise<void> {
       workerDeadlineMs: data.workerDeadlineMs,
       onRpc: metrics.recordWorkerRpc,
     }));
+  /** A call's work, stopped when its client goes; long ones (`name`) log start and stop. */
   const cancellable = async <T>(
     callId: number,
     task: (signal: AbortSignal) => Promise<T>,
+    name?: string,
   ): Promise<T> => {
     const abort = new AbortController();
     cancels.set(callId, abort);
+    if (name) log.info({ callId }, `${name} started`);
     try {
       return await task(abort.signal);
+    } catch (error) {
+      if (name && abort.signal.aborted) log.info({ callId }, `${name} stopped: its client went`);
+      throw error;
     } finally {
       cancels.delete(callId);
     }
@@ -187,9 +193,13 @@ async function main(): Promise<void> {
     predict: (order) =>
       cancellable(order.callId, (signal) => servingEngine().predict(order.images, signal)),
     evaluate: (order) =>
-      cancellable(order.callId, (signal) => servingEngine().evaluate(order, signal)),
+      cancellable(order.callId, (signal) => servingEngine().evaluate(order, signal), 'evaluate'),
     preview: (order) =>
-      cancellable(order.callId, (signal) => previewForget(models, store, order.request, signal)),
+      cancellable(
+        order.callId,
+        (signal) => previewForget(models, store, order.request, signal),
+        'forget plan',
+      ),
     cancel: (callId: number) => cancels.get(callId)?.abort(),
   });
   const directory = new BridgedDirectory(bridge, credentials);

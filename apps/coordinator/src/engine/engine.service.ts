@@ -1,6 +1,6 @@
 import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import type { EvaluateResponse, JobProgress, PredictResponse } from '@lethe/proto';
-import type { TlsMaterial } from '@lethe/rpc';
+import { cancelled, type TlsMaterial } from '@lethe/rpc';
 import type { ForgetPreview } from '@lethe/unlearning';
 import type { Logger } from 'pino';
 import type { CoordinatorConfig } from '../config/coordinator-config';
@@ -23,6 +23,8 @@ export interface JobReporter {
 
 /** A serving call's cancellation: grpc-js emits `cancelled` on client cancel and deadline. */
 export interface CancellableCall {
+  /** Already cancelled (before a listener was added). */
+  readonly cancelled?: boolean;
   on(event: 'cancelled', listener: () => void): unknown;
   removeListener(event: 'cancelled', listener: () => void): unknown;
 }
@@ -132,6 +134,8 @@ export class EngineService implements OnApplicationShutdown {
     send: (callId: number, bridge: Awaited<ReturnType<EngineThread['bridge']>>) => Promise<T>,
   ): Promise<T> {
     const bridge = await this.threads[role].bridge();
+    // A client that went while the thread was starting is not worth starting the work for.
+    if (call.cancelled) throw cancelled('the client cancelled the call');
     const callId = this.nextCallId++;
     const cancel = (): void => bridge.notify('cancel', callId);
     call.on('cancelled', cancel);

@@ -1,4 +1,5 @@
 import {
+  type BeforeApplicationShutdown,
   Inject,
   Injectable,
   type OnApplicationBootstrap,
@@ -29,7 +30,9 @@ import { COORDINATOR_CONFIG, LOGGER, TLS_MATERIAL } from '../tokens';
  * Without TLS or without an auth file it warns, once, at start.
  */
 @Injectable()
-export class GrpcServerService implements OnApplicationBootstrap, OnApplicationShutdown {
+export class GrpcServerService
+  implements OnApplicationBootstrap, BeforeApplicationShutdown, OnApplicationShutdown
+{
   private server: RunningServer | undefined;
 
   constructor(
@@ -98,7 +101,18 @@ export class GrpcServerService implements OnApplicationBootstrap, OnApplicationS
     }
   }
 
+  /**
+   * Before anything else stops (engine threads, the job queue, SQLite): health NOT_SERVING, no
+   * new calls, WatchJob streams ended with UNAVAILABLE (clients watch again after the restart),
+   * and the calls in flight finish — within the shutdown grace, less a reserve for the rest.
+   */
+  async beforeApplicationShutdown(): Promise<void> {
+    this.coordinator.endStreams();
+    const reserveMs = Math.min(2_000, this.config.shutdownGraceMs / 4);
+    await this.server?.shutdown(this.config.shutdownGraceMs - reserveMs);
+  }
+
   async onApplicationShutdown(): Promise<void> {
-    await this.server?.shutdown(5_000);
+    await this.server?.shutdown(0);
   }
 }
