@@ -2,7 +2,14 @@ import { closeSync, readFileSync, writeSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { type EngineInfo, initEngine } from '@lethe/engine';
-import { type Device, DeviceKind, WorkerService } from '@lethe/proto';
+import {
+  type Device,
+  DeviceKind,
+  HEALTH_DESCRIPTOR_SET,
+  LETHE_DESCRIPTOR_SET,
+  REFLECTION_DESCRIPTOR_SET,
+  WorkerService,
+} from '@lethe/proto';
 import {
   type RunningServer,
   startGrpcServer,
@@ -96,6 +103,7 @@ export async function startWorker(
       },
     ],
     healthServices: [WORKER_SERVICE_NAME],
+    reflection: [LETHE_DESCRIPTOR_SET, HEALTH_DESCRIPTOR_SET, REFLECTION_DESCRIPTOR_SET],
     log: logger,
     ...(tls ? { credentials: tlsServerCredentials(tls, 'require') } : {}),
   });

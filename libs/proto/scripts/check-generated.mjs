@@ -1,7 +1,7 @@
 // Fails (exit 1, one line) when libs/proto/src/generated differs from what proto/ generates now:
 // checks that proto/ is buf-formatted and passes `buf lint` (which requires a comment on every
-// element), regenerates into a temporary directory with the committed buf.gen.yaml, and compares
-// file by file. `npm run proto` fixes a failure.
+// element), regenerates into a temporary directory with the committed buf.gen.yaml (and the
+// descriptor sets with generate-descriptors.mjs), and compares file by file. `npm run proto` fixes a failure.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -43,6 +43,15 @@ function compare() {
   const tmp = mkdtempSync(join(tmpdir(), 'lethe-proto-check-'));
   try {
     run(['generate', '--template', 'buf.gen.yaml', '--output', tmp]);
+    const descriptors = spawnSync(
+      process.execPath,
+      [join(root, 'libs/proto/scripts/generate-descriptors.mjs'), tmp],
+      { cwd: root, encoding: 'utf8' },
+    );
+    if (descriptors.status !== 0) {
+      process.stderr.write(descriptors.stdout + descriptors.stderr);
+      throw new Error('generate-descriptors.mjs failed; see the lines above');
+    }
     const fresh = join(tmp, committedRel);
     const committed = join(root, committedRel);
     const freshFiles = listFiles(fresh).sort();

@@ -14,6 +14,11 @@ export * from './generated/lethe/v1/common';
 export * from './generated/lethe/v1/coordinator';
 export * from './generated/lethe/v1/worker';
 export {
+  HEALTH_DESCRIPTOR_SET,
+  LETHE_DESCRIPTOR_SET,
+  REFLECTION_DESCRIPTOR_SET,
+} from './generated/descriptors';
+export {
   decodeFloat32,
   encodeFloat32,
   type Float32Values,

@@ -50,7 +50,7 @@ export {
   serviceError,
   type UnaryMethod,
 } from './client';
-export { findProtoDir } from './protos';
+export { addReflection, splitDescriptorSet } from './reflection';
 export {
   type AuthorizeOptions,
   authorizeService,

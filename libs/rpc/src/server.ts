@@ -4,10 +4,9 @@ import {
   type ServiceDefinition,
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
-import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
 import type { RpcLogger } from './handlers';
-import { findProtoDir, loadReflectionPackage } from './protos';
+import { addReflection } from './reflection';
 
 export interface GrpcServiceBinding {
   definition: ServiceDefinition;
@@ -27,7 +26,12 @@ export interface StartServerOptions {
   credentials?: ServerCredentials;
   /** Max message size in bytes both ways (default 64 MiB). */
   maxMessageBytes?: number;
-  /** Told when server reflection is unavailable (no proto directory found). */
+  /**
+   * Compiled FileDescriptorSets (e.g. @lethe/proto's LETHE_DESCRIPTOR_SET, HEALTH_… and
+   * REFLECTION_…) that server reflection serves for the services above and health; without
+   * them the server has no reflection.
+   */
+  reflection?: readonly Uint8Array[];
   log?: RpcLogger;
 }
 
@@ -59,8 +63,8 @@ export function splitHostPort(address: string): { host: string; port: number } {
 
 /**
  * Starts a grpc-js server with the given services, the standard health service
- * (grpc.health.v1.Health, from grpc-health-check) and server reflection (v1 and v1alpha, from
- * @grpc/reflection) describing the repository's proto files (see findProtoDir).
+ * (grpc.health.v1.Health, from grpc-health-check) and, given descriptor sets, server reflection
+ * (v1 and v1alpha) of exactly the services it serves.
  */
 export async function startGrpcServer(options: StartServerOptions): Promise<RunningServer> {
   const { host } = splitHostPort(options.address);
@@ -79,14 +83,12 @@ export async function startGrpcServer(options: StartServerOptions): Promise<Runn
   );
   health.addToServer(server);
 
-  const protoDir = findProtoDir();
-  if (protoDir === undefined) {
-    options.log?.warn?.(
-      { lookedFrom: __dirname },
-      'no proto/ directory found (set LETHE_PROTO_DIR): serving without reflection',
+  if (options.reflection) {
+    // A method's path is /<package>.<Service>/<Method>: the services this port serves.
+    const served = options.services.map(
+      ({ definition }) => Object.values(definition)[0]?.path.split('/')[1] ?? '',
     );
-  } else {
-    new ReflectionService(loadReflectionPackage(protoDir)).addToServer(server);
+    addReflection(server, options.reflection, [...served, 'grpc.health.v1.Health']);
   }
 
   const port = await new Promise<number>((resolve, reject) => {

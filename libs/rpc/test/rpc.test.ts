@@ -6,18 +6,26 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   CoordinatorClient,
   CoordinatorService,
+  HEALTH_DESCRIPTOR_SET,
   type JobEvent,
+  LETHE_DESCRIPTOR_SET,
   LogLevel,
   type RegisterRequest,
   RegistryClient,
   type RegistryServer,
   RegistryService,
+  REFLECTION_DESCRIPTOR_SET,
 } from '@lethe/proto';
+import * as protobuf from 'protobufjs';
+import {
+  FileDescriptorProto,
+  FileDescriptorSet,
+  type IFileDescriptorProto,
+} from 'protobufjs/ext/descriptor';
 import {
   alreadyExists,
   backoffDelay,
   callUnary,
-  findProtoDir,
   isRetryable,
   notFound,
   RpcError,
@@ -30,6 +38,44 @@ import {
   unaryHandler,
   unavailable,
 } from '../src';
+
+/** A grpc.reflection.v1 client: one request per stream, its first reply. */
+function reflectionClient(address: string) {
+  const root = join(dirname(require.resolve('@grpc/reflection/package.json')), 'build', 'proto');
+  const pkg = grpc.loadPackageDefinition(
+    protoLoader.loadSync('grpc/reflection/v1/reflection.proto', {
+      includeDirs: [root],
+      keepCase: true,
+    }),
+  ) as unknown as {
+    grpc: { reflection: { v1: { ServerReflection: grpc.ServiceClientConstructor } } };
+  };
+  const client = new pkg.grpc.reflection.v1.ServerReflection(
+    address,
+    grpc.credentials.createInsecure(),
+  ) as unknown as grpc.Client & {
+    ServerReflectionInfo(): grpc.ClientDuplexStream<object, ReflectionReply>;
+  };
+  return {
+    ask: (req: object): Promise<ReflectionReply> =>
+      new Promise((resolve, reject) => {
+        const stream = client.ServerReflectionInfo();
+        stream.on('data', (reply: ReflectionReply) => {
+          resolve(reply);
+          stream.end();
+        });
+        stream.on('error', reject);
+        stream.write(req);
+      }),
+    close: () => client.close(),
+  };
+}
+
+interface ReflectionReply {
+  list_services_response?: { service: { name: string }[] };
+  file_descriptor_response?: { file_descriptor_proto: Buffer[] };
+  error_response?: { error_code: number; error_message: string };
+}
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -96,6 +142,7 @@ describe('rpc server and client', () => {
         },
       ],
       healthServices: ['lethe.v1.Registry'],
+      reflection: [LETHE_DESCRIPTOR_SET, HEALTH_DESCRIPTOR_SET, REFLECTION_DESCRIPTOR_SET],
     });
     client = new RegistryClient(running.address, grpc.credentials.createInsecure());
   });
@@ -181,50 +228,73 @@ describe('rpc server and client', () => {
     health.close();
   });
 
-  it('serves reflection describing the lethe.v1 services', async () => {
-    const root = join(dirname(require.resolve('@grpc/reflection/package.json')), 'build', 'proto');
-    const pkg = grpc.loadPackageDefinition(
-      protoLoader.loadSync('grpc/reflection/v1/reflection.proto', {
-        includeDirs: [root],
-        keepCase: true,
-      }),
-    ) as unknown as {
-      grpc: { reflection: { v1: { ServerReflection: grpc.ServiceClientConstructor } } };
-    };
-    const reflection = new pkg.grpc.reflection.v1.ServerReflection(
-      running.address,
-      grpc.credentials.createInsecure(),
+  it('reflects exactly the services it serves, as files a descriptor pool loads', async () => {
+    const reflection = reflectionClient(running.address);
+    const names = (await reflection.ask({ list_services: '' })).list_services_response!.service;
+    expect(names.map((s) => s.name).sort()).toEqual([
+      'grpc.health.v1.Health',
+      'grpc.reflection.v1.ServerReflection',
+      'lethe.v1.Coordinator',
+      'lethe.v1.Registry',
+    ]);
+    // lethe.v1.Worker shares worker.proto with the Registry, but is not served here.
+    const hidden = await reflection.ask({ file_containing_symbol: 'lethe.v1.Worker' });
+    expect(hidden.error_response?.error_code).toBe(grpc.status.NOT_FOUND);
+
+    // The real files, with their imports: enough for a pool to resolve every type.
+    const reply = await reflection.ask({ file_containing_symbol: 'lethe.v1.Registry.Register' });
+    const files = reply.file_descriptor_response!.file_descriptor_proto.map(
+      (bytes) => FileDescriptorProto.decode(bytes) as IFileDescriptorProto,
     );
-    type Reply = {
-      list_services_response?: { service: { name: string }[] };
-      file_descriptor_response?: { file_descriptor_proto: Buffer[] };
-    };
-    const ask = (req: object): Promise<Reply> =>
-      new Promise((resolve, reject) => {
-        const stream = (
-          reflection as unknown as {
-            ServerReflectionInfo(): grpc.ClientDuplexStream<object, Reply>;
-          }
-        ).ServerReflectionInfo();
-        stream.on('data', (reply: Reply) => {
-          resolve(reply);
-          stream.end();
-        });
-        stream.on('error', reject);
-        stream.write(req);
-      });
-    const listed = await ask({ list_services: '' });
-    const names = listed.list_services_response!.service.map((s) => s.name);
-    expect(names).toEqual(
-      expect.arrayContaining([
-        'lethe.v1.Coordinator',
-        'lethe.v1.Worker',
-        'lethe.v1.Registry',
-        'grpc.health.v1.Health',
-      ]),
+    expect(files.map((f) => f.name).sort()).toEqual([
+      'lethe/v1/common.proto',
+      'lethe/v1/worker.proto',
+    ]);
+    const coordinator = await reflection.ask({ file_containing_symbol: 'lethe.v1.Coordinator' });
+    const decoded = coordinator.file_descriptor_response!.file_descriptor_proto.map(
+      (bytes) => FileDescriptorProto.decode(bytes) as IFileDescriptorProto,
     );
-    const file = await ask({ file_containing_symbol: 'lethe.v1.Worker' });
-    expect(file.file_descriptor_response!.file_descriptor_proto.length).toBeGreaterThan(0);
+    expect(decoded.map((f) => f.name)).toEqual([
+      'lethe/v1/coordinator.proto',
+      'google/protobuf/timestamp.proto',
+      'lethe/v1/common.proto',
+    ]);
+    expect(decoded[0]!.dependency).toEqual([
+      'google/protobuf/timestamp.proto',
+      'lethe/v1/common.proto',
+    ]);
+    files.push(decoded[0]!, decoded[1]!);
+    // protobufjs/ext/descriptor adds Root.fromDescriptor at run time; its typings do not say so.
+    const { fromDescriptor } = protobuf.Root as unknown as {
+      fromDescriptor(set: protobuf.Message): protobuf.Root;
+    };
+    const pool = fromDescriptor(FileDescriptorSet.create({ file: files }));
+    pool.resolveAll();
+
+    // Call a method known only by name, through the pool's types.
+    const method = pool
+      .lookupService('lethe.v1.Registry')
+      .methods['Register']!.resolve() as protobuf.Method;
+    const request = method.resolvedRequestType!;
+    const response = method.resolvedResponseType!;
+    const generic = new grpc.Client(running.address, grpc.credentials.createInsecure());
+    const answer = await new Promise<{ error: grpc.ServiceError | null; value?: unknown }>(
+      (resolve) =>
+        generic.makeUnaryRequest(
+          '/lethe.v1.Registry/Register',
+          (value: object) => Buffer.from(request.encode(request.fromObject(value)).finish()),
+          (bytes: Buffer) => response.toObject(response.decode(bytes)),
+          { address: '127.0.0.1:1', name: 'reflected', capacity: { max_experts: 1 } },
+          (error, value) => resolve({ error, value }),
+        ),
+    );
+    expect(answer.error).toBeNull();
+    expect(answer.value).toEqual({
+      worker_id: 'w-reflected',
+      heartbeat_interval_ms: 1000,
+      heartbeat_timeout_ms: 5000,
+    });
+    generic.close();
     reflection.close();
   });
 
@@ -349,14 +419,6 @@ describe('helpers', () => {
     expect(splitHostPort('[::1]:50051')).toEqual({ host: '[::1]', port: 50051 });
     expect(() => splitHostPort('nohost')).toThrow(/host:port/);
     expect(() => splitHostPort('h:99999')).toThrow(/host:port/);
-  });
-
-  it('finds the proto directory, or the one LETHE_PROTO_DIR names', () => {
-    const dir = findProtoDir({});
-    expect(dir).toMatch(/proto$/);
-    expect(findProtoDir({ LETHE_PROTO_DIR: dir! })).toBe(dir);
-    expect(() => findProtoDir({ LETHE_PROTO_DIR: '/nonexistent' })).toThrow(/LETHE_PROTO_DIR/);
-    expect(findProtoDir({}, '/')).toBeUndefined();
   });
 });
 

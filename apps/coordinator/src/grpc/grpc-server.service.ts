@@ -5,7 +5,14 @@ import {
   type OnApplicationBootstrap,
   type OnApplicationShutdown,
 } from '@nestjs/common';
-import { CoordinatorService, RegistryService, type SubmitForgetRequest } from '@lethe/proto';
+import {
+  CoordinatorService,
+  HEALTH_DESCRIPTOR_SET,
+  LETHE_DESCRIPTOR_SET,
+  REFLECTION_DESCRIPTOR_SET,
+  RegistryService,
+  type SubmitForgetRequest,
+} from '@lethe/proto';
 import {
   type RunningServer,
   startGrpcServer,
@@ -70,6 +77,7 @@ export class GrpcServerService
         },
       ],
       healthServices: ['lethe.v1.Coordinator', 'lethe.v1.Registry'],
+      reflection: [LETHE_DESCRIPTOR_SET, HEALTH_DESCRIPTOR_SET, REFLECTION_DESCRIPTOR_SET],
       ...(this.tls ? { credentials: tlsServerCredentials(this.tls, 'request') } : {}),
       log: this.log,
     });

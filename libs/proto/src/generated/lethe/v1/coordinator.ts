@@ -1233,7 +1233,8 @@ export interface ForgetMetrics {
   miaAttackAccuracy: number;
   /**
    * Feature probe: % of the forgotten class's test samples a linear probe on the model's
-   * internal features (before any output mask) still recognises as the class.
+   * internal features (before any output mask) still recognises as the class. NaN when not
+   * measured: only a `full` measurement fits the probe.
    */
   featureProbe: number;
   /** Held-out accuracy of the probe, percent; unset when it could not be fitted. */
