@@ -4,7 +4,12 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Command } from 'commander';
 import type { RoutingHealth } from '@lethe/metrics';
-import { type ForgetMethod, type ForgetMetrics, type ForgetReceipt } from '@lethe/unlearning';
+import {
+  type ForgetMethod,
+  type ForgetMetrics,
+  type ForgetPreview,
+  type ForgetReceipt,
+} from '@lethe/unlearning';
 import { machine, today, writeSection } from './benchmarks-md';
 
 type Method = ForgetMethod;
@@ -81,6 +86,8 @@ interface Run {
   cls: string;
   method: Method;
   receipt: Receipt;
+  /** Targeted runs: what `--dry-run` estimated before the forget ran. */
+  preview?: ForgetPreview;
 }
 
 /** What `lethe train --json` reports that the benchmark keeps. */
@@ -196,12 +203,30 @@ async function runAll(): Promise<Results> {
       cpSync(model, store, { recursive: true });
       console.log(`seed ${seed}: forget ${cls} with ${method}`);
       const reuse = existsSync(firstReceipt) ? ['--before-from', firstReceipt] : [];
+      const preview =
+        method === 'targeted'
+          ? (JSON.parse(
+              await lethe([
+                'forget',
+                '--data',
+                data,
+                '--store',
+                store,
+                '--class',
+                cls,
+                '--seed',
+                seed,
+                '--dry-run',
+                '--json',
+              ]),
+            ) as ForgetPreview)
+          : undefined;
       const receipt = await forgetOn(store, seed, cls, [
         ...(method === 'targeted' ? [] : ['--method', method]),
         ...reuse,
       ]);
       if (!existsSync(firstReceipt)) writeFileSync(firstReceipt, JSON.stringify(receipt));
-      runs.push({ seed, cls, method, receipt });
+      runs.push({ seed, cls, method, receipt, ...(preview ? { preview } : {}) });
       const sequenceFrom = method === 'targeted' && then && cls === classes[0];
       if (sequenceFrom) {
         console.log(`seed ${seed}: then forget ${then} on the same model`);
@@ -310,7 +335,8 @@ function render({ command, runs, wallMinutes, trained, sequences }: Results): vo
       b === undefined ? '—' : `${a - b >= 0 ? '+' : ''}${(a - b).toFixed(2)}`;
     const speed = (seconds: number): number | undefined =>
       o ? o.timings.forgetSeconds / seconds : undefined;
-    return `| ${run.seed} | ${run.cls} | ${r.plan.experts.join(', ')} | ${pct1(r.plan.collateral)} | ${m.unmasked.forgottenClassTestAccuracy.toFixed(2)} | ${delta(m.ra, o?.metrics.after.ra)} | ${delta(m.ta, o?.metrics.after.ta)} | ${m.unmasked.miaEfficacy.toFixed(2)} / ${o?.metrics.after.unmasked.miaEfficacy.toFixed(2) ?? '—'} | ${r.timings.forgetSeconds.toFixed(1)} s / ${endToEnd(r).toFixed(1)} s | ${o ? `${o.timings.forgetSeconds.toFixed(0)} s` : '—'} | ${times(speed(r.timings.forgetSeconds))} / ${times(speed(endToEnd(r)))} |`;
+    const estimate = run.preview?.estimate.seconds?.total;
+    return `| ${run.seed} | ${run.cls} | ${r.plan.experts.join(', ')} | ${pct1(r.plan.collateral)} | ${estimate === undefined ? '—' : `${estimate.toFixed(0)} s`} | ${m.unmasked.forgottenClassTestAccuracy.toFixed(2)} | ${delta(m.ra, o?.metrics.after.ra)} | ${delta(m.ta, o?.metrics.after.ta)} | ${m.unmasked.miaEfficacy.toFixed(2)} / ${o?.metrics.after.unmasked.miaEfficacy.toFixed(2) ?? '—'} | ${r.timings.forgetSeconds.toFixed(1)} s / ${endToEnd(r).toFixed(1)} s | ${o ? `${o.timings.forgetSeconds.toFixed(0)} s` : '—'} | ${times(speed(r.timings.forgetSeconds))} / ${times(speed(endToEnd(r)))} |`;
   });
 
   const trainedRows = trained
@@ -377,10 +403,10 @@ function render({ command, runs, wallMinutes, trained, sequences }: Results): vo
       '|---|---|---|',
       ...targetRows,
       '',
-      "Per targeted run: experts retrained and their collateral share; forgotten-class test accuracy (unmasked); RA and TA minus retrain's; unmasked MIA-Efficacy (targeted / retrain); seconds (retraining / end to end); retrain's seconds; speed-up (retraining / end to end):",
+      "Per targeted run: experts retrained and their collateral share; the `--dry-run` estimate of the end-to-end seconds; forgotten-class test accuracy (unmasked); RA and TA minus retrain's; unmasked MIA-Efficacy (targeted / retrain); seconds (retraining / end to end); retrain's seconds; speed-up (retraining / end to end):",
       '',
-      '| seed | class | experts | collateral | forgotten acc | ΔRA | ΔTA | MIA | targeted | retrain | speed-up |',
-      '|---|---|---|---|---|---|---|---|---|---|---|',
+      '| seed | class | experts | collateral | dry-run estimate | forgotten acc | ΔRA | ΔTA | MIA | targeted | retrain | speed-up |',
+      '|---|---|---|---|---|---|---|---|---|---|---|---|',
       ...perRunRows,
       '',
       ...(sequenceRows.length
