@@ -1,4 +1,20 @@
 import { type ChannelStats, type Dataset, parseSampleId } from '@lethe/data';
+import {
+  appendErasures,
+  buildRoster,
+  erasedOf,
+  type Erased,
+  type LedgerStamp,
+  honourLedger,
+  LEDGER_OBJECT,
+  describeHonoured,
+  readLedger,
+  revisionHonouring,
+  ROSTER_OBJECT,
+  storeRoster,
+  type SubjectTable,
+  subjectsRecord,
+} from '@lethe/ledger';
 import { type ModelCard, type MoEConfig, publishModel } from '@lethe/model';
 import {
   getVerified,
@@ -61,6 +77,9 @@ export interface SisaTrainOptions {
   onProgress?: (p: SisaProgress) => void;
   /** Where shard models train (e.g. on workers); default in this process. */
   trainer?: ShardTrainer;
+  /** The dataset's sample → subject table, recorded with the model (its roster). */
+  subjects?: SubjectTable;
+  onStatus?: (message: string) => void;
 }
 
 const encode = (value: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(value));
@@ -95,6 +114,8 @@ async function publishSisa(
   extra: {
     objects?: Record<string, ObjectRef>;
     attributes?: Record<string, JsonValue>;
+    /** More fields of the training record (the ledger honoured, the subject table). */
+    training?: Record<string, JsonValue>;
     expectRevision?: number;
   } = {},
 ): Promise<Manifest> {
@@ -125,6 +146,7 @@ async function publishSisa(
         limit: options.limit ?? null,
         seed: card.config.seed,
         sisa: sisa as unknown as JsonValue,
+        ...(extra.training ?? {}),
       },
       ...(extra.attributes ?? {}),
     },
@@ -139,7 +161,12 @@ export async function trainSisaModel(
   options: SisaTrainOptions,
 ): Promise<{ manifest: Manifest; layout: SisaLayout; seconds: number }> {
   const started = performance.now();
-  const layout = planLayout(train, {
+  // Everything the store's erasure ledger holds stays out of the layout, so out of every shard
+  // and of the router. Training still addresses samples in `train`, where a ShardTrainer made
+  // for it looks them up.
+  const { train: kept, honoured } = await honourLedger(store, train, options.subjects);
+  options.onStatus?.(describeHonoured(honoured));
+  const layout = planLayout(kept, {
     shards: options.config.experts,
     slices: options.slices,
     assignment: options.assignment,
@@ -153,8 +180,16 @@ export async function trainSisaModel(
     classes: options.classes,
     normalisation: { mean: [...options.normalise.mean], std: [...options.normalise.std] },
   };
+  const trained = buildRoster(kept, options.subjects);
+  const roster = await storeRoster(store, trained);
   const manifest = await publishSisa(store, card, layout, settings, result, {
+    objects: { [ROSTER_OBJECT]: roster },
     attributes: { forgotten: [], sisaForgotten: [] },
+    training: {
+      ledger: honoured as unknown as JsonValue,
+      subjects: subjectsRecord(trained),
+    },
+    expectRevision: await revisionHonouring(store, honoured),
   });
   return { manifest, layout, seconds: (performance.now() - started) / 1000 };
 }
@@ -165,7 +200,8 @@ export interface SisaReceipt {
   requestId: string;
   createdAt: string;
   mode: 'exact';
-  request: { kind: 'samples'; sampleIds: string[] };
+  /** `subjects`: the data subjects the sample ids were expanded from, when asked by subject. */
+  request: { kind: 'samples'; sampleIds: string[]; subjects?: string[] };
   /**
    * The batch this request was replayed in (see SisaForgetQueue): every request id published in
    * the same revision and how many distinct samples they removed together. `sisa`, `weights`,
@@ -239,6 +275,8 @@ export async function loadSisa(store: ObjectStore): Promise<LoadedSisa> {
 export interface SisaForgetRequest {
   requestId: string;
   sampleIds: readonly string[];
+  /** The data subjects `sampleIds` are the samples of (recorded in the receipt and ledger). */
+  subjects?: readonly string[];
 }
 
 /**
@@ -288,9 +326,16 @@ export async function replayBatch(
   const { manifest, card, sisa, layout } = loaded;
   const slots = slotsByIndex(layout);
   const alreadyForgotten = allForgottenIndices(manifest);
+  const ledger = await readLedger(store, manifest);
+  const erased = erasedOf(ledger);
   // A new request's receipt is known only after the replay: until then its outcome is pending.
   const outcomes: (SisaBatchOutcome | { pending: string })[] = [];
-  const accepted: { requestId: string; ids: string[]; indices: Set<number> }[] = [];
+  const accepted: {
+    requestId: string;
+    ids: string[];
+    indices: Set<number>;
+    subjects: string[];
+  }[] = [];
   const inBatch = new Map<string, string>();
   let finishDeletion = false;
   for (const request of requests) {
@@ -318,9 +363,11 @@ export async function replayBatch(
       continue;
     }
     try {
+      const subjects = [...new Set(request.subjects ?? [])].sort();
+      checkNotErased(erased, ids, subjects);
       const indices = validateSamples(train, slots, alreadyForgotten, ids);
       inBatch.set(request.requestId, key);
-      accepted.push({ requestId: request.requestId, ids, indices });
+      accepted.push({ requestId: request.requestId, ids, indices, subjects });
       outcomes.push({ pending: request.requestId });
     } catch (error) {
       outcomes.push({ error });
@@ -376,7 +423,11 @@ export async function replayBatch(
       requestId: a.requestId,
       createdAt,
       mode: 'exact',
-      request: { kind: 'samples', sampleIds: a.ids },
+      request: {
+        kind: 'samples',
+        sampleIds: a.ids,
+        ...(a.subjects.length > 0 ? { subjects: a.subjects } : {}),
+      },
       batch,
       sisa: { shards, routerEpochs: sisa.routerEpochs },
       weights: { before: beforeHashes, after: afterHashes },
@@ -389,6 +440,17 @@ export async function replayBatch(
       kind: 'receipt',
     });
   }
+  objects[LEDGER_OBJECT] = await appendErasures(
+    store,
+    ledger,
+    accepted.map((a) => ({
+      requestId: a.requestId,
+      receipt: objects[`receipt/${a.requestId}`]!,
+      mode: 'exact' as const,
+      sampleIds: a.ids,
+      subjects: a.subjects,
+    })),
+  );
   const oldRouter = manifest.objects['router'];
   const published = await publishSisa(
     store,
@@ -398,6 +460,11 @@ export async function replayBatch(
     result,
     {
       objects,
+      training: replayedTraining(manifest, {
+        sha256: objects[LEDGER_OBJECT].sha256,
+        events: ledger.document.events.length + accepted.length,
+        erasures: erased.byRequest.size + accepted.length,
+      }),
       attributes: {
         sisaForgotten: [
           ...((manifest.attributes['sisaForgotten'] ?? []) as number[]),
@@ -418,6 +485,30 @@ export async function replayBatch(
     outcomes: outcomes.map((o) => ('pending' in o ? { receipt: receipts.get(o.pending)! } : o)),
     replayed: true,
   };
+}
+
+/** The replayed model's training record keeps its subject table and names the new ledger. */
+function replayedTraining(manifest: Manifest, ledger: LedgerStamp): Record<string, JsonValue> {
+  const before = (manifest.attributes['training'] ?? {}) as Record<string, JsonValue>;
+  const honoured = (before['ledger'] ?? {}) as Record<string, JsonValue>;
+  return {
+    ...(before['subjects'] === undefined ? {} : { subjects: before['subjects'] }),
+    ledger: { ...honoured, ...ledger, replayed: true },
+  };
+}
+
+/** A sample or subject the ledger already holds is forgotten already: say by which request. */
+function checkNotErased(erased: Erased, ids: readonly string[], subjects: readonly string[]): void {
+  for (const erasure of erased.byRequest.values()) {
+    const subject = subjects.find((s) => erasure.subjects.includes(s));
+    const sample = ids.find((id) => erasure.sampleIds.includes(id));
+    if (subject !== undefined || sample !== undefined) {
+      throw new SisaRequestError(
+        `${subject !== undefined ? `subject ${subject}` : `sample ${sample}`} was already forgotten (request ${erasure.requestId})`,
+        'failed-precondition',
+      );
+    }
+  }
 }
 
 function differentRequest(requestId: string): SisaRequestError {

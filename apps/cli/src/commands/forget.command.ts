@@ -37,6 +37,7 @@ import {
 } from '../remote/target';
 import { startEngine } from '../terminal/engine';
 import { classSampleIds, holdsSisaModel, runSisaForgetJob, sisaProgress } from '../jobs/sisa-jobs';
+import { runSubjectForget } from '../jobs/subject-forget';
 import { action, CliError } from '../terminal/errors';
 import {
   nonNegativeInt,
@@ -57,6 +58,7 @@ interface ForgetFlags extends ConnectionFlags {
   class?: string;
   samples?: string;
   samplesFile?: string;
+  subject?: string;
   coordinator?: string;
   method?: RemoteForgetMethod;
   loss?: UnlearningLoss;
@@ -167,12 +169,42 @@ export function registerForgetCommand(program: Command): void {
       'training sample ids to forget, comma-separated (exact replay on a --mode sisa model)',
     )
     .option('--samples-file <file>', 'a file of sample ids to forget, one per line')
+    .option(
+      '--subject <ids>',
+      'data subjects to forget, comma-separated: all their training samples (lethe train --subjects)',
+    )
     .action(
       action(async (flags: ForgetFlags, command: Command) => {
         if (flags.method === 'mask' && flags.maskOutput) {
           throw new CliError('--mask-output is what --method mask does: give one of them');
         }
         const bySamples = flags.samples !== undefined || flags.samplesFile !== undefined;
+        if (flags.subject !== undefined) {
+          if (bySamples || flags.class !== undefined) {
+            throw new CliError(
+              'invalid argument: give --subject alone, not with --class or --samples',
+            );
+          }
+          if (explicitCoordinator(flags.coordinator, flags)) {
+            throw new CliError(
+              '--subject runs locally for now (the coordinator has no subject lookup yet)',
+            );
+          }
+          if (flags.dryRun) throw new CliError('--dry-run applies to a class on a joint model');
+          const subjects = [...new Set(flags.subject.split(',').map((s) => s.trim()))];
+          if (subjects.some((s) => s.length === 0)) throw new CliError('--subject has an empty id');
+          const requestId = flags.requestId ?? newRequestId();
+          if (!flags.requestId) process.stderr.write(`request id ${requestId}\n`);
+          const receipt = await runSubjectForget({
+            store: new LocalDirStore(flags.store),
+            subjects,
+            requestId,
+            ...(flags.data ? { data: flags.data } : {}),
+          });
+          if (flags.json) process.stdout.write(`${JSON.stringify(receipt, null, 2)}\n`);
+          else printSisaReceipt(receipt);
+          return;
+        }
         if (bySamples && flags.class !== undefined) {
           throw new CliError('give either --class or --samples/--samples-file, not both');
         }
@@ -383,8 +415,9 @@ function printPreview(preview: ForgetPreview): void {
 
 /** An exact (sisa) forget: what was replayed, from which checkpoint, and what it cost. */
 export function printSisaReceipt(receipt: SisaReceipt): void {
+  const of = receipt.request.subjects ? ` of subject ${receipt.request.subjects.join(', ')}` : '';
   console.log(
-    `receipt ${receipt.requestId}: ${receipt.request.sampleIds.length} samples forgotten exactly (sisa replay), manifest revision ${receipt.manifest.before} → ${receipt.manifest.after}`,
+    `receipt ${receipt.requestId}: ${receipt.request.sampleIds.length} samples${of} forgotten exactly (sisa replay), manifest revision ${receipt.manifest.before} → ${receipt.manifest.after}`,
   );
   console.log(
     table([

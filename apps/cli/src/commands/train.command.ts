@@ -41,6 +41,7 @@ interface TrainFlags extends ConnectionFlags {
   routerNoise: number;
   specialize: number;
   limit?: number;
+  subjects?: string;
   mode: 'joint' | 'sisa';
   slices: number;
   assignment: 'uniform' | 'class-balanced';
@@ -111,6 +112,10 @@ export function registerTrainCommand(program: Command): void {
       positiveNumber,
       1,
     )
+    .option(
+      '--subjects <file>',
+      'CSV (sample,subject) or JSONL sidecar giving each sample its data subject, for lethe forget --subject',
+    )
     .option('--json', 'print the result as JSON on stdout', false)
     .option(
       '--coordinator <host:port>',
@@ -130,6 +135,11 @@ export function registerTrainCommand(program: Command): void {
         const remote = explicitCoordinator(flags.coordinator, flags);
         if (remote) {
           ignoredWithCoordinator(command, ['store']);
+          if (flags.subjects !== undefined) {
+            throw new CliError(
+              '--subjects runs locally for now: the coordinator has no subject tables',
+            );
+          }
           if (flags.mode === 'sisa') {
             throw new CliError(
               '--mode sisa runs locally for now: the coordinator trains joint models',
@@ -170,8 +180,10 @@ export function registerTrainCommand(program: Command): void {
               assignment: flags.assignment,
               routerEpochs: flags.routerEpochs,
               routerFraction: flags.routerFraction,
+              ...(flags.subjects ? { subjects: flags.subjects } : {}),
             },
             shardProgress.onProgress,
+            (message) => process.stderr.write(`${message}\n`),
           ).finally(() => shardProgress.stop());
           if (flags.json) {
             process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
@@ -202,6 +214,7 @@ export function registerTrainCommand(program: Command): void {
           routerNoise: flags.routerNoise,
           specializeWeight: flags.specialize,
           ...(flags.limit ? { limit: flags.limit } : {}),
+          ...(flags.subjects ? { subjects: flags.subjects } : {}),
           onEpoch: (summary) => {
             const health = routingHealth(summary.routing, flags.topK);
             process.stderr.write(

@@ -1,4 +1,5 @@
 import { batches, defaultNormalisation, formatSampleId, limitTrainingSet } from '@lethe/data';
+import { loadSubjectTable } from '@lethe/ledger';
 import { evaluate, type Evaluation, loadModel } from '@lethe/model';
 import {
   forgetSamples,
@@ -34,6 +35,8 @@ export interface SisaTrainJob extends Pick<
   assignment: ShardAssignment;
   routerEpochs: number;
   routerFraction: number;
+  /** A CSV or JSONL sidecar mapping sample ids to data subjects. */
+  subjects?: string;
 }
 
 /** A progress line for sisa work: which shard and slice, or the router. */
@@ -67,6 +70,7 @@ export function sisaProgress(): { onProgress: (p: SisaProgress) => void; stop: (
 export async function runSisaTrainJob(
   job: SisaTrainJob,
   onProgress?: (p: SisaProgress) => void,
+  onStatus?: (message: string) => void,
 ): Promise<{
   revision: number;
   seconds: number;
@@ -74,8 +78,13 @@ export async function runSisaTrainJob(
   trainSize: number;
   classes: string[];
 }> {
-  const train = limitTrainingSet(await openData(job.data, 'train'), job.limit, job.seed);
+  const fullTrain = await openData(job.data, 'train');
   const test = await openData(job.data, 'test');
+  const subjects =
+    job.subjects === undefined
+      ? undefined
+      : await loadSubjectTable(job.subjects, [fullTrain, test]);
+  const train = limitTrainingSet(fullTrain, job.limit, job.seed);
   const normalise = defaultNormalisation(job.data, train);
   const result = await trainSisaModel(job.store, train, {
     dataset: job.data,
@@ -101,6 +110,8 @@ export async function runSisaTrainJob(
     learningRate: job.learningRate,
     weightDecay: job.weightDecay,
     ...(onProgress ? { onProgress } : {}),
+    ...(subjects ? { subjects } : {}),
+    ...(onStatus ? { onStatus } : {}),
   });
   let evaluation: Evaluation | undefined;
   if (test) {
@@ -120,7 +131,7 @@ export async function runSisaTrainJob(
 /** Forgets training samples of the stored sisa model exactly, by replay. */
 export async function runSisaForgetJob(
   store: ObjectStore,
-  request: { requestId: string; sampleIds: string[]; data?: string },
+  request: { requestId: string; sampleIds: string[]; subjects?: string[]; data?: string },
   onProgress?: (p: SisaProgress) => void,
 ): Promise<SisaReceipt> {
   const { dataset, limit, card } = await loadSisa(store);

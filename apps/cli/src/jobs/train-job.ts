@@ -8,6 +8,17 @@ import {
 } from '@lethe/data';
 import type { EngineInfo } from '@lethe/engine';
 import {
+  buildRoster,
+  describeHonoured,
+  type HonouredLedger,
+  honourLedger,
+  loadSubjectTable,
+  revisionHonouring,
+  ROSTER_OBJECT,
+  storeRoster,
+  subjectsRecord,
+} from '@lethe/ledger';
+import {
   type EpochSummary,
   type Evaluation,
   MoEModel,
@@ -53,6 +64,8 @@ export interface TrainJobOptions {
   specializeWeight: number;
   /** Train on a seeded random subset of this many training samples. */
   limit?: number;
+  /** A CSV or JSONL sidecar mapping sample ids to data subjects. */
+  subjects?: string;
   onStep?: (progress: StepProgress) => void;
   onEpoch?: (summary: EpochSummary) => void;
   onStatus?: (message: string) => void;
@@ -72,6 +85,8 @@ export interface TrainJobResult {
   manifestRevision: number;
   seconds: number;
   parameters: { router: number; expert: number; total: number };
+  /** The erasure ledger this training honoured, and what it excluded. */
+  ledger: HonouredLedger;
 }
 
 /** Trains a jointly routed MoE on a dataset, evaluates it on the test split and stores it. */
@@ -94,7 +109,17 @@ export async function runTrainJob(options: TrainJobOptions): Promise<TrainJobRes
     test = options.data.test;
     normalise = channelStats(train);
   }
+  // Checked against the full splits: a `--limit` subset is cut after.
+  const subjects =
+    options.subjects === undefined
+      ? undefined
+      : await loadSubjectTable(options.subjects, test ? [train, test] : [train]);
   train = limitTrainingSet(train, options.limit, options.seed);
+  // Nothing the store's erasure ledger holds is trained on again.
+  const honouring = await honourLedger(options.store, train, subjects);
+  train = honouring.train;
+  const { honoured } = honouring;
+  status(describeHonoured(honoured));
   // After the data is read: a command that fails on its data says nothing about engines.
   const engine = await startEngine();
   const trainSize = train.size;
@@ -136,14 +161,14 @@ export async function runTrainJob(options: TrainJobOptions): Promise<TrainJobRes
     });
     // The test outputs (and those of the seeded training sample every forget measures) are
     // kept with the model, so its first forget measures "before" without running them again.
-    const testMemo = test
-      ? new OutputMemo(test.size, train.classes.length, options.topK)
-      : undefined;
+    const testMemo = test ? OutputMemo.for(test, train.classes.length, options.topK) : undefined;
     const evaluation = test
       ? evaluationOf(modelOutputs(model, test, normalise, { memo: testMemo }), train.classes.length)
       : undefined;
     const health = evaluation ? evaluationHealth(evaluation, options.topK) : undefined;
     const seconds = (performance.now() - started) / 1000;
+    const trained = buildRoster(train, subjects);
+    const roster = await storeRoster(options.store, trained);
     const manifest = await saveModel(
       options.store,
       model,
@@ -152,6 +177,8 @@ export async function runTrainJob(options: TrainJobOptions): Promise<TrainJobRes
         normalisation: { mean: [...normalise.mean], std: [...normalise.std] },
       },
       {
+        objects: { [ROSTER_OBJECT]: roster },
+        expectRevision: await revisionHonouring(options.store, honoured),
         attributes: {
           training: {
             mode: 'joint',
@@ -169,6 +196,8 @@ export async function runTrainJob(options: TrainJobOptions): Promise<TrainJobRes
             routerNoise: options.routerNoise,
             specializeWeight: options.specializeWeight,
             seed: options.seed,
+            ledger: honoured as unknown as JsonValue,
+            subjects: subjectsRecord(trained),
             engine: engine.engine,
             seconds,
             testAccuracy: evaluation?.accuracy ?? null,
@@ -186,7 +215,7 @@ export async function runTrainJob(options: TrainJobOptions): Promise<TrainJobRes
     );
     if (test && testMemo) {
       status('measuring the training sample that forget requests will compare against');
-      const trainMemo = new OutputMemo(train.size, train.classes.length, options.topK);
+      const trainMemo = OutputMemo.for(train, train.classes.length, options.topK);
       modelOutputs(model, train, normalise, {
         positions: measureSample(train, 0),
         memo: trainMemo,
@@ -206,6 +235,7 @@ export async function runTrainJob(options: TrainJobOptions): Promise<TrainJobRes
       manifestRevision: manifest.revision,
       seconds,
       parameters: model.countParameters(),
+      ledger: honoured,
     };
   } finally {
     model.dispose();

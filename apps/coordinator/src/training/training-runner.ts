@@ -10,6 +10,14 @@ import {
   storeParts,
   trainModel,
 } from '@lethe/model';
+import {
+  buildRoster,
+  describeHonoured,
+  honourLedger,
+  revisionHonouring,
+  ROSTER_OBJECT,
+  storeRoster,
+} from '@lethe/ledger';
 import { routingHealth } from '@lethe/metrics';
 import { Split } from '@lethe/proto';
 import { trainSisaModel } from '@lethe/sisa';
@@ -60,7 +68,13 @@ export async function runTrainingJob(
   if (request.mode === 'sisa') return runSisaTraining(deps, request, job);
   const started = performance.now();
   const fullTrain = await deps.models.dataset(request.dataset, 'train');
-  const train = limitTrainingSet(fullTrain, request.limit || undefined, request.seed);
+  // Nothing the store's erasure ledger holds is trained on again; workers get sample indices,
+  // so they need no copy of the exclusion.
+  const { train, honoured } = await honourLedger(
+    deps.store,
+    limitTrainingSet(fullTrain, request.limit || undefined, request.seed),
+  );
+  job.log('info', describeHonoured(honoured));
   const test = await deps.models.dataset(request.dataset, 'test').catch(() => undefined);
   const normalise = defaultNormalisation(request.dataset, train);
   const batchSize = Math.min(request.batchSize, train.size);
@@ -207,6 +221,7 @@ export async function runTrainingJob(
       refs[`expert/${e}`] = weights;
     }
     const seconds = (performance.now() - started) / 1000;
+    refs[ROSTER_OBJECT] = await storeRoster(deps.store, buildRoster(train));
     const manifest = await publishModel(
       deps.store,
       {
@@ -216,6 +231,7 @@ export async function runTrainingJob(
       },
       refs,
       {
+        expectRevision: await revisionHonouring(deps.store, honoured),
         attributes: {
           // Replaces the previous model's record of forgotten classes.
           forgotten: [],
@@ -235,6 +251,7 @@ export async function runTrainingJob(
             routerNoise: request.routerNoise,
             specializeWeight: request.specializeWeight,
             seed: request.seed,
+            ledger: honoured as unknown as JsonValue,
             engine: engineInfo()?.engine ?? 'unknown',
             seconds,
             testAccuracy: evaluation?.accuracy ?? null,
@@ -306,6 +323,7 @@ async function runSisaTraining(
     slices: sisa.slices,
     assignment: 'uniform',
     onProgress: sisaProgressReporter(job),
+    onStatus: (message) => job.log('info', message),
   });
   return { manifestRevision: result.manifest.revision };
 }

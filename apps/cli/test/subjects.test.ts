@@ -1,0 +1,183 @@
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { lethe, writeCifar10 } from './fixtures';
+
+const work = mkdtempSync(join(tmpdir(), 'lethe-cli-subjects-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+const data = `cifar10:${writeCifar10(work, 12, 4)}`;
+const subjects = join(work, 'subjects.csv');
+// Subject s7 owns three training samples; s8 one.
+writeFileSync(
+  subjects,
+  'sample,subject\ncifar10:train:2,s7\ncifar10:train:17,s7\ncifar10:train:30,s7\ncifar10:train:5,s8\n',
+);
+const small = [
+  '--preset',
+  'tiny',
+  '--experts',
+  '2',
+  '--top-k',
+  '1',
+  '--epochs',
+  '1',
+  '--batch',
+  '8',
+];
+const sisa = ['--mode', 'sisa', '--slices', '2', '--router-fraction', '0.5'];
+
+/** sha256 of every file under a directory: what "nothing changed" means. */
+function digest(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name of readdirSync(dir, { recursive: true, encoding: 'utf8' })) {
+    const path = join(dir, name);
+    if (statSync(path).isFile()) {
+      out[name] = createHash('sha256').update(readFileSync(path)).digest('hex');
+    }
+  }
+  return out;
+}
+
+describe('data subjects', () => {
+  it('refuses a bad subject table with its line, before training', () => {
+    const bad = join(work, 'bad.csv');
+    writeFileSync(bad, 'sample,subject\ncifar10:train:2,s7\ncifar10:train:2,s9\n');
+    const run = lethe([
+      'train',
+      '--data',
+      data,
+      '--store',
+      join(work, 'x'),
+      ...small,
+      '--subjects',
+      bad,
+    ]);
+    expect(run.status).toBe(1);
+    expect(run.stderr).toMatch(
+      /lethe: error: .*bad.csv line 3: sample cifar10:train:2 is listed twice/,
+    );
+    const missing = join(work, 'missing.csv');
+    writeFileSync(missing, 'sample,subject\ncifar10:train:99999,s7\n');
+    const run2 = lethe([
+      'train',
+      '--data',
+      data,
+      '--store',
+      join(work, 'x'),
+      ...small,
+      '--subjects',
+      missing,
+    ]);
+    expect(run2.stderr).toMatch(
+      /missing.csv line 2: sample cifar10:train:99999 is not in the dataset/,
+    );
+  });
+
+  it('lists, forgets and ledgers a subject of a sisa model', () => {
+    const store = join(work, 'sisa');
+    const train = lethe([
+      'train',
+      '--data',
+      data,
+      '--store',
+      store,
+      ...small,
+      ...sisa,
+      '--subjects',
+      subjects,
+    ]);
+    expect(train.stderr).not.toMatch(/lethe: error/);
+    expect(train.stderr).toMatch(/erasure ledger: empty/);
+
+    const listed = lethe(['samples', '--store', store, '--subject', 's7', '--json']);
+    expect(JSON.parse(listed.stdout)).toEqual(
+      ['cifar10:train:17', 'cifar10:train:2', 'cifar10:train:30']
+        .sort((a, b) => Number(a.split(':')[2]) - Number(b.split(':')[2]))
+        .map((sampleId) => expect.objectContaining({ sampleId, subject: 's7' })),
+    );
+
+    const before = digest(store);
+    const mixed = lethe(['forget', '--store', store, '--subject', 's7', '--class', 'circle']);
+    expect(mixed.stderr).toMatch(/lethe: error: invalid argument: give --subject alone/);
+    const unknown = lethe([
+      'forget',
+      '--store',
+      store,
+      '--subject',
+      'nobody',
+      '--request-id',
+      'r0',
+    ]);
+    expect(unknown.status).toBe(1);
+    expect(unknown.stderr).toMatch(/lethe: error: not found: subject "nobody"/);
+    expect(digest(store)).toEqual(before);
+
+    const args = [
+      'forget',
+      '--store',
+      store,
+      '--subject',
+      's7',
+      '--request-id',
+      'erase-s7',
+      '--json',
+    ];
+    const forget = lethe(args);
+    expect(forget.stderr).not.toMatch(/lethe: error/);
+    const receipt = JSON.parse(forget.stdout) as {
+      request: { sampleIds: string[]; subjects: string[] };
+    };
+    expect(receipt.request.subjects).toEqual(['s7']);
+    expect(receipt.request.sampleIds).toHaveLength(3);
+    expect(JSON.parse(lethe(args).stdout)).toEqual(receipt);
+    const again = lethe([
+      'forget',
+      '--store',
+      store,
+      '--subject',
+      's7',
+      '--request-id',
+      'erase-s7-b',
+    ]);
+    expect(again.stderr).toMatch(/already forgotten \(request erase-s7\)/);
+    expect(
+      JSON.parse(lethe(['samples', '--store', store, '--subject', 's7', '--json']).stdout),
+    ).toEqual([]);
+
+    const ledger = lethe(['ledger', '--store', store, '--json']);
+    const document = JSON.parse(ledger.stdout) as {
+      events: { requestId: string; subjects: string[] }[];
+    };
+    expect(document.events).toEqual([
+      expect.objectContaining({ requestId: 'erase-s7', subjects: ['s7'] }),
+    ]);
+    expect(lethe(['ledger', '--store', store]).stdout).toMatch(
+      /erase \(exact\)\s+erase-s7\s+subjects s7; 3 samples/,
+    );
+  });
+
+  it('refuses a subject on a joint model, changing nothing', () => {
+    const store = join(work, 'joint');
+    const train = lethe([
+      'train',
+      '--data',
+      data,
+      '--store',
+      store,
+      ...small,
+      '--subjects',
+      subjects,
+    ]);
+    expect(train.stderr).not.toMatch(/lethe: error/);
+    const before = digest(store);
+    const forget = lethe(['forget', '--store', store, '--subject', 's8', '--request-id', 'r1']);
+    expect(forget.status).toBe(1);
+    expect(forget.stderr).toMatch(
+      /failed precondition: .*approximate sample forgetting on joint models is not built yet/,
+    );
+    expect(digest(store)).toEqual(before);
+  });
+});
