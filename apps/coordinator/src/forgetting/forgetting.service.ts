@@ -14,6 +14,7 @@ import {
   invalidArgument,
   notFound,
 } from '@lethe/rpc';
+import { erasedOf, readLedger } from '@lethe/ledger';
 import { type ObjectStore } from '@lethe/store';
 import { loadSisa, type SisaReceipt, slotsByIndex } from '@lethe/sisa';
 import {
@@ -211,9 +212,12 @@ export class ForgettingService {
     const pending = this.jobs
       .active('forget')
       .find((j) => (j.request as ForgetJobRequest).classIndex === classIndex);
-    if (already || pending) {
+    // The ledger outlives the model: a class erased before the last training stays erased.
+    const erased = [...erasedOf(await readLedger(this.store, current.manifest)).byRequest.values()];
+    const inLedger = erased.find((e) => e.classes.includes(classes[classIndex]!));
+    if (already || pending || inLedger) {
       throw failedPrecondition(
-        `class ${quote(classes[classIndex])} is already forgotten or being forgotten (request ${already?.requestId ?? pending!.requestId})`,
+        `class ${quote(classes[classIndex])} is already forgotten or being forgotten (request ${already?.requestId ?? inLedger?.requestId ?? pending!.requestId})`,
       );
     }
     if (classes.length - forgotten.length - 1 < 2) {
@@ -245,6 +249,7 @@ export class ForgettingService {
     const slots = slotsByIndex(layout);
     const dataset = (await this.models.state.dataset(current.training.dataset, 'train')).name;
     const gone = new Set((manifest.attributes['sisaForgotten'] ?? []) as number[]);
+    const erasedIds = erasedOf(await readLedger(this.store, manifest)).sampleIds;
     let remaining = 0;
     for (const id of options.sampleIds!) {
       const ref = parseSampleId(id);
@@ -252,7 +257,7 @@ export class ForgettingService {
         throw notFound(`sample ${quote(id)} is not in the model's training set (${dataset}:train)`);
       }
       if (slots.has(ref.index)) remaining++;
-      else if (!gone.has(ref.index)) {
+      else if (!gone.has(ref.index) && !erasedIds.has(id)) {
         throw notFound(`sample ${quote(id)} is not in the model's training set`);
       }
     }
