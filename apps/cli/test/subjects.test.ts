@@ -42,39 +42,35 @@ function digest(dir: string): Record<string, string> {
 }
 
 describe('data subjects', () => {
-  it('refuses a bad subject table with its line, before training', () => {
-    const bad = join(work, 'bad.csv');
-    writeFileSync(bad, 'sample,subject\ncifar10:train:2,s7\ncifar10:train:2,s9\n');
-    const run = lethe([
-      'train',
-      '--data',
-      data,
-      '--store',
-      join(work, 'x'),
-      ...small,
-      '--subjects',
-      bad,
-    ]);
-    expect(run.status).toBe(1);
-    expect(run.stderr).toMatch(
-      /lethe: error: .*bad.csv line 3: sample cifar10:train:2 is listed twice/,
-    );
-    const missing = join(work, 'missing.csv');
-    writeFileSync(missing, 'sample,subject\ncifar10:train:99999,s7\n');
-    const run2 = lethe([
-      'train',
-      '--data',
-      data,
-      '--store',
-      join(work, 'x'),
-      ...small,
-      '--subjects',
-      missing,
-    ]);
-    expect(run2.stderr).toMatch(
-      /missing.csv line 2: sample cifar10:train:99999 is not in the dataset/,
-    );
-  });
+  it.each([
+    [
+      'a duplicate sample',
+      'cifar10:train:2,s7\ncifar10:train:2,s9',
+      /line 3: sample cifar10:train:2 is listed twice/,
+    ],
+    [
+      'a sample not in the dataset',
+      'cifar10:train:99999,s7',
+      /line 2: sample cifar10:train:99999 is not in the dataset/,
+    ],
+    [
+      'no subject column',
+      'cifar10:train:2',
+      /line 1: the header needs a "sample" and a "subject" column/,
+    ],
+  ])(
+    'refuses a subject table with %s, naming the line, before training',
+    (_case, rows, message) => {
+      const table = join(work, 'bad.csv');
+      const header = rows.includes(',') ? 'sample,subject' : 'sample';
+      writeFileSync(table, `${header}\n${rows}\n`);
+      const store = join(work, 'refused');
+      const run = lethe(['train', '--data', data, '--store', store, ...small, '--subjects', table]);
+      expect(run.status).toBe(1);
+      expect(run.stderr).toMatch(message);
+      expect(run.stderr).not.toMatch(/engine:/);
+    },
+  );
 
   it('lists, forgets and ledgers a subject of a sisa model', () => {
     const store = join(work, 'sisa');
