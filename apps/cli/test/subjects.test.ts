@@ -138,7 +138,7 @@ describe('data subjects', () => {
       '--request-id',
       'erase-s7-b',
     ]);
-    expect(again.stderr).toMatch(/already forgotten \(request erase-s7\)/);
+    expect(again.stderr).toMatch(/subject s7, erased by request erase-s7, is already forgotten/);
     expect(
       JSON.parse(lethe(['samples', '--store', store, '--subject', 's7', '--json']).stdout),
     ).toEqual([]);

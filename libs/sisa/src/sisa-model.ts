@@ -504,7 +504,7 @@ function checkNotErased(erased: Erased, ids: readonly string[], subjects: readon
     const sample = ids.find((id) => erasure.sampleIds.includes(id));
     if (subject !== undefined || sample !== undefined) {
       throw new SisaRequestError(
-        `${subject !== undefined ? `subject ${subject}` : `sample ${sample}`} was already forgotten (request ${erasure.requestId})`,
+        `${subject !== undefined ? `subject ${subject}` : `sample ${sample}`}, erased by request ${erasure.requestId}, is already forgotten`,
         'failed-precondition',
       );
     }

@@ -26,7 +26,7 @@ export async function runSubjectForget(request: SubjectForgetRequest): Promise<S
   if (expansion.kind === 'forgotten') {
     if (expansion.requestId === requestId) return storedReceipt(store, requestId);
     throw new CliError(
-      `failed precondition: subject ${expansion.subject} was already forgotten (request ${expansion.requestId})`,
+      `failed precondition: subject ${expansion.subject}, erased by request ${expansion.requestId}, is already forgotten`,
     );
   }
   const sisa = await loadSisa(store).catch(() => undefined);
