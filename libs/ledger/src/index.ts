@@ -48,3 +48,13 @@ export {
   storeRoster,
   subjectsRecord,
 } from './roster';
+export {
+  type RoutingLineage,
+  ROUTING_LINEAGE_OBJECT,
+  RoutingLineageRecorder,
+  RoutingLineageSchema,
+  expertsThatSaw,
+  readRoutingLineage,
+  routedExperts,
+  storeRoutingLineage,
+} from './routing-lineage';

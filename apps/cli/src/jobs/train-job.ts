@@ -15,6 +15,9 @@ import {
   loadSubjectTable,
   revisionHonouring,
   ROSTER_OBJECT,
+  ROUTING_LINEAGE_OBJECT,
+  RoutingLineageRecorder,
+  storeRoutingLineage,
   storeRoster,
   subjectsRecord,
 } from '@lethe/ledger';
@@ -135,6 +138,8 @@ export async function runTrainJob(options: TrainJobOptions): Promise<TrainJobRes
     specializeWeight: options.specializeWeight,
     seed: options.seed,
   });
+  // Which experts each sample was routed to, per epoch: what a sample forget will plan from.
+  const lineage = new RoutingLineageRecorder(trainSize, options.experts);
   try {
     status(
       `training ${options.preset} MoE (E=${options.experts}, k=${options.topK}) on ${trainSize} images of ${train.classes.length} classes`,
@@ -155,6 +160,13 @@ export async function runTrainJob(options: TrainJobOptions): Promise<TrainJobRes
           normalise,
           ...(options.augment ? { augment: { crop: 4, flip: true } } : {}),
         }),
+      executor: {
+        step: (m, step) => {
+          const result = m.trainStep(step.x, step.y, step.options);
+          lineage.record(step.epoch, step.batch.positions!, result.chosen);
+          return Promise.resolve(result);
+        },
+      },
       ...(options.onStep ? { onStep: options.onStep } : {}),
       ...(options.onEpoch ? { onEpoch: options.onEpoch } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
@@ -177,7 +189,10 @@ export async function runTrainJob(options: TrainJobOptions): Promise<TrainJobRes
         normalisation: { mean: [...normalise.mean], std: [...normalise.std] },
       },
       {
-        objects: { [ROSTER_OBJECT]: roster },
+        objects: {
+          [ROSTER_OBJECT]: roster,
+          [ROUTING_LINEAGE_OBJECT]: await storeRoutingLineage(options.store, lineage.toRecord()),
+        },
         expectRevision: await revisionHonouring(options.store, honoured),
         attributes: {
           training: {

@@ -16,7 +16,10 @@ import {
   honourLedger,
   revisionHonouring,
   ROSTER_OBJECT,
+  ROUTING_LINEAGE_OBJECT,
+  RoutingLineageRecorder,
   storeRoster,
+  storeRoutingLineage,
 } from '@lethe/ledger';
 import { routingHealth } from '@lethe/metrics';
 import { Split } from '@lethe/proto';
@@ -121,10 +124,13 @@ export async function runTrainingJob(
     await Promise.all(experts.map((e) => session.checkpoint(e)));
     deps.saveCheckpoints(job.jobId, Object.fromEntries(session.checkpoints));
   };
+  // Which experts each sample was routed to, per epoch: what a sample forget will plan from.
+  const lineage = new RoutingLineageRecorder(train.size, request.experts);
   // Checkpoints bound the work a lost worker costs: its experts resume from the latest one.
   const executor: StepExecutor = {
     step: async (m: MoEModel, context: StepContext): Promise<StepResult> => {
       const result = await parallel.step(m, context);
+      lineage.record(context.epoch, context.batch.positions!, result.chosen);
       if ((context.globalStep + 1) % deps.checkpointEverySteps === 0) await checkpointAll();
       return result;
     },
@@ -222,6 +228,7 @@ export async function runTrainingJob(
     }
     const seconds = (performance.now() - started) / 1000;
     refs[ROSTER_OBJECT] = await storeRoster(deps.store, buildRoster(train));
+    refs[ROUTING_LINEAGE_OBJECT] = await storeRoutingLineage(deps.store, lineage.toRecord());
     const manifest = await publishModel(
       deps.store,
       {
