@@ -94,6 +94,18 @@ describe('data subjects', () => {
         .sort((a, b) => Number(a.split(':')[2]) - Number(b.split(':')[2]))
         .map((sampleId) => expect.objectContaining({ sampleId, subject: 's7' })),
     );
+    const byShard = JSON.parse(
+      lethe(['samples', '--store', store, '--shard', '1', '--json']).stdout,
+    ) as {
+      slice: number;
+    }[];
+    expect(byShard).toHaveLength(24);
+    expect(new Set(byShard.map((s) => s.slice))).toEqual(new Set([0, 1]));
+    const byClass = lethe(['samples', '--store', store, '--class', 'disc']);
+    expect(byClass.stdout).toMatch(/\n12 samples\n$/);
+    expect(lethe(['samples', '--store', store, '--shard', '2']).stderr).toMatch(
+      /lethe: error: not found: shard 2 \(the model has 2\)/,
+    );
 
     const before = digest(store);
     const mixed = lethe(['forget', '--store', store, '--subject', 's7', '--class', 'circle']);
