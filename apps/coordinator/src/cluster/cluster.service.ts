@@ -1,11 +1,11 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { MoEModel } from '@lethe/model';
 import {
   ExpertStatus,
   type ListExpertsResponse,
   type ListWorkersResponse,
   WorkerState,
 } from '@lethe/proto';
+import { EngineService } from '../engine/engine.service';
 import { JobsService } from '../jobs/jobs.service';
 import { ModelStateService } from '../model/model-state.service';
 import { WorkersService } from '../workers/workers.service';
@@ -19,13 +19,14 @@ const WORKER_STATES = {
 /** ListExperts and ListWorkers: the current model's experts and the workers, as they are now. */
 @Injectable()
 export class ClusterService {
-  /** Trainable parameters of one expert, by model config (a model is built once to count). */
+  /** Trainable parameters of one expert, by model config (counted once, in an engine thread). */
   private readonly parameters = new Map<string, number>();
 
   constructor(
     @Inject(JobsService) private readonly jobs: JobsService,
     @Inject(WorkersService) private readonly workers: WorkersService,
     @Inject(ModelStateService) private readonly models: ModelStateService,
+    @Inject(EngineService) private readonly engine: EngineService,
   ) {}
 
   async experts(): Promise<ListExpertsResponse> {
@@ -39,9 +40,7 @@ export class ClusterService {
     const key = JSON.stringify(config);
     let parameters = this.parameters.get(key);
     if (parameters === undefined) {
-      const probe = new MoEModel(config);
-      parameters = probe.countParameters().expert;
-      probe.dispose();
+      parameters = await this.engine.expertParameters(config);
       this.parameters.set(key, parameters);
     }
     return {

@@ -5,6 +5,7 @@ import type {
   PredictResponse,
   Split,
 } from '@lethe/proto';
+import type { MoEConfig } from '@lethe/model';
 import type { TlsMaterial } from '@lethe/rpc';
 import type { ForgetPreview } from '@lethe/unlearning';
 import type { ForgetJobRequest } from '../forgetting/forget-request';
@@ -92,6 +93,8 @@ export interface EngineApi {
   evaluate(arg: EvaluateOrder): Promise<EvaluateResponse>;
   /** Jobs thread: a forget request's plan and cost, beside whatever job runs there. */
   preview(arg: PreviewOrder): Promise<ForgetPreview>;
+  /** Serving thread: the trainable parameters of one expert of a model so configured. */
+  expertParameters(arg: MoEConfig): Promise<number>;
   /** A client cancelled a call (serving, preview), or its deadline passed: stop its work. */
   cancel(arg: number): void;
 }

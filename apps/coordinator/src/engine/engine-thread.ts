@@ -1,6 +1,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import * as grpc from '@grpc/grpc-js';
 import { initEngine } from '@lethe/engine';
+import { MoEModel } from '@lethe/model';
 import { WorkerClient } from '@lethe/proto';
 import { tlsChannelCredentials } from '@lethe/rpc';
 import { ManifestStore, openObjectStore } from '@lethe/store';
@@ -200,6 +201,14 @@ async function main(): Promise<void> {
         (signal) => previewForget(models, store, order.request, signal),
         'forget plan',
       ),
+    expertParameters: async (config) => {
+      const probe = new MoEModel(config);
+      try {
+        return probe.countParameters().expert;
+      } finally {
+        probe.dispose();
+      }
+    },
     cancel: (callId: number) => cancels.get(callId)?.abort(),
   });
   const directory = new BridgedDirectory(bridge, credentials);

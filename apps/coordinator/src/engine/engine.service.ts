@@ -1,4 +1,5 @@
 import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
+import type { MoEConfig } from '@lethe/model';
 import type { EvaluateResponse, JobProgress, PredictResponse } from '@lethe/proto';
 import { cancelled, type TlsMaterial } from '@lethe/rpc';
 import type { ForgetPreview } from '@lethe/unlearning';
@@ -125,6 +126,11 @@ export class EngineService implements OnApplicationShutdown {
    */
   preview(request: ForgetJobRequest, call: CancellableCall): Promise<ForgetPreview> {
     return this.call('jobs', call, (callId, bridge) => bridge.call('preview', { request, callId }));
+  }
+
+  /** Trainable parameters of one expert (a model is built to count them: in the serving thread). */
+  async expertParameters(config: MoEConfig): Promise<number> {
+    return (await this.threads.serving.bridge()).call('expertParameters', config);
   }
 
   /** A call into an engine thread that stops there when the client cancels or its deadline passes. */

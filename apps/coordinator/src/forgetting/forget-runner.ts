@@ -169,7 +169,13 @@ export async function previewForget(
 ): Promise<ForgetPreview> {
   const current = await models.current();
   if (!current) throw failedPrecondition('no trained model: run StartTraining first');
-  const { train, test } = await forgetData(models, current);
+  const { train, test } = await forgetData(models, current).catch((error: unknown) => {
+    // The request is fine; the model's own training data is what is missing.
+    const why = error instanceof Error ? error.message : String(error);
+    throw failedPrecondition(
+      `the model's training data (${current.training.dataset.slice(0, 200)}) cannot be read: ${why.slice(0, 300)}`,
+    );
+  });
   try {
     return await previewClassForget({ store, train, test, signal }, classForgetRequest(request));
   } catch (error) {
