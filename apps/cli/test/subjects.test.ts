@@ -165,6 +165,19 @@ describe('data subjects', () => {
     expect(lethe(['ledger', '--store', store]).stdout).toMatch(
       /erase \(exact\)\s+erase-s7\s+subjects s7; 3 samples/,
     );
+
+    // Only an operator's drop, with who and why, takes an erasure back.
+    const noReason = lethe(['ledger', 'drop', '--store', store, '--request-id', 'erase-s7']);
+    expect(noReason.stderr).toMatch(/lethe: error: .*--reason/);
+    const drop = ['ledger', 'drop', '--store', store, '--request-id', 'erase-s7'];
+    const dropped = lethe([...drop, '--reason', 'court order reversed', '--by', 'ops']);
+    expect(dropped.stdout).toMatch(/dropped erasure erase-s7 \(by ops: court order reversed\)/);
+    expect(lethe(['ledger', '--store', store]).stdout).toMatch(
+      /erase \(exact\), dropped[\s\S]*drop\s+erase-s7\s+ops: court order reversed/,
+    );
+    expect(lethe([...drop, '--reason', 'again']).stderr).toMatch(
+      /erasure erase-s7 was already dropped/,
+    );
   });
 
   it('refuses a subject on a joint model, changing nothing', () => {

@@ -11,7 +11,6 @@ interface LedgerFlags {
 }
 
 interface DropFlags {
-  store: string;
   requestId: string;
   reason: string;
   by?: string;
@@ -58,11 +57,12 @@ export function registerLedgerCommand(program: Command): void {
     .requiredOption('--request-id <id>', 'the erasure (forget request) to drop')
     .requiredOption('--reason <text>', 'why, kept in the ledger')
     .option('--by <name>', 'who, kept in the ledger (default: the current user)')
-    .option('--store <dir>', 'local store directory', '.lethe/store')
     .action(
-      action(async (flags: DropFlags) => {
+      action(async (flags: DropFlags, command: Command) => {
+        // `--store` belongs to `lethe ledger`, which parses it wherever it is given.
+        const { store } = command.optsWithGlobals<LedgerFlags>();
         const by = flags.by ?? userInfo().username;
-        const { event, revision } = await dropErasure(new LocalDirStore(flags.store), {
+        const { event, revision } = await dropErasure(new LocalDirStore(store), {
           requestId: flags.requestId,
           reason: flags.reason,
           by,
