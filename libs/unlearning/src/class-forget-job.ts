@@ -2,6 +2,14 @@ import { randomUUID } from 'node:crypto';
 import type { ChannelStats, Dataset } from '@lethe/data';
 import { engineInfo } from '@lethe/engine';
 import {
+  appendErasures,
+  erasedOf,
+  excludeErased,
+  LEDGER_OBJECT,
+  type Ledger,
+  readLedger,
+} from '@lethe/ledger';
+import {
   type LoadedModel,
   loadModel,
   type ModelCard,
@@ -160,6 +168,9 @@ interface Prepared {
   loaded: LoadedModel;
   forgotten: ForgottenRecord[];
   existing: ForgetReceipt | undefined;
+  /** The training set without what the store's erasure ledger holds: what "retained" means. */
+  train: Dataset;
+  ledger: Ledger;
 }
 
 /** Validates a request against the stored model; throws ForgetRequestError, changes nothing. */
@@ -238,8 +249,21 @@ async function prepare(ctx: ClassForgetContext, request: ClassForgetRequest): Pr
         'failed-precondition',
       );
     }
+    // The ledger outlives the model: a class erased before the last training stays erased.
+    const ledger = await readLedger(ctx.store, manifest);
+    const erased = erasedOf(ledger);
+    const erasure = [...erased.byRequest.values()].find((e) =>
+      e.classes.includes(record.className),
+    );
+    if (!existing && erasure) {
+      throw new ForgetRequestError(
+        `class ${record.className} was already forgotten (request ${erasure.requestId}, in the erasure ledger)`,
+        'failed-precondition',
+      );
+    }
     if (!existing) checkData(ctx, card);
-    return { requestId, record, rule, loaded, forgotten, existing };
+    const train = excludeErased(ctx.train, erased).train;
+    return { requestId, record, rule, loaded, forgotten, existing, train, ledger };
   } catch (error) {
     loaded.model.dispose();
     throw error;
@@ -255,6 +279,7 @@ export async function previewClassForget(
   request: ClassForgetRequest,
 ): Promise<ForgetPreview> {
   const prepared = await prepare(ctx, request);
+  ctx = { ...ctx, train: prepared.train };
   const { model, card, manifest } = prepared.loaded;
   try {
     const routing = await routeTrainingSet(
@@ -288,6 +313,7 @@ export async function forgetClass(
   const started = performance.now();
   const status = ctx.onStatus ?? (() => undefined);
   const prepared = await prepare(ctx, request);
+  ctx = { ...ctx, train: prepared.train };
   const { requestId, record, rule, forgotten } = prepared;
   let { model } = prepared.loaded;
   const { card, manifest } = prepared.loaded;
@@ -324,12 +350,8 @@ export async function forgetClass(
           test: new FrozenExpertCache(model, frozen, ctx.test.size),
         }
       : undefined;
-    const shape = {
-      train: ctx.train.size,
-      test: ctx.test.size,
-      classes: model.config.numClasses,
-      topK: model.config.topK,
-    };
+    const shape = { classes: model.config.numClasses, topK: model.config.topK };
+    const data = { train: ctx.train, test: ctx.test };
     const measure = (m: MoEModel, suppress: readonly number[], memos: OutputMemos): ForgetMetrics =>
       measureForgetting(m, ctx.train, ctx.test, classIndex, normalise, suppress, {
         mode: record.measure ?? 'sample',
@@ -352,12 +374,13 @@ export async function forgetClass(
     const beforeMemos = await loadOutputMemos(
       ctx.store,
       outputsKey(weightHashes, ctx.train, ctx.test),
+      data,
       shape,
     );
     const reused = beforeMemos.train.count() + beforeMemos.test.count();
     const before = ctx.beforeFrom?.metrics.before ?? measure(model, suppressedBefore, beforeMemos);
     if (!ctx.beforeFrom && reused > 0) {
-      status(`reused the outputs of ${reused} samples measured earlier on the same weights`);
+      status(`the store held the outputs of ${reused} samples measured earlier on these weights`);
     }
     measureSeconds += (performance.now() - t) / 1000;
 
@@ -405,6 +428,7 @@ export async function forgetClass(
     const afterMemos = await loadOutputMemos(
       ctx.store,
       outputsKey(afterHashes, ctx.train, ctx.test),
+      data,
       shape,
     );
     const after = measure(model, suppressClasses, afterMemos);
@@ -443,8 +467,11 @@ export async function forgetClass(
     const receiptRef = await storeReceipt(ctx.store, receipt);
     const newCard: ModelCard = { ...card, config: model.config, suppressClasses };
     const entry: ForgottenRecord = { classIndex, className: record.className, requestId, method };
+    const ledgerRef = await appendErasures(ctx.store, prepared.ledger, [
+      { requestId, receipt: receiptRef, mode: 'approximate', classes: [record.className] },
+    ]);
     await publishModel(ctx.store, newCard, refs, {
-      objects: { [receiptObjectName(requestId)]: receiptRef },
+      objects: { [receiptObjectName(requestId)]: receiptRef, [LEDGER_OBJECT]: ledgerRef },
       attributes: { forgotten: [...forgotten, entry] as unknown as JsonValue },
       expectRevision: manifest.revision,
     });

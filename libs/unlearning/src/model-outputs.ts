@@ -40,11 +40,16 @@ export function modelOutputs(
 ): ModelOutputs {
   const positions = options.positions ?? Int32Array.from({ length: ds.size }, (_, i) => i);
   const { numClasses: classes, topK } = model.config;
-  const memo = options.memo ?? new OutputMemo(ds.size, classes, topK);
-  if (memo.size !== ds.size || memo.classes !== classes || memo.topK !== topK) {
+  const memo = options.memo ?? OutputMemo.for(ds, classes, topK);
+  const slot = (p: number): number => ds.indices[p]!;
+  if (
+    positions.some((p) => slot(p) >= memo.size) ||
+    memo.classes !== classes ||
+    memo.topK !== topK
+  ) {
     throw new Error('the output memo was made for another dataset or model shape');
   }
-  const missing = memo.missing(positions);
+  const missing = memo.missing(ds, positions);
   if (missing.length > 0) {
     for (const batch of batches(ds, {
       batchSize: 256,
@@ -61,10 +66,10 @@ export function modelOutputs(
         );
         const probs = tf.softmax(logits).dataSync() as Float32Array;
         for (let b = 0; b < batch.size; b++) {
-          const p = batch.positions[b]!;
-          memo.probs.set(probs.subarray(b * classes, (b + 1) * classes), p * classes);
-          memo.chosen.set(routing.chosen.subarray(b * topK, (b + 1) * topK), p * topK);
-          memo.known[p] = 1;
+          const s = slot(batch.positions[b]!);
+          memo.probs.set(probs.subarray(b * classes, (b + 1) * classes), s * classes);
+          memo.chosen.set(routing.chosen.subarray(b * topK, (b + 1) * topK), s * topK);
+          memo.known[s] = 1;
         }
       });
     }
@@ -79,10 +84,11 @@ export function modelOutputs(
     new Array<number>(model.config.experts).fill(0),
   );
   positions.forEach((p, i) => {
-    const row = memo.probs.subarray(p * classes, (p + 1) * classes);
+    const s = slot(p);
+    const row = memo.probs.subarray(s * classes, (s + 1) * classes);
     raw.probs.set(row, i * classes);
     raw.pred[i] = argMax(row);
-    for (let j = 0; j < topK; j++) routing[labels[i]!]![memo.chosen[p * topK + j]!]!++;
+    for (let j = 0; j < topK; j++) routing[labels[i]!]![memo.chosen[s * topK + j]!]!++;
     if (!masked) return;
     let kept = 0;
     for (let c = 0; c < classes; c++) if (!suppress.has(c)) kept += row[c]!;

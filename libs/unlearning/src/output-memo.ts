@@ -4,9 +4,10 @@ import type { Manifest, ObjectStore } from '@lethe/store';
 
 /**
  * What one set of weights outputs on the samples of one dataset split — raw softmax and the
- * experts each sample is routed to — filled as positions are measured. Outputs of the same
- * weights never change, so the "before" of a forget reuses what training's evaluation or the
- * previous forget's "after" already computed, instead of running the model again.
+ * experts each sample is routed to — by the sample's original index, filled as samples are
+ * measured. Outputs of the same weights never change, so the "before" of a forget reuses what
+ * training's evaluation or the previous forget's "after" already computed, instead of running
+ * the model again — also when the erasure ledger has since taken samples out of the set.
  */
 export class OutputMemo {
   readonly probs: Float32Array;
@@ -23,9 +24,14 @@ export class OutputMemo {
     this.known = new Uint8Array(size);
   }
 
-  /** Positions (of `positions`) not measured yet, in order. */
-  missing(positions: Int32Array): Int32Array {
-    return positions.filter((p) => !this.known[p]);
+  /** A memo with a slot for every original index of `ds`. */
+  static for(ds: Dataset, classes: number, topK: number): OutputMemo {
+    return new OutputMemo(slotsFor(ds), classes, topK);
+  }
+
+  /** Positions of `ds` (of `positions`) whose sample is not measured yet, in order. */
+  missing(ds: Dataset, positions: Int32Array): Int32Array {
+    return positions.filter((p) => !this.known[ds.indices[p]!]);
   }
 
   count(): number {
@@ -46,25 +52,32 @@ export class OutputMemo {
     return out;
   }
 
-  /** The memo in `bytes` if it has this shape; undefined for any other (a stale layout). */
+  /**
+   * The memo in `bytes`, with at least `minSize` slots, if it has this shape; undefined for any
+   * other (a stale layout, or bytes that are not a memo).
+   */
   static decode(
     bytes: Uint8Array,
-    size: number,
+    minSize: number,
     classes: number,
     topK: number,
   ): OutputMemo | undefined {
-    const memo = new OutputMemo(size, classes, topK);
-    const expected = 16 + memo.probs.byteLength + memo.chosen.byteLength + memo.known.byteLength;
-    if (bytes.byteLength !== expected) return undefined;
+    if (bytes.byteLength < 16) return undefined;
     const copy = bytes.slice();
-    const header = new Int32Array(copy.buffer, 0, 4);
-    if (header[0] !== MEMO_VERSION || header[1] !== size) return undefined;
-    if (header[2] !== classes || header[3] !== topK) return undefined;
+    const [version, size, storedClasses, storedTopK] = new Int32Array(copy.buffer, 0, 4);
+    if (version !== MEMO_VERSION || storedClasses !== classes || storedTopK !== topK) {
+      return undefined;
+    }
+    const stored = new OutputMemo(size!, classes, topK);
+    const expected =
+      16 + stored.probs.byteLength + stored.chosen.byteLength + stored.known.byteLength;
+    if (bytes.byteLength !== expected) return undefined;
+    const memo = size! >= minSize ? stored : new OutputMemo(minSize, classes, topK);
     let offset = 16;
-    memo.probs.set(new Float32Array(copy.buffer, offset, memo.probs.length));
-    offset += memo.probs.byteLength;
-    memo.chosen.set(new Int32Array(copy.buffer, offset, memo.chosen.length));
-    offset += memo.chosen.byteLength;
+    memo.probs.set(new Float32Array(copy.buffer, offset, stored.probs.length));
+    offset += stored.probs.byteLength;
+    memo.chosen.set(new Int32Array(copy.buffer, offset, stored.chosen.length));
+    offset += stored.chosen.byteLength;
     memo.known.set(copy.subarray(offset));
     return memo;
   }
@@ -90,34 +103,38 @@ export function weightHashes(manifest: Manifest): Record<string, string> {
 }
 
 /**
- * The key of a set of weights (part name → sha256) on a train/test pair: the same weights on
- * the same samples (positions, original indices, labels) give the same outputs.
+ * The key of a set of weights (part name → sha256) on a dataset: the same weights on the same
+ * sample (dataset name, split, original index) give the same outputs, whatever subset of the
+ * dataset a run holds.
  */
 export function outputsKey(weights: Record<string, string>, train: Dataset, test: Dataset): string {
   const hash = createHash('sha256');
   for (const name of Object.keys(weights).sort()) hash.update(`${name}=${weights[name]}\n`);
-  for (const ds of [train, test]) {
-    hash.update(`${ds.name}:${ds.split}:${ds.size}\n`);
-    hash.update(new Uint8Array(ds.indices.buffer, ds.indices.byteOffset, ds.indices.byteLength));
-    hash.update(new Uint8Array(ds.labels.buffer, ds.labels.byteOffset, ds.labels.byteLength));
-  }
+  for (const ds of [train, test]) hash.update(`${ds.name}:${ds.split}\n`);
   return hash.digest('hex');
+}
+
+/** Slots a memo of `ds` needs: one per original index up to the largest it holds. */
+function slotsFor(ds: Dataset): number {
+  return ds.indices.reduce((n, i) => Math.max(n, i + 1), 0);
 }
 
 /** The stored memos of `key`, or empty ones (nothing stored, or stored in another shape). */
 export async function loadOutputMemos(
   store: ObjectStore,
   key: string,
-  shape: { train: number; test: number; classes: number; topK: number },
+  data: { train: Dataset; test: Dataset },
+  shape: { classes: number; topK: number },
 ): Promise<OutputMemos> {
-  const read = async (split: 'train' | 'test', size: number): Promise<OutputMemo> => {
+  const read = async (split: 'train' | 'test'): Promise<OutputMemo> => {
+    const size = slotsFor(data[split]);
     const bytes = await store.get(`${PREFIX}${key}/${split}`).catch(() => undefined);
     return (
       (bytes && OutputMemo.decode(bytes, size, shape.classes, shape.topK)) ??
       new OutputMemo(size, shape.classes, shape.topK)
     );
   };
-  return { key, train: await read('train', shape.train), test: await read('test', shape.test) };
+  return { key, train: await read('train'), test: await read('test') };
 }
 
 /** Stores memos (each put is atomic); a cache, so callers may ignore a failure. */

@@ -1,3 +1,4 @@
+import type { Dataset } from '@lethe/data';
 import { describe, expect, it } from 'vitest';
 import { OutputMemo } from '../src';
 
@@ -11,12 +12,18 @@ describe('OutputMemo', () => {
     expect(back.probs).toEqual(memo.probs);
     expect(back.chosen).toEqual(memo.chosen);
     expect(back.count()).toBe(1);
-    expect(Array.from(back.missing(Int32Array.from([1, 3, 4])))).toEqual([1, 4]);
+    const ds = { indices: Int32Array.from([0, 1, 2, 3, 4]) } as unknown as Dataset;
+    expect(Array.from(back.missing(ds, Int32Array.from([1, 3, 4])))).toEqual([1, 4]);
   });
 
-  it('refuses bytes of another shape rather than misreading them', () => {
-    const bytes = new OutputMemo(5, 3, 2).encode();
-    expect(OutputMemo.decode(bytes, 6, 3, 2)).toBeUndefined();
+  it('grows to the slots asked for, and refuses bytes of another shape', () => {
+    const memo = new OutputMemo(5, 3, 2);
+    memo.known[4] = 1;
+    const bytes = memo.encode();
+    const grown = OutputMemo.decode(bytes, 8, 3, 2)!;
+    expect(grown.size).toBe(8);
+    expect(grown.count()).toBe(1);
+    expect(grown.known[4]).toBe(1);
     expect(OutputMemo.decode(bytes, 5, 3, 1)).toBeUndefined();
     expect(OutputMemo.decode(bytes.subarray(1), 5, 3, 2)).toBeUndefined();
   });
