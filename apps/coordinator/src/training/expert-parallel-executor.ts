@@ -63,7 +63,10 @@ export class ExpertParallelExecutor implements RemoteExperts {
     if (!batch.indices) throw new Error('expert parallelism needs the batch’s sample indices');
     const indices = batch.indices;
     const stepId = this.options.stepBase + globalStep + 1;
-    const noiseSeed = stepId % 2_147_483_647;
+    // Router noise from the model's seed and the step within the run, as MoEModel draws it in
+    // one process: never from the step id, which holds the job's number, so the same request
+    // gives the same model whichever job runs it.
+    const noiseSeed = (model.config.seed * 7_919 + globalStep + 1) % 2_147_483_647;
     const frozenBatchNorm = options.frozenBatchNorm ?? false;
     const assignments = model.route(x, { training: true, noiseSeed, frozenBatchNorm });
     const classes = model.config.numClasses;
