@@ -29,6 +29,10 @@ const small = [
 ];
 const sisa = ['--mode', 'sisa', '--slices', '2', '--router-fraction', '0.5'];
 
+/** `lethe train` of a tiny model on the generated data with a subject table. */
+const trainWith = (table: string, store: string, extra: string[] = []) =>
+  lethe(['train', '--data', data, '--store', store, ...small, ...extra, '--subjects', table]);
+
 /** sha256 of every file under a directory: what "nothing changed" means. */
 function digest(dir: string): Record<string, string> {
   const out: Record<string, string> = {};
@@ -65,7 +69,7 @@ describe('data subjects', () => {
       const header = rows.includes(',') ? 'sample,subject' : 'sample';
       writeFileSync(table, `${header}\n${rows}\n`);
       const store = join(work, 'refused');
-      const run = lethe(['train', '--data', data, '--store', store, ...small, '--subjects', table]);
+      const run = trainWith(table, store);
       expect(run.status).toBe(1);
       expect(run.stderr).toMatch(message);
       expect(run.stderr).not.toMatch(/engine:/);
@@ -74,17 +78,7 @@ describe('data subjects', () => {
 
   it('lists, forgets and ledgers a subject of a sisa model', () => {
     const store = join(work, 'sisa');
-    const train = lethe([
-      'train',
-      '--data',
-      data,
-      '--store',
-      store,
-      ...small,
-      ...sisa,
-      '--subjects',
-      subjects,
-    ]);
+    const train = trainWith(subjects, store, sisa);
     expect(train.stderr).not.toMatch(/lethe: error/);
     expect(train.stderr).toMatch(/erasure ledger: empty/);
 
@@ -182,16 +176,7 @@ describe('data subjects', () => {
 
   it('refuses a subject on a joint model, changing nothing', () => {
     const store = join(work, 'joint');
-    const train = lethe([
-      'train',
-      '--data',
-      data,
-      '--store',
-      store,
-      ...small,
-      '--subjects',
-      subjects,
-    ]);
+    const train = trainWith(subjects, store);
     expect(train.stderr).not.toMatch(/lethe: error/);
     const before = digest(store);
     const forget = lethe(['forget', '--store', store, '--subject', 's8', '--request-id', 'r1']);

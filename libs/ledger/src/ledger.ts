@@ -1,6 +1,4 @@
 import {
-  getVerified,
-  IntegrityError,
   type Manifest,
   ManifestStore,
   type ObjectRef,
@@ -13,6 +11,7 @@ import {
   type LedgerDocument,
   LedgerDocumentSchema,
 } from './ledger-schema';
+import { readNamedJson } from './stored-json';
 
 /** The manifest object naming the current ledger version. */
 export const LEDGER_OBJECT = 'ledger';
@@ -66,24 +65,16 @@ const EMPTY: LedgerDocument = { schema: 1, previous: null, events: [] };
 
 /** The ledger the given manifest (default: the current one) names. */
 export async function readLedger(store: ObjectStore, manifest?: Manifest): Promise<Ledger> {
-  const m = manifest ?? (await new ManifestStore(store).read());
-  const ref = m?.objects[LEDGER_OBJECT];
-  if (!ref) return { document: structuredClone(EMPTY), ref: undefined };
-  const bytes = await getVerified(store, ref);
-  let value: unknown;
-  try {
-    value = JSON.parse(new TextDecoder().decode(bytes));
-  } catch (error) {
-    throw new IntegrityError(ref.key, 'erasure ledger is not valid JSON', { cause: error });
-  }
-  const parsed = LedgerDocumentSchema.safeParse(value);
-  if (!parsed.success) {
-    throw new IntegrityError(
-      ref.key,
-      `malformed erasure ledger: ${parsed.error.issues[0]?.message}`,
-    );
-  }
-  return { document: parsed.data, ref };
+  const read = await readNamedJson(
+    store,
+    manifest,
+    LEDGER_OBJECT,
+    LedgerDocumentSchema,
+    'erasure ledger',
+  );
+  return read
+    ? { document: read.value, ref: read.ref }
+    : { document: structuredClone(EMPTY), ref: undefined };
 }
 
 export function erasedOf(ledger: Ledger): Erased {

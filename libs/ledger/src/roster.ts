@@ -1,14 +1,7 @@
 import { type Dataset, formatSampleId } from '@lethe/data';
-import {
-  getVerified,
-  IntegrityError,
-  type Manifest,
-  ManifestStore,
-  type ObjectRef,
-  type ObjectStore,
-  putContent,
-} from '@lethe/store';
+import { type Manifest, type ObjectRef, type ObjectStore, putContent } from '@lethe/store';
 import { z } from 'zod';
+import { readNamedJson } from './stored-json';
 import type { SubjectTable } from './subjects';
 
 /** The manifest object naming the roster of the model's training set. */
@@ -76,16 +69,7 @@ export async function readRoster(
   store: ObjectStore,
   manifest?: Manifest,
 ): Promise<Roster | undefined> {
-  const m = manifest ?? (await new ManifestStore(store).read());
-  const ref = m?.objects[ROSTER_OBJECT];
-  if (!ref) return undefined;
-  const parsed = RosterSchema.safeParse(
-    JSON.parse(new TextDecoder().decode(await getVerified(store, ref))),
-  );
-  if (!parsed.success) {
-    throw new IntegrityError(ref.key, `malformed roster: ${parsed.error.issues[0]?.message}`);
-  }
-  return parsed.data;
+  return (await readNamedJson(store, manifest, ROSTER_OBJECT, RosterSchema, 'roster'))?.value;
 }
 
 export function rosterSamples(roster: Roster): RosterSample[] {

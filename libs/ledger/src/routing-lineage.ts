@@ -1,14 +1,7 @@
 import { formatSampleId } from '@lethe/data';
-import {
-  getVerified,
-  IntegrityError,
-  type Manifest,
-  ManifestStore,
-  type ObjectRef,
-  type ObjectStore,
-  putContent,
-} from '@lethe/store';
+import { type Manifest, type ObjectRef, type ObjectStore, putContent } from '@lethe/store';
 import { z } from 'zod';
+import { readNamedJson } from './stored-json';
 import { LedgerError } from './ledger';
 import type { Roster } from './roster';
 
@@ -98,19 +91,14 @@ export async function readRoutingLineage(
   store: ObjectStore,
   manifest?: Manifest,
 ): Promise<RoutingLineage | undefined> {
-  const m = manifest ?? (await new ManifestStore(store).read());
-  const ref = m?.objects[ROUTING_LINEAGE_OBJECT];
-  if (!ref) return undefined;
-  const parsed = RoutingLineageSchema.safeParse(
-    JSON.parse(new TextDecoder().decode(await getVerified(store, ref))),
+  const read = await readNamedJson(
+    store,
+    manifest,
+    ROUTING_LINEAGE_OBJECT,
+    RoutingLineageSchema,
+    'routing lineage',
   );
-  if (!parsed.success) {
-    throw new IntegrityError(
-      ref.key,
-      `malformed routing lineage: ${parsed.error.issues[0]?.message}`,
-    );
-  }
-  return parsed.data;
+  return read?.value;
 }
 
 /** The experts a sample (by roster position) was routed to, per epoch. */
