@@ -56,6 +56,8 @@ const ALLOWED: Record<string, readonly grpc.status[]> = {
     S.UNAVAILABLE,
   ],
   Predict: [S.OK, S.INVALID_ARGUMENT, S.FAILED_PRECONDITION, S.UNAVAILABLE],
+  ListSamples: [S.OK, S.INVALID_ARGUMENT, S.NOT_FOUND, S.FAILED_PRECONDITION],
+  ListSamples: [S.OK, S.INVALID_ARGUMENT, S.NOT_FOUND, S.FAILED_PRECONDITION],
   ListExperts: [S.OK],
   ListWorkers: [S.OK],
 };
@@ -80,6 +82,8 @@ const BASELINES: Record<string, (n: number) => Record<string, unknown>> = {
   ListReceipts: () => ({ page_size: 10 }),
   Evaluate: () => ({}),
   Predict: () => ({ images: [image] }),
+  ListSamples: () => ({ class_name: 'disc' }),
+  ListSamples: () => ({ class_name: 'disc' }),
   ListExperts: () => ({}),
   ListWorkers: () => ({}),
 };
@@ -92,7 +96,7 @@ function mutant(
   next: () => number,
 ): Record<string, unknown> {
   if (next() < 0.25) return message(type, next);
-  const request = BASELINES[method]!(n);
+  const request = BASELINES[method]?.(n) ?? {};
   const random = message(type, next);
   for (let k = Math.floor(next() * 3); k > 0; k--) {
     const field = type.fieldsArray[Math.floor(next() * type.fieldsArray.length)];
