@@ -57,7 +57,6 @@ const ALLOWED: Record<string, readonly grpc.status[]> = {
   ],
   Predict: [S.OK, S.INVALID_ARGUMENT, S.FAILED_PRECONDITION, S.UNAVAILABLE],
   ListSamples: [S.OK, S.INVALID_ARGUMENT, S.NOT_FOUND, S.FAILED_PRECONDITION],
-  ListSamples: [S.OK, S.INVALID_ARGUMENT, S.NOT_FOUND, S.FAILED_PRECONDITION],
   ListExperts: [S.OK],
   ListWorkers: [S.OK],
 };
@@ -82,7 +81,6 @@ const BASELINES: Record<string, (n: number) => Record<string, unknown>> = {
   ListReceipts: () => ({ page_size: 10 }),
   Evaluate: () => ({}),
   Predict: () => ({ images: [image] }),
-  ListSamples: () => ({ class_name: 'disc' }),
   ListSamples: () => ({ class_name: 'disc' }),
   ListExperts: () => ({}),
   ListWorkers: () => ({}),
