@@ -93,11 +93,12 @@ describe('Grafana dashboard deploy/helm/lethe/dashboards/lethe.json', () => {
     expect(unknown).toEqual([]);
   });
 
-  it('covers jobs, forget requests, worker health, step time, its RPC share and routing health', () => {
+  it('covers jobs, forget requests and their latency, worker health, step time, its RPC share and routing health', () => {
     const used = new Set(queries.flatMap(({ expr }) => metricsOf(expr)));
     for (const metric of [
       'lethe_jobs_total',
       'lethe_forget_queue_length',
+      'lethe_forget_request_seconds_bucket',
       'lethe_workers',
       'lethe_step_seconds_bucket',
       'lethe_step_rpc_seconds_sum',

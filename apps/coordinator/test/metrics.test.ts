@@ -81,6 +81,7 @@ describe('coordinator metrics', () => {
       ['lethe_jobs_total', 'counter'],
       ['lethe_workers', 'gauge'],
       ['lethe_worker_rpc_seconds', 'histogram'],
+      ['lethe_forget_request_seconds', 'histogram'],
       ['process_cpu_seconds_total', 'counter'],
       ['nodejs_heap_size_used_bytes', 'gauge'],
     ]) {
@@ -138,6 +139,9 @@ describe('coordinator metrics', () => {
     }
     const text = await scrape();
     expect(sample(text, 'lethe_jobs_total{kind="forget",state="failed"}')).toBe(1);
+    expect(
+      sample(text, 'lethe_forget_request_seconds_count{method="targeted",outcome="failed"}'),
+    ).toBe(1);
     expect(sample(text, 'lethe_forget_queue_length')).toBe(0);
   });
 

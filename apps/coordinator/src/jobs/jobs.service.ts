@@ -329,7 +329,14 @@ export class JobsService implements OnApplicationBootstrap, OnApplicationShutdow
       this.cancelling.delete(next.id);
       this.metrics.jobFinished(next.kind, next.state);
       if (next.state === 'succeeded') this.publishedModel();
-      if (next.kind === 'forget') this.auditEnd(next);
+      if (next.kind === 'forget') {
+        this.metrics.forgetFinished(
+          (next.request as ForgetJobRequest).method,
+          next.state,
+          ((next.finishedAt ?? new Date()).getTime() - next.createdAt.getTime()) / 1000,
+        );
+        this.auditEnd(next);
+      }
     }
     return next;
   }

@@ -20,6 +20,12 @@ const WORKER_STATES: readonly WorkerHealth[] = ['alive', 'suspect', 'lost'];
 const SECONDS_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 
 /**
+ * Seconds buckets from 1 s to 4 h: a forget request waits in the queue behind other jobs, and a
+ * retrain baseline or a sisa replay on CIFAR takes hours on a CPU.
+ */
+const FORGET_SECONDS_BUCKETS = [1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400];
+
+/**
  * The coordinator's Prometheus metrics (prom-client, its own Registry) and, with
  * `metricsPort` set, the HTTP server that exposes them at GET /metrics on the gRPC host.
  * Gauges read their values when scraped, from the sources the other providers hand in.
@@ -33,6 +39,7 @@ export class MetricsService implements OnApplicationBootstrap, OnApplicationShut
   readonly stepRpcSeconds: Histogram;
   readonly jobs: Counter<'kind' | 'state'>;
   readonly workerRpcSeconds: Histogram<'method'>;
+  readonly forgetRequestSeconds: Histogram<'method' | 'outcome'>;
   private readonly collateral: Gauge;
   private readonly utilisation: Gauge<'expert'>;
   private readonly deadExperts: Gauge;
@@ -79,6 +86,13 @@ export class MetricsService implements OnApplicationBootstrap, OnApplicationShut
       help: 'Duration of calls from the coordinator to workers, by method.',
       labelNames: ['method'],
       buckets: SECONDS_BUCKETS,
+      registers,
+    });
+    this.forgetRequestSeconds = new Histogram({
+      name: 'lethe_forget_request_seconds',
+      help: "Forget requests, from SubmitForget's acceptance to the job's end (a succeeded one has published its receipt), by method (targeted, a baseline, sisa-replay) and outcome (succeeded, failed, cancelled).",
+      labelNames: ['method', 'outcome'],
+      buckets: FORGET_SECONDS_BUCKETS,
       registers,
     });
     const forgetQueue = (): number => this.forgetQueue();
@@ -165,6 +179,14 @@ export class MetricsService implements OnApplicationBootstrap, OnApplicationShut
 
   jobFinished(kind: JobKindName, state: JobStateName): void {
     this.jobs.inc({ kind, state });
+  }
+
+  /**
+   * A forget request that ended. Measured from its acceptance, not its start, because the wait in
+   * the queue (and across a coordinator restart, which requeues it) is latency its requester sees.
+   */
+  forgetFinished(method: string, outcome: JobStateName, seconds: number): void {
+    this.forgetRequestSeconds.observe({ method, outcome }, Math.max(0, seconds));
   }
 
   /** host:port of the metrics endpoint; undefined when disabled (metricsPort 0). */
