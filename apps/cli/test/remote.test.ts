@@ -232,6 +232,7 @@ const coordinator: CoordinatorServer = {
             retainFraction: 0.1,
             anchor: request.anchor ?? 1,
             measure: request.measure,
+            subjects: [],
           },
           plan: {
             classIndex: 2,
@@ -353,6 +354,7 @@ const coordinator: CoordinatorServer = {
   },
   cancelJob: unimplemented,
   predict: unimplemented,
+  listSamples: unimplemented,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -658,6 +660,17 @@ describe('lethe forget --coordinator', () => {
       partsChanged: ['router', 'expert/1', 'expert/2'],
       manifest: { before: 1, after: 2 },
     });
+  });
+
+  it('forgets data subjects through the coordinator, which expands them', async () => {
+    const result = await run(
+      ['forget', '--coordinator', address, '--subject', 's7, s8,s7', '--request-id', 'erase-s7'],
+      cwd(),
+    );
+    expect(result.status).toBe(0);
+    const request = seen.submitForget.at(-1)!;
+    expect(request.target).toEqual({ $case: 'subjectIds', value: { ids: ['s7', 's8'] } });
+    expect(request.requestId).toBe('erase-s7');
   });
 
   it('forgets samples from --samples and --samples-file, with a generated request id', async () => {

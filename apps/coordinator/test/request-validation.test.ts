@@ -15,6 +15,7 @@ import {
   checkPredictRequest,
   normaliseEvaluateRequest,
   normaliseForgetOptions,
+  normaliseListSamples,
   normaliseTrainingRequest,
 } from '../src/api/request-validation';
 
@@ -85,6 +86,42 @@ describe('request contract', () => {
         'INVALID_ARGUMENT',
       );
     }
+  });
+
+  it('takes subject ids for sisa replay, sorted and once each, and bounds them', () => {
+    const subjects = (ids: string[], fields: Partial<SubmitForgetRequest> = {}) =>
+      forget({ target: { $case: 'subjectIds', value: { ids } }, ...fields });
+    expect(normaliseForgetOptions(subjects(['s9', 'customer 4711', 's9']))).toEqual({
+      method: 'sisa-replay',
+      subjects: ['customer 4711', 's9'],
+      maskOutput: false,
+      seed: 0,
+    });
+    for (const [request, message] of [
+      [subjects([]), /subject_ids is empty/],
+      [subjects([' padded']), /malformed subject id/],
+      [subjects(['x'.repeat(257)]), /malformed subject id/],
+      [subjects(Array.from({ length: 1001 }, (_, i) => `s${i}`)), /at most 1000/],
+      [subjects(['s1'], { maskOutput: true }), /mask_output applies to a class target only/],
+      [subjects(['s1'], { method: ForgetMethod.FORGET_METHOD_TARGETED }), /sisa replay only/],
+    ] as const) {
+      expect(refusal(() => normaliseForgetOptions(request))).toEqual({
+        code: 'INVALID_ARGUMENT',
+        message: expect.stringMatching(message),
+      });
+    }
+  });
+
+  it('lists samples by exactly one selector', () => {
+    expect(normaliseListSamples({ selector: { $case: 'shard', value: 0 } })).toEqual({ shard: 0 });
+    expect(normaliseListSamples({ selector: { $case: 'subject', value: 's1' } })).toEqual({
+      subject: 's1',
+    });
+    expect(refusal(() => normaliseListSamples({ selector: undefined })).code).toBe(
+      'INVALID_ARGUMENT',
+    );
+    const long = { selector: { $case: 'className' as const, value: 'c'.repeat(257) } };
+    expect(refusal(() => normaliseListSamples(long)).code).toBe('INVALID_ARGUMENT');
   });
 
   it("leaves SubmitForget's unset recipe fields to the library's default recipe", () => {

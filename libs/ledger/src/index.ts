@@ -42,6 +42,7 @@ export {
   ROSTER_OBJECT,
   RosterSchema,
   buildRoster,
+  heldSamples,
   readRoster,
   rosterSamples,
   rosterSubjects,

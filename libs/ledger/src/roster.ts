@@ -2,6 +2,7 @@ import { type Dataset, formatSampleId } from '@lethe/data';
 import { type Manifest, type ObjectRef, type ObjectStore, putContent } from '@lethe/store';
 import { z } from 'zod';
 import { readNamedJson } from './stored-json';
+import type { Erased } from './ledger';
 import type { SubjectTable } from './subjects';
 
 /** The manifest object naming the roster of the model's training set. */
@@ -96,4 +97,14 @@ export function subjectsRecord(
     subjects: rosterSubjects(roster).length,
     samplesWithSubject: (roster.subjects ?? []).filter((s) => s !== null).length,
   };
+}
+
+/** The roster's samples the ledger does not hold: what the model still answers for. */
+export function heldSamples(roster: Roster, erased: Erased): RosterSample[] {
+  return rosterSamples(roster).filter(
+    (s) =>
+      !erased.sampleIds.has(s.sampleId) &&
+      !erased.classes.has(s.className) &&
+      (s.subject === null || !erased.subjects.has(s.subject)),
+  );
 }

@@ -185,16 +185,18 @@ export function registerForgetCommand(program: Command): void {
               'invalid argument: give --subject alone, not with --class or --samples',
             );
           }
-          if (explicitCoordinator(flags.coordinator, flags)) {
-            throw new CliError(
-              '--subject runs locally for now (the coordinator has no subject lookup yet)',
-            );
-          }
           if (flags.dryRun) throw new CliError('--dry-run applies to a class on a joint model');
           const subjects = [...new Set(flags.subject.split(',').map((s) => s.trim()))];
           if (subjects.some((s) => s.length === 0)) throw new CliError('--subject has an empty id');
           const requestId = flags.requestId ?? newRequestId();
           if (!flags.requestId) process.stderr.write(`request id ${requestId}\n`);
+          const coordinator = explicitCoordinator(flags.coordinator, flags);
+          if (coordinator) {
+            ignoredWithCoordinator(command, ['store', 'data']);
+            const { batch, seed, json, maskOutput } = flags;
+            await remoteForget(coordinator, { subjects, requestId, batch, seed, json, maskOutput });
+            return;
+          }
           const receipt = await runSubjectForget({
             store: new LocalDirStore(flags.store),
             subjects,

@@ -1,5 +1,6 @@
 import {
   erasedOf,
+  heldSamples,
   readLedger,
   readRoster,
   type Roster,
@@ -66,12 +67,5 @@ export async function expandSubjects(
 /** The samples of the stored model that the erasure ledger does not hold. */
 export async function currentSamples(store: ObjectStore): Promise<RosterSample[]> {
   const roster = await requireRoster(store);
-  const erased = erasedOf(await readLedger(store));
-  const erasedClasses = erased.classes;
-  return rosterSamples(roster).filter(
-    (s) =>
-      !erased.sampleIds.has(s.sampleId) &&
-      !erasedClasses.has(s.className) &&
-      (s.subject === null || !erased.subjects.has(s.subject)),
-  );
+  return heldSamples(roster, erasedOf(await readLedger(store)));
 }

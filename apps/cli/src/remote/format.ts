@@ -27,7 +27,10 @@ const two = (n: number | undefined): string =>
 export function receiptTarget(receipt: Receipt): string {
   const target = receipt.request?.target;
   if (target?.$case === 'classTarget') return `class ${target.value.name}`;
-  if (target?.$case === 'sampleIds') return `${target.value.ids.length} samples`;
+  if (target?.$case === 'sampleIds') {
+    const of = receipt.request?.subjects.length ? ` of ${receipt.request.subjects.join(', ')}` : '';
+    return `${target.value.ids.length} samples${of}`;
+  }
   return receipt.plan?.className ? `class ${receipt.plan.className}` : 'unknown target';
 }
 

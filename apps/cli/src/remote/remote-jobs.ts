@@ -137,6 +137,8 @@ const MEASURES: Record<MeasureModeName, MeasureMode> = {
 export interface RemoteForgetFlags {
   class?: string;
   samples?: string[];
+  /** Data subjects: their training samples, expanded by the coordinator. */
+  subjects?: string[];
   method?: RemoteForgetMethod;
   loss?: UnlearningLossName;
   retainFraction?: number;
@@ -159,7 +161,8 @@ export interface RemoteForgetFlags {
 /** `lethe forget` flags as a SubmitForgetRequest: a class by name or index, or sample ids. */
 export function forgetRequest(flags: RemoteForgetFlags): SubmitForgetRequest {
   let target: SubmitForgetRequest['target'];
-  if (flags.samples) target = { $case: 'sampleIds', value: { ids: flags.samples } };
+  if (flags.subjects) target = { $case: 'subjectIds', value: { ids: flags.subjects } };
+  else if (flags.samples) target = { $case: 'sampleIds', value: { ids: flags.samples } };
   else if (flags.class !== undefined && /^\d+$/.test(flags.class))
     target = { $case: 'classIndex', value: Number(flags.class) };
   else if (flags.class !== undefined) target = { $case: 'className', value: flags.class };

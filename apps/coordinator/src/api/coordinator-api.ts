@@ -71,6 +71,7 @@ export class CoordinatorApi {
       listReceipts: unaryHandler((r) => this.forgetting.receipts(normaliseListReceipts(r)), log),
       evaluate: unaryHandler((r, call) => this.serving.evaluate(r, call), log),
       predict: unaryHandler((r, call) => this.serving.predict(r, call), log),
+      listSamples: unaryHandler((r) => this.forgetting.samples(r), log),
       listExperts: unaryHandler(() => this.cluster.experts(), log),
       listWorkers: unaryHandler(async () => this.cluster.workerList(), log),
     };

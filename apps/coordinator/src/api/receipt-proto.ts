@@ -53,6 +53,7 @@ function requestRecord(r: ClassForgetRequestRecord): ForgetRequestRecord {
     retainFraction: r.retainFraction,
     anchor: r.anchor,
     measure: r.measure ? MEASURES[r.measure] : MeasureMode.MEASURE_MODE_UNSPECIFIED,
+    subjects: [],
   };
 }
 
@@ -114,6 +115,7 @@ function toProtoSisaReceipt(receipt: SisaReceipt, jobId: string, object?: Object
     createdAt: new Date(receipt.createdAt),
     request: {
       target: { $case: 'sampleIds', value: { ids: receipt.request.sampleIds } },
+      subjects: receipt.request.subjects ?? [],
       method: ForgetMethod.FORGET_METHOD_SISA_REPLAY,
       loss: UnlearningLoss.UNLEARNING_LOSS_UNSPECIFIED,
       epochs: 0,

@@ -8,6 +8,7 @@ import {
   ForgetMethod,
   LearningRateSchedule,
   type ListReceiptsRequest,
+  type ListSamplesRequest,
   MeasureMode,
   type PredictRequest,
   Split,
@@ -40,6 +41,9 @@ const SAMPLE_ID = /^[a-z0-9][a-z0-9._-]*:(train|test):\d+$/;
 const MAX_URI = 4096;
 const MAX_NAME = 256;
 const MAX_SAMPLE_IDS = 50_000;
+const MAX_SUBJECT_IDS = 1_000;
+// As a subject table allows (libs/ledger), within the request contract's 256 characters.
+const SUBJECT_ID = /^[\x21-\x7e]([\x20-\x7e]{0,254}[\x21-\x7e])?$/;
 const MAX_IMAGES = 512;
 const MAX_IMAGE_SIDE = 1024;
 
@@ -247,6 +251,8 @@ export interface ForgetOptions {
   method: MethodName | 'sisa-replay';
   /** Samples target (sisa replay): the ids, sorted and without duplicates. */
   sampleIds?: string[];
+  /** Subjects target: the subject ids, sorted and without duplicates (expanded at admission). */
+  subjects?: string[];
   loss?: UnlearningLossName;
   select?: string;
   retainFraction?: number;
@@ -285,6 +291,26 @@ export function normaliseForgetOptions(request: SubmitForgetRequest): ForgetOpti
   }
   if (request.measure !== MeasureMode.MEASURE_MODE_UNSPECIFIED && !MEASURES[request.measure]) {
     throw invalidArgument(`measure: unknown value ${quote(request.measure)}`);
+  }
+  if (target.$case === 'subjectIds') {
+    const ids = target.value.ids;
+    if (ids.length === 0) throw invalidArgument('subject_ids is empty');
+    if (ids.length > MAX_SUBJECT_IDS) {
+      throw invalidArgument(`subject_ids holds ${ids.length} ids; at most ${MAX_SUBJECT_IDS}`);
+    }
+    const bad = ids.find((id) => !SUBJECT_ID.test(id));
+    if (bad !== undefined) throw invalidArgument(`malformed subject id ${quote(bad)}`);
+    if (request.maskOutput) throw invalidArgument('mask_output applies to a class target only');
+    const other =
+      request.method !== ForgetMethod.FORGET_METHOD_UNSPECIFIED &&
+      request.method !== ForgetMethod.FORGET_METHOD_SISA_REPLAY;
+    if (other) throw invalidArgument('subjects are forgotten by sisa replay only');
+    return {
+      method: 'sisa-replay',
+      subjects: [...new Set(ids)].sort(),
+      maskOutput: false,
+      seed: 0,
+    };
   }
   if (target.$case === 'sampleIds') {
     const ids = target.value.ids;
@@ -401,6 +427,21 @@ export function checkPredictRequest(request: PredictRequest): void {
 }
 
 /** ListReceipts: page size (0 → 50, above 500 → 500) and the offset its token carries. */
+/** ListSamples: exactly one selector, names within bounds. */
+export function normaliseListSamples(
+  request: ListSamplesRequest,
+): { subject: string } | { className: string } | { shard: number } {
+  const selector = request.selector;
+  if (!selector) throw invalidArgument('a selector is required: subject, class_name or shard');
+  if (selector.$case === 'shard') return { shard: selector.value };
+  if (selector.value === '' || selector.value.length > MAX_NAME) {
+    throw invalidArgument(
+      `${selector.$case === 'subject' ? 'subject' : 'class_name'}: ${quote(selector.value)}`,
+    );
+  }
+  return selector.$case === 'subject' ? { subject: selector.value } : { className: selector.value };
+}
+
 export function normaliseListReceipts(request: ListReceiptsRequest): {
   size: number;
   start: number;

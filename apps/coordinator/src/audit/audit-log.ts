@@ -19,6 +19,7 @@ export interface AuditTarget {
   classIndex?: number;
   sampleIds?: string[];
   sampleCount?: number;
+  subjects?: string[];
 }
 
 export type AuditOutcome =

@@ -25,6 +25,9 @@ function targetOf(request: SubmitForgetRequest): AuditTarget | undefined {
   const target = request.target;
   if (target?.$case === 'className') return { className: target.value.slice(0, 256) };
   if (target?.$case === 'classIndex') return { classIndex: target.value };
+  if (target?.$case === 'subjectIds') {
+    return { subjects: target.value.ids.slice(0, 100).map((id) => id.slice(0, 256)) };
+  }
   if (target?.$case === 'sampleIds') {
     return {
       sampleIds: target.value.ids.slice(0, 100).map((id) => id.slice(0, 256)),

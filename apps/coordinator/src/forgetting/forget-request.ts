@@ -14,6 +14,8 @@ export interface ForgetJobRequest {
   method: ForgetMethod | 'sisa-replay';
   /** Samples target (exact forgetting on a sisa model). */
   sampleIds?: string[];
+  /** The data subjects the sample ids were expanded from, for the receipt and the ledger. */
+  subjects?: string[];
   /** Set only where the client set it (targeted), as libs/unlearning expects. */
   loss?: UnlearningLoss;
   select?: string;

@@ -217,7 +217,11 @@ export async function runSisaForgetBatch(
   const { outcomes } = await replayBatch(
     deps.store,
     train,
-    requests.map((r) => ({ requestId: r.requestId, sampleIds: r.sampleIds! })),
+    requests.map((r) => ({
+      requestId: r.requestId,
+      sampleIds: r.sampleIds!,
+      ...(r.subjects ? { subjects: r.subjects } : {}),
+    })),
     sisaProgressReporter(job),
     trainer,
   );

@@ -3,6 +3,8 @@ import { formatSampleId, limitTrainingSet, parseSampleId } from '@lethe/data';
 import {
   ForgetMethod,
   type ListReceiptsResponse,
+  type ListSamplesRequest,
+  type ListSamplesResponse,
   type Receipt,
   type SubmitForgetRequest,
   type SubmitForgetResponse,
@@ -14,7 +16,7 @@ import {
   invalidArgument,
   notFound,
 } from '@lethe/rpc';
-import { erasedOf, readLedger } from '@lethe/ledger';
+import { erasedOf, heldSamples, readLedger, readRoster, rosterSamples } from '@lethe/ledger';
 import { type ObjectStore } from '@lethe/store';
 import { loadSisa, type SisaReceipt, slotsByIndex } from '@lethe/sisa';
 import {
@@ -29,6 +31,7 @@ import {
   type ForgetOptions,
   normaliseForgetOptions,
   normaliseListReceipts,
+  normaliseListSamples,
   quote,
 } from '../api/request-validation';
 import { toProtoPreview, toProtoReceipt } from '../api/receipt-proto';
@@ -158,6 +161,9 @@ export class ForgettingService {
     if (target.$case === 'sampleIds') {
       return this.decideSamples(request.requestId, options, current, previous);
     }
+    if (target.$case === 'subjectIds') {
+      return this.decideSubjects(request.requestId, options, current, previous);
+    }
     let classIndex: number;
     try {
       classIndex = resolveClass(target, current.card.classes);
@@ -224,6 +230,85 @@ export class ForgettingService {
       throw failedPrecondition('forgetting this class would leave fewer than 2 classes');
     }
     return { kind: 'new', request: normalised, fingerprint: print };
+  }
+
+  /**
+   * Data subjects: expanded from the model's roster into their training samples, then admitted
+   * as samples. The expansion comes first, so that a retry of an accepted request id is
+   * answered as one (its subjects are in the ledger by then).
+   */
+  private async decideSubjects(
+    requestId: string,
+    options: ForgetOptions,
+    current: CurrentModel,
+    previous: JobRecord | undefined,
+  ): Promise<ForgetDecision> {
+    const subjects = options.subjects!;
+    const roster = await readRoster(this.store, current.manifest);
+    if (!roster || roster.subjectTable === null) {
+      throw failedPrecondition(
+        'the current model was trained without a subject table: subjects cannot be looked up',
+      );
+    }
+    const samples = rosterSamples(roster);
+    const sampleIds = samples.filter((s) => s.subject !== null && subjects.includes(s.subject));
+    const expanded = { ...options, sampleIds: sampleIds.map((s) => s.sampleId).sort() };
+    if (previous) return this.decideSamples(requestId, expanded, current, previous);
+    const erased = erasedOf(await readLedger(this.store, current.manifest));
+    for (const erasure of erased.byRequest.values()) {
+      const subject = subjects.find((s) => erasure.subjects.includes(s));
+      if (subject !== undefined) {
+        throw failedPrecondition(
+          `subject ${quote(subject)}, erased by request ${erasure.requestId}, is already forgotten`,
+        );
+      }
+    }
+    const missing = subjects.find((s) => !samples.some((r) => r.subject === s));
+    if (missing !== undefined) {
+      throw notFound(`subject ${quote(missing)} has no sample in the model's training set`);
+    }
+    if (current.training.mode !== 'sisa') {
+      throw failedPrecondition(
+        'the current model is joint: approximate sample forgetting on joint models is not built yet; train a sisa model to forget subjects exactly',
+      );
+    }
+    return this.decideSamples(requestId, expanded, current, previous);
+  }
+
+  /** ListSamples: the roster of the current model, without what the erasure ledger holds. */
+  async samples(request: ListSamplesRequest): Promise<ListSamplesResponse> {
+    const selector = normaliseListSamples(request);
+    const current = await this.models.state.current();
+    if (!current) throw failedPrecondition('no trained model: run StartTraining first');
+    const roster = await readRoster(this.store, current.manifest);
+    if (!roster) {
+      throw failedPrecondition('the current model was trained before rosters were stored');
+    }
+    let held = heldSamples(roster, erasedOf(await readLedger(this.store, current.manifest)));
+    const slices = new Map<number, number>();
+    if ('shard' in selector) {
+      if (current.training.mode !== 'sisa') {
+        throw failedPrecondition('shards belong to sisa models; the current model is joint');
+      }
+      const { layout } = await loadSisa(this.store);
+      const shard = layout.slots[selector.shard];
+      if (!shard) throw notFound(`shard ${selector.shard} (the model has ${layout.shards})`);
+      shard.forEach((slice, s) => slice.forEach((i) => slices.set(i, s)));
+      held = held.filter((s) => slices.has(s.index));
+    } else if ('className' in selector) {
+      held = held.filter((s) => s.className === selector.className);
+    } else {
+      held = held.filter((s) => s.subject === selector.subject);
+    }
+    return {
+      samples: held.map((s) => ({
+        sampleId: s.sampleId,
+        className: s.className,
+        subject: s.subject ?? '',
+        ...(slices.has(s.index) ? { slice: slices.get(s.index)! } : {}),
+      })),
+      manifestRevision: current.manifest.revision,
+    };
   }
 
   /** Samples, on a sisa model: checked against its layout now, replayed by the job. */

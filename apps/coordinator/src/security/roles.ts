@@ -19,6 +19,7 @@ export const COORDINATOR_METHOD_ROLES: Readonly<Record<keyof CoordinatorServer, 
     listReceipts: READ,
     evaluate: READ,
     predict: READ,
+    listSamples: READ,
     listExperts: READ,
     listWorkers: READ,
   };

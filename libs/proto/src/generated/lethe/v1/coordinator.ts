@@ -891,6 +891,9 @@ export interface SubmitForgetRequest {
     | //
     /** Training samples by id. */
     { $case: "sampleIds"; value: SampleIds }
+    | //
+    /** Data subjects: every training sample the model's subject table gives them (sisa models). */
+    { $case: "subjectIds"; value: SubjectIds }
     | undefined;
   /** How to forget. Default: the model's default (see ForgetMethod). */
   method: ForgetMethod;
@@ -1144,6 +1147,8 @@ export interface ForgetRequestRecord {
    * (they measured everything).
    */
   measure: MeasureMode;
+  /** The data subjects the sample ids were expanded from, when the request named subjects. */
+  subjects: string[];
 }
 
 /** Which experts the forgotten data reaches, and which were chosen to retrain. */
@@ -1423,6 +1428,48 @@ export interface PredictResponse {
   /** Class names by index. */
   classes: string[];
   /** Manifest revision of the model used. */
+  manifestRevision: number;
+}
+
+/** Data subject ids, as in the subject table a model was trained with. */
+export interface SubjectIds {
+  /** 1 to 1,000 ids of 1 to 256 characters. Duplicates are ignored. */
+  ids: string[];
+}
+
+/** Which training samples to list: exactly one selector. */
+export interface ListSamplesRequest {
+  /** The selector. */
+  selector?:
+    | //
+    /** The samples of one data subject. */
+    { $case: "subject"; value: string }
+    | //
+    /** The samples of one class, by name. */
+    { $case: "className"; value: string }
+    | //
+    /** The samples of one shard (sisa models). */
+    { $case: "shard"; value: number }
+    | undefined;
+}
+
+/** One training sample of the current model. */
+export interface TrainingSample {
+  /** Its id, `<dataset>:train:<index>`. */
+  sampleId: string;
+  /** Its class name. */
+  className: string;
+  /** Its data subject; empty when the subject table gives it none. */
+  subject: string;
+  /** Its slice, when listed by shard. */
+  slice?: number | undefined;
+}
+
+/** The samples asked for, in index order. */
+export interface ListSamplesResponse {
+  /** The samples. */
+  samples: TrainingSample[];
+  /** The manifest revision they were read from. */
   manifestRevision: number;
 }
 
@@ -3261,6 +3308,9 @@ export const SubmitForgetRequest: MessageFns<SubmitForgetRequest> = {
       case "sampleIds":
         SampleIds.encode(message.target.value, writer.uint32(34).fork()).join();
         break;
+      case "subjectIds":
+        SubjectIds.encode(message.target.value, writer.uint32(146).fork()).join();
+        break;
     }
     if (message.method !== 0) {
       writer.uint32(40).int32(message.method);
@@ -3347,6 +3397,14 @@ export const SubmitForgetRequest: MessageFns<SubmitForgetRequest> = {
             }
 
             message.target = { $case: "sampleIds", value: SampleIds.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.target = { $case: "subjectIds", value: SubjectIds.decode(reader, reader.uint32()) };
             continue;
           }
           case 5: {
@@ -3484,6 +3542,10 @@ export const SubmitForgetRequest: MessageFns<SubmitForgetRequest> = {
         ? { $case: "sampleIds", value: SampleIds.fromJSON(object.sampleIds) }
         : isSet(object.sample_ids)
         ? { $case: "sampleIds", value: SampleIds.fromJSON(object.sample_ids) }
+        : isSet(object.subjectIds)
+        ? { $case: "subjectIds", value: SubjectIds.fromJSON(object.subjectIds) }
+        : isSet(object.subject_ids)
+        ? { $case: "subjectIds", value: SubjectIds.fromJSON(object.subject_ids) }
         : undefined,
       method: isSet(object.method) ? forgetMethodFromJSON(object.method) : 0,
       loss: isSet(object.loss) ? unlearningLossFromJSON(object.loss) : 0,
@@ -3532,6 +3594,8 @@ export const SubmitForgetRequest: MessageFns<SubmitForgetRequest> = {
       obj.classIndex = Math.round(message.target.value);
     } else if (message.target?.$case === "sampleIds") {
       obj.sampleIds = SampleIds.toJSON(message.target.value);
+    } else if (message.target?.$case === "subjectIds") {
+      obj.subjectIds = SubjectIds.toJSON(message.target.value);
     }
     if (message.method !== 0) {
       obj.method = forgetMethodToJSON(message.method);
@@ -3597,6 +3661,12 @@ export const SubmitForgetRequest: MessageFns<SubmitForgetRequest> = {
       case "sampleIds": {
         if (object.target?.value !== undefined && object.target?.value !== null) {
           message.target = { $case: "sampleIds", value: SampleIds.fromPartial(object.target.value) };
+        }
+        break;
+      }
+      case "subjectIds": {
+        if (object.target?.value !== undefined && object.target?.value !== null) {
+          message.target = { $case: "subjectIds", value: SubjectIds.fromPartial(object.target.value) };
         }
         break;
       }
@@ -4992,6 +5062,7 @@ function createBaseForgetRequestRecord(): ForgetRequestRecord {
     retainFraction: 0,
     anchor: undefined,
     measure: 0,
+    subjects: [],
   };
 }
 
@@ -5040,6 +5111,9 @@ export const ForgetRequestRecord: MessageFns<ForgetRequestRecord> = {
     }
     if (message.measure !== 0) {
       writer.uint32(112).int32(message.measure);
+    }
+    for (const v of message.subjects) {
+      writer.uint32(122).string(v!);
     }
     return writer;
   },
@@ -5169,6 +5243,14 @@ export const ForgetRequestRecord: MessageFns<ForgetRequestRecord> = {
             message.measure = reader.int32() as any;
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.subjects.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5220,6 +5302,9 @@ export const ForgetRequestRecord: MessageFns<ForgetRequestRecord> = {
         : 0,
       anchor: isSet(object.anchor) ? globalThis.Number(object.anchor) : undefined,
       measure: isSet(object.measure) ? measureModeFromJSON(object.measure) : 0,
+      subjects: globalThis.Array.isArray(object?.subjects)
+        ? object.subjects.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -5266,6 +5351,9 @@ export const ForgetRequestRecord: MessageFns<ForgetRequestRecord> = {
     if (message.measure !== 0) {
       obj.measure = measureModeToJSON(message.measure);
     }
+    if (message.subjects?.length) {
+      obj.subjects = message.subjects;
+    }
     return obj;
   },
 
@@ -5300,6 +5388,7 @@ export const ForgetRequestRecord: MessageFns<ForgetRequestRecord> = {
     message.retainFraction = object.retainFraction ?? 0;
     message.anchor = object.anchor ?? undefined;
     message.measure = object.measure ?? 0;
+    message.subjects = object.subjects?.map((e) => e) || [];
     return message;
   },
 };
@@ -7894,6 +7983,413 @@ export const PredictResponse: MessageFns<PredictResponse> = {
   },
 };
 
+function createBaseSubjectIds(): SubjectIds {
+  return { ids: [] };
+}
+
+export const SubjectIds: MessageFns<SubjectIds> = {
+  encode(message: SubjectIds, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.ids) {
+      writer.uint32(10).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SubjectIds {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSubjectIds();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.ids.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SubjectIds {
+    return { ids: globalThis.Array.isArray(object?.ids) ? object.ids.map((e: any) => globalThis.String(e)) : [] };
+  },
+
+  toJSON(message: SubjectIds): unknown {
+    const obj: any = {};
+    if (message.ids?.length) {
+      obj.ids = message.ids;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SubjectIds>, I>>(base?: I): SubjectIds {
+    return SubjectIds.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SubjectIds>, I>>(object: I): SubjectIds {
+    const message = createBaseSubjectIds();
+    message.ids = object.ids?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseListSamplesRequest(): ListSamplesRequest {
+  return { selector: undefined };
+}
+
+export const ListSamplesRequest: MessageFns<ListSamplesRequest> = {
+  encode(message: ListSamplesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.selector?.$case) {
+      case "subject":
+        writer.uint32(10).string(message.selector.value);
+        break;
+      case "className":
+        writer.uint32(18).string(message.selector.value);
+        break;
+      case "shard":
+        writer.uint32(24).uint32(message.selector.value);
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListSamplesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListSamplesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.selector = { $case: "subject", value: reader.string() };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.selector = { $case: "className", value: reader.string() };
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.selector = { $case: "shard", value: reader.uint32() };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListSamplesRequest {
+    return {
+      selector: isSet(object.subject)
+        ? { $case: "subject", value: globalThis.String(object.subject) }
+        : isSet(object.className)
+        ? { $case: "className", value: globalThis.String(object.className) }
+        : isSet(object.class_name)
+        ? { $case: "className", value: globalThis.String(object.class_name) }
+        : isSet(object.shard)
+        ? { $case: "shard", value: globalThis.Number(object.shard) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: ListSamplesRequest): unknown {
+    const obj: any = {};
+    if (message.selector?.$case === "subject") {
+      obj.subject = message.selector.value;
+    } else if (message.selector?.$case === "className") {
+      obj.className = message.selector.value;
+    } else if (message.selector?.$case === "shard") {
+      obj.shard = Math.round(message.selector.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListSamplesRequest>, I>>(base?: I): ListSamplesRequest {
+    return ListSamplesRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListSamplesRequest>, I>>(object: I): ListSamplesRequest {
+    const message = createBaseListSamplesRequest();
+    switch (object.selector?.$case) {
+      case "subject": {
+        if (object.selector?.value !== undefined && object.selector?.value !== null) {
+          message.selector = { $case: "subject", value: object.selector.value };
+        }
+        break;
+      }
+      case "className": {
+        if (object.selector?.value !== undefined && object.selector?.value !== null) {
+          message.selector = { $case: "className", value: object.selector.value };
+        }
+        break;
+      }
+      case "shard": {
+        if (object.selector?.value !== undefined && object.selector?.value !== null) {
+          message.selector = { $case: "shard", value: object.selector.value };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseTrainingSample(): TrainingSample {
+  return { sampleId: "", className: "", subject: "", slice: undefined };
+}
+
+export const TrainingSample: MessageFns<TrainingSample> = {
+  encode(message: TrainingSample, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sampleId !== "") {
+      writer.uint32(10).string(message.sampleId);
+    }
+    if (message.className !== "") {
+      writer.uint32(18).string(message.className);
+    }
+    if (message.subject !== "") {
+      writer.uint32(26).string(message.subject);
+    }
+    if (message.slice !== undefined) {
+      writer.uint32(32).uint32(message.slice);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TrainingSample {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTrainingSample();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sampleId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.className = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.subject = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.slice = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TrainingSample {
+    return {
+      sampleId: isSet(object.sampleId)
+        ? globalThis.String(object.sampleId)
+        : isSet(object.sample_id)
+        ? globalThis.String(object.sample_id)
+        : "",
+      className: isSet(object.className)
+        ? globalThis.String(object.className)
+        : isSet(object.class_name)
+        ? globalThis.String(object.class_name)
+        : "",
+      subject: isSet(object.subject) ? globalThis.String(object.subject) : "",
+      slice: isSet(object.slice) ? globalThis.Number(object.slice) : undefined,
+    };
+  },
+
+  toJSON(message: TrainingSample): unknown {
+    const obj: any = {};
+    if (message.sampleId !== "") {
+      obj.sampleId = message.sampleId;
+    }
+    if (message.className !== "") {
+      obj.className = message.className;
+    }
+    if (message.subject !== "") {
+      obj.subject = message.subject;
+    }
+    if (message.slice !== undefined) {
+      obj.slice = Math.round(message.slice);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TrainingSample>, I>>(base?: I): TrainingSample {
+    return TrainingSample.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TrainingSample>, I>>(object: I): TrainingSample {
+    const message = createBaseTrainingSample();
+    message.sampleId = object.sampleId ?? "";
+    message.className = object.className ?? "";
+    message.subject = object.subject ?? "";
+    message.slice = object.slice ?? undefined;
+    return message;
+  },
+};
+
+function createBaseListSamplesResponse(): ListSamplesResponse {
+  return { samples: [], manifestRevision: 0 };
+}
+
+export const ListSamplesResponse: MessageFns<ListSamplesResponse> = {
+  encode(message: ListSamplesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.samples) {
+      TrainingSample.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.manifestRevision !== 0) {
+      writer.uint32(16).uint64(message.manifestRevision);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListSamplesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListSamplesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.samples.push(TrainingSample.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.manifestRevision = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListSamplesResponse {
+    return {
+      samples: globalThis.Array.isArray(object?.samples)
+        ? object.samples.map((e: any) => TrainingSample.fromJSON(e))
+        : [],
+      manifestRevision: isSet(object.manifestRevision)
+        ? globalThis.Number(object.manifestRevision)
+        : isSet(object.manifest_revision)
+        ? globalThis.Number(object.manifest_revision)
+        : 0,
+    };
+  },
+
+  toJSON(message: ListSamplesResponse): unknown {
+    const obj: any = {};
+    if (message.samples?.length) {
+      obj.samples = message.samples.map((e) => TrainingSample.toJSON(e));
+    }
+    if (message.manifestRevision !== 0) {
+      obj.manifestRevision = Math.round(message.manifestRevision);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListSamplesResponse>, I>>(base?: I): ListSamplesResponse {
+    return ListSamplesResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListSamplesResponse>, I>>(object: I): ListSamplesResponse {
+    const message = createBaseListSamplesResponse();
+    message.samples = object.samples?.map((e) => TrainingSample.fromPartial(e)) || [];
+    message.manifestRevision = object.manifestRevision ?? 0;
+    return message;
+  },
+};
+
 function createBaseListExpertsRequest(): ListExpertsRequest {
   return {};
 }
@@ -8665,7 +9161,8 @@ export const CoordinatorService = {
     responseDeserialize: (value: Buffer): Job => Job.decode(value),
   },
   /**
-   * Submits a forget request: a class, or training samples by id. Idempotent by request_id:
+   * Submits a forget request: a class, training samples by id, or data subjects (all their
+   * training samples, from the subject table the model was trained with). Idempotent by request_id:
    * submitting the same request_id with the same request again returns the original job (and,
    * once it has succeeded, its receipt) without forgetting twice. With dry_run, the same checks
    * and codes, then the plan and cost estimate instead of a job (a dry run naming a request_id
@@ -8676,13 +9173,15 @@ export const CoordinatorService = {
    *   measure; epochs, learning_rate, lambda, retain_fraction, anchor, batch_size out of range;
    *   malformed `select`; options that contradict the method (loss, select, retain_fraction or
    *   anchor with a method other than targeted, mask_output with a samples target).
-   * NOT_FOUND: unknown class name, class index >= the model's class count, or a sample id that
-   *   is not in the model's training set.
+   * NOT_FOUND: unknown class name, class index >= the model's class count, a sample id that
+   *   is not in the model's training set, or a subject with no sample in it.
    * FAILED_PRECONDITION: no trained model, or a training job is queued or running (a forget
    *   request applies to the current model); the class is already forgotten, or every named
    *   sample already is; the method does not apply to the model's training mode (e.g.
    *   FORGET_METHOD_SISA_REPLAY on a joint model); forgetting would leave fewer than 2 classes;
-   *   dry_run on a sisa model or with a samples target.
+   *   dry_run on a sisa model or with a samples target; a subject already forgotten (the erasure
+   *   ledger holds it) under another request_id; subjects on a joint model (approximate sample
+   *   forgetting is not built yet) or on a model trained without a subject table.
    * ALREADY_EXISTS: request_id was used before with a different request.
    * UNAVAILABLE: the audit log cannot be written: a request is accepted only once its audit entry
    *   is stored, so nothing was started; retry later.
@@ -8767,6 +9266,24 @@ export const CoordinatorService = {
     responseDeserialize: (value: Buffer): PredictResponse => PredictResponse.decode(value),
   },
   /**
+   * Lists the training samples of the current model, from its stored roster, without those the
+   * store's erasure ledger holds: by data subject, by class name, or by shard (sisa models).
+   *
+   * INVALID_ARGUMENT: no selector, or a subject or class name longer than 256 characters.
+   * NOT_FOUND: a shard the model does not have.
+   * FAILED_PRECONDITION: no trained model; a model trained before rosters were stored; a shard
+   *   of a joint model.
+   */
+  listSamples: {
+    path: "/lethe.v1.Coordinator/ListSamples" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListSamplesRequest): Buffer => Buffer.from(ListSamplesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListSamplesRequest => ListSamplesRequest.decode(value),
+    responseSerialize: (value: ListSamplesResponse): Buffer => Buffer.from(ListSamplesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListSamplesResponse => ListSamplesResponse.decode(value),
+  },
+  /**
    * Lists the current model's experts: placement, checkpoint and status. Empty when there is no
    * model. Never fails on input.
    */
@@ -8836,7 +9353,8 @@ export interface CoordinatorServer extends UntypedServiceImplementation {
    */
   cancelJob: handleUnaryCall<CancelJobRequest, Job>;
   /**
-   * Submits a forget request: a class, or training samples by id. Idempotent by request_id:
+   * Submits a forget request: a class, training samples by id, or data subjects (all their
+   * training samples, from the subject table the model was trained with). Idempotent by request_id:
    * submitting the same request_id with the same request again returns the original job (and,
    * once it has succeeded, its receipt) without forgetting twice. With dry_run, the same checks
    * and codes, then the plan and cost estimate instead of a job (a dry run naming a request_id
@@ -8847,13 +9365,15 @@ export interface CoordinatorServer extends UntypedServiceImplementation {
    *   measure; epochs, learning_rate, lambda, retain_fraction, anchor, batch_size out of range;
    *   malformed `select`; options that contradict the method (loss, select, retain_fraction or
    *   anchor with a method other than targeted, mask_output with a samples target).
-   * NOT_FOUND: unknown class name, class index >= the model's class count, or a sample id that
-   *   is not in the model's training set.
+   * NOT_FOUND: unknown class name, class index >= the model's class count, a sample id that
+   *   is not in the model's training set, or a subject with no sample in it.
    * FAILED_PRECONDITION: no trained model, or a training job is queued or running (a forget
    *   request applies to the current model); the class is already forgotten, or every named
    *   sample already is; the method does not apply to the model's training mode (e.g.
    *   FORGET_METHOD_SISA_REPLAY on a joint model); forgetting would leave fewer than 2 classes;
-   *   dry_run on a sisa model or with a samples target.
+   *   dry_run on a sisa model or with a samples target; a subject already forgotten (the erasure
+   *   ledger holds it) under another request_id; subjects on a joint model (approximate sample
+   *   forgetting is not built yet) or on a model trained without a subject table.
    * ALREADY_EXISTS: request_id was used before with a different request.
    * UNAVAILABLE: the audit log cannot be written: a request is accepted only once its audit entry
    *   is stored, so nothing was started; retry later.
@@ -8895,6 +9415,16 @@ export interface CoordinatorServer extends UntypedServiceImplementation {
    * FAILED_PRECONDITION: no trained model.
    */
   predict: handleUnaryCall<PredictRequest, PredictResponse>;
+  /**
+   * Lists the training samples of the current model, from its stored roster, without those the
+   * store's erasure ledger holds: by data subject, by class name, or by shard (sisa models).
+   *
+   * INVALID_ARGUMENT: no selector, or a subject or class name longer than 256 characters.
+   * NOT_FOUND: a shard the model does not have.
+   * FAILED_PRECONDITION: no trained model; a model trained before rosters were stored; a shard
+   *   of a joint model.
+   */
+  listSamples: handleUnaryCall<ListSamplesRequest, ListSamplesResponse>;
   /**
    * Lists the current model's experts: placement, checkpoint and status. Empty when there is no
    * model. Never fails on input.
@@ -8990,7 +9520,8 @@ export interface CoordinatorClient extends Client {
     callback: (error: ServiceError | null, response: Job) => void,
   ): ClientUnaryCall;
   /**
-   * Submits a forget request: a class, or training samples by id. Idempotent by request_id:
+   * Submits a forget request: a class, training samples by id, or data subjects (all their
+   * training samples, from the subject table the model was trained with). Idempotent by request_id:
    * submitting the same request_id with the same request again returns the original job (and,
    * once it has succeeded, its receipt) without forgetting twice. With dry_run, the same checks
    * and codes, then the plan and cost estimate instead of a job (a dry run naming a request_id
@@ -9001,13 +9532,15 @@ export interface CoordinatorClient extends Client {
    *   measure; epochs, learning_rate, lambda, retain_fraction, anchor, batch_size out of range;
    *   malformed `select`; options that contradict the method (loss, select, retain_fraction or
    *   anchor with a method other than targeted, mask_output with a samples target).
-   * NOT_FOUND: unknown class name, class index >= the model's class count, or a sample id that
-   *   is not in the model's training set.
+   * NOT_FOUND: unknown class name, class index >= the model's class count, a sample id that
+   *   is not in the model's training set, or a subject with no sample in it.
    * FAILED_PRECONDITION: no trained model, or a training job is queued or running (a forget
    *   request applies to the current model); the class is already forgotten, or every named
    *   sample already is; the method does not apply to the model's training mode (e.g.
    *   FORGET_METHOD_SISA_REPLAY on a joint model); forgetting would leave fewer than 2 classes;
-   *   dry_run on a sisa model or with a samples target.
+   *   dry_run on a sisa model or with a samples target; a subject already forgotten (the erasure
+   *   ledger holds it) under another request_id; subjects on a joint model (approximate sample
+   *   forgetting is not built yet) or on a model trained without a subject table.
    * ALREADY_EXISTS: request_id was used before with a different request.
    * UNAVAILABLE: the audit log cannot be written: a request is accepted only once its audit entry
    *   is stored, so nothing was started; retry later.
@@ -9118,6 +9651,30 @@ export interface CoordinatorClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: PredictResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Lists the training samples of the current model, from its stored roster, without those the
+   * store's erasure ledger holds: by data subject, by class name, or by shard (sisa models).
+   *
+   * INVALID_ARGUMENT: no selector, or a subject or class name longer than 256 characters.
+   * NOT_FOUND: a shard the model does not have.
+   * FAILED_PRECONDITION: no trained model; a model trained before rosters were stored; a shard
+   *   of a joint model.
+   */
+  listSamples(
+    request: ListSamplesRequest,
+    callback: (error: ServiceError | null, response: ListSamplesResponse) => void,
+  ): ClientUnaryCall;
+  listSamples(
+    request: ListSamplesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListSamplesResponse) => void,
+  ): ClientUnaryCall;
+  listSamples(
+    request: ListSamplesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListSamplesResponse) => void,
   ): ClientUnaryCall;
   /**
    * Lists the current model's experts: placement, checkpoint and status. Empty when there is no
