@@ -10,6 +10,7 @@ import {
 import type { ModelCard } from '@lethe/model';
 import { LocalDirStore, ManifestStore } from '@lethe/store';
 import { type ForgetReceipt, listReceipts } from '@lethe/unlearning';
+import { explicitCoordinator } from '../remote/target';
 import { action, CliError } from '../terminal/errors';
 
 /** `training` as apps/cli/src/jobs/train-job.ts stores it in the manifest. */
@@ -69,8 +70,20 @@ export function registerReportCommand(program: Command): void {
     .option('--store <dir>', 'local store directory', '.lethe/store')
     // Beside the store and the cluster file, not in the working tree.
     .option('--out <dir>', 'output directory', '.lethe/report')
+    .option(
+      '--coordinator <host:port>',
+      'refused: the Coordinator API does not return what the report shows (see the README)',
+    )
     .action(
-      action(async (flags: { store: string; out: string }) => {
+      action(async (flags: { store: string; out: string; coordinator?: string }) => {
+        const remote = explicitCoordinator(flags.coordinator);
+        // ListReceipts would give the forget sections, but a report without the model and its
+        // training would pass for the whole story; refuse rather than write half of it.
+        if (remote) {
+          throw new CliError(
+            `report over ${remote.source} is not supported: the Coordinator API returns receipts but not the model card and training record the report starts with (preset, top-k, training history, routing health); run npx lethe report --store on the coordinator's store`,
+          );
+        }
         const store = new LocalDirStore(flags.store);
         const manifest = await new ManifestStore(store).read();
         const card = manifest?.attributes['model'] as unknown as ModelCard | undefined;
