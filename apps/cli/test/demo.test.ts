@@ -182,4 +182,44 @@ describe('lethe demo --local', () => {
     expect(existsSync(join(dir, 'store', 'manifest.json'))).toBe(true);
     expect(existsSync(join(dir, 'logs'))).toBe(false);
   }, 90_000);
+
+  it('with --json prints only the receipt and its metrics on stdout, the text on stderr', async () => {
+    const dir = join(work, 'local-json');
+    const run = await collect(
+      startLethe(
+        ['demo', '--local', '--json', '--dir', dir, '--per-class', '40', '--epochs', '1'],
+        { cwd: work },
+      ),
+      85_000,
+    );
+    expect(run.status, run.stderr).toBe(0);
+    const result = JSON.parse(run.stdout) as {
+      mode: string;
+      engine: string;
+      requestId: string;
+      className: string;
+      expertsRetrained: number[];
+      metrics: { before: Record<string, number>; after: Record<string, number> };
+      receipt: {
+        requestId: string;
+        expertsRetrained: number[];
+        metrics: { before: Record<string, number>; after: Record<string, number> };
+      };
+    };
+    expect(result).toMatchObject({ mode: 'local', engine: 'wasm', requestId: 'demo-forget' });
+    expect(result.className).toBe('disc');
+    expect(result.receipt.requestId).toBe('demo-forget');
+    expect(result.expertsRetrained).toEqual(result.receipt.expertsRetrained);
+    for (const phase of ['before', 'after'] as const) {
+      for (const key of ['ua', 'ra', 'ta', 'forgottenClassTestAccuracy', 'miaEfficacy']) {
+        expect(result.metrics[phase][key], `${phase} ${key}`).toBe(
+          result.receipt.metrics[phase][key],
+        );
+      }
+    }
+    // The human text is all there, on stderr.
+    expect(run.stderr).toMatch(/^Lethe demo \(in-process\): 6 classes/m);
+    expect(run.stderr).toMatch(/forgot class disc \(targeted, approximate\) — request demo-forget/);
+    expect(run.stderr).toMatch(/^demo finished: /m);
+  }, 90_000);
 });

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { humanTextOnStderr } from '../demo/demo-result';
 import { runDistributedDemo } from '../demo/distributed-demo';
 import { runLocalDemo } from '../demo/local-demo';
 import { action } from '../terminal/errors';
@@ -10,6 +11,7 @@ interface DemoFlags {
   workers: number;
   epochs: number;
   perClass: number;
+  json: boolean;
 }
 
 export function registerDemoCommand(program: Command): void {
@@ -27,10 +29,20 @@ export function registerDemoCommand(program: Command): void {
     .option('--workers <N>', 'worker processes', positiveInt, 2)
     .option('--epochs <N>', 'training epochs', positiveInt, 4)
     .option('--per-class <N>', 'training images per class', positiveInt, 400)
+    .option(
+      '--json',
+      'print the receipt and the metrics as JSON on stdout (the rest goes to stderr)',
+      false,
+    )
     .action(
       action(async (flags: DemoFlags) => {
-        if (flags.local) await runLocalDemo(flags);
-        else await runDistributedDemo(flags);
+        const run = () => (flags.local ? runLocalDemo(flags) : runDistributedDemo(flags));
+        if (!flags.json) {
+          await run();
+          return;
+        }
+        const result = await humanTextOnStderr(run);
+        process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
       }),
     );
 }

@@ -7,7 +7,7 @@ import {
   type ExpertInfo,
   type Job,
   JobState,
-  type Receipt,
+  Receipt,
 } from '@lethe/proto';
 import { type EmbeddedCluster, startEmbeddedCluster } from '../cluster/embedded-cluster';
 import { printRemoteEvaluation, printRemoteReceipt } from '../remote/format';
@@ -26,6 +26,7 @@ import { CliError } from '../terminal/errors';
 import { onStopSignals } from '../terminal/signals';
 import { FORGET_METRICS_LEGEND, forgetSummary, percent, table } from '../terminal/tables';
 import { finishDemoDir, freshDemoDir } from './demo-dir';
+import { type DemoResult, demoMetrics } from './demo-result';
 import { demoDatasets, type DemoOptions, FORGET, TRAINING } from './recipe';
 
 export interface DistributedDemoOptions extends DemoOptions {
@@ -217,7 +218,7 @@ async function runAgainst(
  * there, trains, evaluates and forgets over gRPC, and always stops the processes — on success,
  * failure or Ctrl-C (a second Ctrl-C kills them).
  */
-export async function runDistributedDemo(options: DistributedDemoOptions): Promise<void> {
+export async function runDistributedDemo(options: DistributedDemoOptions): Promise<DemoResult> {
   const started = performance.now();
   const { train, test } = demoDatasets(options);
   if (!train.classes.includes(FORGET.className)) {
@@ -304,6 +305,16 @@ export async function runDistributedDemo(options: DistributedDemoOptions): Promi
     console.log(
       `next: npx lethe receipts --store ${storeArg} --request-id ${FORGET.requestId}; npx lethe up for a cluster that stays up; npx lethe demo --local for the in-process demo.`,
     );
+    return {
+      mode: 'distributed',
+      engine: result.engine,
+      seconds: (performance.now() - started) / 1000,
+      requestId: result.receipt.requestId,
+      className: FORGET.className,
+      expertsRetrained: result.retrained,
+      metrics: { before: demoMetrics(before), after: demoMetrics(after) },
+      receipt: Receipt.toJSON(result.receipt),
+    };
   } catch (error) {
     if (interrupted.signal.aborted) {
       throw new CliError('interrupted: the demo cluster was stopped', 130);

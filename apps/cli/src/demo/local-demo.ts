@@ -9,13 +9,15 @@ import { CliError } from '../terminal/errors';
 import { FORGET_METRICS_LEGEND, forgetSummary } from '../terminal/tables';
 import { stepProgress } from '../terminal/progress';
 import { finishDemoDir, freshDemoDir } from './demo-dir';
+import { type DemoResult, demoMetrics } from './demo-result';
 import { demoDatasets, type DemoOptions, FORGET, TRAINING } from './recipe';
 
 /**
  * `lethe demo --local`: the whole demo in this process — train on the shapes, forget a class,
  * print the receipt — with the store in `<dir>/store`. No other process is started.
  */
-export async function runLocalDemo(options: DemoOptions & { dir: string }): Promise<void> {
+export async function runLocalDemo(options: DemoOptions & { dir: string }): Promise<DemoResult> {
+  const started = performance.now();
   const dir = await freshDemoDir(options.dir);
   try {
     const store = new LocalDirStore(join(dir, 'store'));
@@ -75,6 +77,19 @@ export async function runLocalDemo(options: DemoOptions & { dir: string }): Prom
     console.log(
       `\nnext: npx lethe receipts --store ${storeArg} --request-id ${FORGET.requestId}; npx lethe demo without --local for the distributed run; or train on CIFAR-10 (README).`,
     );
+    return {
+      mode: 'local',
+      engine: result.engine.engine,
+      seconds: (performance.now() - started) / 1000,
+      requestId: receipt.requestId,
+      className: FORGET.className,
+      expertsRetrained: receipt.expertsRetrained,
+      metrics: {
+        before: demoMetrics(receipt.metrics.before),
+        after: demoMetrics(receipt.metrics.after),
+      },
+      receipt,
+    };
   } finally {
     await finishDemoDir(dir);
   }
