@@ -100,6 +100,7 @@ const coordinator: CoordinatorServer = {
   predict: unimplemented,
   listExperts: unimplemented,
   listWorkers: unimplemented,
+  listSamples: unimplemented,
 };
 
 const worker: WorkerServer = {
