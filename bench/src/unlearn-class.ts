@@ -177,7 +177,7 @@ async function runAll(): Promise<Results> {
   const queue = new TaskQueue(Math.max(1, Number(flag('parallel'))));
 
   // Only what a user would type: every forget recipe is the library's default.
-  const forgetOn = async (store: string, seed: string, cls: string, extra: string[]) =>
+  const forgetJson = async <T>(store: string, seed: string, cls: string, extra: string[]) =>
     JSON.parse(
       await lethe([
         'forget',
@@ -192,7 +192,9 @@ async function runAll(): Promise<Results> {
         '--json',
         ...extra,
       ]),
-    ) as Receipt;
+    ) as T;
+  const forgetOn = (store: string, seed: string, cls: string, extra: string[]) =>
+    forgetJson<Receipt>(store, seed, cls, extra);
 
   const forget = async (seed: string, cls: string, model: string): Promise<void> => {
     // Every method starts from the same model; the first one measures "before", the others
@@ -205,21 +207,7 @@ async function runAll(): Promise<Results> {
       const reuse = existsSync(firstReceipt) ? ['--before-from', firstReceipt] : [];
       const preview =
         method === 'targeted'
-          ? (JSON.parse(
-              await lethe([
-                'forget',
-                '--data',
-                data,
-                '--store',
-                store,
-                '--class',
-                cls,
-                '--seed',
-                seed,
-                '--dry-run',
-                '--json',
-              ]),
-            ) as ForgetPreview)
+          ? await forgetJson<ForgetPreview>(store, seed, cls, ['--dry-run'])
           : undefined;
       const receipt = await forgetOn(store, seed, cls, [
         ...(method === 'targeted' ? [] : ['--method', method]),

@@ -52,6 +52,11 @@ export function evaluate(
     });
     for (let b = 0; b < batch.size; b++) confusion[batch.y[b]!]![predicted[b]!]!++;
   }
+  return evaluationFrom(confusion, routing);
+}
+
+/** Accuracy and per-class accuracy from a [true][predicted] confusion matrix. */
+export function evaluationFrom(confusion: number[][], routing: number[][]): Evaluation {
   const perClass = confusion.map((row, c) => {
     const total = row.reduce((a, b) => a + b, 0);
     const correct = row[c]!;

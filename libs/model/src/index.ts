@@ -28,7 +28,13 @@ export {
 } from './losses';
 export { AdamW, type AdamWConfig } from './optim/adamw';
 export { serializeParameters, deserializeParameters, readWeightsHeader } from './serialization';
-export { evaluate, batchToTensor, type ArrayBatch, type Evaluation } from './evaluation';
+export {
+  evaluate,
+  evaluationFrom,
+  batchToTensor,
+  type ArrayBatch,
+  type Evaluation,
+} from './evaluation';
 export { ConvNet } from './layers/conv-net';
 export { ParameterCollection } from './layers/parameters';
 export { learningRateAt, type ScheduleName, type ScheduleConfig } from './training/learning-rate';

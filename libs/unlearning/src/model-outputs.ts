@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { batches, type ChannelStats, type Dataset } from '@lethe/data';
-import { batchToTensor, type Evaluation, type MoEModel } from '@lethe/model';
+import { batchToTensor, type Evaluation, evaluationFrom, type MoEModel } from '@lethe/model';
 import type { FrozenExpertCache } from './frozen-expert-cache';
 import { OutputMemo } from './output-memo';
 
@@ -142,18 +142,5 @@ export function internalFeatures(
 export function evaluationOf(outputs: ModelOutputs, numClasses: number): Evaluation {
   const confusion = Array.from({ length: numClasses }, () => new Array<number>(numClasses).fill(0));
   outputs.labels.forEach((label, i) => confusion[label]![outputs.pred[i]!]!++);
-  const perClass = confusion.map((row, c) => {
-    const total = row.reduce((a, b) => a + b, 0);
-    return { total, correct: row[c]!, accuracy: total === 0 ? Number.NaN : row[c]! / total };
-  });
-  const count = outputs.labels.length;
-  const correct = perClass.reduce((n, p) => n + p.correct, 0);
-  return {
-    count,
-    correct,
-    accuracy: count === 0 ? Number.NaN : correct / count,
-    perClass,
-    routing: outputs.routing,
-    confusion,
-  };
+  return evaluationFrom(confusion, outputs.routing);
 }
