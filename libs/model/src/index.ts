@@ -57,6 +57,14 @@ export {
   type LoadedModel,
 } from './persistence';
 export {
+  TRAINING_ATTRIBUTE,
+  trainingRecordSchema,
+  readTrainingRecord,
+  recordedTrainingRate,
+  type TrainingRecord,
+  type SisaTrainingRecord,
+} from './training-record';
+export {
   ExpertTrainer,
   createExpertNet,
   encodeOptimizerState,

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { type BatchStatistics, type LayerMode, updateMovingStatistics } from './layers/batch-norm';
 import { ConvNet } from './layers/conv-net';
 import { crossEntropy } from './losses';
-import { AdamW } from './optim/adamw';
+import { AdamW, type AdamWState } from './optim/adamw';
 import { loadBalancingLoss, routeTopK, type Routing, specializationLoss } from './gating';
 import { getPreset } from './presets';
 
@@ -136,6 +136,19 @@ export interface TrainOptions {
    * subset is skewed towards one class, and it anchors the router to its old gates instead.
    */
   routingLosses?: boolean;
+}
+
+/**
+ * Everything besides the weights that a training run carries from one step to the next: with
+ * the weights of every part, what resumes a run exactly where it stopped (see
+ * MoEModel.exportTrainingState and TrainingRun.startEpoch).
+ */
+export interface MoETrainingState {
+  /** AdamW's moments of the parts' trainable variables, in part order, and its step count. */
+  optimizer: AdamWState;
+  weightDecay: number;
+  /** Router-noise draws of in-process steps so far: the next one is seeded from it. */
+  noiseStep: number;
 }
 
 let externalId = 0;
@@ -386,6 +399,52 @@ export class MoEModel {
     tf.dispose([value, result.logits, result.task, result.balance, result.specialization]);
     tf.dispose(Object.values(grads));
     return step;
+  }
+
+  /**
+   * The optimiser state of `parts` (zeros before the first step) and the router-noise position:
+   * with the weights, what a checkpoint needs to continue the run bit for bit.
+   */
+  exportTrainingState(
+    parts: readonly ModulePart[] = MoEModel.parts(this.config.experts),
+  ): MoETrainingState {
+    const variables = parts.flatMap((p) => this.part(p).params.trainable());
+    const optimizer = this.optimizer ?? new AdamW({ learningRate: 0 });
+    try {
+      return {
+        optimizer: optimizer.exportState(variables),
+        weightDecay: optimizer.weightDecay,
+        noiseStep: this.noiseStep,
+      };
+    } finally {
+      if (optimizer !== this.optimizer) optimizer.dispose();
+    }
+  }
+
+  /**
+   * Restores what exportTrainingState returned for the same parts (the weights are loaded
+   * separately). @throws Error when the state does not fit the parts; the model is unchanged then.
+   */
+  importTrainingState(parts: readonly ModulePart[], state: MoETrainingState): void {
+    if (!Number.isInteger(state.noiseStep) || state.noiseStep < 0) {
+      throw new Error(`training state: noise step must be an integer ≥ 0, got ${state.noiseStep}`);
+    }
+    const variables = parts.flatMap((p) => this.part(p).params.trainable());
+    const optimizer = new AdamW({ learningRate: 0, weightDecay: state.weightDecay });
+    try {
+      optimizer.importState(variables, state.optimizer);
+    } catch (error) {
+      optimizer.dispose();
+      throw new Error(
+        `training state does not fit ${parts.join(', ')}: ${(error as Error).message}`,
+        {
+          cause: error,
+        },
+      );
+    }
+    this.optimizer?.dispose();
+    this.optimizer = optimizer;
+    this.noiseStep = state.noiseStep;
   }
 
   /** Starts the next training step with fresh optimiser state (e.g. before forgetting). */

@@ -7,26 +7,11 @@ import {
   type RoutingHealth,
   writeReport,
 } from '@lethe/metrics';
-import type { ModelCard } from '@lethe/model';
+import { type ModelCard, readTrainingRecord, type TrainingRecord } from '@lethe/model';
 import { LocalDirStore, ManifestStore } from '@lethe/store';
 import { type ForgetReceipt, listReceipts } from '@lethe/unlearning';
 import { explicitCoordinator } from '../remote/target';
 import { action, CliError } from '../terminal/errors';
-
-/** `training` as apps/cli/src/jobs/train-job.ts stores it in the manifest. */
-interface StoredTraining {
-  dataset?: string;
-  trainSize?: number;
-  epochs?: number;
-  batchSize?: number;
-  learningRate?: number;
-  engine?: string;
-  seconds?: number;
-  /** Fraction 0–1, or null when there was no test split. */
-  testAccuracy?: number | null;
-  history?: { epoch: number; loss: number; accuracy: number; seconds: number }[];
-  routingHealth?: RoutingHealth | null;
-}
 
 interface StoredForgotten {
   className: string;
@@ -34,12 +19,12 @@ interface StoredForgotten {
 
 // Stored epochs count from 0 and accuracies are fractions; the report, like every @lethe/metrics
 // number, shows 1-based epochs and percentages.
-const epochs = (history: StoredTraining['history']): ReportEpoch[] =>
+const epochs = (history: TrainingRecord['history']): ReportEpoch[] =>
   (history ?? []).map((h) => ({
     epoch: h.epoch + 1,
     loss: h.loss,
     accuracy: h.accuracy * 100,
-    seconds: h.seconds,
+    seconds: h.seconds ?? 0,
   }));
 
 function forgetOf(r: ForgetReceipt): ReportForget {
@@ -88,7 +73,7 @@ export function registerReportCommand(program: Command): void {
         const manifest = await new ManifestStore(store).read();
         const card = manifest?.attributes['model'] as unknown as ModelCard | undefined;
         if (!manifest || !card) throw new CliError(`no trained model in ${store.describe()}`);
-        const stored = manifest.attributes['training'] as unknown as StoredTraining | undefined;
+        const stored = readTrainingRecord(manifest);
         const forgotten = (manifest.attributes['forgotten'] ?? []) as unknown as StoredForgotten[];
         const training: ReportTraining | undefined = stored && {
           history: epochs(stored.history),
@@ -101,7 +86,9 @@ export function registerReportCommand(program: Command): void {
             ? { testAccuracy: stored.testAccuracy * 100 }
             : {}),
           ...(stored.seconds !== undefined ? { seconds: stored.seconds } : {}),
-          ...(stored.routingHealth ? { routingHealth: stored.routingHealth } : {}),
+          ...(stored.routingHealth
+            ? { routingHealth: stored.routingHealth as unknown as RoutingHealth }
+            : {}),
         };
         const input: ReportInput = {
           title: `Lethe report: ${card.config.preset} MoE on ${card.classes.length} classes`,

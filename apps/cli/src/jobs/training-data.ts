@@ -1,3 +1,4 @@
+import { readTrainingRecord } from '@lethe/model';
 import { ManifestStore, type ObjectStore } from '@lethe/store';
 import { CliError } from '../terminal/errors';
 
@@ -5,10 +6,9 @@ import { CliError } from '../terminal/errors';
 export async function storedTrainingSubset(
   store: ObjectStore,
 ): Promise<{ limit?: number; seed: number }> {
-  const training = (await new ManifestStore(store).read())?.attributes['training'] as
-    { limit?: number | null; seed?: number } | undefined;
+  const training = readTrainingRecord(await new ManifestStore(store).read());
   return {
-    ...(typeof training?.limit === 'number' ? { limit: training.limit } : {}),
+    ...(training?.limit ? { limit: training.limit } : {}),
     seed: training?.seed ?? 0,
   };
 }

@@ -1,17 +1,8 @@
 import { type Dataset, openDataset, type Split } from '@lethe/data';
 import { type RoutingHealth, routingHealth } from '@lethe/metrics';
-import { type ModelCard } from '@lethe/model';
+import { type ModelCard, readTrainingRecord, type TrainingRecord } from '@lethe/model';
 import { type Manifest, ManifestStore, type ObjectStore } from '@lethe/store';
 import { type ForgetReceipt, readReceipt } from '@lethe/unlearning';
-
-/** The stored training record (manifest attribute `training`) the coordinator relies on. */
-export interface TrainingRecord {
-  mode: 'joint' | 'sisa';
-  dataset: string;
-  limit: number | null;
-  seed: number;
-  [key: string]: unknown;
-}
 
 /** The model the current manifest revision names, without its weights. */
 export interface CurrentModel {
@@ -32,8 +23,10 @@ export class ModelState {
   async current(): Promise<CurrentModel | undefined> {
     const manifest = await new ManifestStore(this.store).read();
     const card = manifest?.attributes['model'] as unknown as ModelCard | undefined;
-    if (!manifest || !card) return undefined;
-    const training = (manifest.attributes['training'] ?? {}) as unknown as TrainingRecord;
+    // A model without its training record cannot be retrained, replayed or measured: it is
+    // no model to this coordinator, as before its first training.
+    const training = readTrainingRecord(manifest);
+    if (!manifest || !card || !training) return undefined;
     return { manifest, card, training };
   }
 
@@ -52,8 +45,7 @@ export class ModelState {
         return routingHealth(routing, current.card.config.topK);
       }
     }
-    const recorded = current.training['routingHealth'] as RoutingHealth | null | undefined;
-    return recorded ?? undefined;
+    return (current.training.routingHealth ?? undefined) as RoutingHealth | undefined;
   }
 
   /** Opens a dataset split once per process; a failed open is retried next time. */

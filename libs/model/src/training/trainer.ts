@@ -5,6 +5,13 @@ import { learningRateAt, type ScheduleName } from './learning-rate';
 
 export interface TrainingRun {
   epochs: number;
+  /**
+   * Resumes a run at this epoch (0-based; default 0): epochs before it are done, and the model
+   * holds their weights and training state (MoEModel.importTrainingState, or a StepExecutor's
+   * own). The schedule continues at step startEpoch × stepsPerEpoch — each earlier epoch is taken
+   * to have run stepsPerEpoch steps — and only the remaining epochs' summaries are returned.
+   */
+  startEpoch?: number;
   /** Batches of one epoch; called once per epoch so the caller reshuffles with a new seed. */
   batches: (epoch: number) => Iterable<ArrayBatch>;
   stepsPerEpoch: number;
@@ -82,9 +89,13 @@ export async function trainModel(model: MoEModel, run: TrainingRun): Promise<Epo
     totalSteps,
     warmupSteps: Math.min(200, Math.floor(totalSteps / 10)),
   };
+  const startEpoch = run.startEpoch ?? 0;
+  if (!Number.isInteger(startEpoch) || startEpoch < 0 || startEpoch > run.epochs) {
+    throw new RangeError(`startEpoch must be an integer in 0..${run.epochs}, got ${startEpoch}`);
+  }
   const history: EpochSummary[] = [];
-  let globalStep = 0;
-  for (let epoch = 0; epoch < run.epochs; epoch++) {
+  let globalStep = startEpoch * run.stepsPerEpoch;
+  for (let epoch = startEpoch; epoch < run.epochs; epoch++) {
     const started = performance.now();
     let lossSum = 0;
     let correct = 0;
