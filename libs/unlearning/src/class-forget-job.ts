@@ -16,7 +16,10 @@ import {
   type MoEModel,
   publishModel,
   type StepProgress,
+  readTrainingRecord,
+  recordedTrainingRate,
   storeParts,
+  type TrainingRecord,
 } from '@lethe/model';
 import type { JsonValue, ObjectStore } from '@lethe/store';
 import {
@@ -292,7 +295,7 @@ export async function previewClassForget(
     return {
       request: prepared.record,
       plan,
-      estimate: estimateForget(prepared.record, plan, ctx, manifest.attributes['training']),
+      estimate: estimateForget(prepared.record, plan, ctx, readTrainingRecord(manifest)),
       manifestRevision: manifest.revision,
     };
   } finally {
@@ -398,7 +401,7 @@ export async function forgetClass(
       retainFraction: record.retainFraction,
       anchor: record.anchor ?? 0,
       seed: record.seed,
-      recipe: trainingRecipe(manifest.attributes['training']),
+      recipe: trainingRecipe(readTrainingRecord(manifest)),
       routing,
       ...(caches ? { cache: caches.train } : {}),
       ...(ctx.onStep ? { onStep: ctx.onStep } : {}),
@@ -530,7 +533,7 @@ function estimateForget(
   record: ClassForgetRequestRecord,
   plan: ClassForgetPlan,
   ctx: ClassForgetContext,
-  training: JsonValue | undefined,
+  training: TrainingRecord | undefined,
 ): ForgetEstimate {
   const retained = ctx.train.size - plan.samples;
   const targeted = record.method === 'targeted';
@@ -553,7 +556,7 @@ function estimateForget(
     (record.measure === 'full'
       ? ctx.train.size
       : plan.samples + Math.min(retained, SAMPLE_MEASURE.retained)) + ctx.test.size;
-  const rate = trainingRate(training);
+  const rate = recordedTrainingRate(training);
   const retraining = rate
     ? (trainingSamples * epochs) / rate + (targeted ? trainingSamples / (3 * rate) : 0)
     : 0;
@@ -567,16 +570,6 @@ function estimateForget(
     trainingRate: rate,
     seconds: rate ? { retraining, measurement, total: retraining + measurement } : undefined,
   };
-}
-
-function trainingRate(value: JsonValue | undefined): number | undefined {
-  const t = (value ?? {}) as { trainSize?: unknown; history?: unknown };
-  if (typeof t.trainSize !== 'number' || !Array.isArray(t.history)) return undefined;
-  const seconds = (t.history as { seconds?: unknown }[]).reduce(
-    (n, h) => n + (typeof h.seconds === 'number' ? h.seconds : 0),
-    0,
-  );
-  return seconds > 0 ? (t.trainSize * t.history.length) / seconds : undefined;
 }
 
 function resolveClass(requested: string, classes: string[]): number {
@@ -619,17 +612,15 @@ function checkData(ctx: ClassForgetContext, card: ModelCard): void {
   }
 }
 
-function trainingRecipe(value: JsonValue | undefined): TrainingRecipe {
-  const t = (value ?? {}) as Record<string, unknown>;
-  const num = (k: string, fallback: number): number =>
-    typeof t[k] === 'number' ? (t[k] as number) : fallback;
+function trainingRecipe(t: TrainingRecord | undefined): TrainingRecipe {
+  // Models stored before a field was recorded were trained with the then defaults.
   return {
-    epochs: num('epochs', 10),
-    batchSize: num('batchSize', 128),
-    learningRate: num('learningRate', 0.003),
-    schedule: (t['schedule'] as TrainingRecipe['schedule']) ?? 'one-cycle',
-    weightDecay: num('weightDecay', 0.0005),
-    augment: t['augment'] !== false,
-    seed: num('seed', 0),
+    epochs: t?.epochs ?? 10,
+    batchSize: t?.batchSize ?? 128,
+    learningRate: t?.learningRate ?? 0.003,
+    schedule: t?.schedule ?? 'one-cycle',
+    weightDecay: t?.weightDecay ?? 0.0005,
+    augment: t?.augment !== false,
+    seed: t?.seed ?? 0,
   };
 }
