@@ -54,6 +54,18 @@ export class RoutingLineageRecorder {
     this.#width = bytesPerSample(experts);
   }
 
+  /**
+   * A recorder holding what `record` (a toRecord of an interrupted run) holds: a resumed
+   * training records its remaining epochs into it. @throws ZodError for a malformed record.
+   */
+  static fromRecord(record: RoutingLineage): RoutingLineageRecorder {
+    const parsed = RoutingLineageSchema.parse(record);
+    const recorder = new RoutingLineageRecorder(parsed.samples, parsed.experts);
+    for (const b64 of parsed.epochs)
+      recorder.#bitsets.push(new Uint8Array(Buffer.from(b64, 'base64')));
+    return recorder;
+  }
+
   /** One step: `chosen` is [positions.length × topK] expert indices, sample-major. */
   record(epoch: number, positions: ArrayLike<number>, chosen: ArrayLike<number>): void {
     while (this.#bitsets.length <= epoch) {

@@ -35,6 +35,20 @@ describe('routing lineage', () => {
     );
   });
 
+  it('resumes from a record: epochs recorded before and after equal one uninterrupted record', () => {
+    const whole = new RoutingLineageRecorder(train.size, 3);
+    whole.record(0, [0, 1], [0, 1, 1, 2]);
+    const interrupted = new RoutingLineageRecorder(train.size, 3);
+    interrupted.record(0, [0, 1], [0, 1, 1, 2]);
+    const resumed = RoutingLineageRecorder.fromRecord(interrupted.toRecord());
+    whole.record(1, [3], [2, 0]);
+    resumed.record(1, [3], [2, 0]);
+    expect(resumed.toRecord()).toEqual(whole.toRecord());
+    expect(() =>
+      RoutingLineageRecorder.fromRecord({ ...whole.toRecord(), epochs: ['AAAA'] }),
+    ).toThrow(/does not hold/);
+  });
+
   it('refuses more experts than a bitset holds', () => {
     expect(() => new RoutingLineageRecorder(4, 65)).toThrow(RangeError);
   });
