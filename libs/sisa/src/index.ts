@@ -34,12 +34,23 @@ export {
   type VerifyResult,
   type SisaForgetRequest,
   type SisaBatchOutcome,
+  type SisaRate,
+  type SisaForgetPlan,
   SisaRequestError,
+  planSisaForget,
+  planSisaReplay,
   trainSisaModel,
   forgetSamples,
   replayBatch,
   loadSisa,
   verifyForgetting,
 } from './sisa-model';
-export { type SisaForgetQueueOptions, SisaForgetQueue } from './forget-queue';
+export { type SisaForgetQueueOptions, SisaForgetQueue, ForgetCancelledError } from './forget-queue';
 export { type VoteOptions, type VoteEvaluation, evaluateVote } from './vote';
+export {
+  MAX_FORGET_WINDOW_MS,
+  type ForgetClock,
+  systemClock,
+  checkForgetWindow,
+  ForgetWindow,
+} from './forget-window';

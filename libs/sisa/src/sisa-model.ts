@@ -15,7 +15,13 @@ import {
   type SubjectTable,
   subjectsRecord,
 } from '@lethe/ledger';
-import { type ModelCard, type MoEConfig, publishModel } from '@lethe/model';
+import {
+  type ModelCard,
+  type MoEConfig,
+  publishModel,
+  readTrainingRecord,
+  type SisaTrainingRecord,
+} from '@lethe/model';
 import {
   getVerified,
   type JsonValue,
@@ -35,28 +41,25 @@ import {
 } from './checkpoints';
 import {
   planLayout,
+  prefix,
   type ShardAssignment,
   type SisaLayout,
   slotsByIndex,
   withoutSamples,
 } from './layout';
-import { type ShardTrainer, type SisaProgress, type SisaRecipe, trainSisa } from './sisa-training';
+import {
+  type ShardTrainer,
+  type SisaProgress,
+  type SisaRecipe,
+  type SisaTrainingResult,
+  trainSisa,
+} from './sisa-training';
 
 /** The manifest attribute `training.sisa`: everything a replay needs. */
-export interface SisaRecord {
-  layout: ObjectRef;
-  shards: number;
-  slices: number;
-  assignment: ShardAssignment;
-  epochsPerSlice: number;
-  routerEpochs: number;
-  routerFraction: number;
-  batchSize: number;
-  learningRate: number;
-  weightDecay: number;
-  /** lineage[shard][slice]: the checkpoint the current model's shard model descends through. */
-  lineage: string[][];
-}
+/** The sisa part of the training record; its schema is libs/model's, with the record's. */
+export type SisaRecord = SisaTrainingRecord;
+/** Shard training speed last measured, kept in the sisa record for replay estimates. */
+export type SisaRate = NonNullable<SisaRecord['rate']>;
 
 export interface SisaTrainOptions {
   dataset: string;
@@ -117,6 +120,8 @@ async function publishSisa(
     /** More fields of the training record (the ledger honoured, the subject table). */
     training?: Record<string, JsonValue>;
     expectRevision?: number;
+    /** The rate measured by this training or replay (kept from before when it trained no shard). */
+    rate?: SisaRate;
   } = {},
 ): Promise<Manifest> {
   const layoutRef = await putContent(store, encode(layout), { kind: 'sisa-layout' });
@@ -137,6 +142,7 @@ async function publishSisa(
     learningRate: options.learningRate,
     weightDecay: options.weightDecay,
     lineage: result.shards.map((s) => s.checkpoints.map((c) => c.lineage)),
+    ...(extra.rate ? { rate: extra.rate } : {}),
   };
   return publishModel(store, card, { ...refs, ...(extra.objects ?? {}) } as never, {
     attributes: {
@@ -174,7 +180,15 @@ export async function trainSisaModel(
   });
   const settings = { ...options, routerFraction: options.routerFraction ?? 1 };
   const recipe = recipeOf(options.config, options.normalise, settings);
+  const trainingStarted = performance.now();
   const result = await trainSisa(store, train, layout, recipe, options.onProgress, options.trainer);
+  const rate = measureRate(
+    layout,
+    recipe,
+    result,
+    (performance.now() - trainingStarted) / 1000,
+    'training',
+  );
   const card: ModelCard = {
     config: options.config,
     classes: options.classes,
@@ -190,8 +204,41 @@ export async function trainSisaModel(
       subjects: subjectsRecord(trained),
     },
     expectRevision: await revisionHonouring(store, honoured),
+    ...(rate ? { rate } : {}),
   });
   return { manifest, layout, seconds: (performance.now() - started) / 1000 };
+}
+
+/** Shard work (samples × epochs) a set of slice trainings does: each slice trains on its prefix. */
+function shardWork(
+  layout: SisaLayout,
+  epochsPerSlice: number,
+  shard: number,
+  slices: readonly number[],
+): number {
+  return slices.reduce((sum, r) => sum + prefix(layout, shard, r).length * epochsPerSlice, 0);
+}
+
+/** The rate a training or replay ran at, or undefined when it trained no shard. */
+function measureRate(
+  layout: SisaLayout,
+  recipe: SisaRecipe,
+  result: SisaTrainingResult,
+  wallSeconds: number,
+  source: SisaRate['source'],
+): SisaRate | undefined {
+  const work = result.shards.reduce(
+    (sum, r) => sum + shardWork(layout, recipe.epochsPerSlice, r.shard, r.trained),
+    0,
+  );
+  const shardSeconds = wallSeconds - result.routerSeconds;
+  if (work === 0 || !(shardSeconds > 0)) return undefined;
+  return {
+    sampleEpochsPerSecond: work / shardSeconds,
+    routerSeconds: result.routerSeconds,
+    source,
+    measuredAt: new Date().toISOString(),
+  };
 }
 
 /** A sisa forget request's receipt: what was replayed, from which checkpoint, and the hashes. */
@@ -208,7 +255,12 @@ export interface SisaReceipt {
    * `checkpointsDeleted` and `timings` describe that one shared replay. Absent in receipts
    * written before batching.
    */
-  batch?: { requestIds: string[]; samples: number };
+  batch?: {
+    /** Names the replay: the revision it published and a hash of its request ids. */
+    id?: string;
+    requestIds: string[];
+    samples: number;
+  };
   sisa: {
     shards: {
       shard: number;
@@ -250,8 +302,7 @@ export interface LoadedSisa {
 export async function loadSisa(store: ObjectStore): Promise<LoadedSisa> {
   const manifest = await new ManifestStore(store).read();
   const card = manifest?.attributes['model'] as unknown as ModelCard | undefined;
-  const training = manifest?.attributes['training'] as
-    { mode?: string; dataset?: string; limit?: number | null; sisa?: SisaRecord } | undefined;
+  const training = readTrainingRecord(manifest);
   if (!manifest || !card)
     throw new SisaRequestError('no trained model in the store', 'failed-precondition');
   if (training?.mode !== 'sisa' || !training.sisa) {
@@ -266,8 +317,8 @@ export async function loadSisa(store: ObjectStore): Promise<LoadedSisa> {
     card,
     sisa: training.sisa,
     layout,
-    dataset: training.dataset ?? '',
-    limit: training.limit ?? null,
+    dataset: training.dataset,
+    limit: training.limit,
   };
 }
 
@@ -383,6 +434,8 @@ export async function replayBatch(
   const replayStarted = performance.now();
   const result = await trainSisa(store, train, next, recipe, onProgress, trainer);
   const replaySeconds = (performance.now() - replayStarted) / 1000 - result.routerSeconds;
+  const rate =
+    measureRate(next, recipe, result, replaySeconds + result.routerSeconds, 'replay') ?? sisa.rate;
   const shards = [];
   for (const report of result.shards) {
     const removed = layout.slots[report.shard]!.flat().filter((i) => forgotten.has(i)).length;
@@ -412,7 +465,12 @@ export async function replayBatch(
     ),
   };
   const checkpointsDeleted = await countForgottenCheckpoints(store, forgotten);
-  const batch = { requestIds: accepted.map((a) => a.requestId), samples: forgotten.size };
+  const requestIds = accepted.map((a) => a.requestId);
+  const batch = {
+    id: batchId(manifest.revision + 1, requestIds),
+    requestIds,
+    samples: forgotten.size,
+  };
   const createdAt = new Date().toISOString();
   const totalSeconds = (performance.now() - started) / 1000;
   const objects: Record<string, ObjectRef> = {};
@@ -472,6 +530,7 @@ export async function replayBatch(
         ] as JsonValue,
       },
       expectRevision: manifest.revision,
+      ...(rate ? { rate } : {}),
     },
   );
   await deleteForgotten(
@@ -487,12 +546,114 @@ export async function replayBatch(
   };
 }
 
+/** A batch's id: deterministic, so a batch rerun after a crash names itself the same way. */
+function batchId(revision: number, requestIds: readonly string[]): string {
+  return `batch-r${revision}-${sha256Hex(encode(requestIds)).slice(0, 12)}`;
+}
+
+/** What a sisa forget would replay and what it should cost; see planSisaForget. */
+export interface SisaForgetPlan {
+  manifestRevision: number;
+  /** Distinct samples the replay removes. */
+  samples: number;
+  shards: number;
+  slices: number;
+  /** The shards holding a sample: the slices they replay and the work that is. */
+  replay: {
+    shard: number;
+    samplesRemoved: number;
+    slicesReplayed: number[];
+    sampleEpochs: number;
+  }[];
+  /** Shard training work: this replay's, and a full retraining's on the same data. */
+  work: { sampleEpochs: number; fullTrainingSampleEpochs: number };
+  routerEpochs: number;
+  /** Seconds at the last measured rate; null when the model has none ("no rate yet"). */
+  estimate: {
+    replaySeconds: number;
+    routerSeconds: number;
+    totalSeconds: number;
+    rate: SisaRate;
+  } | null;
+  /** Set when the request id already completed with these samples: a real run replays nothing. */
+  completed?: true;
+}
+
+/** The plan for removing `indices` (original indices the layout holds) from a loaded sisa model. */
+export function planSisaReplay(loaded: LoadedSisa, indices: ReadonlySet<number>): SisaForgetPlan {
+  const { layout, sisa, manifest } = loaded;
+  const next = withoutSamples(layout, indices);
+  const epochs = sisa.epochsPerSlice;
+  const replay: SisaForgetPlan['replay'] = [];
+  let fullTrainingSampleEpochs = 0;
+  for (let shard = 0; shard < layout.shards; shard++) {
+    const all = Array.from({ length: layout.slices }, (_, r) => r);
+    fullTrainingSampleEpochs += shardWork(next, epochs, shard, all);
+    const first = layout.slots[shard]!.findIndex((slice) => slice.some((i) => indices.has(i)));
+    if (first < 0) continue;
+    const slicesReplayed = all.slice(first);
+    replay.push({
+      shard,
+      samplesRemoved: layout.slots[shard]!.flat().filter((i) => indices.has(i)).length,
+      slicesReplayed,
+      sampleEpochs: shardWork(next, epochs, shard, slicesReplayed),
+    });
+  }
+  const sampleEpochs = replay.reduce((sum, r) => sum + r.sampleEpochs, 0);
+  const rate = sisa.rate;
+  const replaySeconds = rate ? sampleEpochs / rate.sampleEpochsPerSecond : 0;
+  return {
+    manifestRevision: manifest.revision,
+    samples: replay.reduce((sum, r) => sum + r.samplesRemoved, 0),
+    shards: layout.shards,
+    slices: layout.slices,
+    replay,
+    work: { sampleEpochs, fullTrainingSampleEpochs },
+    routerEpochs: sisa.routerEpochs,
+    estimate: rate
+      ? {
+          replaySeconds,
+          routerSeconds: rate.routerSeconds,
+          totalSeconds: replaySeconds + rate.routerSeconds,
+          rate,
+        }
+      : null,
+  };
+}
+
+/**
+ * A dry run of a sisa forget request: the same checks as a real one (`replayBatch` refuses what
+ * this refuses, with the same codes), then which shards and slices the replay would retrain and
+ * an estimate of its seconds. Reads the store; writes nothing.
+ */
+export async function planSisaForget(
+  store: ObjectStore,
+  train: Dataset,
+  request: { requestId?: string; sampleIds: readonly string[]; subjects?: readonly string[] },
+): Promise<SisaForgetPlan> {
+  const loaded = await loadSisa(store);
+  const { manifest, layout } = loaded;
+  const ids = [...new Set(request.sampleIds)].sort();
+  const existingRef =
+    request.requestId === undefined ? undefined : manifest.objects[`receipt/${request.requestId}`];
+  if (existingRef) {
+    const existing = decode<SisaReceipt>(await getVerified(store, existingRef));
+    if (JSON.stringify(existing.request.sampleIds) !== JSON.stringify(ids))
+      throw differentRequest(request.requestId!);
+    return { ...planSisaReplay(loaded, new Set()), completed: true };
+  }
+  const erased = erasedOf(await readLedger(store, manifest));
+  checkNotErased(erased, ids, [...new Set(request.subjects ?? [])]);
+  const indices = validateSamples(train, slotsByIndex(layout), allForgottenIndices(manifest), ids);
+  return planSisaReplay(loaded, indices);
+}
+
 /** The replayed model's training record keeps its subject table and names the new ledger. */
 function replayedTraining(manifest: Manifest, ledger: LedgerStamp): Record<string, JsonValue> {
-  const before = (manifest.attributes['training'] ?? {}) as Record<string, JsonValue>;
-  const honoured = (before['ledger'] ?? {}) as Record<string, JsonValue>;
+  const before = readTrainingRecord(manifest);
+  const honoured = (before?.ledger ?? {}) as Record<string, JsonValue>;
   return {
-    ...(before['subjects'] === undefined ? {} : { subjects: before['subjects'] }),
+    ...(before?.subjects === undefined ? {} : { subjects: before.subjects }),
     ledger: { ...honoured, ...ledger, replayed: true },
   };
 }
