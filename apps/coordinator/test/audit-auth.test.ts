@@ -9,7 +9,7 @@ import { type CallInfo, failedPrecondition } from '@lethe/rpc';
 import { MemoryStore } from '@lethe/store';
 import pino from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
-import { auditKey, listAudit, scrub } from '../src/audit/audit-log';
+import { auditKey, readAuditLog, scrub } from '../src/audit/audit-log';
 import { AuditService } from '../src/audit/audit.service';
 import { loadCoordinatorConfig } from '../src/config/coordinator-config';
 import { parseAuthFile } from '../src/security/auth-file';
@@ -52,7 +52,7 @@ describe('audit log', () => {
       { identity: undefined, peer: 'x' },
       failedPrecondition('token=abc123 secret_key=xyz is busy; Bearer lethe_abc'),
     );
-    const entries = await listAudit(store);
+    const entries = await readAuditLog(store);
     expect(entries.map((e) => [e.actor.subject, e.result.outcome, e.result.status])).toEqual([
       ['alice', 'accepted', 'OK'],
       ['alice', 'duplicate', 'OK'],
@@ -98,7 +98,7 @@ describe('audit log', () => {
         new Date(),
       ),
     ).rejects.toMatchObject({ code: status.UNAVAILABLE });
-    expect(await listAudit(store)).toEqual([]);
+    expect(await readAuditLog(store)).toEqual([]);
     let written = false;
     const job = {
       id: 'job-000001',
@@ -114,9 +114,47 @@ describe('audit log', () => {
     // The first write fails: the entry is written on a retry.
     await audit.forgetFinished(job, () => (written = true));
     expect(written).toBe(true);
-    const entries = await listAudit(store);
+    const entries = await readAuditLog(store);
     expect(entries.map((e) => [e.action, e.result.outcome, e.result.manifestRevision])).toEqual([
       ['ForgetJobFinished', 'succeeded', 4],
+    ]);
+  });
+
+  it("verifies the log against the coordinator's jobs: a job without records is a hole", async () => {
+    const store = new MemoryStore();
+    const audit = new AuditService(store, log);
+    const request = (requestId: string) =>
+      SubmitForgetRequest.fromPartial({ requestId, target: { $case: 'className', value: 'cat' } });
+    const caller = { identity: undefined, peer: 'x' };
+    const job = (id: string, requestId: string, state: 'succeeded' | 'running') => ({
+      id,
+      seq: Number(id.slice(-1)),
+      kind: 'forget' as const,
+      state,
+      requestId,
+      fingerprint: '',
+      request: { requestId, classIndex: 3, className: 'cat', method: 'targeted' },
+      createdAt: new Date(),
+      finishedAt: new Date(),
+      manifestRevision: 2,
+    });
+    await audit.answered('accepted', request('r-1'), caller, 'job-000001', new Date());
+    await audit.forgetFinished(job('job-000001', 'r-1', 'succeeded'), () => undefined);
+    await audit.answered('accepted', request('r-2'), caller, 'job-000002', new Date());
+    const training = { ...job('job-000004', '', 'running'), kind: 'training' as const };
+    const jobs = [
+      job('job-000001', 'r-1', 'succeeded'),
+      job('job-000002', 'r-2', 'running'),
+      training,
+    ];
+    expect(await audit.verify(jobs)).toMatchObject({ ok: true, counts: { jobs: 2 } });
+    // A finished job whose end was never recorded, a job no submission names.
+    jobs[1] = job('job-000002', 'r-2', 'succeeded');
+    jobs.push(job('job-000003', 'r-3', 'running'));
+    const verification = await audit.verify(jobs);
+    expect(verification.holes.map((h) => `${h.kind} ${h.jobId}`)).toEqual([
+      'no-finish job-000002',
+      'no-submission job-000003',
     ]);
   });
 

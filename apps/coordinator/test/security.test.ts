@@ -32,7 +32,7 @@ import {
 import { LocalDirStore, ManifestStore } from '@lethe/store';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type AuditEntry, listAudit } from '../src/audit/audit-log';
+import { type AuditEntry, readAuditLog } from '../src/audit/audit-log';
 import { loadCoordinatorConfig } from '../src/config/coordinator-config';
 import { CoordinatorModule } from '../src/coordinator.module';
 import { GrpcServerService } from '../src/grpc/grpc-server.service';
@@ -274,7 +274,7 @@ describe('the Registry and the workers: mutual TLS', () => {
 describe('the audit log', () => {
   it('records refused SubmitForget calls with who asked and the status', async () => {
     const store = new LocalDirStore(storeDir);
-    const entries = await listAudit(store);
+    const entries = await readAuditLog(store);
     const byRequest = (id: string): AuditEntry | undefined =>
       entries.find((e) => e.requestId === id);
     expect(byRequest('anon-1')).toMatchObject({
@@ -324,7 +324,7 @@ describe('the audit log', () => {
     }
     let entries: AuditEntry[] = [];
     while (entries.length < 2 && Date.now() < deadline) {
-      entries = await listAudit(new LocalDirStore(storeDir), { requestId: 'accepted-1' });
+      entries = await readAuditLog(new LocalDirStore(storeDir), { requestId: 'accepted-1' });
       await new Promise((r) => setTimeout(r, 50));
     }
     expect(entries.map((e) => [e.action, e.result.outcome, e.actor.subject])).toEqual([

@@ -1,6 +1,7 @@
 // Public face of @lethe/ledger: the store's append-only erasure ledger (what was forgotten, by
 // which request, proven by which receipt), the training set it leaves, subject tables, and the
-// roster of samples and subjects each stored model was trained on.
+// roster of samples and subjects each stored model was trained on, and the coordinator's audit
+// log of forget requests (its one reader and the check that every request has its records).
 export {
   type DropEvent,
   type ErasureEvent,
@@ -59,3 +60,24 @@ export {
   routedExperts,
   storeRoutingLineage,
 } from './routing-lineage';
+export {
+  type AuditActor,
+  type AuditEntry,
+  type AuditHole,
+  type AuditHoleKind,
+  type AuditOutcome,
+  type AuditRecord,
+  type AuditTarget,
+  type AuditVerification,
+  type AuditedJob,
+  type AuditedJobState,
+  ANONYMOUS,
+  AUDIT_PREFIX,
+  AuditEntrySchema,
+  appendAudit,
+  auditKey,
+  publishedReceiptIds,
+  readAuditLog,
+  scrub,
+  verifyAuditTrail,
+} from './audit-log';

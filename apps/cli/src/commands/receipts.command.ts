@@ -2,7 +2,8 @@ import type { Command } from 'commander';
 import type { SisaReceipt } from '@lethe/sisa';
 import { LocalDirStore, openObjectStore } from '@lethe/store';
 import { type ForgetReceipt, listReceipts, readReceipt } from '@lethe/unlearning';
-import { auditTable, readAuditLog } from '../remote/audit';
+import type { AuditVerification } from '@lethe/ledger';
+import { auditHolesTable, auditTable, readAuditLog, verifyAudit } from '../remote/audit';
 import { remoteReceipts } from '../remote/remote-jobs';
 import {
   type ConnectionFlags,
@@ -21,12 +22,21 @@ interface ReceiptsFlags extends ConnectionFlags {
   coordinator?: string;
 }
 
+interface AuditFlags extends ConnectionFlags {
+  store: string;
+  requestId?: string;
+  json: boolean;
+  verify: boolean;
+  coordinator?: string;
+}
+
 /**
  * `lethe audit --store DIR|URL`: the coordinator's audit log of forget requests (every
- * SubmitForget and how each forget job ended), read straight from its object store.
+ * SubmitForget and how each forget job ended), read straight from its object store; with
+ * `--verify`, a check that every request has its records (exit 1 when one is missing).
  */
 export function registerAuditCommand(program: Command): void {
-  program
+  const registered = program
     .command('audit')
     .description(
       "show the coordinator's audit log of forget requests: who asked, when, what, and the result",
@@ -37,14 +47,39 @@ export function registerAuditCommand(program: Command): void {
       '.lethe/store',
     )
     .option('--request-id <id>', "only this request's entries")
-    .option('--json', 'print the entries as JSON on stdout', false)
+    .option('--json', 'print the entries (or the verification) as JSON on stdout', false)
+    .option(
+      '--verify',
+      'check that every accepted request has its submission and finish records and every receipt its audit trail; exit 1 on a hole',
+      false,
+    )
+    .option(
+      '--coordinator <host:port>',
+      'with --verify: ask this coordinator (GetJob) how each job the log names ended (or set LETHE_COORDINATOR)',
+    )
     .action(
-      action(async (flags: { store: string; requestId?: string; json: boolean }) => {
+      action(async (flags: AuditFlags) => {
         let store;
         try {
           store = await openObjectStore(flags.store);
         } catch (error) {
           throw new CliError(`--store ${flags.store}: ${(error as Error).message}`);
+        }
+        if (flags.verify) {
+          if (flags.requestId !== undefined) {
+            throw new CliError('--verify checks the whole log; leave out --request-id');
+          }
+          await printAuditVerification(
+            store.describe(),
+            await verifyAudit(store, explicitCoordinator(flags.coordinator, flags)),
+            flags.json,
+          );
+          return;
+        }
+        if (flags.coordinator !== undefined) {
+          throw new CliError(
+            '--coordinator only applies with --verify: no RPC returns the audit log, read it with --store',
+          );
         }
         const entries = await readAuditLog(
           store,
@@ -55,6 +90,28 @@ export function registerAuditCommand(program: Command): void {
         else console.log(auditTable(entries));
       }),
     );
+  withConnectionOptions(registered);
+}
+
+async function printAuditVerification(
+  where: string,
+  verification: AuditVerification,
+  json: boolean,
+): Promise<void> {
+  if (json) process.stdout.write(`${JSON.stringify(verification, null, 2)}\n`);
+  else {
+    const { entries, accepted, finished, receipts, jobs } = verification.counts;
+    console.log(
+      `${where}: ${entries} audit entries, ${accepted} accepted requests, ${finished} finished jobs, ${receipts} published receipts${jobs ? `, ${jobs} jobs looked up` : ''}`,
+    );
+    if (!verification.ok) console.log(auditHolesTable(verification));
+    for (const gap of verification.notChecked) console.log(`  not checked: ${gap}`);
+  }
+  if (!verification.ok) {
+    throw new CliError(`the audit log has ${verification.holes.length} hole(s)`);
+  }
+  if (!json)
+    console.log('ok: every request the log, the receipts and the jobs name has its records');
 }
 
 export function registerReceiptsCommand(program: Command): void {

@@ -1,50 +1,20 @@
+import { status } from '@grpc/grpc-js';
+import { jobStateToJSON } from '@lethe/proto';
+import {
+  type AuditEntry,
+  type AuditedJob,
+  type AuditedJobState,
+  type AuditVerification,
+  publishedReceiptIds,
+  readAuditLog,
+  verifyAuditTrail,
+} from '@lethe/ledger';
 import type { ObjectStore } from '@lethe/store';
-import { CliError } from '../terminal/errors';
 import { table } from '../terminal/tables';
+import { callUnary, isServiceError, withCoordinator } from './grpc';
+import type { CoordinatorTarget } from './target';
 
-/**
- * One entry of the coordinator's audit log, as it writes them: one JSON object per entry under
- * `audit/` in its object store (apps/coordinator/src/audit/audit-log.ts is the writer).
- */
-export interface AuditEntry {
-  schema: number;
-  id: string;
-  time: string;
-  action: string;
-  actor: { subject: string; role: string; via: string };
-  peer?: string;
-  requestId: string;
-  target?: { className?: string; classIndex?: number; sampleIds?: string[]; sampleCount?: number };
-  method?: string;
-  result: {
-    outcome: string;
-    status?: string;
-    message?: string;
-    jobId?: string;
-    manifestRevision?: number;
-  };
-}
-
-const PREFIX = 'audit/';
-
-/** Every audit entry in the store, oldest first (keys sort by time); optionally one request's. */
-export async function readAuditLog(
-  store: ObjectStore,
-  filter: { requestId?: string } = {},
-): Promise<AuditEntry[]> {
-  const entries: AuditEntry[] = [];
-  for (const { key } of await store.list(PREFIX)) {
-    if (!key.endsWith('.json')) continue;
-    let entry: AuditEntry;
-    try {
-      entry = JSON.parse(new TextDecoder().decode(await store.get(key))) as AuditEntry;
-    } catch {
-      throw new CliError(`audit entry ${key} in ${store.describe()} is not JSON`);
-    }
-    if (filter.requestId === undefined || entry.requestId === filter.requestId) entries.push(entry);
-  }
-  return entries;
-}
+export { readAuditLog };
 
 function describeTarget(target: AuditEntry['target']): string {
   if (!target) return '—';
@@ -71,6 +41,70 @@ export function auditTable(entries: AuditEntry[]): string {
       e.result.jobId ?? '—',
       e.result.message ??
         (e.result.manifestRevision ? `revision ${e.result.manifestRevision}` : ''),
+    ]),
+  ]);
+}
+
+/** `JOB_STATE_SUCCEEDED` → `succeeded`, as the audit log names a job's end. */
+function auditedState(state: number): AuditedJobState {
+  return jobStateToJSON(state)
+    .replace(/^JOB_STATE_/, '')
+    .toLowerCase() as AuditedJobState;
+}
+
+/**
+ * The coordinator's forget jobs that the log names, by GetJob (no RPC lists jobs): `unknown`
+ * for a job it does not have.
+ */
+async function jobsOf(target: CoordinatorTarget, entries: AuditEntry[]): Promise<AuditedJob[]> {
+  const named = new Map<string, string>();
+  for (const entry of entries) {
+    if (entry.result.jobId !== undefined && entry.result.outcome !== 'refused') {
+      named.set(entry.result.jobId, entry.requestId);
+    }
+  }
+  return withCoordinator(target, async (client) => {
+    const jobs: AuditedJob[] = [];
+    for (const [jobId, requestId] of named) {
+      try {
+        const job = await callUnary(client, client.getJob, { jobId });
+        jobs.push({ jobId, requestId: job.requestId || requestId, state: auditedState(job.state) });
+      } catch (error) {
+        if (!isServiceError(error) || error.code !== status.NOT_FOUND) throw error;
+        jobs.push({ jobId, requestId, state: 'unknown' });
+      }
+    }
+    return jobs;
+  });
+}
+
+/**
+ * `lethe audit --verify`: the store's audit log against its published receipts and, with a
+ * coordinator, against how each job it names ended (GetJob).
+ */
+export async function verifyAudit(
+  store: ObjectStore,
+  coordinator?: CoordinatorTarget,
+): Promise<AuditVerification> {
+  const entries = await readAuditLog(store);
+  const receipts = await publishedReceiptIds(store);
+  const jobs = coordinator ? await jobsOf(coordinator, entries) : undefined;
+  return verifyAuditTrail({
+    entries,
+    receipts,
+    ...(jobs ? { jobs: { list: jobs, complete: false } } : {}),
+  });
+}
+
+/** The holes as a table: what is missing, for which request and job. */
+export function auditHolesTable(verification: AuditVerification): string {
+  return table([
+    ['problem', 'request', 'job', 'detail'],
+    ...verification.holes.map((hole) => [
+      hole.kind,
+      hole.requestId || '—',
+      hole.jobId ?? '—',
+      hole.detail,
     ]),
   ]);
 }

@@ -11,8 +11,12 @@ import {
   type AuditActor,
   type AuditRecord,
   type AuditTarget,
+  type AuditVerification,
   appendAudit,
-} from './audit-log';
+  publishedReceiptIds,
+  readAuditLog,
+  verifyAuditTrail,
+} from '@lethe/ledger';
 
 /** The audit actor of an authenticated caller; `anonymous` on an open API. */
 export function actorOf(identity: Identity | undefined): AuditActor {
@@ -181,6 +185,24 @@ export class AuditService implements OnApplicationShutdown {
         await new Promise((resolve) => setTimeout(resolve, Math.min(30_000, 500 * 2 ** attempt)));
       }
     }
+  }
+
+  /**
+   * Checks the log against the coordinator's jobs (all of them: a forget job no entry names is
+   * a hole) and the store's published receipts. No RPC returns it (the Coordinator API has no
+   * audit call); `lethe audit --verify` runs the same check on the store, with GetJob per job.
+   */
+  async verify(jobs: readonly JobRecord[]): Promise<AuditVerification> {
+    return verifyAuditTrail({
+      entries: await readAuditLog(this.store),
+      receipts: await publishedReceiptIds(this.store),
+      jobs: {
+        complete: true,
+        list: jobs
+          .filter((job) => job.kind === 'forget')
+          .map((job) => ({ jobId: job.id, requestId: job.requestId, state: job.state })),
+      },
+    });
   }
 
   /** Waits for entries still being written. */
