@@ -35,7 +35,15 @@ export interface EngineThreadData {
 
 /** A job for the jobs thread: its id and sequence number, and the normalised request(s). */
 export type JobOrder =
-  | { kind: 'training'; jobId: string; seq: number; request: TrainingRequest }
+  | {
+      kind: 'training';
+      jobId: string;
+      seq: number;
+      request: TrainingRequest;
+      /** Where its checkpoint lives, and whether it ran before a restart (it resumes). */
+      requestId?: string;
+      restarted?: boolean;
+    }
   | { kind: 'forget'; jobId: string; seq: number; request: ForgetJobRequest }
   /** Sisa forget requests that share one replay; the first is the job that runs it. */
   | { kind: 'sisa-forget'; jobId: string; seq: number; requests: ForgetJobRequest[] };

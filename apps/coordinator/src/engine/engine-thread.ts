@@ -98,6 +98,9 @@ async function main(): Promise<void> {
     const context: JobContext = {
       jobId: order.jobId,
       seq: order.seq,
+      ...(order.kind === 'training'
+        ? { requestId: order.requestId ?? '', restarted: order.restarted ?? false }
+        : {}),
       signal: abort.signal,
       progress: (progress) => bridge.notify('jobProgress', { jobId: order.jobId, progress }),
       log: (level, text) => bridge.notify('jobLog', { jobId: order.jobId, level, text }),

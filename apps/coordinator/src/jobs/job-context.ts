@@ -4,6 +4,10 @@ import type { JobProgress } from '@lethe/proto';
 /** What a running job may do besides its work: report, log, and notice cancellation. */
 export interface JobContext {
   jobId: string;
+  /** The request id the job was submitted with ('' when none). */
+  requestId?: string;
+  /** The job was running when the coordinator stopped, and runs again now. */
+  restarted?: boolean;
   /** Increasing job number; step ids of its experts start above seq * STEP_IDS_PER_JOB. */
   seq: number;
   signal: AbortSignal;

@@ -3,11 +3,13 @@ import {
   Injectable,
   type OnApplicationBootstrap,
   type OnApplicationShutdown,
+  Optional,
 } from '@nestjs/common';
 import { type Job, type JobProgress, JobState, LogLevel } from '@lethe/proto';
+import { type ForgetClock, ForgetWindow } from '@lethe/sisa';
 import type { Logger } from 'pino';
 import type { CoordinatorConfig } from '../config/coordinator-config';
-import { COORDINATOR_CONFIG } from '../tokens';
+import { COORDINATOR_CONFIG, FORGET_CLOCK } from '../tokens';
 import { AuditService } from '../audit/audit.service';
 import { type JobReporter, EngineService } from '../engine/engine.service';
 import type { ForgetJobRequest } from '../forgetting/forget-request';
@@ -27,9 +29,9 @@ class JobCancelled extends Error {}
 
 /**
  * The job queue: jobs that change the model run one at a time in submission order. Jobs live in
- * SQLite; at start, a forget job that was running when the coordinator stopped is queued again
- * (forgetting is idempotent by request id, so it completes exactly once) and a training job is
- * failed with a clear message (its experts' checkpoints stay in the store).
+ * SQLite; at start, a job that was running when the coordinator stopped is queued again: a
+ * forget completes exactly once (forgetting is idempotent by request id), a joint training
+ * resumes from its last epoch checkpoint and a sisa training from its stored slices.
  */
 @Injectable()
 export class JobsService implements OnApplicationBootstrap, OnApplicationShutdown {
@@ -43,8 +45,12 @@ export class JobsService implements OnApplicationBootstrap, OnApplicationShutdow
   private readonly cancelling = new Set<string>();
   /** The current model's experts the running job retrains. */
   private retraining = new Set<number>();
+  /** Jobs that were running when the coordinator last stopped (a training one resumes). */
+  private readonly restarted = new Set<string>();
   /** Admission of new jobs, one request at a time (see admit). */
   private admission: Promise<unknown> = Promise.resolve();
+  /** Sisa forgets queued within it of the oldest waiting one share its replay (forgetWindowMs). */
+  private readonly forgetWindow: ForgetWindow;
 
   constructor(
     @Inject(COORDINATOR_CONFIG) config: CoordinatorConfig,
@@ -54,24 +60,23 @@ export class JobsService implements OnApplicationBootstrap, OnApplicationShutdow
     @Inject(AuditService) private readonly audit: AuditService,
     @Inject(MetricsService) private readonly metrics: MetricsService,
     @Inject(ModelStateService) private readonly models: ModelStateService,
+    @Optional() @Inject(FORGET_CLOCK) clock?: ForgetClock,
   ) {
+    this.forgetWindow = new ForgetWindow(config.forgetWindowMs ?? 0, clock);
     this.repository = new JobRepository(config.db);
     metrics.watchForgetQueue(() => this.active('forget').length);
   }
 
   onApplicationBootstrap(): void {
     for (const job of this.repository.list(['running'])) {
-      if (job.kind === 'forget') {
-        this.repository.requeue(job.id);
-        this.log.warn(
-          { jobId: job.id, requestId: job.requestId },
-          'forget job requeued after restart',
-        );
-      } else {
-        this.transition(job, 'failed', {
-          error: 'interrupted by a coordinator restart; start training again',
-        });
-      }
+      this.repository.requeue(job.id);
+      this.restarted.add(job.id);
+      this.log.warn(
+        { jobId: job.id, requestId: job.requestId },
+        job.kind === 'forget'
+          ? 'forget job requeued after restart'
+          : 'training job requeued after restart: it resumes from its last checkpoint',
+      );
     }
     // A job's end whose audit entry was not written before the last stop is written now.
     for (const job of this.repository.unauditedEnds()) this.auditEnd(job);
@@ -105,12 +110,17 @@ export class JobsService implements OnApplicationBootstrap, OnApplicationShutdow
     if (job.state === 'running' && this.cancelling.has(job.id)) {
       proto.state = JobState.JOB_STATE_CANCELLING;
     }
+    if (job.state === 'queued' && isSisaForget(job) && this.forgetWindow.windowMs > 0) {
+      const oldest = this.repository.list(['queued']).find(isSisaForget) ?? job;
+      proto.forgetWindowClosesAt = new Date(this.forgetWindow.closesAt(oldest.createdAt.getTime()));
+    }
     return proto;
   }
 
   async onApplicationShutdown(): Promise<void> {
     this.stopping = true;
-    // A forget job interrupted here is requeued at the next start; training is failed then.
+    this.forgetWindow.cancel();
+    // A job interrupted here is requeued at the next start (training resumes from a checkpoint).
     this.running?.abort.abort();
     await this.running?.done.catch(() => undefined);
     this.closed = true;
@@ -127,14 +137,21 @@ export class JobsService implements OnApplicationBootstrap, OnApplicationShutdow
     const result = this.repository.insertUnlessExists({ kind, requestId, fingerprint, request });
     if (!result.existing) {
       this.log.info({ jobId: result.job.id, kind, requestId }, 'job queued');
+      const proto = this.toProto(result.job);
       this.events.publish(result.job.id, {
         $case: 'status',
-        value: {
-          state: toProtoJob(result.job).state,
-          previousState: 0,
-          job: toProtoJob(result.job),
-        },
+        value: { state: proto.state, previousState: 0, job: proto },
       });
+      if (proto.forgetWindowClosesAt) {
+        this.events.publish(result.job.id, {
+          $case: 'log',
+          value: {
+            level: LogLevel.LOG_LEVEL_INFO,
+            source: 'coordinator',
+            text: `waiting for the forget window: the batch closes at ${proto.forgetWindowClosesAt.toISOString()}, then one replay serves every request in it`,
+          },
+        });
+      }
       this.pump();
     }
     return result;
@@ -165,6 +182,11 @@ export class JobsService implements OnApplicationBootstrap, OnApplicationShutdow
     if (this.running || this.stopping) return;
     const next = this.repository.list(['queued'])[0];
     if (!next) return;
+    // A sisa forget waits (QUEUED) until the window of the oldest one queued closes: the pump
+    // runs again then, and runSisaBatch takes every sisa forget queued by that time.
+    if (isSisaForget(next)) {
+      if (this.forgetWindow.wait(next.createdAt.getTime(), () => this.pump())) return;
+    } else this.forgetWindow.cancel();
     const abort = new AbortController();
     const done = this.run(next, abort.signal).finally(() => {
       this.running = undefined;
@@ -188,7 +210,14 @@ export class JobsService implements OnApplicationBootstrap, OnApplicationShutdow
       let end: JobEnd;
       if (job.kind === 'training') {
         [end] = (await this.engine.runJob(
-          { kind: 'training', jobId: job.id, seq: job.seq, request: request as TrainingRequest },
+          {
+            kind: 'training',
+            jobId: job.id,
+            seq: job.seq,
+            request: request as TrainingRequest,
+            requestId: job.requestId,
+            restarted: this.restarted.has(job.id),
+          },
           reporter,
         )) as [JobEnd];
       } else if ((request as ForgetJobRequest).sampleIds) {
@@ -327,6 +356,7 @@ export class JobsService implements OnApplicationBootstrap, OnApplicationShutdow
     );
     if (TERMINAL_STATES.has(next.state)) {
       this.cancelling.delete(next.id);
+      this.restarted.delete(next.id);
       this.metrics.jobFinished(next.kind, next.state);
       if (next.state === 'succeeded') this.publishedModel();
       if (next.kind === 'forget') {
@@ -359,4 +389,9 @@ export class JobsService implements OnApplicationBootstrap, OnApplicationShutdow
       if (!this.closed) this.repository.markEndAudited(job.id);
     });
   }
+}
+
+/** An exact (sisa) forget of samples: the jobs a forget window batches. */
+function isSisaForget(job: JobRecord): boolean {
+  return job.kind === 'forget' && (job.request as ForgetJobRequest).sampleIds !== undefined;
 }

@@ -1,7 +1,9 @@
 import { BatchSampler, defaultNormalisation, limitTrainingSet } from '@lethe/data';
 import { engineInfo } from '@lethe/engine';
 import {
-  type EpochSummary,
+  decodeOptimizerState,
+  deserializeParameters,
+  encodeOptimizerState,
   MoEModel,
   publishModel,
   type StepContext,
@@ -24,7 +26,14 @@ import {
 import { routingHealth } from '@lethe/metrics';
 import { Split } from '@lethe/proto';
 import { trainSisaModel } from '@lethe/sisa';
-import type { JsonValue, ObjectRef, ObjectStore } from '@lethe/store';
+import {
+  getVerified,
+  type JsonValue,
+  ManifestStore,
+  type ObjectRef,
+  type ObjectStore,
+  putContent,
+} from '@lethe/store';
 import type { Logger } from 'pino';
 import { evaluateDistributed } from '../inference/distributed-inference';
 import {
@@ -41,6 +50,17 @@ import { type ExpertCheckpoint, ExpertSession } from '../workers/expert-session'
 import { sisaProgressReporter, sisaShardTrainer } from './sisa-support';
 import { ExpertParallelExecutor } from './expert-parallel-executor';
 import type { TrainingRequest } from './training-request';
+import {
+  deleteCheckpointObjects,
+  readTrainingCheckpoint,
+  requestFingerprint,
+  type TrainingCheckpoint,
+  trainingCheckpointKey,
+  writeTrainingCheckpoint,
+} from './training-checkpoint';
+
+/** An epoch as the training record keeps it. */
+type EpochRecord = TrainingCheckpoint['history'][number];
 
 export interface TrainingRunnerDeps {
   store: ObjectStore;
@@ -81,17 +101,54 @@ export async function runTrainingJob(
   const test = await deps.models.dataset(request.dataset, 'test').catch(() => undefined);
   const normalise = defaultNormalisation(request.dataset, train);
   const batchSize = Math.min(request.batchSize, train.size);
-  const model = new MoEModel({
-    preset: request.preset,
+  const stepsPerEpoch = Math.floor(train.size / batchSize);
+  const makeModel = (): MoEModel =>
+    new MoEModel({
+      preset: request.preset,
+      experts: request.experts,
+      topK: request.topK,
+      numClasses: train.classes.length,
+      inputShape: [train.height, train.width, train.channels],
+      routerNoise: request.routerNoise,
+      balanceWeight: request.balanceWeight,
+      specializeWeight: request.specializeWeight,
+      seed: request.seed,
+    });
+  const checkpointKey = trainingCheckpointKey(job.requestId ?? '', job.jobId);
+  const fingerprint = requestFingerprint(request);
+  if (job.restarted) {
+    // Stopped after publishing but before the job was marked done: the model is out already.
+    const published = await publishedBy(deps.store, job.jobId, fingerprint);
+    if (published) {
+      const stale = await readTrainingCheckpoint(deps.store, checkpointKey).catch(() => undefined);
+      if (stale) await discardCheckpoint(deps.store, checkpointKey, stale, published.keys);
+      job.log('info', `already published as revision ${published.revision} before the restart`);
+      return { manifestRevision: published.revision };
+    }
+  }
+  const resume = await usableCheckpoint(deps.store, checkpointKey, job, {
+    fingerprint,
+    epochs: request.epochs,
     experts: request.experts,
-    topK: request.topK,
-    numClasses: train.classes.length,
-    inputShape: [train.height, train.width, train.channels],
-    routerNoise: request.routerNoise,
-    balanceWeight: request.balanceWeight,
-    specializeWeight: request.specializeWeight,
-    seed: request.seed,
+    stepsPerEpoch,
+    trainSize: train.size,
+    ledgerSha256: honoured.sha256,
   });
+  let model = makeModel();
+  let restored: Restored | undefined;
+  if (resume) {
+    try {
+      restored = await restore(deps.store, model, resume);
+    } catch (error) {
+      // Hashes matched but the bytes do not fit this model: train from the start instead.
+      job.log(
+        'warn',
+        `checkpoint ${checkpointKey} not usable (${messageOf(error)}); training from epoch 1`,
+      );
+      model.dispose();
+      model = makeModel();
+    }
+  }
   await deps.directory.setExpertCount(request.experts);
   const experts = Array.from({ length: request.experts }, (_, e) => e);
   const source = { $case: 'uri' as const, value: request.dataset };
@@ -101,7 +158,8 @@ export async function runTrainingJob(
       train: { source, split: Split.SPLIT_TRAIN, limit: 0 },
       ...(test ? { test: { source, split: Split.SPLIT_TEST, limit: 0 } } : {}),
     },
-    checkpoints: new Map(),
+    // Resumed experts load on their workers from the checkpoint's weights and optimizer state.
+    checkpoints: new Map(restored?.experts ?? []),
     deadlineMs: deps.workerDeadlineMs,
     onRecovery: (message) => job.log('warn', message),
     ...(deps.metrics ? { onRpc: deps.metrics.recordWorkerRpc.bind(deps.metrics) } : {}),
@@ -125,7 +183,64 @@ export async function runTrainingJob(
     deps.saveCheckpoints(job.jobId, Object.fromEntries(session.checkpoints));
   };
   // Which experts each sample was routed to, per epoch: what a sample forget will plan from.
-  const lineage = new RoutingLineageRecorder(train.size, request.experts);
+  const lineage = restored?.lineage ?? new RoutingLineageRecorder(train.size, request.experts);
+  const startEpoch = restored ? resume!.epoch : 0;
+  const past: EpochRecord[] = restored ? [...resume!.history] : [];
+  const secondsBefore = restored ? resume!.seconds : 0;
+  let latest: TrainingCheckpoint | undefined = restored ? resume : undefined;
+  /**
+   * The run's state after `epochsDone` epochs into the store under the request id, replacing the
+   * previous epoch's (whose own objects are deleted once nothing names them).
+   */
+  const saveEpoch = async (epochsDone: number, history: readonly EpochRecord[]): Promise<void> => {
+    const saving = performance.now();
+    const state = model.exportTrainingState(['router']);
+    const checkpoint: TrainingCheckpoint = {
+      schema: 1,
+      requestId: job.requestId ?? '',
+      jobId: job.jobId,
+      fingerprint,
+      epoch: epochsDone,
+      epochs: request.epochs,
+      stepsPerEpoch,
+      trainSize: train.size,
+      ledgerSha256: honoured.sha256,
+      router: (await storeParts(deps.store, model, ['router'])).router!,
+      routerOptimizer: await putContent(deps.store, encodeOptimizerState(state.optimizer), {
+        kind: 'optimizer',
+      }),
+      weightDecay: state.weightDecay,
+      noiseStep: state.noiseStep,
+      experts: experts.map((e) => {
+        const c = session.checkpoints.get(e);
+        if (!c?.weights || !c.optimizerState) throw new Error(`expert ${e} has no checkpoint`);
+        return {
+          expert: e,
+          weights: c.weights,
+          optimizerState: c.optimizerState,
+          lastStepId: c.lastStepId,
+        };
+      }),
+      lineage: await storeRoutingLineage(deps.store, lineage.toRecord()),
+      history: [...history],
+      seconds: secondsBefore + (performance.now() - started) / 1000,
+      writtenAt: new Date().toISOString(),
+    };
+    await writeTrainingCheckpoint(deps.store, checkpointKey, checkpoint);
+    if (latest) {
+      const keep = new Set([
+        ...(await publishedKeys(deps.store)),
+        ...[checkpoint.router, checkpoint.routerOptimizer, checkpoint.lineage].map((r) => r.key),
+        ...checkpoint.experts.flatMap((x) => [x.weights.key, x.optimizerState.key]),
+      ]);
+      await deleteCheckpointObjects(deps.store, latest, keep);
+    }
+    latest = checkpoint;
+    job.log(
+      'info',
+      `checkpoint of epoch ${epochsDone}/${request.epochs} stored (${Math.round(performance.now() - saving)} ms)`,
+    );
+  };
   // Checkpoints bound the work a lost worker costs: its experts resume from the latest one.
   const executor: StepExecutor = {
     step: async (m: MoEModel, context: StepContext): Promise<StepResult> => {
@@ -141,11 +256,18 @@ export async function runTrainingJob(
       'info',
       `training ${request.preset} MoE (E=${request.experts}, k=${request.topK}) on ${train.size} images across ${workers} workers`,
     );
+    if (restored) {
+      job.log(
+        'info',
+        `resuming from the checkpoint of epoch ${startEpoch}/${request.epochs} (written by ${resume!.jobId} at ${resume!.writtenAt}): epochs 1–${startEpoch} are not trained again`,
+      );
+    }
     await Promise.all(experts.map((e) => session.ensure(e)));
-    const stepsPerEpoch = Math.floor(train.size / batchSize);
     let imagesPerSecond = 0;
-    const history: EpochSummary[] = await trainModel(model, {
+    const history: EpochRecord[] = [...past];
+    await trainModel(model, {
       epochs: request.epochs,
+      startEpoch,
       stepsPerEpoch,
       learningRate: request.learningRate,
       schedule: request.schedule,
@@ -182,6 +304,13 @@ export async function runTrainingJob(
           `epoch ${summary.epoch + 1}/${request.epochs}: loss ${summary.loss.toFixed(4)}, accuracy ${(summary.accuracy * 100).toFixed(2)}%, ${summary.seconds.toFixed(1)} s`,
         );
         await checkpointAll();
+        history.push({
+          epoch: summary.epoch,
+          loss: summary.loss,
+          accuracy: summary.accuracy,
+          seconds: summary.seconds,
+        });
+        await saveEpoch(summary.epoch + 1, history);
       },
     });
     await checkpointAll();
@@ -226,7 +355,7 @@ export async function runTrainingJob(
       if (!weights) throw new Error(`expert ${e} has no checkpoint`);
       refs[`expert/${e}`] = weights;
     }
-    const seconds = (performance.now() - started) / 1000;
+    const seconds = secondsBefore + (performance.now() - started) / 1000;
     refs[ROSTER_OBJECT] = await storeRoster(deps.store, buildRoster(train));
     refs[ROUTING_LINEAGE_OBJECT] = await storeRoutingLineage(deps.store, lineage.toRecord());
     const manifest = await publishModel(
@@ -263,21 +392,178 @@ export async function runTrainingJob(
             seconds,
             testAccuracy: evaluation?.accuracy ?? null,
             routingHealth: (health ?? null) as unknown as JsonValue,
-            distributed: { workers, job: job.jobId },
-            history: history.map((h) => ({
-              epoch: h.epoch,
-              loss: h.loss,
-              accuracy: h.accuracy,
-              seconds: h.seconds,
-            })),
+            distributed: {
+              workers,
+              job: job.jobId,
+              requestId: job.requestId ?? '',
+              fingerprint,
+              resumedFromEpoch: startEpoch,
+            },
+            history: history.map((h) => ({ ...h })),
           },
         },
       },
     );
+    // The model is out: its checkpoint has done its work (objects the model uses stay).
+    if (latest) {
+      const keep = new Set(Object.values(manifest.objects).map((r) => r.key));
+      await discardCheckpoint(deps.store, checkpointKey, latest, keep);
+    }
     return { manifestRevision: manifest.revision };
   } finally {
     model.dispose();
   }
+}
+
+/** What a checkpoint restores besides the router, which it loads into the model. */
+interface Restored {
+  experts: [number, ExpertCheckpoint][];
+  lineage: RoutingLineageRecorder;
+}
+
+const messageOf = (error: unknown): string =>
+  (error instanceof Error ? error.message : String(error)).split('\n')[0]!;
+
+/** Keys of the objects the published manifest names (none before a first model). */
+async function publishedKeys(store: ObjectStore): Promise<string[]> {
+  const current = await new ManifestStore(store).read();
+  return current ? Object.values(current.objects).map((r) => r.key) : [];
+}
+
+/** The revision this job published, when the current one is it (same job, same request). */
+async function publishedBy(
+  store: ObjectStore,
+  jobId: string,
+  fingerprint: string,
+): Promise<{ revision: number; keys: Set<string> } | undefined> {
+  const current = await new ManifestStore(store).read();
+  const training = current?.attributes['training'];
+  const distributed =
+    training && typeof training === 'object' && !Array.isArray(training)
+      ? training['distributed']
+      : undefined;
+  if (
+    !current ||
+    !distributed ||
+    typeof distributed !== 'object' ||
+    Array.isArray(distributed) ||
+    distributed['job'] !== jobId ||
+    distributed['fingerprint'] !== fingerprint
+  ) {
+    return undefined;
+  }
+  return {
+    revision: current.revision,
+    keys: new Set(Object.values(current.objects).map((r) => r.key)),
+  };
+}
+
+/**
+ * The stored checkpoint of this request when it can resume this run; otherwise undefined, after
+ * saying why on the job's log and deleting one that belongs to another run of the request.
+ */
+async function usableCheckpoint(
+  store: ObjectStore,
+  key: string,
+  job: JobContext,
+  run: {
+    fingerprint: string;
+    epochs: number;
+    experts: number;
+    stepsPerEpoch: number;
+    trainSize: number;
+    ledgerSha256: string | null;
+  },
+): Promise<TrainingCheckpoint | undefined> {
+  let checkpoint: TrainingCheckpoint | undefined;
+  try {
+    checkpoint = await readTrainingCheckpoint(store, key);
+  } catch (error) {
+    job.log('warn', `${messageOf(error)}; training from epoch 1`);
+    return undefined;
+  }
+  if (!checkpoint) return undefined;
+  const differs =
+    checkpoint.fingerprint !== run.fingerprint
+      ? 'another request'
+      : checkpoint.epochs !== run.epochs || checkpoint.stepsPerEpoch !== run.stepsPerEpoch
+        ? 'another length of run'
+        : checkpoint.trainSize !== run.trainSize || checkpoint.ledgerSha256 !== run.ledgerSha256
+          ? 'another training set (the erasure ledger changed since)'
+          : checkpoint.epoch > run.epochs || checkpoint.experts.length !== run.experts
+            ? 'an inconsistent state'
+            : undefined;
+  if (differs) {
+    job.log('warn', `checkpoint ${key} is of ${differs}; training from epoch 1`);
+    await discardCheckpoint(store, key, checkpoint, new Set(await publishedKeys(store)));
+    return undefined;
+  }
+  return checkpoint;
+}
+
+/**
+ * Loads the checkpoint's router and its optimizer state into `model`, and reads the rest; every
+ * object is read and hash-checked before anything changes.
+ */
+async function restore(
+  store: ObjectStore,
+  model: MoEModel,
+  checkpoint: TrainingCheckpoint,
+): Promise<Restored> {
+  const [router, optimizer, lineage] = await Promise.all([
+    getVerified(store, checkpoint.router),
+    getVerified(store, checkpoint.routerOptimizer),
+    getVerified(store, checkpoint.lineage),
+  ]);
+  await Promise.all(
+    checkpoint.experts.flatMap((e) => [
+      store.head(e.weights.key).then((info) => {
+        if (info?.sha256 !== e.weights.sha256)
+          throw new Error(`expert ${e.expert}'s weights are gone`);
+      }),
+      store.head(e.optimizerState.key).then((info) => {
+        if (info?.sha256 !== e.optimizerState.sha256)
+          throw new Error(`expert ${e.expert}'s optimizer state is gone`);
+      }),
+    ]),
+  );
+  const recorder = RoutingLineageRecorder.fromRecord(
+    JSON.parse(new TextDecoder().decode(lineage)) as Parameters<
+      typeof RoutingLineageRecorder.fromRecord
+    >[0],
+  );
+  if (
+    recorder.samples !== checkpoint.trainSize ||
+    recorder.toRecord().epochs.length !== checkpoint.epoch
+  ) {
+    throw new Error('its routing lineage does not match its epochs');
+  }
+  const state = decodeOptimizerState(optimizer);
+  deserializeParameters(model.router.params, router);
+  model.importTrainingState(['router'], {
+    optimizer: state,
+    weightDecay: checkpoint.weightDecay,
+    noiseStep: checkpoint.noiseStep,
+  });
+  return {
+    experts: checkpoint.experts.map((e) => [
+      e.expert,
+      { weights: e.weights, optimizerState: e.optimizerState, lastStepId: e.lastStepId },
+    ]),
+    lineage: recorder,
+  };
+}
+
+/** Deletes a checkpoint record, then its objects that `keep` does not name. */
+async function discardCheckpoint(
+  store: ObjectStore,
+  key: string,
+  checkpoint: TrainingCheckpoint,
+  keep: ReadonlySet<string>,
+): Promise<void> {
+  // The record first: a crash in between leaves garbage objects, never a record naming none.
+  await store.delete(key);
+  await deleteCheckpointObjects(store, checkpoint, keep);
 }
 
 /**

@@ -1,0 +1,216 @@
+import 'reflect-metadata';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { Writable } from 'node:stream';
+import type { INestApplicationContext } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { makeSyntheticDataset, writeCifar10 } from '@lethe/data';
+import { StartTrainingRequest, TrainingMode } from '@lethe/proto';
+import { LocalDirStore, type Manifest, ManifestStore } from '@lethe/store';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadCoordinatorConfig } from '../src/config/coordinator-config';
+import { CoordinatorModule } from '../src/coordinator.module';
+import type { JobRecord } from '../src/jobs/job-record';
+import { JobsService } from '../src/jobs/jobs.service';
+import { TrainingService } from '../src/training/training.service';
+import { WorkersService } from '../src/workers/workers.service';
+
+/**
+ * A joint training stopped after its first epoch's checkpoint by closing the coordinator (the
+ * Nest application, as a restart does) resumes in a new coordinator on the same store and
+ * database, and publishes exactly the model an uninterrupted run with the same seed publishes:
+ * the same router, expert and routing-lineage objects (wasm runs one thread in a fixed order,
+ * so bit for bit) and the same per-epoch losses. Two real worker processes host the experts
+ * and keep running across the restart, as they would.
+ */
+
+const REPO = resolve(__dirname, '..', '..', '..');
+const EPOCHS = 3;
+const dir = mkdtempSync(join(tmpdir(), 'lethe-resume-'));
+const storeDir = join(dir, 'store');
+const store = new LocalDirStore(storeDir);
+let data: string;
+let port: number;
+const workers: ChildProcess[] = [];
+/** Every line the coordinators logged, job logs included. */
+const lines: { msg: string; jobId?: string }[] = [];
+let app: INestApplicationContext | undefined;
+
+async function freePort(): Promise<number> {
+  return new Promise((done, reject) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const { port: p } = server.address() as { port: number };
+      server.close(() => done(p));
+    });
+    server.on('error', reject);
+  });
+}
+
+async function startCoordinator(): Promise<INestApplicationContext> {
+  const config = loadCoordinatorConfig(
+    [
+      '--port',
+      String(port),
+      '--store',
+      storeDir,
+      '--db',
+      join(dir, 'coordinator.sqlite'),
+      '--checkpoint-every-steps',
+      '2',
+    ],
+    { LETHE_HEARTBEAT_INTERVAL_MS: '200', LETHE_HEARTBEAT_TIMEOUT_MS: '3000' },
+  );
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const text of chunk.toString().split('\n').filter(Boolean)) {
+        lines.push(JSON.parse(text) as { msg: string; jobId?: string });
+      }
+      done();
+    },
+  });
+  return NestFactory.createApplicationContext(
+    CoordinatorModule.forRoot(config, pino({ level: 'info' }, sink)),
+    { logger: false },
+  );
+}
+
+function startWorker(name: string): ChildProcess {
+  const child = spawn(
+    process.execPath,
+    [
+      '--conditions=@lethe/source',
+      '--import',
+      'tsx',
+      'apps/worker/src/main.ts',
+      '--coordinator',
+      `127.0.0.1:${port}`,
+      '--store',
+      storeDir,
+      '--name',
+      name,
+      '--port',
+      '0',
+    ],
+    { cwd: REPO, env: { ...process.env, LETHE_ENGINE: 'wasm' }, stdio: 'ignore' },
+  );
+  workers.push(child);
+  return child;
+}
+
+async function until<T>(what: string, probe: () => T | undefined, ms = 120_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const liveWorkers = (a: INestApplicationContext): number =>
+  a.get(WorkersService).registry.live().length;
+
+function jobOf(a: INestApplicationContext, id: string): JobRecord {
+  return a.get(JobsService).get(id)!;
+}
+
+const request = (requestId: string): StartTrainingRequest =>
+  StartTrainingRequest.fromPartial({
+    requestId,
+    mode: TrainingMode.TRAINING_MODE_JOINT,
+    dataset: { source: { $case: 'uri', value: data } },
+    preset: 'tiny',
+    experts: 3,
+    topK: 2,
+    epochs: EPOCHS,
+    batchSize: 24,
+    learningRate: 0.003,
+    augment: true,
+    seed: 11,
+  });
+
+async function trained(a: INestApplicationContext, id: string): Promise<Manifest> {
+  const job = await until('the job to end', () => {
+    const j = jobOf(a, id);
+    return ['succeeded', 'failed', 'cancelled'].includes(j.state) ? j : undefined;
+  });
+  expect(job.error).toBeUndefined();
+  expect(job.state).toBe('succeeded');
+  return new ManifestStore(store).readRevision(job.manifestRevision!);
+}
+
+beforeAll(async () => {
+  const train = makeSyntheticDataset({ perClass: 24, split: 'train', seed: 4, classes: 4 });
+  const test = makeSyntheticDataset({ perClass: 6, split: 'test', seed: 4, classes: 4 });
+  data = `cifar10:${writeCifar10(dir, { train, test })}`;
+  port = await freePort();
+  app = await startCoordinator();
+  startWorker('resume-1');
+  startWorker('resume-2');
+  await until('two workers', () => (liveWorkers(app!) >= 2 ? true : undefined));
+});
+
+afterAll(async () => {
+  await app?.close();
+  for (const w of workers) w.kill('SIGTERM');
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('joint training across a coordinator restart', () => {
+  it('resumes from its epoch checkpoint and publishes the uninterrupted run’s model', async () => {
+    const whole = await trained(
+      app!,
+      (await app!.get(TrainingService).start(request('uninterrupted'))).jobId,
+    );
+
+    const { jobId } = await app!.get(TrainingService).start(request('interrupted'));
+    await until('the first epoch checkpoint', () =>
+      lines.find((l) => l.jobId === jobId && l.msg.startsWith(`checkpoint of epoch 1/${EPOCHS}`)),
+    );
+    expect(
+      (await store.list('training/checkpoints/')).map((o) => o.key),
+      'stored under the request id',
+    ).toEqual(['training/checkpoints/request/interrupted.json']);
+    await app!.close();
+    app = undefined;
+    expect(lines.some((l) => l.jobId === jobId && l.msg === 'job interrupted by shutdown')).toBe(
+      true,
+    );
+
+    app = await startCoordinator();
+    const resumed = await trained(app, jobId);
+    const resumedAt = lines.find((l) => l.jobId === jobId && l.msg.startsWith('resuming from'));
+    expect(resumedAt?.msg).toMatch(/^resuming from the checkpoint of epoch [12]\/3/);
+    const from = Number(/epoch (\d)\//.exec(resumedAt!.msg)![1]);
+    // After the restart only the epochs past the checkpoint were trained.
+    const after = lines.slice(lines.indexOf(resumedAt!));
+    for (let e = 1; e <= EPOCHS; e++) {
+      expect(
+        after.some((l) => l.jobId === jobId && l.msg.startsWith(`epoch ${e}/${EPOCHS}:`)),
+        `epoch ${e} after the restart`,
+      ).toBe(e > from);
+    }
+
+    // Same request, same seed: the same model, object for object.
+    const parts = ['router', 'expert/0', 'expert/1', 'expert/2', 'lineage/routing'];
+    for (const part of parts) {
+      expect(resumed.objects[part]!.sha256, part).toBe(whole.objects[part]!.sha256);
+    }
+    const history = (m: Manifest) =>
+      (m.attributes['training'] as { history: { loss: number; accuracy: number }[] }).history.map(
+        (h) => [h.loss, h.accuracy],
+      );
+    expect(history(resumed)).toEqual(history(whole));
+    expect(
+      (resumed.attributes['training'] as { distributed: { resumedFromEpoch: number } }).distributed
+        .resumedFromEpoch,
+    ).toBe(from);
+    // Published: the checkpoint is gone, and the objects only it used.
+    expect(await store.list('training/checkpoints/')).toEqual([]);
+  });
+});
