@@ -491,7 +491,12 @@ export async function forgetClass(
 }
 
 /** Rejects numbers no recipe can run with: NaN, infinities, negative or absurd sizes. */
-function checkRecipeNumbers(request: ClassForgetRequest): void {
+export function checkRecipeNumbers(
+  request: Pick<
+    ClassForgetRequest,
+    'epochs' | 'learningRate' | 'lambda' | 'retainFraction' | 'anchor' | 'batchSize' | 'seed'
+  >,
+): void {
   const check = (
     name: string,
     value: number | undefined,
@@ -612,7 +617,8 @@ function checkData(ctx: ClassForgetContext, card: ModelCard): void {
   }
 }
 
-function trainingRecipe(t: TrainingRecord | undefined): TrainingRecipe {
+/** The recipe the stored model was trained with (the oracle retrains with it). */
+export function trainingRecipe(t: TrainingRecord | undefined): TrainingRecipe {
   // Models stored before a field was recorded were trained with the then defaults.
   return {
     epochs: t?.epochs ?? 10,

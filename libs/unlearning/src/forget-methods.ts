@@ -142,7 +142,7 @@ function relabel(
   };
 }
 
-function epochBatches(run: ForgetRun, epoch: number, indices?: Int32Array): Iterable<ArrayBatch> {
+function epochBatches(run: FitRun, epoch: number, indices?: Int32Array): Iterable<ArrayBatch> {
   return batches(run.train, {
     batchSize: run.batchSize,
     seed: deriveSeed(run.seed, 'forget'),
@@ -153,23 +153,54 @@ function epochBatches(run: ForgetRun, epoch: number, indices?: Int32Array): Iter
   });
 }
 
-async function fit(
-  run: ForgetRun,
+/** What `fit` needs of a run: the data, the optimiser's recipe and the job's hooks. */
+export type FitRun = Pick<
+  ForgetRun,
+  'train' | 'normalise' | 'epochs' | 'learningRate' | 'batchSize' | 'seed' | 'onStep' | 'signal'
+>;
+
+/** Where each step routed its samples: positions in the training set, [B × k] experts. */
+export type RoutedHook = (epoch: number, positions: Int32Array, chosen: Int32Array) => void;
+
+/**
+ * Retrains `trainable` parts of `model` for `run.epochs` on `indices` (default: the whole
+ * set), shuffled, without augmentation, at a constant learning rate, with a fresh optimizer.
+ */
+export async function fit(
+  run: FitRun,
   model: MoEModel,
   options: {
     trainable: ModulePart[];
     indices?: Int32Array;
     loss?: TaskLoss;
-    relabelForgotten?: boolean;
+    /** A loss per batch, from the batch's training positions (and the epoch it belongs to). */
+    batchLoss?: (positions: Int32Array, size: number, epoch: number) => TaskLoss;
+    /** Rewrites each epoch's batches (e.g. relabels the forgotten class). */
+    mapBatches?: (plain: Iterable<ArrayBatch>, epoch: number) => Iterable<ArrayBatch>;
     cache?: FrozenExpertCache;
     executor?: StepExecutor;
-    teacher?: Teacher;
     frozenBatchNorm?: boolean;
     routingLosses?: boolean;
+    /** Called after every step with where the router sent the batch (for lineage). */
+    onRouted?: RoutedHook;
   },
 ): Promise<EpochSummary[]> {
   const size = options.indices?.length ?? run.train.size;
   model.resetOptimizer();
+  let epochNow = 0;
+  const inner = options.executor;
+  const onRouted = options.onRouted;
+  const executor: StepExecutor | undefined = onRouted
+    ? {
+        step: async (m, step) => {
+          const result = inner
+            ? await inner.step(m, step)
+            : m.trainStep(step.x, step.y, step.options);
+          if (step.batch.positions) onRouted(step.epoch, step.batch.positions, result.chosen);
+          return result;
+        },
+      }
+    : inner;
   return trainModel(model, {
     epochs: run.epochs,
     stepsPerEpoch: Math.ceil(size / run.batchSize),
@@ -179,13 +210,14 @@ async function fit(
     ...(options.frozenBatchNorm ? { frozenBatchNorm: true } : {}),
     ...(options.routingLosses === false ? { routingLosses: false } : {}),
     batches: (epoch) => {
+      epochNow = epoch;
       const plain = epochBatches(run, epoch, options.indices);
-      return options.relabelForgotten ? relabel(plain, run, epoch) : plain;
+      return options.mapBatches ? options.mapBatches(plain, epoch) : plain;
     },
     perBatch: (batch, x) => ({
       ...(options.loss ? { loss: options.loss } : {}),
-      ...(options.teacher && batch.positions
-        ? { loss: options.teacher.loss(batch.positions, batch.size) }
+      ...(options.batchLoss && batch.positions
+        ? { loss: options.batchLoss(batch.positions, batch.size, epochNow) }
         : {}),
       ...(options.cache && batch.positions
         ? { expertLogits: options.cache.provider(x, batch.positions) }
@@ -193,7 +225,7 @@ async function fit(
     }),
     ...(run.onStep ? { onStep: run.onStep } : {}),
     ...(run.signal ? { signal: run.signal } : {}),
-    ...(options.executor ? { executor: options.executor } : {}),
+    ...(executor ? { executor } : {}),
   });
 }
 
@@ -208,14 +240,35 @@ const ROUTED_SHARE = 0.75;
  */
 function retainSubset(run: ForgetRun): Int32Array {
   const keepRetained = (label: number): boolean => label !== run.classIndex;
-  const forgotten = positionsWhere(run.train, (label) => label === run.classIndex);
-  const retained = positionsWhere(run.train, keepRetained);
-  const budget = Math.max(1, Math.round(retained.length * run.retainFraction));
-  const rng = createRng(deriveSeed(run.seed, 'retain-subset'));
-  if (!run.routing)
+  return pickRetained({
+    forgotten: positionsWhere(run.train, (label) => label === run.classIndex),
+    retained: positionsWhere(run.train, keepRetained),
+    routed: run.routing ? routedTo(run.routing, run.train, run.experts, keepRetained) : undefined,
+    size: run.train.size,
+    fraction: run.retainFraction,
+    seed: run.seed,
+  });
+}
+
+/**
+ * `forgotten` plus a seeded `fraction` of `retained`, sorted; with `routed` (the retained
+ * positions routed to the retrained experts), ROUTED_SHARE of the budget is drawn from those.
+ */
+export function pickRetained(pick: {
+  forgotten: Int32Array;
+  retained: Int32Array;
+  routed: Int32Array | undefined;
+  /** Positions in the training set (for the routed lookup). */
+  size: number;
+  fraction: number;
+  seed: number;
+}): Int32Array {
+  const { forgotten, retained, routed } = pick;
+  const budget = Math.max(1, Math.round(retained.length * pick.fraction));
+  const rng = createRng(deriveSeed(pick.seed, 'retain-subset'));
+  if (!routed)
     return Int32Array.from([...forgotten, ...rng.shuffle(retained).slice(0, budget)]).sort();
-  const routed = routedTo(run.routing, run.train, run.experts, keepRetained);
-  const isRouted = new Uint8Array(run.train.size);
+  const isRouted = new Uint8Array(pick.size);
   for (const p of routed) isRouted[p] = 1;
   const rest = retained.filter((p) => !isRouted[p]);
   // Either side short of its share leaves the rest of the budget to the other.
@@ -244,18 +297,17 @@ function complementObjective(classIndex: number, lambda: number): TaskLoss {
 }
 
 /**
- * The `distill` objective's targets: what the model said before forgetting, with the class
- * taken out and the rest renormalised — p(y | x, y ≠ c), the answer of a model that never had
- * class c, as far as this model can tell. On retained samples it keeps their outputs (rather than
- * refitting hard labels on a small retained subset); on forgotten samples it moves the class's
- * probability to the classes the model confused it with, not to a random or uniform one.
+ * What the model said before forgetting, per training position it will be retrained on: its
+ * softmax (optionally with some classes taken out and the rest renormalised) and the router's
+ * softmax. Recorded in one inference pass before the first step, which also fills the
+ * frozen-expert cache. The `distill` class objective and the sample methods' SCRUB objective
+ * train towards (or away from) these targets.
  */
-class Teacher {
+export class Teacher {
   /** Dataset position → its row in `targets`. */
   private readonly rowOf = new Map<number, number>();
-  private readonly classes: number;
-
-  private readonly experts: number;
+  readonly classes: number;
+  readonly experts: number;
 
   private constructor(
     /** One row of targets per position trained on, in the order of `positions`. */
@@ -263,9 +315,6 @@ class Teacher {
     /** The router's softmax per position before forgetting, rows as `targets`. */
     private readonly gates: Float32Array,
     positions: Int32Array,
-    private readonly classIndex: number,
-    private readonly forgottenWeight: number,
-    private readonly anchorWeight: number,
   ) {
     this.classes = targets.length / Math.max(1, positions.length);
     this.experts = gates.length / Math.max(1, positions.length);
@@ -274,31 +323,37 @@ class Teacher {
 
   /** Runs the model, as it is before any step, over `positions` (inference mode). */
   static async record(
-    run: ForgetRun,
+    source: {
+      model: MoEModel;
+      train: Dataset;
+      normalise: ChannelStats;
+      signal?: AbortSignal | undefined;
+    },
     positions: Int32Array,
     cache: FrozenExpertCache | undefined,
+    suppressClasses: readonly number[],
   ): Promise<Teacher> {
-    const { model, classIndex } = run;
+    const { model } = source;
     const classes = model.config.numClasses;
     const targets = new Float32Array(positions.length * classes);
     const experts = model.config.experts;
     const gates = new Float32Array(positions.length * experts);
     let row = 0;
-    for (const batch of batches(run.train, {
+    for (const batch of batches(source.train, {
       batchSize: 256,
       shuffle: false,
-      normalise: run.normalise,
+      normalise: source.normalise,
       indices: positions,
     })) {
       // A pass over a large training set takes minutes: let the process serve (a coordinator's
       // gRPC calls) and a cancelled job stop between batches.
       await new Promise((resolve) => setImmediate(resolve));
-      if (run.signal?.aborted) throw new Error('forgetting cancelled');
+      if (source.signal?.aborted) throw new Error('forgetting cancelled');
       const [probs, routerProbs] = tf.tidy(() => {
         const x = batchToTensor(model, batch);
         const { logits, routing } = model.forward(x, {
           ...(cache ? { expertLogits: cache.provider(x, batch.positions) } : {}),
-          suppressClasses: [classIndex],
+          suppressClasses,
         });
         return [
           tf.softmax(logits).dataSync() as Float32Array,
@@ -310,60 +365,134 @@ class Teacher {
       gates.set(routerProbs.subarray(0, batch.size * experts), row * experts);
       row += batch.size;
     }
-    return new Teacher(targets, gates, positions, classIndex, run.lambda, run.anchor);
+    return new Teacher(targets, gates, positions);
   }
 
-  /**
-   * The loss for one batch: soft cross-entropy to the targets, λ-weighted on forgotten samples,
-   * plus μ · KL(old gates ‖ new gates) on retained samples (the router anchor).
-   */
-  loss(positions: Int32Array, size: number): TaskLoss {
-    const rows = new Float32Array(size * this.classes);
-    const gateRows = new Float32Array(size * this.experts);
+  /** The recorded rows of a batch: targets [size × classes] and gates [size × experts]. */
+  rows(positions: Int32Array, size: number): { targets: Float32Array; gates: Float32Array } {
+    const targets = new Float32Array(size * this.classes);
+    const gates = new Float32Array(size * this.experts);
     for (let b = 0; b < size; b++) {
       const row = this.rowOf.get(positions[b]!);
       if (row === undefined) throw new Error(`no distillation target for position ${positions[b]}`);
-      rows.set(
+      targets.set(
         this.targets.subarray(row * this.classes, (row + 1) * this.classes),
         b * this.classes,
       );
-      gateRows.set(
+      gates.set(
         this.gates.subarray(row * this.experts, (row + 1) * this.experts),
         b * this.experts,
       );
     }
+    return { targets, gates };
+  }
+}
+
+/**
+ * The class `distill` loss for one batch: soft cross-entropy to the teacher's targets (class
+ * removed), λ-weighted on forgotten samples, plus μ · KL(old gates ‖ new gates) on retained
+ * samples (the router anchor).
+ */
+function classDistillLoss(
+  teacher: Teacher,
+  classIndex: number,
+  forgottenWeight: number,
+  anchorWeight: number,
+): (positions: Int32Array, size: number) => TaskLoss {
+  return (positions, size) => {
+    const { targets, gates } = teacher.rows(positions, size);
     return (logits, labels, routing) => {
-      const target = tf.tensor2d(rows, [size, this.classes]);
+      const target = tf.tensor2d(targets, [size, teacher.classes]);
       const perSample = tf.neg(tf.sum(tf.mul(target, tf.logSoftmax(logits)), 1));
-      const forgotten = tf.cast(tf.equal(labels, this.classIndex), 'float32');
-      const weight = tf.add(1, tf.mul(forgotten, this.forgottenWeight - 1));
+      const forgotten = tf.cast(tf.equal(labels, classIndex), 'float32');
+      const weight = tf.add(1, tf.mul(forgotten, forgottenWeight - 1));
       const task = tf.mean(tf.mul(perSample, weight)) as tf.Scalar;
-      if (this.anchorWeight === 0) return task;
-      const old = tf.tensor2d(gateRows, [size, this.experts]);
-      const kl = tf.sum(
-        tf.mul(old, tf.sub(tf.log(tf.add(old, 1e-9)), tf.logSoftmax(routing.logits))),
-        1,
+      if (anchorWeight === 0) return task;
+      const anchor = tf.mean(
+        tf.mul(routerKl(gates, teacher.experts, routing.logits), tf.sub(1, forgotten)),
       );
-      const anchor = tf.mean(tf.mul(kl, tf.sub(1, forgotten)));
-      return tf.add(task, tf.mul(anchor, this.anchorWeight)) as tf.Scalar;
+      return tf.add(task, tf.mul(anchor, anchorWeight)) as tf.Scalar;
     };
+  };
+}
+
+/** Per sample KL(old gates ‖ softmax(router logits)): how far the router moved. */
+export function routerKl(
+  gates: Float32Array,
+  experts: number,
+  routerLogits: tf.Tensor2D,
+): tf.Tensor1D {
+  const old = tf.tensor2d(gates, [gates.length / experts, experts]);
+  return tf.sum(
+    tf.mul(old, tf.sub(tf.log(tf.add(old, 1e-9)), tf.logSoftmax(routerLogits))),
+    1,
+  ) as tf.Tensor1D;
+}
+
+/**
+ * The trainable parts and frozen-expert cache of a targeted retraining of `experts` (and the
+ * router): the given cache must have been made for exactly the other experts.
+ */
+export function targetedParts(
+  model: MoEModel,
+  experts: readonly number[],
+  train: Dataset,
+  cache: FrozenExpertCache | undefined,
+): { trainable: ModulePart[]; cache: FrozenExpertCache } {
+  if (experts.length === 0) throw new Error('targeted forgetting needs at least one expert');
+  const trainable: ModulePart[] = ['router', ...experts.map((e) => `expert/${e}` as const)];
+  const frozen = new Set(
+    Array.from({ length: model.config.experts }, (_, e) => e).filter((e) => !experts.includes(e)),
+  );
+  const used = cache ?? new FrozenExpertCache(model, frozen, train.size);
+  if ([...used.frozen].some((e) => !frozen.has(e)) || used.frozen.size !== frozen.size) {
+    throw new Error('the frozen-expert cache was made for other experts');
+  }
+  return { trainable, cache: used };
+}
+
+/**
+ * The oracle: a fresh model of the same config (same initial weights), the stored training
+ * recipe, only the training positions `indices`.
+ */
+export async function retrainFresh(
+  run: Pick<ForgetRun, 'model' | 'train' | 'normalise' | 'recipe' | 'onStep' | 'signal'>,
+  indices: Int32Array,
+): Promise<Omit<ForgetOutcome, 'seconds'>> {
+  const model = new MoEModel(run.model.config);
+  const { recipe } = run;
+  try {
+    const history = await trainModel(model, {
+      epochs: recipe.epochs,
+      stepsPerEpoch: Math.floor(indices.length / recipe.batchSize),
+      learningRate: recipe.learningRate,
+      schedule: recipe.schedule,
+      weightDecay: recipe.weightDecay,
+      batches: (epoch) =>
+        batches(run.train, {
+          batchSize: recipe.batchSize,
+          seed: recipe.seed,
+          epoch,
+          shuffle: true,
+          dropLast: true,
+          normalise: run.normalise,
+          indices,
+          ...(recipe.augment ? { augment: { crop: 4, flip: true } } : {}),
+        }),
+      ...(run.onStep ? { onStep: run.onStep } : {}),
+      ...(run.signal ? { signal: run.signal } : {}),
+    });
+    return { model, parts: allParts(model), history, suppressClasses: [] };
+  } catch (error) {
+    model.dispose();
+    throw error;
   }
 }
 
 const METHODS: Record<ForgetMethod, MethodImpl> = {
   // Only the experts that saw the class, and the router; frozen experts' logits are cached.
   async targeted(run) {
-    if (run.experts.length === 0) throw new Error('targeted forgetting needs at least one expert');
-    const trainable: ModulePart[] = ['router', ...run.experts.map((e) => `expert/${e}` as const)];
-    const frozen = new Set(
-      Array.from({ length: run.model.config.experts }, (_, e) => e).filter(
-        (e) => !run.experts.includes(e),
-      ),
-    );
-    const cache = run.cache ?? new FrozenExpertCache(run.model, frozen, run.train.size);
-    if ([...cache.frozen].some((e) => !frozen.has(e)) || cache.frozen.size !== frozen.size) {
-      throw new Error('the frozen-expert cache was made for other experts');
-    }
+    const { trainable, cache } = targetedParts(run.model, run.experts, run.train, run.cache);
     const remote = run.remoteExperts;
     const subset = run.retainFraction < 1 ? retainSubset(run) : undefined;
     // Before any step: the targets are the original model's outputs. The pass also fills the
@@ -374,6 +503,7 @@ const METHODS: Record<ForgetMethod, MethodImpl> = {
             run,
             subset ?? Int32Array.from({ length: run.train.size }, (_, i) => i),
             cache,
+            [run.classIndex],
           )
         : undefined;
     await remote?.prepare(run.model, run.experts);
@@ -382,7 +512,9 @@ const METHODS: Record<ForgetMethod, MethodImpl> = {
       cache,
       ...(remote ? { executor: remote } : {}),
       ...(subset ? { indices: subset } : {}),
-      ...(teacher ? { teacher } : {}),
+      ...(teacher
+        ? { batchLoss: classDistillLoss(teacher, run.classIndex, run.lambda, run.anchor) }
+        : {}),
       // The subset is half forgotten class: its batch moments would rewrite the statistics the
       // retained classes are normalised with.
       ...(subset ? { frozenBatchNorm: true } : {}),
@@ -392,7 +524,9 @@ const METHODS: Record<ForgetMethod, MethodImpl> = {
       ...(run.loss === 'complement-ce'
         ? { loss: complementObjective(run.classIndex, run.lambda) }
         : {}),
-      ...(run.loss === 'random-label' ? { relabelForgotten: true } : {}),
+      ...(run.loss === 'random-label'
+        ? { mapBatches: (plain, epoch) => relabel(plain, run, epoch) }
+        : {}),
     });
     await remote?.collect(run.model, run.experts);
     return {
@@ -405,36 +539,11 @@ const METHODS: Record<ForgetMethod, MethodImpl> = {
   },
 
   // The oracle: a fresh model, the original recipe, the data without the class.
-  async retrain(run) {
-    const model = new MoEModel(run.model.config);
-    const indices = positionsWhere(run.train, (label) => label !== run.classIndex);
-    const { recipe } = run;
-    try {
-      const history = await trainModel(model, {
-        epochs: recipe.epochs,
-        stepsPerEpoch: Math.floor(indices.length / recipe.batchSize),
-        learningRate: recipe.learningRate,
-        schedule: recipe.schedule,
-        weightDecay: recipe.weightDecay,
-        batches: (epoch) =>
-          batches(run.train, {
-            batchSize: recipe.batchSize,
-            seed: recipe.seed,
-            epoch,
-            shuffle: true,
-            dropLast: true,
-            normalise: run.normalise,
-            indices,
-            ...(recipe.augment ? { augment: { crop: 4, flip: true } } : {}),
-          }),
-        ...(run.onStep ? { onStep: run.onStep } : {}),
-        ...(run.signal ? { signal: run.signal } : {}),
-      });
-      return { model, parts: allParts(model), history, suppressClasses: [] };
-    } catch (error) {
-      model.dispose();
-      throw error;
-    }
+  retrain(run) {
+    return retrainFresh(
+      run,
+      positionsWhere(run.train, (label) => label !== run.classIndex),
+    );
   },
 
   async finetune(run) {
@@ -453,7 +562,7 @@ const METHODS: Record<ForgetMethod, MethodImpl> = {
   async 'random-label'(run) {
     const history = await fit(run, run.model, {
       trainable: allParts(run.model),
-      relabelForgotten: true,
+      mapBatches: (plain, epoch) => relabel(plain, run, epoch),
     });
     return { model: run.model, parts: allParts(run.model), history, suppressClasses: [] };
   },

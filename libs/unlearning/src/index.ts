@@ -65,3 +65,26 @@ export {
   forgetClass,
   previewClassForget,
 } from './class-forget-job';
+export {
+  SAMPLE_FORGET_METHODS,
+  type SampleForgetMethod,
+  type SampleForgetRun,
+  runSampleForgetMethod,
+} from './sample-forget-methods';
+export {
+  type SampleForgetMetrics,
+  measureSampleForgetting,
+  sampleMeasurePositions,
+} from './measure-samples';
+export {
+  type SampleForgetRequest,
+  type SampleForgetRequestRecord,
+  type SampleForgetPlan,
+  type SampleForgetReceipt,
+  type SampleForgetContext,
+  type SampleForgetPreview,
+  DEFAULT_SAMPLE_FORGET_RECIPE,
+  forgetJointSamples,
+  isSampleForgetReceipt,
+  previewSampleForget,
+} from './sample-forget-job';

@@ -49,6 +49,8 @@ beforeAll(async () => {
     {
       attributes: {
         training: {
+          mode: 'joint',
+          dataset: 'synthetic',
           epochs: 4,
           batchSize: 32,
           learningRate: 0.01,

@@ -1,0 +1,673 @@
+import { randomUUID } from 'node:crypto';
+import {
+  type ChannelStats,
+  type Dataset,
+  formatSampleId,
+  parseSampleId,
+  positionOfIndex,
+} from '@lethe/data';
+import { engineInfo } from '@lethe/engine';
+import {
+  appendErasures,
+  type Erased,
+  erasedOf,
+  excludeErased,
+  LEDGER_OBJECT,
+  type Ledger,
+  LedgerError,
+  readLedger,
+  readRoster,
+  readRoutingLineage,
+  type Roster,
+  ROUTING_LINEAGE_OBJECT,
+  type RoutingLineage,
+  RoutingLineageRecorder,
+  expertsThatSaw,
+  routedExperts,
+  storeRoutingLineage,
+} from '@lethe/ledger';
+import {
+  type LoadedModel,
+  loadModel,
+  type ModelCard,
+  type MoEModel,
+  publishModel,
+  readTrainingRecord,
+  recordedTrainingRate,
+  type StepProgress,
+  storeParts,
+} from '@lethe/model';
+import type { ObjectStore } from '@lethe/store';
+import {
+  checkRecipeNumbers,
+  DEFAULT_FORGET_RECIPE,
+  ForgetRequestError,
+  trainingRecipe,
+} from './class-forget-job';
+import type { ForgetOutcome, RemoteExperts } from './forget-methods';
+import { FrozenExpertCache } from './frozen-expert-cache';
+import { MEASURE_MODES, type MeasureMode, SAMPLE_MEASURE } from './measure-forgetting';
+import { measureSampleForgetting, type SampleForgetMetrics } from './measure-samples';
+import {
+  loadOutputMemos,
+  outputsKey,
+  pruneOutputMemos,
+  saveOutputMemos,
+  weightHashes as weightsOf,
+} from './output-memo';
+import { assertValidRequestId, readReceipt, receiptObjectName, storeReceipt } from './receipt';
+import {
+  runSampleForgetMethod,
+  SAMPLE_FORGET_METHODS,
+  type SampleForgetMethod,
+} from './sample-forget-methods';
+
+/** Forget training samples (by id, or every sample of some data subjects) of a joint model. */
+export interface SampleForgetRequest {
+  /** Client-chosen id that makes the request idempotent; generated when absent. */
+  requestId?: string;
+  /** Sample ids (`dataset:train:index`). */
+  sampleIds?: readonly string[];
+  /** Data subjects: every sample the model's roster gives them. */
+  subjects?: readonly string[];
+  method?: SampleForgetMethod;
+  epochs?: number;
+  learningRate?: number;
+  /** Weight of the forgetting term (neggrad+, scrub) or of the ℓ1 penalty (l1-sparse). */
+  lambda?: number;
+  /** Share of the retained samples retrained on (0 < F ≤ 1). */
+  retainFraction?: number;
+  measure?: MeasureMode;
+  batchSize?: number;
+  seed?: number;
+}
+
+/** What was asked, normalised: subjects expanded, every recipe field filled. */
+export interface SampleForgetRequestRecord {
+  kind: 'samples';
+  /** Every sample forgotten: the ones named and those of the subjects, sorted. */
+  sampleIds: string[];
+  subjects: string[];
+  method: SampleForgetMethod;
+  epochs: number;
+  learningRate: number;
+  lambda: number;
+  retainFraction: number;
+  batchSize: number;
+  seed: number;
+  measure: MeasureMode;
+}
+
+/** What a sample forget retrains, from the stored routing lineage, and what that disturbs. */
+export interface SampleForgetPlan {
+  samples: number;
+  /** Experts any of the samples was routed to in any recorded epoch (sorted). */
+  experts: number[];
+  /** Per expert: how many of the samples it saw in some epoch. */
+  seenBy: number[];
+  /** Epochs of routing the plan was read from (training's, then earlier forgets'). */
+  lineageEpochs: number;
+  /** Retained samples the last recorded epoch routed to a planned expert. */
+  retainedRouted: number;
+  /** % of the retained samples' routing slots (last recorded epoch) the planned experts carry. */
+  collateral: number;
+}
+
+/** The proof of one completed sample forget on a joint model. */
+export interface SampleForgetReceipt {
+  schema: 1;
+  requestId: string;
+  createdAt: string;
+  request: SampleForgetRequestRecord;
+  /** Retraining that makes the model behave as if it never saw the samples; not a replay. */
+  mode: 'approximate';
+  plan: SampleForgetPlan;
+  expertsRetrained: number[];
+  partsChanged: string[];
+  weights: { before: Record<string, string>; after: Record<string, string> };
+  manifest: { before: number; after: number };
+  /** UA, RA, TA and MIA-Efficacy on the forgotten samples, before and after. */
+  metrics: { before: SampleForgetMetrics; after: SampleForgetMetrics };
+  timings: { forgetSeconds: number; measureSeconds: number; totalSeconds: number };
+  engine: string;
+  history: { epoch: number; loss: number; accuracy: number; images: number; seconds: number }[];
+  frozenExpertPasses?: { computed: number; reused: number };
+}
+
+export interface SampleForgetContext {
+  store: ObjectStore;
+  /** The stored model's training set (as limited for training); the ledger is applied here. */
+  train: Dataset;
+  test: Dataset;
+  onStatus?: (message: string) => void;
+  onStep?: (progress: StepProgress) => void;
+  signal?: AbortSignal;
+  /** Where the retrained experts step (the coordinator's workers); default here. */
+  remoteExperts?: RemoteExperts;
+}
+
+/** What a sample forget would do and cost, computed without changing anything. */
+export interface SampleForgetPreview {
+  request: SampleForgetRequestRecord;
+  plan: SampleForgetPlan;
+  estimate: {
+    /** Samples each retraining epoch visits. */
+    trainingSamples: number;
+    epochs: number;
+    expertsRetrained: number;
+    expertSampleWork: number;
+    measuredSamples: number;
+    trainingRate: number | undefined;
+    seconds: { retraining: number; measurement: number; total: number } | undefined;
+  };
+  manifestRevision: number;
+}
+
+/**
+ * The recipe a sample request gets for what it leaves unset. The default method is the one the
+ * measurement in docs/forgetting-samples.md scored closest to the retrain oracle; λ is per
+ * method (a loss weight for neggrad+ and scrub, an ℓ1 weight for l1-sparse).
+ */
+export const DEFAULT_SAMPLE_FORGET_RECIPE = {
+  method: 'scrub' as SampleForgetMethod,
+  epochs: 2,
+  learningRate: 3e-4,
+  lambda: { finetune: 0, 'neggrad+': 0.5, scrub: 1, 'l1-sparse': 5e-4, retrain: 0 },
+  retainFraction: 0.2,
+  batchSize: DEFAULT_FORGET_RECIPE.batchSize,
+  measure: DEFAULT_FORGET_RECIPE.measure,
+} as const;
+
+interface Prepared {
+  requestId: string;
+  record: SampleForgetRequestRecord;
+  loaded: LoadedModel;
+  existing: SampleForgetReceipt | undefined;
+  roster: Roster;
+  lineage: RoutingLineage;
+  ledger: Ledger;
+  /** The training set without the ledger's earlier erasures. */
+  train: Dataset;
+  /** Training positions (in `train`) of the samples to forget. */
+  forgotten: Int32Array;
+  /** The experts the routing lineage says saw them. */
+  experts: number[];
+}
+
+const codeOf = (error: LedgerError): ForgetRequestError['code'] => error.code;
+
+/** Validates a request against the stored model; throws ForgetRequestError, changes nothing. */
+async function prepare(ctx: SampleForgetContext, request: SampleForgetRequest): Promise<Prepared> {
+  const requestId = request.requestId ?? randomUUID();
+  try {
+    assertValidRequestId(requestId);
+  } catch (error) {
+    throw new ForgetRequestError((error as Error).message, 'invalid-argument');
+  }
+  const method = request.method ?? DEFAULT_SAMPLE_FORGET_RECIPE.method;
+  if (!SAMPLE_FORGET_METHODS.includes(method)) {
+    throw new ForgetRequestError(
+      `unknown sample-forget method ${String(method).slice(0, 40)} (known: ${SAMPLE_FORGET_METHODS.join(', ')})`,
+      'invalid-argument',
+    );
+  }
+  // The same bounds as a class request's (its class is not a number to check).
+  checkRecipeNumbers(request);
+  if (request.measure !== undefined && !MEASURE_MODES.includes(request.measure)) {
+    throw new ForgetRequestError(
+      `unknown measure mode ${String(request.measure).slice(0, 40)} (known: ${MEASURE_MODES.join(', ')})`,
+      'invalid-argument',
+    );
+  }
+  const named = [...new Set(request.sampleIds ?? [])];
+  const subjects = [...new Set(request.subjects ?? [])].sort();
+  if (named.length === 0 && subjects.length === 0) {
+    throw new ForgetRequestError('name the samples or subjects to forget', 'invalid-argument');
+  }
+  for (const id of named) {
+    try {
+      parseSampleId(id);
+    } catch (error) {
+      throw new ForgetRequestError((error as Error).message.slice(0, 200), 'invalid-argument');
+    }
+  }
+  if (subjects.some((s) => s.length === 0)) {
+    throw new ForgetRequestError('a subject id is empty', 'invalid-argument');
+  }
+  const loaded = await loadModel(ctx.store).catch((error: unknown) => {
+    throw new ForgetRequestError(
+      error instanceof Error ? error.message : String(error),
+      'failed-precondition',
+    );
+  });
+  try {
+    const { card, manifest } = loaded;
+    if (readTrainingRecord(manifest)?.mode === 'sisa') {
+      throw new ForgetRequestError(
+        'the stored model is a sisa model: its samples are forgotten exactly, by replay (lethe forget --samples)',
+        'failed-precondition',
+      );
+    }
+    const roster = await readRoster(ctx.store, manifest);
+    const lineage = await readRoutingLineage(ctx.store, manifest);
+    if (!roster || !lineage) {
+      throw new ForgetRequestError(
+        'the stored model has no roster or routing lineage (it was trained before they were recorded): train it again to forget samples',
+        'failed-precondition',
+      );
+    }
+    const sampleIds = [...new Set([...named, ...subjectSamples(roster, subjects)])].sort();
+    const recipe = DEFAULT_SAMPLE_FORGET_RECIPE;
+    const record: SampleForgetRequestRecord = {
+      kind: 'samples',
+      sampleIds,
+      subjects,
+      method,
+      epochs: request.epochs ?? recipe.epochs,
+      learningRate: request.learningRate ?? recipe.learningRate,
+      lambda: request.lambda ?? recipe.lambda[method],
+      retainFraction: request.retainFraction ?? recipe.retainFraction,
+      batchSize: request.batchSize ?? recipe.batchSize,
+      seed: request.seed ?? 0,
+      measure: request.measure ?? recipe.measure,
+    };
+    const existing = (await readReceipt(ctx.store, requestId)) as unknown as
+      SampleForgetReceipt | undefined;
+    if (existing && JSON.stringify(existing.request) !== JSON.stringify(record)) {
+      throw new ForgetRequestError(
+        `request id ${requestId} was already used for a different request`,
+        'already-exists',
+      );
+    }
+    const ledger = await readLedger(ctx.store, manifest);
+    const erased = erasedOf(ledger);
+    if (!existing) checkAlreadyErased(erased, roster, sampleIds, subjects);
+    let experts: number[];
+    try {
+      experts = expertsThatSaw(roster, lineage, sampleIds);
+    } catch (error) {
+      if (error instanceof LedgerError) throw new ForgetRequestError(error.message, codeOf(error));
+      throw error;
+    }
+    if (!existing) checkData(ctx, card);
+    const train = excludeErased(ctx.train, erased).train;
+    const forgotten = Int32Array.from(sampleIds, (id) => {
+      const ref = parseSampleId(id);
+      const p = ref.dataset === train.name ? positionOfIndex(train, ref.index) : -1;
+      if (p < 0 && !existing) {
+        throw new ForgetRequestError(
+          `sample ${id} is in the model's roster but not in the training data given (${train.name}, ${train.size} samples): pass the model's training data`,
+          'failed-precondition',
+        );
+      }
+      return p;
+    }).sort();
+    return {
+      requestId,
+      record,
+      loaded,
+      existing,
+      roster,
+      lineage,
+      ledger,
+      train,
+      forgotten,
+      experts,
+    };
+  } catch (error) {
+    loaded.model.dispose();
+    throw error;
+  }
+}
+
+/** The roster's samples of the subjects; not found for a subject without one. */
+function subjectSamples(roster: Roster, subjects: readonly string[]): string[] {
+  if (subjects.length === 0) return [];
+  if (roster.subjectTable === null || roster.subjects === null) {
+    throw new ForgetRequestError(
+      'the stored model was trained without a subject table (lethe train --subjects FILE)',
+      'not-found',
+    );
+  }
+  const ids: string[] = [];
+  for (const subject of subjects) {
+    const own = roster.indices.filter((_, p) => roster.subjects![p] === subject);
+    if (own.length === 0) {
+      throw new ForgetRequestError(
+        `subject ${JSON.stringify(subject).slice(0, 80)} has no sample in the stored model's training set`,
+        'not-found',
+      );
+    }
+    ids.push(...own.map((i) => formatSampleId(roster.dataset, 'train', i)));
+  }
+  return ids;
+}
+
+/** A sample, subject or class the ledger already holds: refused, naming the request. */
+function checkAlreadyErased(
+  erased: Erased,
+  roster: Roster,
+  sampleIds: readonly string[],
+  subjects: readonly string[],
+): void {
+  const subject = subjects.find((s) => erased.subjects.has(s));
+  const label = new Map(
+    roster.indices.map((i, p) => [formatSampleId(roster.dataset, 'train', i), roster.labels[p]!]),
+  );
+  const sample = sampleIds.find(
+    (id) =>
+      erased.sampleIds.has(id) || erased.classes.has(roster.classes[label.get(id) ?? -1] ?? ''),
+  );
+  if (subject === undefined && sample === undefined) return;
+  const by = [...erased.byRequest.values()].find((e) =>
+    subject !== undefined
+      ? e.subjects.includes(subject)
+      : e.sampleIds.includes(sample!) ||
+        e.classes.includes(roster.classes[label.get(sample!) ?? -1] ?? ''),
+  );
+  throw new ForgetRequestError(
+    `${subject !== undefined ? `subject ${subject}` : `sample ${sample}`} is already forgotten (request ${by?.requestId ?? '?'}, in the erasure ledger)`,
+    'failed-precondition',
+  );
+}
+
+function checkData(ctx: SampleForgetContext, card: ModelCard): void {
+  for (const ds of [ctx.train, ctx.test]) {
+    if (ds.classes.join('\n') !== card.classes.join('\n')) {
+      throw new ForgetRequestError(
+        `the ${ds.split} data has classes [${ds.classes.join(', ')}], the stored model [${card.classes.join(', ')}]`,
+        'failed-precondition',
+      );
+    }
+  }
+}
+
+/**
+ * The plan from stored facts: the experts that saw the samples (routing lineage, every epoch),
+ * and, from the last recorded epoch, the retained samples those experts carry.
+ */
+function planOf(prepared: Prepared): { plan: SampleForgetPlan; routedRetained: Int32Array } {
+  const { roster, lineage, train, record, forgotten, experts } = prepared;
+  const rosterPosition = new Map(roster.indices.map((index, p) => [index, p]));
+  const seenBy = new Array<number>(lineage.experts).fill(0);
+  for (const id of record.sampleIds) {
+    const p = rosterPosition.get(parseSampleId(id).index)!;
+    const seen = new Set(routedExperts(lineage, p).flat());
+    seen.forEach((e) => seenBy[e]!++);
+  }
+  const planned = new Set(experts);
+  const gone = new Set(forgotten);
+  const routed: number[] = [];
+  let slots = 0;
+  let plannedSlots = 0;
+  const last = lineage.epochs.length - 1;
+  for (let q = 0; q < train.size; q++) {
+    if (gone.has(q)) continue;
+    const p = rosterPosition.get(train.indices[q]!);
+    if (p === undefined || last < 0) continue;
+    const lastEpoch = routedExperts({ ...lineage, epochs: [lineage.epochs[last]!] }, p)[0]!;
+    slots += lastEpoch.length;
+    const hits = lastEpoch.filter((e) => planned.has(e)).length;
+    plannedSlots += hits;
+    if (hits > 0) routed.push(q);
+  }
+  return {
+    plan: {
+      samples: record.sampleIds.length,
+      experts,
+      seenBy,
+      lineageEpochs: lineage.epochs.length,
+      retainedRouted: routed.length,
+      collateral: slots > 0 ? (100 * plannedSlots) / slots : 0,
+    },
+    routedRetained: Int32Array.from(routed),
+  };
+}
+
+/** Plans a sample forget and estimates its cost; the same checks as a real one, nothing changed. */
+export async function previewSampleForget(
+  ctx: SampleForgetContext,
+  request: SampleForgetRequest,
+): Promise<SampleForgetPreview> {
+  const prepared = await prepare(ctx, request);
+  try {
+    const { plan } = planOf(prepared);
+    const { record } = prepared;
+    const retained = prepared.train.size - prepared.forgotten.length;
+    const approximate = record.method !== 'retrain';
+    const fineTuning = record.method === 'finetune' || record.method === 'l1-sparse';
+    const trainingSamples = approximate
+      ? (fineTuning ? 0 : plan.samples) + Math.max(1, Math.round(retained * record.retainFraction))
+      : retained;
+    const recipe = trainingRecipe(readTrainingRecord(prepared.loaded.manifest));
+    const epochs = approximate ? record.epochs : recipe.epochs;
+    const expertsRetrained = approximate
+      ? plan.experts.length
+      : prepared.loaded.card.config.experts;
+    const measuredSamples =
+      (record.measure === 'full'
+        ? prepared.train.size
+        : plan.samples + Math.min(retained, SAMPLE_MEASURE.retained)) + ctx.test.size;
+    const rate = recordedTrainingRate(readTrainingRecord(prepared.loaded.manifest));
+    const retraining = rate
+      ? (trainingSamples * epochs) / rate +
+        (record.method === 'scrub' ? trainingSamples / (3 * rate) : 0)
+      : 0;
+    const measurement = rate ? (2 * measuredSamples) / (3 * rate) : 0;
+    return {
+      request: record,
+      plan,
+      estimate: {
+        trainingSamples,
+        epochs,
+        expertsRetrained,
+        expertSampleWork: trainingSamples * epochs * expertsRetrained,
+        measuredSamples,
+        trainingRate: rate,
+        seconds: rate ? { retraining, measurement, total: retraining + measurement } : undefined,
+      },
+      manifestRevision: prepared.loaded.manifest.revision,
+    };
+  } finally {
+    prepared.loaded.model.dispose();
+  }
+}
+
+/**
+ * Forgets training samples of the stored joint model approximately: retrains the router and
+ * the experts the routing lineage says saw them (`method`), measures before and after, and
+ * publishes the new weights, the receipt, the erasure-ledger entry and the extended lineage in
+ * one manifest revision. Re-sending a request id that completed returns its receipt.
+ */
+export async function forgetJointSamples(
+  ctx: SampleForgetContext,
+  request: SampleForgetRequest,
+): Promise<SampleForgetReceipt> {
+  const started = performance.now();
+  const status = ctx.onStatus ?? (() => undefined);
+  const prepared = await prepare(ctx, request);
+  const { requestId, record, forgotten, train } = prepared;
+  const { card, manifest } = prepared.loaded;
+  let model = prepared.loaded.model;
+  try {
+    if (prepared.existing) return prepared.existing;
+    const normalise = card.normalisation as ChannelStats;
+    const { plan, routedRetained } = planOf(prepared);
+    const approximate = record.method !== 'retrain';
+    status(
+      `plan: ${plan.samples} samples were routed to ${plan.experts.map((e) => `e${e}`).join(', ') || 'no expert'} ` +
+        `in ${plan.lineageEpochs} recorded epochs; ` +
+        (approximate
+          ? `retraining them + router (${record.method}); they carry ${plan.collateral.toFixed(1)}% of the retained samples' routing`
+          : 'retraining a fresh model without them (oracle)'),
+    );
+    const frozen = new Set(
+      Array.from({ length: model.config.experts }, (_, e) => e).filter(
+        (e) => !plan.experts.includes(e),
+      ),
+    );
+    const caches =
+      approximate && plan.experts.length > 0
+        ? {
+            train: new FrozenExpertCache(model, frozen, train.size),
+            test: new FrozenExpertCache(model, frozen, ctx.test.size),
+          }
+        : undefined;
+    const shape = { classes: model.config.numClasses, topK: model.config.topK };
+    const data = { train, test: ctx.test };
+    const suppress = card.suppressClasses ?? [];
+    const measure = (
+      m: MoEModel,
+      memos: Awaited<ReturnType<typeof loadOutputMemos>>,
+    ): SampleForgetMetrics =>
+      measureSampleForgetting(m, train, ctx.test, forgotten, normalise, suppress, {
+        mode: record.measure,
+        seed: record.seed,
+        memos,
+        ...(caches ? { caches } : {}),
+      });
+
+    status(`measuring the model before forgetting (${record.measure})`);
+    let t = performance.now();
+    const beforeHashes = weightsOf(manifest);
+    const beforeMemos = await loadOutputMemos(
+      ctx.store,
+      outputsKey(beforeHashes, train, ctx.test),
+      data,
+      shape,
+    );
+    const before = measure(model, beforeMemos);
+    let measureSeconds = (performance.now() - t) / 1000;
+
+    // The retraining's routing extends the lineage (retrained experts only: frozen ones did
+    // not learn), so a later request for a sample they now saw plans them too.
+    const rosterPosition = new Map(prepared.roster.indices.map((index, p) => [index, p]));
+    const learners = new Set(approximate ? plan.experts : []);
+    const recorder = new RoutingLineageRecorder(prepared.lineage.samples, prepared.lineage.experts);
+    const onRouted = (epoch: number, positions: Int32Array, chosen: Int32Array): void => {
+      const k = chosen.length / positions.length;
+      for (let i = 0; i < chosen.length; i++) {
+        const e = chosen[i]!;
+        if (approximate && !learners.has(e)) continue;
+        const p = rosterPosition.get(train.indices[positions[Math.floor(i / k)]!]!);
+        if (p !== undefined) recorder.record(epoch, [p], [e]);
+      }
+    };
+    const outcome: Omit<ForgetOutcome, 'seconds'> & { seconds: number } =
+      approximate && plan.experts.length === 0
+        ? // No expert (and so no router step) ever saw them: there is nothing to retrain.
+          { model, parts: [], history: [], suppressClasses: [], seconds: 0 }
+        : await runSampleForgetMethod(record.method, {
+            model,
+            train,
+            normalise,
+            forgotten,
+            experts: plan.experts,
+            routedRetained,
+            epochs: record.epochs,
+            learningRate: record.learningRate,
+            batchSize: record.batchSize,
+            lambda: record.lambda,
+            retainFraction: record.retainFraction,
+            seed: record.seed,
+            recipe: trainingRecipe(readTrainingRecord(manifest)),
+            onRouted,
+            ...(caches ? { cache: caches.train } : {}),
+            ...(ctx.onStep ? { onStep: ctx.onStep } : {}),
+            ...(ctx.signal ? { signal: ctx.signal } : {}),
+            ...(ctx.remoteExperts && approximate ? { remoteExperts: ctx.remoteExperts } : {}),
+          });
+    if (outcome.model !== model) {
+      model.dispose();
+      model = outcome.model;
+    }
+    const refs = await storeParts(ctx.store, model, outcome.parts);
+    const afterHashes = {
+      ...beforeHashes,
+      ...Object.fromEntries(Object.entries(refs).map(([p, r]) => [p, r!.sha256])),
+    };
+    status('measuring the model after forgetting');
+    t = performance.now();
+    const afterMemos = await loadOutputMemos(
+      ctx.store,
+      outputsKey(afterHashes, train, ctx.test),
+      data,
+      shape,
+    );
+    const after = measure(model, afterMemos);
+    measureSeconds += (performance.now() - t) / 1000;
+    const receipt: SampleForgetReceipt = {
+      schema: 1,
+      requestId,
+      createdAt: new Date().toISOString(),
+      request: record,
+      mode: 'approximate',
+      plan,
+      expertsRetrained: approximate
+        ? outcome.parts.filter((p) => p !== 'router').map((p) => Number(p.slice(7)))
+        : Array.from({ length: model.config.experts }, (_, e) => e),
+      partsChanged: Object.keys(afterHashes).filter((p) => afterHashes[p] !== beforeHashes[p]),
+      weights: { before: beforeHashes, after: afterHashes },
+      manifest: { before: manifest.revision, after: manifest.revision + 1 },
+      metrics: { before, after },
+      timings: {
+        forgetSeconds: outcome.seconds,
+        measureSeconds,
+        totalSeconds: (performance.now() - started) / 1000,
+      },
+      engine: engineInfo()?.engine ?? 'unknown',
+      history: outcome.history.map(({ epoch, loss, accuracy, images, seconds }) => ({
+        epoch,
+        loss,
+        accuracy,
+        images,
+        seconds,
+      })),
+      ...(outcome.frozenExpertPasses ? { frozenExpertPasses: outcome.frozenExpertPasses } : {}),
+    };
+    const receiptRef = await storeStoredReceipt(ctx.store, receipt);
+    const ledgerRef = await appendErasures(ctx.store, prepared.ledger, [
+      {
+        requestId,
+        receipt: receiptRef,
+        mode: 'approximate',
+        sampleIds: record.sampleIds,
+        subjects: record.subjects,
+      },
+    ]);
+    const added = recorder.toRecord().epochs;
+    // The oracle's model is new: its lineage is its own training's, nothing earlier.
+    const lineage: RoutingLineage = {
+      ...prepared.lineage,
+      epochs: approximate ? [...prepared.lineage.epochs, ...added] : added,
+    };
+    const lineageRef = await storeRoutingLineage(ctx.store, lineage);
+    await publishModel(ctx.store, { ...card, config: model.config }, refs, {
+      objects: {
+        [receiptObjectName(requestId)]: receiptRef,
+        [LEDGER_OBJECT]: ledgerRef,
+        [ROUTING_LINEAGE_OBJECT]: lineageRef,
+      },
+      expectRevision: manifest.revision,
+    });
+    // A cache: a failure to write it costs the next forget a measurement pass, nothing else.
+    await saveOutputMemos(ctx.store, afterMemos)
+      .then(() => pruneOutputMemos(ctx.store, afterMemos.key))
+      .catch((error: unknown) =>
+        status(`note: could not store the measured outputs for reuse (${String(error)})`),
+      );
+    return receipt;
+  } finally {
+    model.dispose();
+  }
+}
+
+/** Receipts of every kind are stored the same way, under `receipt/<request id>`. */
+function storeStoredReceipt(store: ObjectStore, receipt: SampleForgetReceipt) {
+  return storeReceipt(store, receipt as unknown as Parameters<typeof storeReceipt>[1]);
+}
+
+/** Whether a stored receipt is a sample forget's (both kinds share `receipt/<id>`). */
+export function isSampleForgetReceipt(receipt: { request: { kind: string } }): boolean {
+  return receipt.request.kind === 'samples';
+}

@@ -1,0 +1,190 @@
+import * as tf from '@tensorflow/tfjs-core';
+import type { ChannelStats, Dataset } from '@lethe/data';
+import {
+  type ModulePart,
+  type MoEModel,
+  perSampleCrossEntropy,
+  type StepProgress,
+  type TaskLoss,
+} from '@lethe/model';
+import {
+  fit,
+  type ForgetOutcome,
+  pickRetained,
+  type RemoteExperts,
+  retrainFresh,
+  type RoutedHook,
+  targetedParts,
+  Teacher,
+  type TrainingRecipe,
+} from './forget-methods';
+import type { FrozenExpertCache } from './frozen-expert-cache';
+
+/**
+ * Approximate forgetting of training samples on a joint model. Every method but `retrain`
+ * retrains only the router and the experts the samples were routed to during training (from the
+ * routing lineage), frozen experts served from the cache, on all forgotten samples plus a seeded
+ * share of the retained ones; they differ in the objective:
+ * - `finetune`: cross-entropy on the retained samples only (the forgotten ones are left out);
+ * - `neggrad+`: descent on the retained samples, λ-weighted ascent on the forgotten ones
+ *   (Kurmanji et al. 2023), the ascent stopped per sample once its loss reaches chance's;
+ * - `scrub`: SCRUB-style distillation (Kurmanji et al. 2023): stay close to the original model
+ *   on retained samples (KL to its outputs, plus cross-entropy), move away from it on forgotten
+ *   ones (λ · KL, maximised, capped at chance's);
+ * - `l1-sparse`: fine-tuning with an ℓ1 penalty on the retrained weights, decaying linearly to 0
+ *   over the run (Jia et al. 2023, "model sparsity can simplify machine unlearning");
+ * - `retrain`: the oracle — a fresh model, the stored recipe, the training set without them.
+ */
+export const SAMPLE_FORGET_METHODS = [
+  'finetune',
+  'neggrad+',
+  'scrub',
+  'l1-sparse',
+  'retrain',
+] as const;
+export type SampleForgetMethod = (typeof SAMPLE_FORGET_METHODS)[number];
+
+export interface SampleForgetRun {
+  model: MoEModel;
+  /** The training set (without what the erasure ledger held before this request). */
+  train: Dataset;
+  normalise: ChannelStats;
+  /** Training positions of the samples to forget, increasing. */
+  forgotten: Int32Array;
+  /** Experts to retrain with the router (all but `retrain`). */
+  experts: readonly number[];
+  /** Retained positions routed to a retrained expert: they get most of the retained budget. */
+  routedRetained?: Int32Array;
+  epochs: number;
+  learningRate: number;
+  batchSize: number;
+  /** Weight of the forgetting term (neggrad+, scrub) or of the ℓ1 penalty (l1-sparse). */
+  lambda: number;
+  /** Share of the retained samples retrained on (seeded, fixed for the run). */
+  retainFraction: number;
+  seed: number;
+  recipe: TrainingRecipe;
+  cache?: FrozenExpertCache;
+  onStep?: (progress: StepProgress) => void;
+  signal?: AbortSignal;
+  /** Where the retrained experts step; default in this process. */
+  remoteExperts?: RemoteExperts;
+  /** Where each retraining step routed its samples (to extend the routing lineage). */
+  onRouted?: RoutedHook;
+}
+
+/** Runs one sample-forgetting method on a loaded model. */
+export async function runSampleForgetMethod(
+  method: SampleForgetMethod,
+  run: SampleForgetRun,
+): Promise<ForgetOutcome> {
+  const started = performance.now();
+  const outcome =
+    method === 'retrain'
+      ? await retrainFresh(run, retainedPositions(run))
+      : await targetedSampleForget(method, run);
+  return { ...outcome, seconds: (performance.now() - started) / 1000 };
+}
+
+/** Training positions not being forgotten. */
+function retainedPositions(run: SampleForgetRun): Int32Array {
+  const gone = new Uint8Array(run.train.size);
+  for (const p of run.forgotten) gone[p] = 1;
+  return Int32Array.from({ length: run.train.size }, (_, i) => i).filter((p) => !gone[p]);
+}
+
+/** The positions an approximate method retrains on: all forgotten plus a share of retained. */
+export function sampleForgetSubset(run: SampleForgetRun): Int32Array {
+  return pickRetained({
+    forgotten: run.forgotten,
+    retained: retainedPositions(run),
+    routed: run.routedRetained ? Int32Array.from(run.routedRetained) : undefined,
+    size: run.train.size,
+    fraction: run.retainFraction,
+    seed: run.seed,
+  });
+}
+
+async function targetedSampleForget(
+  method: Exclude<SampleForgetMethod, 'retrain'>,
+  run: SampleForgetRun,
+): Promise<Omit<ForgetOutcome, 'seconds'>> {
+  const { trainable, cache } = targetedParts(run.model, run.experts, run.train, run.cache);
+  const subset = sampleForgetSubset(run);
+  const isForgotten = new Uint8Array(run.train.size);
+  for (const p of run.forgotten) isForgotten[p] = 1;
+  // fine-tuning never sees the forgotten samples; the others need them in their batches.
+  const indices =
+    method === 'finetune' || method === 'l1-sparse'
+      ? subset.filter((p) => !isForgotten[p])
+      : subset;
+  const teacher = method === 'scrub' ? await Teacher.record(run, indices, cache, []) : undefined;
+  const mask = (positions: Int32Array, size: number): Float32Array =>
+    Float32Array.from({ length: size }, (_, b) => isForgotten[positions[b]!]!);
+  const chance = Math.log(run.model.config.numClasses);
+  const steps = run.epochs * Math.ceil(indices.length / run.batchSize);
+  let step = 0;
+  const batchLoss = (positions: Int32Array, size: number): TaskLoss => {
+    const forgotten = mask(positions, size);
+    switch (method) {
+      case 'neggrad+':
+        return (logits, labels) => {
+          const f = tf.tensor1d(forgotten);
+          const ce = perSampleCrossEntropy(logits, labels);
+          // Ascent only while a sample is still more likely than chance: unbounded ascent
+          // diverges and takes the retained samples with it.
+          const ascent = tf.minimum(ce, chance);
+          return tf.mean(
+            tf.sub(tf.mul(tf.sub(1, f), ce), tf.mul(f, tf.mul(ascent, run.lambda))),
+          ) as tf.Scalar;
+        };
+      case 'scrub': {
+        const { targets } = teacher!.rows(positions, size);
+        return (logits, labels) => {
+          const f = tf.tensor1d(forgotten);
+          const t = tf.tensor2d(targets, [size, teacher!.classes]);
+          const kl = tf.sum(tf.mul(t, tf.sub(tf.log(tf.add(t, 1e-9)), tf.logSoftmax(logits))), 1);
+          const ce = perSampleCrossEntropy(logits, labels);
+          const keep = tf.mul(tf.sub(1, f), tf.add(kl, ce));
+          const away = tf.mul(f, tf.mul(tf.minimum(kl, chance), run.lambda));
+          return tf.mean(tf.sub(keep, away)) as tf.Scalar;
+        };
+      }
+      case 'l1-sparse': {
+        const weight = run.lambda * Math.max(0, 1 - step++ / steps);
+        const variables = trainable.flatMap((p: ModulePart) =>
+          run.model.part(p).params.trainable(),
+        );
+        return (logits, labels) => {
+          const ce = tf.mean(perSampleCrossEntropy(logits, labels));
+          if (weight === 0) return ce as tf.Scalar;
+          const l1 = tf.addN(variables.map((v) => tf.sum(tf.abs(v))));
+          return tf.add(ce, tf.mul(l1, weight)) as tf.Scalar;
+        };
+      }
+      case 'finetune':
+        return (logits, labels) => tf.mean(perSampleCrossEntropy(logits, labels)) as tf.Scalar;
+    }
+  };
+  const remote = run.remoteExperts;
+  await remote?.prepare(run.model, run.experts);
+  const history = await fit(run, run.model, {
+    trainable,
+    cache,
+    indices,
+    batchLoss,
+    // The statistics every other sample is normalised with stay those of the full training
+    // set; a subset's batch moments (or an ascent step's) would shift them for everyone.
+    frozenBatchNorm: true,
+    ...(remote ? { executor: remote } : {}),
+    ...(run.onRouted ? { onRouted: run.onRouted } : {}),
+  });
+  await remote?.collect(run.model, run.experts);
+  return {
+    model: run.model,
+    parts: trainable,
+    history,
+    suppressClasses: [],
+    frozenExpertPasses: cache.stats(),
+  };
+}
