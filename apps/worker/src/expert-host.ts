@@ -174,7 +174,8 @@ interface HeldExpert {
   sha256?: string;
 }
 
-interface HeldDataset {
+/** A dataset as held: also what crosses to the serving thread (structured-cloneable). */
+export interface HeldDataset {
   /** What was loaded, to make a repeated LoadDataset a no-op. */
   sourceKey: string;
   dataset: Dataset;
@@ -565,6 +566,45 @@ export class ExpertHost {
       if (this.datasets.delete(key)) releasedDatasetKeys.push(key);
     }
     return { releasedExpertIds: releasedExpertIds.sort((a, b) => a - b), releasedDatasetKeys };
+  }
+
+  /**
+   * The dataset held under `key` with its arrays moved into shared memory (once), so that the
+   * serving thread reads the same bytes without a copy; undefined when none is held.
+   */
+  sharedDataset(key: string): HeldDataset | undefined {
+    const held = this.datasets.get(key);
+    if (!held || held.dataset.images.buffer instanceof SharedArrayBuffer) return held;
+    const share = <T extends Uint8Array | Int32Array>(array: T): T => {
+      const shared = new (array.constructor as new (buffer: SharedArrayBuffer) => T)(
+        new SharedArrayBuffer(array.byteLength),
+      );
+      shared.set(array);
+      return shared;
+    };
+    const { dataset } = held;
+    const moved: HeldDataset = {
+      ...held,
+      dataset: {
+        ...dataset,
+        images: share(dataset.images),
+        labels: share(dataset.labels),
+        indices: share(dataset.indices),
+        ...(dataset.coarseLabels ? { coarseLabels: share(dataset.coarseLabels) } : {}),
+      },
+    };
+    this.datasets.set(key, moved);
+    return moved;
+  }
+
+  /** Holds `held` under `key` as if loaded here (the serving thread's copy of a dataset). */
+  adoptDataset(key: string, held: HeldDataset): void {
+    this.datasets.set(key, held);
+  }
+
+  /** Keys of the datasets held. */
+  datasetKeys(): string[] {
+    return [...this.datasets.keys()];
   }
 
   /** Experts held, by id. */

@@ -10,7 +10,8 @@ import {
   type WorkerServer,
 } from '@lethe/proto';
 import { invalidArgument, RpcError, type RpcLogger, unaryHandler, unimplemented } from '@lethe/rpc';
-import { type DatasetSource, ExpertHost, HostError, type ModelSpec } from './expert-host';
+import { type DatasetSource, type ExpertHost, HostError, type ModelSpec } from './expert-host';
+import type { ServingCopy } from './serving-copy';
 
 /** Counts the RPCs being served, for the heartbeat's WorkerLoad.inflight_calls. */
 export class CallTracker {
@@ -29,16 +30,17 @@ export class CallTracker {
 /** A worker's two copies of its experts (ExpertCopy in worker.proto); datasets are shared. */
 export interface WorkerHosts {
   training: ExpertHost;
-  serving: ExpertHost;
+  /** Asynchronous: it computes off the main thread (serving-copy.ts). */
+  serving: ServingCopy;
 }
 
-/** The host a call's `copy` names. */
-function hostOf(hosts: WorkerHosts, copy: ExpertCopy): ExpertHost {
+/** Whether a call's `copy` names the serving copy (else the training one). */
+function isServing(copy: ExpertCopy): boolean {
   switch (copy) {
     case ExpertCopy.EXPERT_COPY_UNSPECIFIED:
-      return hosts.training;
+      return false;
     case ExpertCopy.EXPERT_COPY_SERVING:
-      return hosts.serving;
+      return true;
     default:
       throw invalidArgument(`copy: unknown value ${String(copy)}`);
   }
@@ -104,11 +106,11 @@ export function createWorkerService(
   return {
     assignExperts: handle('AssignExperts', async (request) => {
       if (!request.model) throw invalidArgument('model: required');
-      const host = hostOf(hosts, request.copy);
-      if (host === hosts.serving && request.experts.some((e) => e.optimizerState)) {
+      const serving = isServing(request.copy);
+      if (serving && request.experts.some((e) => e.optimizerState)) {
         throw invalidArgument('experts: the serving copy holds no optimizer state');
       }
-      const experts = await host.assignExperts(
+      const experts = await (serving ? hosts.serving : hosts.training).assignExperts(
         toModelSpec(request.model),
         request.experts.map((e) => ({
           expertId: e.expertId,
@@ -126,13 +128,13 @@ export function createWorkerService(
       return info;
     }),
 
-    forward: handle('Forward', (request) => {
-      const host = hostOf(hosts, request.copy);
-      if (host === hosts.serving && request.training) {
+    forward: handle('Forward', async (request) => {
+      const serving = isServing(request.copy);
+      if (serving && request.training) {
         throw invalidArgument('training: the serving copy runs inference forwards only');
       }
       const started = performance.now();
-      const { values, shape } = host.forward({
+      const input = {
         stepId: request.stepId,
         expertId: request.expertId,
         datasetKey: request.datasetKey,
@@ -140,7 +142,10 @@ export function createWorkerService(
         training: request.training,
         ...(request.augmentation ? { augmentation: request.augmentation } : {}),
         ...(request.frozenBatchNorm ? { frozenBatchNorm: true } : {}),
-      });
+      };
+      const { values, shape } = serving
+        ? await hosts.serving.forward(input)
+        : hosts.training.forward(input);
       const computeSeconds = (performance.now() - started) / 1000;
       metrics?.forwardSeconds.observe(computeSeconds);
       return {
@@ -178,9 +183,10 @@ export function createWorkerService(
       };
     }),
 
-    predict: handle('Predict', (request) => {
-      const host = hostOf(hosts, request.copy);
-      const { values, shape } = host.predict(request.expertId, request.images);
+    predict: handle('Predict', async (request) => {
+      const { values, shape } = isServing(request.copy)
+        ? await hosts.serving.predict(request.expertId, request.images)
+        : hosts.training.predict(request.expertId, request.images);
       return { expertId: request.expertId, logits: toFloat32Tensor(values, shape) };
     }),
 
@@ -189,13 +195,14 @@ export function createWorkerService(
       return { expertId: request.expertId, ...result };
     }),
 
-    release: handle('Release', (request) =>
-      hostOf(hosts, request.copy).release({
+    release: handle('Release', (request) => {
+      const input = {
         expertIds: request.expertIds,
         datasetKeys: request.datasetKeys,
         all: request.all,
-      }),
-    ),
+      };
+      return isServing(request.copy) ? hosts.serving.release(input) : hosts.training.release(input);
+    }),
   };
 }
 

@@ -22,6 +22,7 @@ import { ExpertHost } from './expert-host';
 import type { Logger } from './logger';
 import { type MetricsServer, serveMetrics, WorkerMetrics } from './metrics';
 import { Registration } from './registry-client';
+import { inProcessServing, type ServingCopy, ServingThread } from './serving-copy';
 import { CallTracker, createWorkerService } from './worker-service';
 
 export const WORKER_SERVICE_NAME = 'lethe.v1.Worker';
@@ -83,12 +84,26 @@ export async function startWorker(
   // the same certificate is this worker's client certificate for the coordinator's Registry.
   const tls = workerTls(config);
   const host = new ExpertHost({ maxExperts: config.maxExperts, ...(store ? { store } : {}) });
-  // Serving (Predict, Evaluate) runs on its own copy of the published weights while jobs train.
-  const serving = new ExpertHost({
-    maxExperts: config.maxExperts,
-    ...(store ? { store } : {}),
-    shareDatasetsWith: host,
-  });
+  // Serving (Predict, Evaluate) runs on its own copy of the published weights while jobs train,
+  // in a thread of its own so that it does not wait for a training step on this one. A store
+  // given as an object (tests) cannot cross to a thread: then the copy is a second host here.
+  const serving: ServingCopy = options.store
+    ? inProcessServing(
+        new ExpertHost({
+          maxExperts: config.maxExperts,
+          store: options.store,
+          shareDatasetsWith: host,
+        }),
+      )
+    : new ServingThread(
+        host,
+        {
+          maxExperts: config.maxExperts,
+          ...(config.store !== undefined ? { storeUrl: config.store } : {}),
+        },
+        logger,
+        env,
+      );
   const tracker = new CallTracker();
   const metrics = new WorkerMetrics({
     experts: () => host.load().expertIds.length,
@@ -165,7 +180,7 @@ export async function startWorker(
       await server.shutdown(config.graceMs);
       await registration?.deregister();
       await metricsServer?.close();
-      serving.dispose();
+      await serving.dispose();
       host.dispose();
       logger.info({ address }, 'worker stopped');
     })();

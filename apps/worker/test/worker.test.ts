@@ -269,8 +269,11 @@ describe('worker: serving copy', () => {
     await assign(clientB, { experts: [{ expertId: 2, lastStepId: 0 }], replaceAll: true });
     const trained = await forward(clientB, { expertId: 2, datasetKey: 'shared' });
     // The serving copy holds its own expert 2, which a training step does not touch.
+    const tensors = tf.memory().numTensors;
     await assign(clientB, { ...serving, experts: [{ expertId: 2, lastStepId: 0 }] });
     const before = await forward(clientB, { ...serving, expertId: 2, datasetKey: 'shared' });
+    // ... in the serving thread's own engine: a Predict does not wait for a training step here.
+    expect(tf.memory().numTensors).toBe(tensors);
     await forward(clientB, { expertId: 2, datasetKey: 'shared', stepId: 1, training: true });
     await backward(clientB, { expertId: 2, stepId: 1, learningRate: 0.1 });
     const after = await forward(clientB, { ...serving, expertId: 2, datasetKey: 'shared' });
