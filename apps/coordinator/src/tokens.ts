@@ -4,3 +4,5 @@ export const LOGGER = Symbol('LOGGER');
 export const OBJECT_STORE = Symbol('OBJECT_STORE');
 /** The coordinator's TLS certificate, key and cluster CA (TlsMaterial), or null: plaintext. */
 export const TLS_MATERIAL = Symbol('TLS_MATERIAL');
+/** The clock the forget window is measured on (libs/sisa ForgetClock); the system clock if unset. */
+export const FORGET_CLOCK = Symbol('FORGET_CLOCK');

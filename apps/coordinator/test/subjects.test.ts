@@ -160,6 +160,44 @@ describe('data subjects through the Coordinator API', () => {
     expect(await storeState()).toEqual(before);
   });
 
+  it('plans a dry run of subjects and samples on the sisa model, changing nothing', async () => {
+    const before = await storeState();
+    const planned = await unary<SubmitForgetRequest, SubmitForgetResponse>(
+      client.submitForget,
+      SubmitForgetRequest.fromPartial({
+        requestId: 'plan-s1',
+        target: { $case: 'subjectIds', value: { ids: ['s1'] } },
+        dryRun: true,
+      }),
+    );
+    expect(planned.code).toBe(grpc.status.OK);
+    const plan = planned.response!.sisaPlan!;
+    expect(planned.response!.job).toBeUndefined();
+    expect(plan.samples).toBe(3);
+    expect(plan.shards).toBe(2);
+    expect(plan.replay.map((r) => r.samplesRemoved).reduce((a, b) => a + b, 0)).toBe(3);
+    for (const r of plan.replay) expect(r.slicesReplayed.at(-1)).toBe(1);
+    expect(plan.sampleEpochs).toBeLessThanOrEqual(plan.fullTrainingSampleEpochs);
+    expect(plan.estimate!.rateSource).toBe('training');
+    expect(plan.estimate!.totalSeconds).toBeGreaterThan(0);
+    const samples = await unary<SubmitForgetRequest, SubmitForgetResponse>(
+      client.submitForget,
+      SubmitForgetRequest.fromPartial({
+        requestId: 'plan-0',
+        target: { $case: 'sampleIds', value: { ids: [id(0)] } },
+        dryRun: true,
+      }),
+    );
+    expect(samples.response!.sisaPlan!.samples).toBe(1);
+    // No job, no audit entry, no stored change; the request ids stay free.
+    expect(await storeState()).toEqual(before);
+    for (const entry of await store.list('audit/')) {
+      const text = new TextDecoder().decode(await store.get(entry.key));
+      expect(text).not.toMatch(/plan-s1|plan-0/);
+    }
+    expect(app.get(JobsService).repository.byRequestId('forget', 'plan-s1')).toBeUndefined();
+  });
+
   it('accepts a subject as the job that replays its samples', async () => {
     const accepted = await forget('erase-s1', ['s1']);
     expect(accepted.code).toBe(grpc.status.OK);

@@ -8,9 +8,10 @@ import {
   MeasureMode,
   type ObjectRef,
   type Receipt,
+  type SisaForgetPlan as ProtoSisaPlan,
   UnlearningLoss,
 } from '@lethe/proto';
-import type { SisaReceipt } from '@lethe/sisa';
+import type { SisaForgetPlan, SisaReceipt } from '@lethe/sisa';
 import type {
   ClassForgetPlan,
   ClassForgetRequestRecord,
@@ -158,9 +159,43 @@ function toProtoSisaReceipt(receipt: SisaReceipt, jobId: string, object?: Object
         checkpointSha256After: s.checkpointSha256After,
       })),
       routerEpochs: receipt.sisa.routerEpochs,
+      batch: receipt.batch && {
+        batchId: receipt.batch.id ?? '',
+        requestIds: receipt.batch.requestIds,
+        samples: receipt.batch.samples,
+      },
     },
     jobId,
     object,
+  };
+}
+
+/** A sisa dry run's plan as the API's SisaForgetPlan. */
+export function toProtoSisaPlan(plan: SisaForgetPlan): ProtoSisaPlan {
+  return {
+    manifestRevision: plan.manifestRevision,
+    samples: plan.samples,
+    shards: plan.shards,
+    slices: plan.slices,
+    replay: plan.replay.map((r) => ({
+      shard: r.shard,
+      samplesRemoved: r.samplesRemoved,
+      slicesReplayed: r.slicesReplayed,
+      sampleEpochs: r.sampleEpochs,
+    })),
+    sampleEpochs: plan.work.sampleEpochs,
+    fullTrainingSampleEpochs: plan.work.fullTrainingSampleEpochs,
+    routerEpochs: plan.routerEpochs,
+    estimate: plan.estimate
+      ? {
+          replaySeconds: plan.estimate.replaySeconds,
+          routerSeconds: plan.estimate.routerSeconds,
+          totalSeconds: plan.estimate.totalSeconds,
+          sampleEpochsPerSecond: plan.estimate.rate.sampleEpochsPerSecond,
+          rateSource: plan.estimate.rate.source,
+          rateMeasuredAt: new Date(plan.estimate.rate.measuredAt),
+        }
+      : undefined,
   };
 }
 

@@ -1,5 +1,6 @@
 import { ConfigError, defineSettings, loadSettings, type SettingsValues } from '@lethe/config';
 import { readTlsMaterial, TlsFileError, type TlsMaterial } from '@lethe/rpc';
+import { MAX_FORGET_WINDOW_MS } from '@lethe/sisa';
 import { Command } from 'commander';
 import { z } from 'zod';
 import { loadAuthFile } from '../security/auth-file';
@@ -95,6 +96,18 @@ export const COORDINATOR_SETTINGS = defineSettings({
     help: 'longest a SIGTERM stop may take (calls in flight drain meanwhile)',
     default: 10_000,
   },
+  /**
+   * Sisa forget requests (samples, subjects, a class as its samples) queued within this many
+   * milliseconds of the oldest waiting one share one replay; each keeps its own job and receipt.
+   * 0: a replay starts as soon as the queue is free (requests queued meanwhile still share it).
+   */
+  forgetWindowMs: {
+    schema: z.coerce.number().int().min(0).max(MAX_FORGET_WINDOW_MS),
+    env: 'LETHE_FORGET_WINDOW_MS',
+    flag: '--forget-window-ms <value>',
+    help: `sisa forget requests within this window share one replay (0..${MAX_FORGET_WINDOW_MS}, a day; 0: immediate)`,
+    default: 0,
+  },
   logLevel: {
     schema: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']),
     env: 'LETHE_LOG_LEVEL',
@@ -147,6 +160,7 @@ export const COORDINATOR_DEFAULTS: CoordinatorConfig = {
   workerDeadlineMs: COORDINATOR_SETTINGS.workerDeadlineMs.default,
   checkpointEverySteps: COORDINATOR_SETTINGS.checkpointEverySteps.default,
   shutdownGraceMs: COORDINATOR_SETTINGS.shutdownGraceMs.default,
+  forgetWindowMs: COORDINATOR_SETTINGS.forgetWindowMs.default,
   logLevel: COORDINATOR_SETTINGS.logLevel.default,
 };
 

@@ -18,7 +18,7 @@ import {
 } from '@lethe/rpc';
 import { erasedOf, heldSamples, readLedger, readRoster, rosterSamples } from '@lethe/ledger';
 import { type ObjectStore } from '@lethe/store';
-import { loadSisa, type SisaReceipt, slotsByIndex } from '@lethe/sisa';
+import { loadSisa, planSisaReplay, type SisaReceipt, slotsByIndex } from '@lethe/sisa';
 import {
   type ForgetReceipt,
   listReceipts,
@@ -34,7 +34,7 @@ import {
   normaliseListSamples,
   quote,
 } from '../api/request-validation';
-import { toProtoPreview, toProtoReceipt } from '../api/receipt-proto';
+import { toProtoPreview, toProtoReceipt, toProtoSisaPlan } from '../api/receipt-proto';
 import { actorOf, AuditService } from '../audit/audit.service';
 import { type CancellableCall, EngineService } from '../engine/engine.service';
 import type { JobRecord } from '../jobs/job-record';
@@ -144,9 +144,14 @@ export class ForgettingService {
       };
     }
     if (decision.request.sampleIds) {
-      throw failedPrecondition(
-        'a dry run plans a class forget on a joint model; the current model is a sisa model (its samples are replayed exactly)',
+      // Sisa: the shards and slices a replay would retrain, from the stored layout and rate.
+      const loaded = await loadSisa(this.store);
+      const held = slotsByIndex(loaded.layout);
+      const indices = new Set(
+        decision.request.sampleIds.map((id) => parseSampleId(id).index).filter((i) => held.has(i)),
       );
+      const sisaPlan = toProtoSisaPlan(planSisaReplay(loaded, indices));
+      return { job: undefined, receiptId: '', duplicate: false, preview: undefined, sisaPlan };
     }
     const preview = await this.engine.preview(decision.request, call);
     return { job: undefined, receiptId: '', duplicate: false, preview: toProtoPreview(preview) };

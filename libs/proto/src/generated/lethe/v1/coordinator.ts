@@ -768,6 +768,11 @@ export interface Job {
   error: string;
   /** JOB_STATE_SUCCEEDED only: the manifest revision the job published (>= 1); 0 before. */
   manifestRevision: number;
+  /**
+   * A QUEUED sisa forget waiting for the forget window (the coordinator's forget_window_ms):
+   * when its batch closes and the replay may start. Unset otherwise.
+   */
+  forgetWindowClosesAt?: Date | undefined;
 }
 
 /** Where a running job is. Sent often (about once a second per job), so kept flat. */
@@ -935,8 +940,8 @@ export interface SubmitForgetRequest {
   /**
    * Plan and estimate only: the same checks as a real request (and the same status codes),
    * then the plan and the cost estimate in SubmitForgetResponse.preview. No job is created,
-   * nothing is audited or stored, and request_id is not taken. Class targets on a joint model
-   * only (FAILED_PRECONDITION on a sisa model).
+   * nothing is audited or stored, and request_id is not taken. On a sisa model the plan is
+   * SubmitForgetResponse.sisa_plan.
    */
   dryRun: boolean;
 }
@@ -960,8 +965,68 @@ export interface SubmitForgetResponse {
    * earlier job (nothing new was started).
    */
   duplicate: boolean;
-  /** Dry run only: what the request would do and cost. */
-  preview?: ForgetPreview | undefined;
+  /** Dry run of a class on a joint model: what the request would do and cost. */
+  preview?:
+    | ForgetPreview
+    | undefined;
+  /**
+   * Dry run on a sisa model (samples, subjects, or a class as its samples): the shards and
+   * slices the replay would retrain and its estimated seconds.
+   */
+  sisaPlan?: SisaForgetPlan | undefined;
+}
+
+/** What a sisa forget request would replay and cost, computed without changing anything. */
+export interface SisaForgetPlan {
+  /** The manifest revision the plan was made on. */
+  manifestRevision: number;
+  /** Distinct training samples the replay would remove. */
+  samples: number;
+  /** Shards of the model (one expert each), E. */
+  shards: number;
+  /** Slices per shard, R. */
+  slices: number;
+  /** The shards holding a named sample, by increasing shard; the others are reused as stored. */
+  replay: ShardReplayPlan[];
+  /** Shard training work of the replay: samples x epochs over the replayed slice prefixes. */
+  sampleEpochs: number;
+  /** The same work for a full sisa retraining on the remaining data, for comparison. */
+  fullTrainingSampleEpochs: number;
+  /** Epochs the router would be retrained for (it always is). */
+  routerEpochs: number;
+  /**
+   * Seconds at the last measured rate of the model's training or replays; unset when the
+   * model has no rate recorded yet.
+   */
+  estimate?: SisaEstimate | undefined;
+}
+
+/** The replay of one shard, planned. */
+export interface ShardReplayPlan {
+  /** Shard index (= expert id). */
+  shard: number;
+  /** Named samples this shard holds. */
+  samplesRemoved: number;
+  /** Slices it would replay, increasing: from the first one holding a named sample to R-1. */
+  slicesReplayed: number[];
+  /** Its shard training work, samples x epochs. */
+  sampleEpochs: number;
+}
+
+/** Estimated seconds of a sisa replay at the last measured rate. */
+export interface SisaEstimate {
+  /** Shard replay. */
+  replaySeconds: number;
+  /** Router retraining (its last measured duration). */
+  routerSeconds: number;
+  /** Both. */
+  totalSeconds: number;
+  /** The rate: shard training samples x epochs per second. */
+  sampleEpochsPerSecond: number;
+  /** Where the rate was measured: `training` or `replay`. */
+  rateSource: string;
+  /** When it was measured. */
+  rateMeasuredAt?: Date | undefined;
 }
 
 /** What a class forget request would do and cost, computed without changing anything. */
@@ -1312,6 +1377,25 @@ export interface SisaReplay {
   shards: ShardReplay[];
   /** Epochs the router was retrained for, with experts frozen. */
   routerEpochs: number;
+  /**
+   * The batch this request was replayed in: requests that arrived within the forget window (or
+   * while another replay ran) share one replay and one manifest revision; each has its own
+   * receipt. Unset in receipts written before batching.
+   */
+  batch?: SisaBatch | undefined;
+}
+
+/** The requests one sisa replay forgot together. */
+export interface SisaBatch {
+  /**
+   * Names the replay: `batch-r<revision>-<hash of the request ids>`; empty in receipts written
+   * before batch ids.
+   */
+  batchId: string;
+  /** Every request id published by the replay, this one included. */
+  requestIds: string[];
+  /** Distinct samples they removed together. */
+  samples: number;
 }
 
 /** The replay of one shard. */
@@ -2281,6 +2365,7 @@ function createBaseJob(): Job {
     progress: undefined,
     error: "",
     manifestRevision: 0,
+    forgetWindowClosesAt: undefined,
   };
 }
 
@@ -2318,6 +2403,9 @@ export const Job: MessageFns<Job> = {
     }
     if (message.manifestRevision !== 0) {
       writer.uint32(88).uint64(message.manifestRevision);
+    }
+    if (message.forgetWindowClosesAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.forgetWindowClosesAt), writer.uint32(98).fork()).join();
     }
     return writer;
   },
@@ -2423,6 +2511,14 @@ export const Job: MessageFns<Job> = {
             message.manifestRevision = longToNumber(reader.uint64());
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.forgetWindowClosesAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2472,6 +2568,11 @@ export const Job: MessageFns<Job> = {
         : isSet(object.manifest_revision)
         ? globalThis.Number(object.manifest_revision)
         : 0,
+      forgetWindowClosesAt: isSet(object.forgetWindowClosesAt)
+        ? fromJsonTimestamp(object.forgetWindowClosesAt)
+        : isSet(object.forget_window_closes_at)
+        ? fromJsonTimestamp(object.forget_window_closes_at)
+        : undefined,
     };
   },
 
@@ -2510,6 +2611,9 @@ export const Job: MessageFns<Job> = {
     if (message.manifestRevision !== 0) {
       obj.manifestRevision = Math.round(message.manifestRevision);
     }
+    if (message.forgetWindowClosesAt !== undefined) {
+      obj.forgetWindowClosesAt = message.forgetWindowClosesAt.toISOString();
+    }
     return obj;
   },
 
@@ -2531,6 +2635,7 @@ export const Job: MessageFns<Job> = {
       : undefined;
     message.error = object.error ?? "";
     message.manifestRevision = object.manifestRevision ?? 0;
+    message.forgetWindowClosesAt = object.forgetWindowClosesAt ?? undefined;
     return message;
   },
 };
@@ -3689,7 +3794,7 @@ export const SubmitForgetRequest: MessageFns<SubmitForgetRequest> = {
 };
 
 function createBaseSubmitForgetResponse(): SubmitForgetResponse {
-  return { job: undefined, receiptId: "", duplicate: false, preview: undefined };
+  return { job: undefined, receiptId: "", duplicate: false, preview: undefined, sisaPlan: undefined };
 }
 
 export const SubmitForgetResponse: MessageFns<SubmitForgetResponse> = {
@@ -3705,6 +3810,9 @@ export const SubmitForgetResponse: MessageFns<SubmitForgetResponse> = {
     }
     if (message.preview !== undefined) {
       ForgetPreview.encode(message.preview, writer.uint32(34).fork()).join();
+    }
+    if (message.sisaPlan !== undefined) {
+      SisaForgetPlan.encode(message.sisaPlan, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -3754,6 +3862,14 @@ export const SubmitForgetResponse: MessageFns<SubmitForgetResponse> = {
             message.preview = ForgetPreview.decode(reader, reader.uint32());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.sisaPlan = SisaForgetPlan.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3776,6 +3892,11 @@ export const SubmitForgetResponse: MessageFns<SubmitForgetResponse> = {
         : "",
       duplicate: isSet(object.duplicate) ? globalThis.Boolean(object.duplicate) : false,
       preview: isSet(object.preview) ? ForgetPreview.fromJSON(object.preview) : undefined,
+      sisaPlan: isSet(object.sisaPlan)
+        ? SisaForgetPlan.fromJSON(object.sisaPlan)
+        : isSet(object.sisa_plan)
+        ? SisaForgetPlan.fromJSON(object.sisa_plan)
+        : undefined,
     };
   },
 
@@ -3793,6 +3914,9 @@ export const SubmitForgetResponse: MessageFns<SubmitForgetResponse> = {
     if (message.preview !== undefined) {
       obj.preview = ForgetPreview.toJSON(message.preview);
     }
+    if (message.sisaPlan !== undefined) {
+      obj.sisaPlan = SisaForgetPlan.toJSON(message.sisaPlan);
+    }
     return obj;
   },
 
@@ -3807,6 +3931,559 @@ export const SubmitForgetResponse: MessageFns<SubmitForgetResponse> = {
     message.preview = (object.preview !== undefined && object.preview !== null)
       ? ForgetPreview.fromPartial(object.preview)
       : undefined;
+    message.sisaPlan = (object.sisaPlan !== undefined && object.sisaPlan !== null)
+      ? SisaForgetPlan.fromPartial(object.sisaPlan)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseSisaForgetPlan(): SisaForgetPlan {
+  return {
+    manifestRevision: 0,
+    samples: 0,
+    shards: 0,
+    slices: 0,
+    replay: [],
+    sampleEpochs: 0,
+    fullTrainingSampleEpochs: 0,
+    routerEpochs: 0,
+    estimate: undefined,
+  };
+}
+
+export const SisaForgetPlan: MessageFns<SisaForgetPlan> = {
+  encode(message: SisaForgetPlan, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.manifestRevision !== 0) {
+      writer.uint32(8).uint64(message.manifestRevision);
+    }
+    if (message.samples !== 0) {
+      writer.uint32(16).uint32(message.samples);
+    }
+    if (message.shards !== 0) {
+      writer.uint32(24).uint32(message.shards);
+    }
+    if (message.slices !== 0) {
+      writer.uint32(32).uint32(message.slices);
+    }
+    for (const v of message.replay) {
+      ShardReplayPlan.encode(v!, writer.uint32(42).fork()).join();
+    }
+    if (message.sampleEpochs !== 0) {
+      writer.uint32(48).uint64(message.sampleEpochs);
+    }
+    if (message.fullTrainingSampleEpochs !== 0) {
+      writer.uint32(56).uint64(message.fullTrainingSampleEpochs);
+    }
+    if (message.routerEpochs !== 0) {
+      writer.uint32(64).uint32(message.routerEpochs);
+    }
+    if (message.estimate !== undefined) {
+      SisaEstimate.encode(message.estimate, writer.uint32(74).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SisaForgetPlan {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSisaForgetPlan();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.manifestRevision = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.samples = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.shards = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.slices = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.replay.push(ShardReplayPlan.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.sampleEpochs = longToNumber(reader.uint64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.fullTrainingSampleEpochs = longToNumber(reader.uint64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.routerEpochs = reader.uint32();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.estimate = SisaEstimate.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SisaForgetPlan {
+    return {
+      manifestRevision: isSet(object.manifestRevision)
+        ? globalThis.Number(object.manifestRevision)
+        : isSet(object.manifest_revision)
+        ? globalThis.Number(object.manifest_revision)
+        : 0,
+      samples: isSet(object.samples) ? globalThis.Number(object.samples) : 0,
+      shards: isSet(object.shards) ? globalThis.Number(object.shards) : 0,
+      slices: isSet(object.slices) ? globalThis.Number(object.slices) : 0,
+      replay: globalThis.Array.isArray(object?.replay)
+        ? object.replay.map((e: any) => ShardReplayPlan.fromJSON(e))
+        : [],
+      sampleEpochs: isSet(object.sampleEpochs)
+        ? globalThis.Number(object.sampleEpochs)
+        : isSet(object.sample_epochs)
+        ? globalThis.Number(object.sample_epochs)
+        : 0,
+      fullTrainingSampleEpochs: isSet(object.fullTrainingSampleEpochs)
+        ? globalThis.Number(object.fullTrainingSampleEpochs)
+        : isSet(object.full_training_sample_epochs)
+        ? globalThis.Number(object.full_training_sample_epochs)
+        : 0,
+      routerEpochs: isSet(object.routerEpochs)
+        ? globalThis.Number(object.routerEpochs)
+        : isSet(object.router_epochs)
+        ? globalThis.Number(object.router_epochs)
+        : 0,
+      estimate: isSet(object.estimate) ? SisaEstimate.fromJSON(object.estimate) : undefined,
+    };
+  },
+
+  toJSON(message: SisaForgetPlan): unknown {
+    const obj: any = {};
+    if (message.manifestRevision !== 0) {
+      obj.manifestRevision = Math.round(message.manifestRevision);
+    }
+    if (message.samples !== 0) {
+      obj.samples = Math.round(message.samples);
+    }
+    if (message.shards !== 0) {
+      obj.shards = Math.round(message.shards);
+    }
+    if (message.slices !== 0) {
+      obj.slices = Math.round(message.slices);
+    }
+    if (message.replay?.length) {
+      obj.replay = message.replay.map((e) => ShardReplayPlan.toJSON(e));
+    }
+    if (message.sampleEpochs !== 0) {
+      obj.sampleEpochs = Math.round(message.sampleEpochs);
+    }
+    if (message.fullTrainingSampleEpochs !== 0) {
+      obj.fullTrainingSampleEpochs = Math.round(message.fullTrainingSampleEpochs);
+    }
+    if (message.routerEpochs !== 0) {
+      obj.routerEpochs = Math.round(message.routerEpochs);
+    }
+    if (message.estimate !== undefined) {
+      obj.estimate = SisaEstimate.toJSON(message.estimate);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SisaForgetPlan>, I>>(base?: I): SisaForgetPlan {
+    return SisaForgetPlan.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SisaForgetPlan>, I>>(object: I): SisaForgetPlan {
+    const message = createBaseSisaForgetPlan();
+    message.manifestRevision = object.manifestRevision ?? 0;
+    message.samples = object.samples ?? 0;
+    message.shards = object.shards ?? 0;
+    message.slices = object.slices ?? 0;
+    message.replay = object.replay?.map((e) => ShardReplayPlan.fromPartial(e)) || [];
+    message.sampleEpochs = object.sampleEpochs ?? 0;
+    message.fullTrainingSampleEpochs = object.fullTrainingSampleEpochs ?? 0;
+    message.routerEpochs = object.routerEpochs ?? 0;
+    message.estimate = (object.estimate !== undefined && object.estimate !== null)
+      ? SisaEstimate.fromPartial(object.estimate)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseShardReplayPlan(): ShardReplayPlan {
+  return { shard: 0, samplesRemoved: 0, slicesReplayed: [], sampleEpochs: 0 };
+}
+
+export const ShardReplayPlan: MessageFns<ShardReplayPlan> = {
+  encode(message: ShardReplayPlan, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.shard !== 0) {
+      writer.uint32(8).uint32(message.shard);
+    }
+    if (message.samplesRemoved !== 0) {
+      writer.uint32(16).uint32(message.samplesRemoved);
+    }
+    if (message.slicesReplayed.length !== 0) {
+      writer.uint32(26).fork();
+      for (const v of message.slicesReplayed) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    if (message.sampleEpochs !== 0) {
+      writer.uint32(32).uint64(message.sampleEpochs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ShardReplayPlan {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseShardReplayPlan();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.shard = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.samplesRemoved = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag === 24) {
+              message.slicesReplayed.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 26) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.slicesReplayed.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.sampleEpochs = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ShardReplayPlan {
+    return {
+      shard: isSet(object.shard) ? globalThis.Number(object.shard) : 0,
+      samplesRemoved: isSet(object.samplesRemoved)
+        ? globalThis.Number(object.samplesRemoved)
+        : isSet(object.samples_removed)
+        ? globalThis.Number(object.samples_removed)
+        : 0,
+      slicesReplayed: globalThis.Array.isArray(object?.slicesReplayed)
+        ? object.slicesReplayed.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.slices_replayed)
+        ? object.slices_replayed.map((e: any) => globalThis.Number(e))
+        : [],
+      sampleEpochs: isSet(object.sampleEpochs)
+        ? globalThis.Number(object.sampleEpochs)
+        : isSet(object.sample_epochs)
+        ? globalThis.Number(object.sample_epochs)
+        : 0,
+    };
+  },
+
+  toJSON(message: ShardReplayPlan): unknown {
+    const obj: any = {};
+    if (message.shard !== 0) {
+      obj.shard = Math.round(message.shard);
+    }
+    if (message.samplesRemoved !== 0) {
+      obj.samplesRemoved = Math.round(message.samplesRemoved);
+    }
+    if (message.slicesReplayed?.length) {
+      obj.slicesReplayed = message.slicesReplayed.map((e) => Math.round(e));
+    }
+    if (message.sampleEpochs !== 0) {
+      obj.sampleEpochs = Math.round(message.sampleEpochs);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ShardReplayPlan>, I>>(base?: I): ShardReplayPlan {
+    return ShardReplayPlan.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ShardReplayPlan>, I>>(object: I): ShardReplayPlan {
+    const message = createBaseShardReplayPlan();
+    message.shard = object.shard ?? 0;
+    message.samplesRemoved = object.samplesRemoved ?? 0;
+    message.slicesReplayed = object.slicesReplayed?.map((e) => e) || [];
+    message.sampleEpochs = object.sampleEpochs ?? 0;
+    return message;
+  },
+};
+
+function createBaseSisaEstimate(): SisaEstimate {
+  return {
+    replaySeconds: 0,
+    routerSeconds: 0,
+    totalSeconds: 0,
+    sampleEpochsPerSecond: 0,
+    rateSource: "",
+    rateMeasuredAt: undefined,
+  };
+}
+
+export const SisaEstimate: MessageFns<SisaEstimate> = {
+  encode(message: SisaEstimate, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.replaySeconds !== 0) {
+      writer.uint32(9).double(message.replaySeconds);
+    }
+    if (message.routerSeconds !== 0) {
+      writer.uint32(17).double(message.routerSeconds);
+    }
+    if (message.totalSeconds !== 0) {
+      writer.uint32(25).double(message.totalSeconds);
+    }
+    if (message.sampleEpochsPerSecond !== 0) {
+      writer.uint32(33).double(message.sampleEpochsPerSecond);
+    }
+    if (message.rateSource !== "") {
+      writer.uint32(42).string(message.rateSource);
+    }
+    if (message.rateMeasuredAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.rateMeasuredAt), writer.uint32(50).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SisaEstimate {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSisaEstimate();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 9) {
+              break;
+            }
+
+            message.replaySeconds = reader.double();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.routerSeconds = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.totalSeconds = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 33) {
+              break;
+            }
+
+            message.sampleEpochsPerSecond = reader.double();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.rateSource = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.rateMeasuredAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SisaEstimate {
+    return {
+      replaySeconds: isSet(object.replaySeconds)
+        ? globalThis.Number(object.replaySeconds)
+        : isSet(object.replay_seconds)
+        ? globalThis.Number(object.replay_seconds)
+        : 0,
+      routerSeconds: isSet(object.routerSeconds)
+        ? globalThis.Number(object.routerSeconds)
+        : isSet(object.router_seconds)
+        ? globalThis.Number(object.router_seconds)
+        : 0,
+      totalSeconds: isSet(object.totalSeconds)
+        ? globalThis.Number(object.totalSeconds)
+        : isSet(object.total_seconds)
+        ? globalThis.Number(object.total_seconds)
+        : 0,
+      sampleEpochsPerSecond: isSet(object.sampleEpochsPerSecond)
+        ? globalThis.Number(object.sampleEpochsPerSecond)
+        : isSet(object.sample_epochs_per_second)
+        ? globalThis.Number(object.sample_epochs_per_second)
+        : 0,
+      rateSource: isSet(object.rateSource)
+        ? globalThis.String(object.rateSource)
+        : isSet(object.rate_source)
+        ? globalThis.String(object.rate_source)
+        : "",
+      rateMeasuredAt: isSet(object.rateMeasuredAt)
+        ? fromJsonTimestamp(object.rateMeasuredAt)
+        : isSet(object.rate_measured_at)
+        ? fromJsonTimestamp(object.rate_measured_at)
+        : undefined,
+    };
+  },
+
+  toJSON(message: SisaEstimate): unknown {
+    const obj: any = {};
+    if (message.replaySeconds !== 0) {
+      obj.replaySeconds = floatToJson(message.replaySeconds);
+    }
+    if (message.routerSeconds !== 0) {
+      obj.routerSeconds = floatToJson(message.routerSeconds);
+    }
+    if (message.totalSeconds !== 0) {
+      obj.totalSeconds = floatToJson(message.totalSeconds);
+    }
+    if (message.sampleEpochsPerSecond !== 0) {
+      obj.sampleEpochsPerSecond = floatToJson(message.sampleEpochsPerSecond);
+    }
+    if (message.rateSource !== "") {
+      obj.rateSource = message.rateSource;
+    }
+    if (message.rateMeasuredAt !== undefined) {
+      obj.rateMeasuredAt = message.rateMeasuredAt.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SisaEstimate>, I>>(base?: I): SisaEstimate {
+    return SisaEstimate.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SisaEstimate>, I>>(object: I): SisaEstimate {
+    const message = createBaseSisaEstimate();
+    message.replaySeconds = object.replaySeconds ?? 0;
+    message.routerSeconds = object.routerSeconds ?? 0;
+    message.totalSeconds = object.totalSeconds ?? 0;
+    message.sampleEpochsPerSecond = object.sampleEpochsPerSecond ?? 0;
+    message.rateSource = object.rateSource ?? "";
+    message.rateMeasuredAt = object.rateMeasuredAt ?? undefined;
     return message;
   },
 };
@@ -6871,7 +7548,7 @@ export const FrozenExpertPasses: MessageFns<FrozenExpertPasses> = {
 };
 
 function createBaseSisaReplay(): SisaReplay {
-  return { shards: [], routerEpochs: 0 };
+  return { shards: [], routerEpochs: 0, batch: undefined };
 }
 
 export const SisaReplay: MessageFns<SisaReplay> = {
@@ -6881,6 +7558,9 @@ export const SisaReplay: MessageFns<SisaReplay> = {
     }
     if (message.routerEpochs !== 0) {
       writer.uint32(16).uint32(message.routerEpochs);
+    }
+    if (message.batch !== undefined) {
+      SisaBatch.encode(message.batch, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -6914,6 +7594,14 @@ export const SisaReplay: MessageFns<SisaReplay> = {
             message.routerEpochs = reader.uint32();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.batch = SisaBatch.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -6934,6 +7622,7 @@ export const SisaReplay: MessageFns<SisaReplay> = {
         : isSet(object.router_epochs)
         ? globalThis.Number(object.router_epochs)
         : 0,
+      batch: isSet(object.batch) ? SisaBatch.fromJSON(object.batch) : undefined,
     };
   },
 
@@ -6945,6 +7634,9 @@ export const SisaReplay: MessageFns<SisaReplay> = {
     if (message.routerEpochs !== 0) {
       obj.routerEpochs = Math.round(message.routerEpochs);
     }
+    if (message.batch !== undefined) {
+      obj.batch = SisaBatch.toJSON(message.batch);
+    }
     return obj;
   },
 
@@ -6955,6 +7647,118 @@ export const SisaReplay: MessageFns<SisaReplay> = {
     const message = createBaseSisaReplay();
     message.shards = object.shards?.map((e) => ShardReplay.fromPartial(e)) || [];
     message.routerEpochs = object.routerEpochs ?? 0;
+    message.batch = (object.batch !== undefined && object.batch !== null)
+      ? SisaBatch.fromPartial(object.batch)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseSisaBatch(): SisaBatch {
+  return { batchId: "", requestIds: [], samples: 0 };
+}
+
+export const SisaBatch: MessageFns<SisaBatch> = {
+  encode(message: SisaBatch, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.batchId !== "") {
+      writer.uint32(10).string(message.batchId);
+    }
+    for (const v of message.requestIds) {
+      writer.uint32(18).string(v!);
+    }
+    if (message.samples !== 0) {
+      writer.uint32(24).uint32(message.samples);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SisaBatch {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSisaBatch();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.batchId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.requestIds.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.samples = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SisaBatch {
+    return {
+      batchId: isSet(object.batchId)
+        ? globalThis.String(object.batchId)
+        : isSet(object.batch_id)
+        ? globalThis.String(object.batch_id)
+        : "",
+      requestIds: globalThis.Array.isArray(object?.requestIds)
+        ? object.requestIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.request_ids)
+        ? object.request_ids.map((e: any) => globalThis.String(e))
+        : [],
+      samples: isSet(object.samples) ? globalThis.Number(object.samples) : 0,
+    };
+  },
+
+  toJSON(message: SisaBatch): unknown {
+    const obj: any = {};
+    if (message.batchId !== "") {
+      obj.batchId = message.batchId;
+    }
+    if (message.requestIds?.length) {
+      obj.requestIds = message.requestIds;
+    }
+    if (message.samples !== 0) {
+      obj.samples = Math.round(message.samples);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SisaBatch>, I>>(base?: I): SisaBatch {
+    return SisaBatch.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SisaBatch>, I>>(object: I): SisaBatch {
+    const message = createBaseSisaBatch();
+    message.batchId = object.batchId ?? "";
+    message.requestIds = object.requestIds?.map((e) => e) || [];
+    message.samples = object.samples ?? 0;
     return message;
   },
 };
@@ -9166,7 +9970,10 @@ export const CoordinatorService = {
    * submitting the same request_id with the same request again returns the original job (and,
    * once it has succeeded, its receipt) without forgetting twice. With dry_run, the same checks
    * and codes, then the plan and cost estimate instead of a job (a dry run naming a request_id
-   * already accepted with the same request answers like a real retry: that job, duplicate).
+   * already accepted with the same request answers like a real retry: that job, duplicate): on a
+   * joint model `preview`, on a sisa model `sisa_plan`. On a sisa model, with the coordinator's
+   * forget window set, an accepted request stays QUEUED until its batch closes (the job's
+   * forget_window_closes_at), then one replay serves every request of the batch.
    *
    * INVALID_ARGUMENT: malformed request_id; no target; a class_name longer than 256 characters;
    *   empty or oversized sample id list or a malformed sample id; unknown method, loss or
@@ -9179,7 +9986,7 @@ export const CoordinatorService = {
    *   request applies to the current model); the class is already forgotten, or every named
    *   sample already is; the method does not apply to the model's training mode (e.g.
    *   FORGET_METHOD_SISA_REPLAY on a joint model); forgetting would leave fewer than 2 classes;
-   *   dry_run on a sisa model or with a samples target; a subject already forgotten (the erasure
+   *   a subject already forgotten (the erasure
    *   ledger holds it) under another request_id; subjects on a joint model (approximate sample
    *   forgetting is not built yet) or on a model trained without a subject table.
    * ALREADY_EXISTS: request_id was used before with a different request.
@@ -9358,7 +10165,10 @@ export interface CoordinatorServer extends UntypedServiceImplementation {
    * submitting the same request_id with the same request again returns the original job (and,
    * once it has succeeded, its receipt) without forgetting twice. With dry_run, the same checks
    * and codes, then the plan and cost estimate instead of a job (a dry run naming a request_id
-   * already accepted with the same request answers like a real retry: that job, duplicate).
+   * already accepted with the same request answers like a real retry: that job, duplicate): on a
+   * joint model `preview`, on a sisa model `sisa_plan`. On a sisa model, with the coordinator's
+   * forget window set, an accepted request stays QUEUED until its batch closes (the job's
+   * forget_window_closes_at), then one replay serves every request of the batch.
    *
    * INVALID_ARGUMENT: malformed request_id; no target; a class_name longer than 256 characters;
    *   empty or oversized sample id list or a malformed sample id; unknown method, loss or
@@ -9371,7 +10181,7 @@ export interface CoordinatorServer extends UntypedServiceImplementation {
    *   request applies to the current model); the class is already forgotten, or every named
    *   sample already is; the method does not apply to the model's training mode (e.g.
    *   FORGET_METHOD_SISA_REPLAY on a joint model); forgetting would leave fewer than 2 classes;
-   *   dry_run on a sisa model or with a samples target; a subject already forgotten (the erasure
+   *   a subject already forgotten (the erasure
    *   ledger holds it) under another request_id; subjects on a joint model (approximate sample
    *   forgetting is not built yet) or on a model trained without a subject table.
    * ALREADY_EXISTS: request_id was used before with a different request.
@@ -9525,7 +10335,10 @@ export interface CoordinatorClient extends Client {
    * submitting the same request_id with the same request again returns the original job (and,
    * once it has succeeded, its receipt) without forgetting twice. With dry_run, the same checks
    * and codes, then the plan and cost estimate instead of a job (a dry run naming a request_id
-   * already accepted with the same request answers like a real retry: that job, duplicate).
+   * already accepted with the same request answers like a real retry: that job, duplicate): on a
+   * joint model `preview`, on a sisa model `sisa_plan`. On a sisa model, with the coordinator's
+   * forget window set, an accepted request stays QUEUED until its batch closes (the job's
+   * forget_window_closes_at), then one replay serves every request of the batch.
    *
    * INVALID_ARGUMENT: malformed request_id; no target; a class_name longer than 256 characters;
    *   empty or oversized sample id list or a malformed sample id; unknown method, loss or
@@ -9538,7 +10351,7 @@ export interface CoordinatorClient extends Client {
    *   request applies to the current model); the class is already forgotten, or every named
    *   sample already is; the method does not apply to the model's training mode (e.g.
    *   FORGET_METHOD_SISA_REPLAY on a joint model); forgetting would leave fewer than 2 classes;
-   *   dry_run on a sisa model or with a samples target; a subject already forgotten (the erasure
+   *   a subject already forgotten (the erasure
    *   ledger holds it) under another request_id; subjects on a joint model (approximate sample
    *   forgetting is not built yet) or on a model trained without a subject table.
    * ALREADY_EXISTS: request_id was used before with a different request.
