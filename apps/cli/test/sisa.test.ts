@@ -1,4 +1,5 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -6,6 +7,15 @@ import { lethe, writeCifar10 } from './fixtures';
 
 const work = mkdtempSync(join(tmpdir(), 'lethe-cli-sisa-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+/** Every file under the store with its SHA-256: what "nothing changed" compares. */
+function storeHashes(dir: string): string[] {
+  return readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile())
+    .map((e) => join(e.parentPath, e.name))
+    .map((f) => `${f} ${createHash('sha256').update(readFileSync(f)).digest('hex')}`)
+    .sort();
+}
 
 describe('lethe train --mode sisa / forget --samples / verify', () => {
   const data = `cifar10:${writeCifar10(work, 12, 4)}`;
@@ -39,6 +49,25 @@ describe('lethe train --mode sisa / forget --samples / verify', () => {
     expect(train.status).toBe(0);
     expect(train.stdout).toMatch(/sisa: 2 shards × 2 slices on 48 images/);
 
+    // A dry run plans the replay (shards, slices, seconds at the stored rate) and changes nothing.
+    const before = storeHashes(store);
+    const dry = (args: string[]) =>
+      lethe(['forget', '--store', store, '--dry-run', '--request-id', 'erase-1', ...args]);
+    const planned = dry(['--samples', 'cifar10:train:3,cifar10:train:40']);
+    expect(planned.stderr).not.toMatch(/lethe: error/);
+    expect(planned.stdout).toMatch(
+      /dry run: forgetting 2 samples exactly .* would replay \d of 2 shards/,
+    );
+    expect(planned.stdout).toMatch(/estimate: about \d+ s .* measured by the last training/);
+    expect(planned.stdout).toMatch(/nothing was changed/);
+    const plan = JSON.parse(
+      dry(['--samples', 'cifar10:train:3,cifar10:train:40', '--json']).stdout,
+    ) as { replay: { shard: number; slicesReplayed: number[] }[] };
+    expect(dry(['--samples', 'cifar10:train:999']).stderr).toMatch(
+      /^lethe: error: not found: .*not in the model's training set/m,
+    );
+    expect(storeHashes(store)).toEqual(before);
+
     const forget = lethe([
       'forget',
       '--store',
@@ -58,6 +87,10 @@ describe('lethe train --mode sisa / forget --samples / verify', () => {
     };
     expect(receipt.mode).toBe('exact');
     expect(receipt.sisa.shards.length).toBeGreaterThan(0);
+    // The replay did what the dry run planned.
+    expect(receipt.sisa.shards.map((s) => s.slicesReplayed)).toEqual(
+      plan.replay.map((r) => r.slicesReplayed),
+    );
     expect(receipt.checkpointsDeleted).toBeGreaterThan(0);
 
     const verify = lethe(['verify', '--request-id', 'erase-1', '--store', store]);

@@ -31,6 +31,8 @@ export interface EmbeddedClusterOptions {
   log?: (message: string) => void;
   /** Coordinator database; default `<store>/../coordinator.sqlite`. */
   db?: string;
+  /** The coordinator's forget window (--forget-window-ms); default its own, 0. */
+  forgetWindowMs?: number;
   /** Directory of each process's log (`coordinator.log`, `worker-1.log`, ...); default `<store>/../logs`. */
   logDir?: string;
   /** Time allowed for the coordinator to listen and every worker to register; default 60 s. */
@@ -313,6 +315,7 @@ export async function startEmbeddedCluster(
       store,
       '--db',
       db,
+      ...(options.forgetWindowMs ? ['--forget-window-ms', String(options.forgetWindowMs)] : []),
     ]);
     log(`coordinator: started (pid ${coordinator.pid}), log ${coordinator.logFile}`);
     const address = connectableAddress(

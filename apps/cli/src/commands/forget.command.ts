@@ -36,7 +36,14 @@ import {
   withConnectionOptions,
 } from '../remote/target';
 import { startEngine } from '../terminal/engine';
-import { classSampleIds, holdsSisaModel, runSisaForgetJob, sisaProgress } from '../jobs/sisa-jobs';
+import {
+  classSampleIds,
+  holdsSisaModel,
+  previewSisaForgetJob,
+  printSisaPlan,
+  runSisaForgetJob,
+  sisaProgress,
+} from '../jobs/sisa-jobs';
 import { runSubjectForget } from '../jobs/subject-forget';
 import { action, CliError } from '../terminal/errors';
 import {
@@ -239,6 +246,7 @@ export function registerForgetCommand(program: Command): void {
           if (flags.dryRun) {
             const preview = await remoteForgetPreview(remote, remoteFlags);
             if (flags.json) process.stdout.write(`${JSON.stringify(preview, null, 2)}\n`);
+            else if ('replay' in preview) printSisaPlan(preview);
             else printPreview(preview);
             return;
           }
@@ -251,10 +259,23 @@ export function registerForgetCommand(program: Command): void {
           flags.method === undefined &&
           (await holdsSisaModel(new LocalDirStore(flags.store)));
         if (bySamples || sisaClass || flags.method === 'sisa-replay') {
-          if (flags.dryRun) throw new CliError('--dry-run applies to a class on a joint model');
           // Samples are forgotten exactly, by replay, on a model trained with --mode sisa.
           if (!bySamples && !sisaClass)
             throw new CliError('--method sisa-replay needs --samples or --samples-file');
+          if (flags.dryRun) {
+            const store = new LocalDirStore(flags.store);
+            const sampleIds = sisaClass
+              ? await classSampleIds(store, flags.class!, flags.data)
+              : (await readSampleIds(flags.samples, flags.samplesFile))!;
+            const plan = await previewSisaForgetJob(store, {
+              sampleIds,
+              ...(flags.requestId ? { requestId: flags.requestId } : {}),
+              ...(flags.data ? { data: flags.data } : {}),
+            });
+            if (flags.json) process.stdout.write(`${JSON.stringify(plan, null, 2)}\n`);
+            else printSisaPlan(plan);
+            return;
+          }
           // The model is checked first, so a wrong store fails before the engine starts.
           await loadSisa(new LocalDirStore(flags.store));
           await startEngine();

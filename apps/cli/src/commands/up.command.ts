@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { parseDatasetSpec } from '@lethe/data';
+import { MAX_FORGET_WINDOW_MS } from '@lethe/sisa';
 import {
   CLUSTER_FILE,
   type ClusterFile,
@@ -22,6 +23,16 @@ interface UpFlags {
   host: string;
   data?: string;
   json: boolean;
+  forgetWindow: number;
+}
+
+/** A duration like `90s`, `10m`, `1h` or `0` as milliseconds, at most the coordinator's bound. */
+export function forgetWindow(value: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim());
+  if (!m) throw new CliError(`expected a duration such as 0, 90s, 10m or 1h, got ${value}`);
+  const ms = Math.round(Number(m[1]) * { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 }[m[2] ?? 's']!);
+  if (ms > MAX_FORGET_WINDOW_MS) throw new CliError(`the forget window is at most a day (24h)`);
+  return ms;
 }
 
 /**
@@ -68,6 +79,12 @@ export function registerUpCommand(program: Command): void {
     .option('--host <host>', 'coordinator host to listen on', '127.0.0.1')
     .option('--data <spec>', 'dataset to record as the default in .lethe/cluster.json')
     .option(
+      '--forget-window <duration>',
+      'sisa forget requests arriving within this window (e.g. 10m, 1h, 90s; a bare number is seconds; at most 24h) share one replay, each with its own receipt (default 0: at once)',
+      forgetWindow,
+      0,
+    )
+    .option(
       '--json',
       'once ready, print the cluster (as in .lethe/cluster.json) as JSON on stdout',
       false,
@@ -111,6 +128,7 @@ export function registerUpCommand(program: Command): void {
               store: flags.store,
               port: flags.port,
               host: flags.host,
+              forgetWindowMs: flags.forgetWindow,
               log: say,
               signal: interrupted.signal,
               env: PLAINTEXT_ENV,

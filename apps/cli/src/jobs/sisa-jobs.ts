@@ -4,14 +4,20 @@ import { evaluate, type Evaluation, loadModel } from '@lethe/model';
 import {
   forgetSamples,
   loadSisa,
+  planSisaForget,
+  type SisaForgetPlan,
+  SisaRequestError,
   type ShardAssignment,
   type SisaProgress,
   type SisaReceipt,
   trainSisaModel,
 } from '@lethe/sisa';
 import type { ObjectStore } from '@lethe/store';
+import { CliError } from '../terminal/errors';
 import { Progress } from '../terminal/progress';
+import { table } from '../terminal/tables';
 import { openData } from './open-data';
+import { expandSubjects } from './subject-samples';
 import type { TrainJobOptions } from './train-job';
 
 /** The joint job's recipe fields, plus the sisa layout; sisa trains without augmentation. */
@@ -142,6 +148,85 @@ export async function runSisaForgetJob(
     card.config.seed,
   );
   return forgetSamples(store, train, request, onProgress);
+}
+
+/** A sisa forget request as `lethe forget` names it: sample ids, or data subjects. */
+export type SisaTarget = { sampleIds: string[] } | { subjects: string[] };
+
+/**
+ * `lethe forget … --dry-run` on a sisa model: the checks of a real request, then which shards
+ * and slices the replay would retrain and its seconds at the rate stored with the model.
+ * Reads the store and the training data; writes nothing and starts no engine.
+ */
+export async function previewSisaForgetJob(
+  store: ObjectStore,
+  request: SisaTarget & { requestId?: string; data?: string },
+): Promise<SisaForgetPlan> {
+  let sampleIds: string[];
+  let subjects: string[] | undefined;
+  if ('subjects' in request) {
+    const expansion = await expandSubjects(store, request.subjects);
+    if (expansion.kind === 'forgotten') {
+      throw new CliError(
+        `failed precondition: subject ${expansion.subject}, erased by request ${expansion.requestId}, is already forgotten`,
+      );
+    }
+    sampleIds = expansion.sampleIds;
+    subjects = request.subjects;
+  } else sampleIds = request.sampleIds;
+  const { dataset, limit, card } = await loadSisa(store);
+  const train = limitTrainingSet(
+    await openData(request.data ?? dataset, 'train'),
+    limit ?? undefined,
+    card.config.seed,
+  );
+  try {
+    return await planSisaForget(store, train, {
+      sampleIds,
+      ...(subjects ? { subjects } : {}),
+      ...(request.requestId ? { requestId: request.requestId } : {}),
+    });
+  } catch (error) {
+    if (error instanceof SisaRequestError) {
+      throw new CliError(`${error.code.replace('-', ' ')}: ${error.message}`);
+    }
+    throw error;
+  }
+}
+
+/** A sisa dry run: the shards and slices a replay would retrain, the work, the seconds. */
+export function printSisaPlan(plan: SisaForgetPlan): void {
+  if (plan.completed) {
+    console.log(
+      'dry run: this request id already completed with these samples; a real run returns its receipt and replays nothing',
+    );
+    return;
+  }
+  console.log(
+    `dry run: forgetting ${plan.samples} samples exactly on manifest revision ${plan.manifestRevision} would replay ${plan.replay.length} of ${plan.shards} shards (R=${plan.slices} slices each), then retrain the router (${plan.routerEpochs} epoch(s))`,
+  );
+  console.log(
+    table([
+      ['shard', 'samples removed', 'slices replayed', 'work (samples × epochs)'],
+      ...plan.replay.map((r) => [
+        String(r.shard),
+        String(r.samplesRemoved),
+        r.slicesReplayed.join(', '),
+        String(r.sampleEpochs),
+      ]),
+    ]),
+  );
+  const { sampleEpochs, fullTrainingSampleEpochs } = plan.work;
+  console.log(
+    `work: ${sampleEpochs} sample-epochs of shard training, ${((100 * sampleEpochs) / Math.max(1, fullTrainingSampleEpochs)).toFixed(0)}% of a full sisa retraining (${fullTrainingSampleEpochs})`,
+  );
+  const e = plan.estimate;
+  console.log(
+    e
+      ? `estimate: about ${e.totalSeconds.toFixed(0)} s (shards ${e.replaySeconds.toFixed(0)} s, router ${e.routerSeconds.toFixed(0)} s) at the ${e.rate.sampleEpochsPerSecond.toFixed(0)} sample-epochs/s measured by the last ${e.rate.source} (${e.rate.measuredAt})`
+      : 'estimate: no rate yet (the model was trained before rates were recorded; its next replay records one)',
+  );
+  console.log('nothing was changed');
 }
 
 /** Whether the store's current model was trained with --mode sisa. */

@@ -12,6 +12,7 @@ import {
   MeasureMode,
   Receipt,
   EvaluateResponse,
+  type SisaForgetPlan as ProtoSisaPlan,
   Split,
   StartTrainingRequest,
   SubmitForgetRequest,
@@ -23,6 +24,7 @@ import type {
   MeasureMode as MeasureModeName,
   UnlearningLoss as UnlearningLossName,
 } from '@lethe/unlearning';
+import type { SisaForgetPlan } from '@lethe/sisa';
 import { CliError } from '../terminal/errors';
 import { percent } from '../terminal/tables';
 import {
@@ -265,7 +267,7 @@ export async function remoteTrain(
 export async function remoteForgetPreview(
   target: CoordinatorTarget,
   flags: RemoteForgetFlags,
-): Promise<ForgetPreview> {
+): Promise<ForgetPreview | SisaForgetPlan> {
   return withCoordinator(target, async (client) => {
     const response = await callUnary(
       client,
@@ -277,10 +279,46 @@ export async function remoteForgetPreview(
         `request id ${flags.requestId} is already job ${response.job?.jobId ?? '?'}: nothing to plan`,
       );
     }
+    if (response.sisaPlan) return sisaPlanFromProto(response.sisaPlan);
     if (!response.preview)
       throw new CliError('the coordinator answered the dry run without a plan');
     return previewFromProto(response.preview);
   });
+}
+
+/** The API's SisaForgetPlan as libs/sisa's, for printing and --json. */
+function sisaPlanFromProto(plan: ProtoSisaPlan): SisaForgetPlan {
+  const e = plan.estimate;
+  return {
+    manifestRevision: plan.manifestRevision,
+    samples: plan.samples,
+    shards: plan.shards,
+    slices: plan.slices,
+    replay: plan.replay.map((r) => ({
+      shard: r.shard,
+      samplesRemoved: r.samplesRemoved,
+      slicesReplayed: r.slicesReplayed,
+      sampleEpochs: r.sampleEpochs,
+    })),
+    work: {
+      sampleEpochs: plan.sampleEpochs,
+      fullTrainingSampleEpochs: plan.fullTrainingSampleEpochs,
+    },
+    routerEpochs: plan.routerEpochs,
+    estimate: e
+      ? {
+          replaySeconds: e.replaySeconds,
+          routerSeconds: e.routerSeconds,
+          totalSeconds: e.totalSeconds,
+          rate: {
+            sampleEpochsPerSecond: e.sampleEpochsPerSecond,
+            routerSeconds: e.routerSeconds,
+            source: e.rateSource === 'replay' ? 'replay' : 'training',
+            measuredAt: (e.rateMeasuredAt ?? new Date(0)).toISOString(),
+          },
+        }
+      : null,
+  };
 }
 
 /** The API's ForgetPreview as libs/unlearning's, for printing and --json. */
