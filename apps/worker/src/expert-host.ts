@@ -28,7 +28,9 @@ export type HostErrorCode =
   | 'FAILED_PRECONDITION'
   | 'RESOURCE_EXHAUSTED'
   | 'DATA_LOSS'
-  | 'UNIMPLEMENTED';
+  | 'UNIMPLEMENTED'
+  /** The thread holding the host stopped (host-thread.ts). */
+  | 'UNAVAILABLE';
 
 export class HostError extends Error {
   override readonly name = 'HostError';
@@ -144,6 +146,8 @@ export interface HostLoad {
   memoryUsedBytes: number;
   /** Milliseconds spent computing since the host was made. */
   busyMs: number;
+  /** Tensors alive in this host's engine (its thread's), for leak checks. */
+  tensors: number;
 }
 
 export interface ExpertHostOptions {
@@ -633,6 +637,7 @@ export class ExpertHost {
       expertIds: [...this.experts.keys()].sort((a, b) => a - b),
       memoryUsedBytes: tf.memory().numBytes + datasetBytes,
       busyMs: this.busyMs,
+      tensors: tf.memory().numTensors,
     };
   }
 

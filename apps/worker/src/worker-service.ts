@@ -10,8 +10,8 @@ import {
   type WorkerServer,
 } from '@lethe/proto';
 import { invalidArgument, RpcError, type RpcLogger, unaryHandler, unimplemented } from '@lethe/rpc';
-import { type DatasetSource, type ExpertHost, HostError, type ModelSpec } from './expert-host';
-import type { ServingCopy } from './serving-copy';
+import { type DatasetSource, HostError, type ModelSpec } from './expert-host';
+import type { WorkerHost } from './host-thread';
 
 /** Counts the RPCs being served, for the heartbeat's WorkerLoad.inflight_calls. */
 export class CallTracker {
@@ -29,9 +29,8 @@ export class CallTracker {
 
 /** A worker's two copies of its experts (ExpertCopy in worker.proto); datasets are shared. */
 export interface WorkerHosts {
-  training: ExpertHost;
-  /** Asynchronous: it computes off the main thread (serving-copy.ts). */
-  serving: ServingCopy;
+  training: WorkerHost;
+  serving: WorkerHost;
 }
 
 /** Whether a call's `copy` names the serving copy (else the training one). */
@@ -143,9 +142,7 @@ export function createWorkerService(
         ...(request.augmentation ? { augmentation: request.augmentation } : {}),
         ...(request.frozenBatchNorm ? { frozenBatchNorm: true } : {}),
       };
-      const { values, shape } = serving
-        ? await hosts.serving.forward(input)
-        : hosts.training.forward(input);
+      const { values, shape } = await (serving ? hosts.serving : hosts.training).forward(input);
       const computeSeconds = (performance.now() - started) / 1000;
       metrics?.forwardSeconds.observe(computeSeconds);
       return {
@@ -156,7 +153,7 @@ export function createWorkerService(
       };
     }),
 
-    backward: handle('Backward', (request) => {
+    backward: handle('Backward', async (request) => {
       if (!request.logitGradients) throw invalidArgument('logit_gradients: required');
       let gradient: { values: Float32Array; shape: number[] };
       try {
@@ -165,7 +162,7 @@ export function createWorkerService(
         throw invalidArgument(`logit_gradients: ${(error as Error).message}`);
       }
       const started = performance.now();
-      const result = hosts.training.backward({
+      const result = await hosts.training.backward({
         stepId: request.stepId,
         expertId: request.expertId,
         gradient: gradient.values,
@@ -184,9 +181,8 @@ export function createWorkerService(
     }),
 
     predict: handle('Predict', async (request) => {
-      const { values, shape } = isServing(request.copy)
-        ? await hosts.serving.predict(request.expertId, request.images)
-        : hosts.training.predict(request.expertId, request.images);
+      const host = isServing(request.copy) ? hosts.serving : hosts.training;
+      const { values, shape } = await host.predict(request.expertId, request.images);
       return { expertId: request.expertId, logits: toFloat32Tensor(values, shape) };
     }),
 

@@ -19,10 +19,10 @@ import {
 import { type ObjectStore, openObjectStore } from '@lethe/store';
 import { redactStoreUrl, type WorkerConfig, workerTls } from './config';
 import { ExpertHost } from './expert-host';
+import { HostThread, inProcessHost, threadedHosts, type WorkerHost } from './host-thread';
 import type { Logger } from './logger';
 import { type MetricsServer, serveMetrics, WorkerMetrics } from './metrics';
 import { Registration } from './registry-client';
-import { inProcessServing, type ServingCopy, ServingThread } from './serving-copy';
 import { CallTracker, createWorkerService } from './worker-service';
 
 export const WORKER_SERVICE_NAME = 'lethe.v1.Worker';
@@ -32,7 +32,9 @@ export interface RunningWorker {
   /** host:port the worker is reached at (the advertised address). */
   address: string;
   server: RunningServer;
-  host: ExpertHost;
+  /** The training copy of the experts (`serving`: the copy Predict and Evaluate use). */
+  host: WorkerHost;
+  serving: WorkerHost;
   engine: EngineInfo;
   /** Undefined without a coordinator. */
   registration: Registration | undefined;
@@ -74,7 +76,6 @@ export async function startWorker(
 ): Promise<RunningWorker> {
   const { logger } = options;
   const env = options.env ?? process.env;
-  const engine = await initEngine({ log: (message, fields) => logger.info(fields, message) });
   let store = options.store;
   if (!store && config.store !== undefined) {
     store = await openObjectStore(config.store, env);
@@ -83,27 +84,34 @@ export async function startWorker(
   // Mutual TLS: callers (the coordinator) need a client certificate from the cluster CA, and
   // the same certificate is this worker's client certificate for the coordinator's Registry.
   const tls = workerTls(config);
-  const host = new ExpertHost({ maxExperts: config.maxExperts, ...(store ? { store } : {}) });
-  // Serving (Predict, Evaluate) runs on its own copy of the published weights while jobs train,
-  // in a thread of its own so that it does not wait for a training step on this one. A store
-  // given as an object (tests) cannot cross to a thread: then the copy is a second host here.
-  const serving: ServingCopy = options.store
-    ? inProcessServing(
-        new ExpertHost({
-          maxExperts: config.maxExperts,
-          store: options.store,
-          shareDatasetsWith: host,
-        }),
-      )
-    : new ServingThread(
-        host,
-        {
-          maxExperts: config.maxExperts,
-          ...(config.store !== undefined ? { storeUrl: config.store } : {}),
-        },
-        logger,
-        env,
-      );
+  // Each copy of the experts computes in a thread of its own (host-thread.ts): a training step
+  // holds up neither a Predict on the serving copy nor this thread's gRPC, health checks and
+  // heartbeats. A store given as an object (tests) cannot cross to a thread: then both copies
+  // are hosts on this thread.
+  let engine: EngineInfo;
+  let host: WorkerHost;
+  let serving: WorkerHost;
+  if (options.store) {
+    engine = await initEngine({ log: (message, fields) => logger.info(fields, message) });
+    const training = new ExpertHost({ maxExperts: config.maxExperts, store: options.store });
+    host = inProcessHost(training);
+    serving = inProcessHost(
+      new ExpertHost({
+        maxExperts: config.maxExperts,
+        store: options.store,
+        shareDatasetsWith: training,
+      }),
+    );
+  } else {
+    const data = {
+      maxExperts: config.maxExperts,
+      ...(config.store !== undefined ? { storeUrl: config.store } : {}),
+    };
+    const training = new HostThread({ ...data, role: 'training' }, logger, env);
+    const servingThread = new HostThread({ ...data, role: 'serving' }, logger, env);
+    engine = await training.start();
+    ({ training: host, serving } = threadedHosts(training, servingThread));
+  }
   const tracker = new CallTracker();
   const metrics = new WorkerMetrics({
     experts: () => host.load().expertIds.length,
@@ -180,8 +188,7 @@ export async function startWorker(
       await server.shutdown(config.graceMs);
       await registration?.deregister();
       await metricsServer?.close();
-      await serving.dispose();
-      host.dispose();
+      await Promise.all([serving.dispose(), host.dispose()]);
       logger.info({ address }, 'worker stopped');
     })();
     return stopping;
@@ -191,6 +198,7 @@ export async function startWorker(
     address,
     server,
     host,
+    serving,
     engine,
     registration,
     metrics,
