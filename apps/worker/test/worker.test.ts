@@ -19,7 +19,6 @@ import {
 } from '@lethe/proto';
 import { callUnary } from '@lethe/rpc';
 import { LocalDirStore, sha256Hex } from '@lethe/store';
-import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningWorker, startWorker } from '../src/worker';
 import { quietLogger, workerConfig, writeShapes } from './fixtures';
