@@ -203,7 +203,7 @@ export function printSisaPlan(plan: SisaForgetPlan): void {
     return;
   }
   console.log(
-    `dry run: forgetting ${plan.samples} samples exactly on manifest revision ${plan.manifestRevision} would replay ${plan.replay.length} of ${plan.shards} shards (R=${plan.slices} slices each), then retrain the router (${plan.routerEpochs} epoch(s))`,
+    `dry run: forgetting ${plan.samples} sample${plan.samples === 1 ? '' : 's'} exactly on manifest revision ${plan.manifestRevision} would replay ${plan.replay.length} of ${plan.shards} shards (R=${plan.slices} slices each), then retrain the router (${plan.routerEpochs} epoch(s))`,
   );
   console.log(
     table([
