@@ -174,16 +174,80 @@ describe('data subjects', () => {
     );
   });
 
-  it('refuses a subject on a joint model, changing nothing', () => {
+  it('forgets a subject and samples of a joint model approximately, with a dry run first', () => {
     const store = join(work, 'joint');
     const train = trainWith(subjects, store);
     expect(train.stderr).not.toMatch(/lethe: error/);
     const before = digest(store);
-    const forget = lethe(['forget', '--store', store, '--subject', 's8', '--request-id', 'r1']);
-    expect(forget.status).toBe(1);
-    expect(forget.stderr).toMatch(
-      /failed precondition: .*approximate sample forgetting on joint models is not built yet/,
+    const dry = lethe(['forget', '--store', store, '--subject', 's7', '--dry-run', '--json']);
+    expect(dry.stderr).not.toMatch(/lethe: error/);
+    const preview = JSON.parse(dry.stdout) as {
+      plan: { experts: number[]; samples: number };
+      estimate: { epochs: number };
+    };
+    expect(preview.plan.samples).toBe(3);
+    expect(preview.plan.experts.length).toBeGreaterThan(0);
+    expect(lethe(['forget', '--store', store, '--subject', 's7', '--dry-run']).stdout).toMatch(
+      /dry run: forgetting 3 samples[\s\S]*nothing was changed/,
     );
+    const unknown = lethe(['forget', '--store', store, '--subject', 'nobody']);
+    expect(unknown.stderr).toMatch(/lethe: error: not found: subject "nobody"/);
+    const mixed = lethe([
+      'forget',
+      '--store',
+      store,
+      '--samples',
+      'cifar10:train:1',
+      '--loss',
+      'distill',
+    ]);
+    expect(mixed.stderr).toMatch(
+      /lethe: error: invalid argument: --loss apply to class forgetting/,
+    );
+    const notHeld = lethe(['forget', '--store', store, '--samples', 'cifar10:train:99999']);
+    expect(notHeld.stderr).toMatch(/lethe: error: not found: sample cifar10:train:99999/);
     expect(digest(store)).toEqual(before);
+
+    const args = ['forget', '--store', store, '--subject', 's7', '--request-id', 'r1', '--json'];
+    const forget = lethe(args);
+    expect(forget.stderr).not.toMatch(/lethe: error/);
+    const receipt = JSON.parse(forget.stdout) as {
+      mode: string;
+      request: { sampleIds: string[]; subjects: string[]; method: string };
+      metrics: { after: { ua: number; ra: number; ta: number; miaEfficacy: number } };
+    };
+    expect(receipt.mode).toBe('approximate');
+    expect(receipt.request.subjects).toEqual(['s7']);
+    expect(receipt.request.sampleIds).toEqual([
+      'cifar10:train:17',
+      'cifar10:train:2',
+      'cifar10:train:30',
+    ]);
+    expect(Object.keys(receipt.metrics.after)).toEqual(
+      expect.arrayContaining(['ua', 'ra', 'ta', 'miaEfficacy']),
+    );
+    expect(JSON.parse(lethe(args).stdout)).toEqual(receipt);
+    const again = lethe(['forget', '--store', store, '--subject', 's7', '--request-id', 'r2']);
+    expect(again.stderr).toMatch(
+      /lethe: error: failed precondition: subject s7, erased by request r1, is already forgotten/,
+    );
+    const samples = lethe([
+      'forget',
+      '--store',
+      store,
+      '--samples',
+      'cifar10:train:5',
+      '--method',
+      'neggrad+',
+      '--request-id',
+      'r3',
+    ]);
+    expect(samples.stderr).not.toMatch(/lethe: error/);
+    expect(samples.stdout).toMatch(/forgot 1 samples \(neggrad\+, approximate\)/);
+    expect(lethe(['receipts', '--store', store]).stdout).toMatch(/r3 .*1 samples .*neggrad\+/);
+
+    // A later training on this store leaves all four samples out.
+    const retrained = trainWith(subjects, store);
+    expect(retrained.stderr).toMatch(/excluded 4 training samples \(subjects s7\)/);
   });
 });

@@ -16,10 +16,17 @@ import {
   MEASURE_MODES,
   type MeasureMode,
   previewClassForget,
+  DEFAULT_SAMPLE_FORGET_RECIPE,
+  SAMPLE_FORGET_METHODS,
   SAMPLE_MEASURE,
+  type SampleForgetMethod,
+  type SampleForgetPreview,
+  type SampleForgetReceipt,
+  type SampleForgetRequest,
   UNLEARNING_LOSSES,
   type UnlearningLoss,
 } from '@lethe/unlearning';
+import { runJointSampleForget } from '../jobs/joint-sample-forget';
 import { requireTrainedModel, storedTrainingSubset } from '../jobs/training-data';
 import {
   newRequestId,
@@ -58,6 +65,9 @@ import { FORGET_METRICS_HEADER, table } from '../terminal/tables';
 
 const TARGETED = DEFAULT_FORGET_RECIPE.targeted;
 const BASELINE = DEFAULT_FORGET_RECIPE.baseline;
+/** Every method a request may name: class ones, sisa replay, and sample ones (joint models). */
+const CLI_METHODS = [...new Set([...REMOTE_FORGET_METHODS, ...SAMPLE_FORGET_METHODS])];
+type CliMethod = RemoteForgetMethod | SampleForgetMethod;
 
 interface ForgetFlags extends ConnectionFlags {
   store: string;
@@ -67,7 +77,7 @@ interface ForgetFlags extends ConnectionFlags {
   samplesFile?: string;
   subject?: string;
   coordinator?: string;
-  method?: RemoteForgetMethod;
+  method?: CliMethod;
   loss?: UnlearningLoss;
   epochs?: number;
   lr?: number;
@@ -114,8 +124,9 @@ export function registerForgetCommand(program: Command): void {
     .option('--store <dir>', 'local store directory', '.lethe/store')
     .option(
       '--method <name>',
-      `${FORGET_METHODS.join(' | ')}, or sisa-replay with a coordinator (default: targeted; with a coordinator, the model's)`,
-      oneOf(REMOTE_FORGET_METHODS),
+      `a class: ${FORGET_METHODS.join(' | ')}, or sisa-replay with a coordinator (default: targeted; with a coordinator, the model's); ` +
+        `samples or subjects of a joint model: ${SAMPLE_FORGET_METHODS.join(' | ')} (default: ${DEFAULT_SAMPLE_FORGET_RECIPE.method})`,
+      oneOf(CLI_METHODS),
     )
     .option(
       '--loss <name>',
@@ -154,7 +165,7 @@ export function registerForgetCommand(program: Command): void {
     )
     .option(
       '--dry-run',
-      'print the plan (experts, their share of the other classes, estimated cost) and change nothing',
+      'print the plan (experts, what they carry of the rest of the data, estimated cost) and change nothing',
       false,
     )
     .option('--select <rule>', 'targeted only: coverage:F | top:N (default: coverage:0.8)')
@@ -173,7 +184,7 @@ export function registerForgetCommand(program: Command): void {
     )
     .option(
       '--samples <ids>',
-      'training sample ids to forget, comma-separated (exact replay on a --mode sisa model)',
+      'training sample ids to forget, comma-separated (exact replay on a --mode sisa model, approximate retraining on a joint one)',
     )
     .option('--samples-file <file>', 'a file of sample ids to forget, one per line')
     .option(
@@ -192,7 +203,6 @@ export function registerForgetCommand(program: Command): void {
               'invalid argument: give --subject alone, not with --class or --samples',
             );
           }
-          if (flags.dryRun) throw new CliError('--dry-run applies to a class on a joint model');
           const subjects = [...new Set(flags.subject.split(',').map((s) => s.trim()))];
           if (subjects.some((s) => s.length === 0)) throw new CliError('--subject has an empty id');
           const requestId = flags.requestId ?? newRequestId();
@@ -200,18 +210,31 @@ export function registerForgetCommand(program: Command): void {
           const coordinator = explicitCoordinator(flags.coordinator, flags);
           if (coordinator) {
             ignoredWithCoordinator(command, ['store', 'data']);
+            if (flags.dryRun) throw new CliError('--dry-run of a subject runs locally only');
             const { batch, seed, json, maskOutput } = flags;
             await remoteForget(coordinator, { subjects, requestId, batch, seed, json, maskOutput });
             return;
           }
-          const receipt = await runSubjectForget({
+          if (flags.dryRun && (await holdsSisaModel(new LocalDirStore(flags.store)))) {
+            const plan = await previewSisaForgetJob(new LocalDirStore(flags.store), {
+              subjects,
+              requestId,
+              ...(flags.data ? { data: flags.data } : {}),
+            });
+            if (flags.json) process.stdout.write(`${JSON.stringify(plan, null, 2)}\n`);
+            else printSisaPlan(plan);
+            return;
+          }
+          const recipe = sampleRecipe(flags, command);
+          const result = await runSubjectForget({
             store: new LocalDirStore(flags.store),
             subjects,
             requestId,
+            ...(Object.keys(recipe).length > 0 ? { recipe } : {}),
+            dryRun: flags.dryRun,
             ...(flags.data ? { data: flags.data } : {}),
           });
-          if (flags.json) process.stdout.write(`${JSON.stringify(receipt, null, 2)}\n`);
-          else printSisaReceipt(receipt);
+          printSampleResult(result, flags.json);
           return;
         }
         if (bySamples && flags.class !== undefined) {
@@ -226,9 +249,18 @@ export function registerForgetCommand(program: Command): void {
           const samples = await readSampleIds(flags.samples, flags.samplesFile);
           const requestId = flags.requestId ?? newRequestId();
           if (!flags.requestId) process.stderr.write(`request id ${requestId}\n`);
+          const method = flags.method;
+          if (
+            method !== undefined &&
+            !(REMOTE_FORGET_METHODS as readonly string[]).includes(method)
+          ) {
+            throw new CliError(
+              `--method ${method} is not available through a coordinator (known there: ${REMOTE_FORGET_METHODS.join(', ')})`,
+            );
+          }
           const remoteFlags = {
             ...(samples ? { samples } : { class: flags.class! }),
-            ...(flags.method ? { method: flags.method } : {}),
+            ...(method ? { method: method as RemoteForgetMethod } : {}),
             ...(flags.loss ? { loss: flags.loss } : {}),
             ...(flags.select ? { select: flags.select } : {}),
             ...(flags.retainFraction !== undefined ? { retainFraction: flags.retainFraction } : {}),
@@ -258,6 +290,23 @@ export function registerForgetCommand(program: Command): void {
           !bySamples &&
           flags.method === undefined &&
           (await holdsSisaModel(new LocalDirStore(flags.store)));
+        if (bySamples && flags.method !== 'sisa-replay') {
+          const store = new LocalDirStore(flags.store);
+          if (!(await holdsSisaModel(store))) {
+            // A joint model forgets samples approximately: the experts that saw them retrain.
+            const sampleIds = (await readSampleIds(flags.samples, flags.samplesFile))!;
+            const requestId = flags.requestId ?? newRequestId();
+            if (!flags.requestId) process.stderr.write(`request id ${requestId}\n`);
+            const result = await runJointSampleForget({
+              store,
+              request: { ...sampleRecipe(flags, command), requestId, sampleIds },
+              dryRun: flags.dryRun,
+              ...(flags.data ? { data: flags.data } : {}),
+            });
+            printSampleResult(result, flags.json);
+            return;
+          }
+        }
         if (bySamples || sisaClass || flags.method === 'sisa-replay') {
           // Samples are forgotten exactly, by replay, on a model trained with --mode sisa.
           if (!bySamples && !sisaClass)
@@ -301,7 +350,15 @@ export function registerForgetCommand(program: Command): void {
           throw new CliError("required option '--data <spec>' not specified");
         }
         const className = flags.class!;
-        const method: ForgetMethod = flags.method ?? 'targeted';
+        if (
+          flags.method !== undefined &&
+          !(FORGET_METHODS as readonly string[]).includes(flags.method)
+        ) {
+          throw new CliError(
+            `--method ${flags.method} forgets samples or subjects; a class takes ${FORGET_METHODS.join(', ')}`,
+          );
+        }
+        const method = (flags.method ?? 'targeted') as ForgetMethod;
         const store = new LocalDirStore(flags.store);
         const [fullTrain, test] = await Promise.all([
           openData(flags.data, 'train'),
@@ -354,6 +411,121 @@ export function registerForgetCommand(program: Command): void {
       }),
     );
   withConnectionOptions(registered);
+}
+
+/**
+ * The recipe of a sample forget on a joint model from the flags given (unset ones stay unset:
+ * the library fills its defaults). Class-only flags are refused.
+ */
+function sampleRecipe(
+  flags: ForgetFlags,
+  command: Command,
+): Omit<SampleForgetRequest, 'requestId' | 'sampleIds' | 'subjects'> {
+  const classOnly = ['loss', 'select', 'anchor', 'maskOutput', 'beforeFrom'].filter(
+    (name) => command.getOptionValueSource(name) === 'cli',
+  );
+  if (classOnly.length > 0) {
+    throw new CliError(
+      `invalid argument: ${classOnly.map((n) => `--${n.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ')} apply to class forgetting, not to samples or subjects`,
+    );
+  }
+  const method = flags.method;
+  if (method !== undefined && !(SAMPLE_FORGET_METHODS as readonly string[]).includes(method)) {
+    throw new CliError(
+      `invalid argument: --method ${method} forgets a class; samples and subjects of a joint model take ${SAMPLE_FORGET_METHODS.join(', ')}`,
+    );
+  }
+  const given = (name: string): boolean => command.getOptionValueSource(name) === 'cli';
+  return {
+    ...(method ? { method: method as SampleForgetMethod } : {}),
+    ...(flags.epochs !== undefined ? { epochs: flags.epochs } : {}),
+    ...(flags.lr !== undefined ? { learningRate: flags.lr } : {}),
+    ...(flags.lambda !== undefined ? { lambda: flags.lambda } : {}),
+    ...(flags.retainFraction !== undefined ? { retainFraction: flags.retainFraction } : {}),
+    ...(flags.measure ? { measure: flags.measure } : {}),
+    ...(given('batch') ? { batchSize: flags.batch } : {}),
+    ...(given('seed') ? { seed: flags.seed } : {}),
+  };
+}
+
+type SampleResult = SisaReceipt | SampleForgetReceipt | SampleForgetPreview;
+
+function printSampleResult(result: SampleResult, json: boolean): void {
+  if (json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  else if ('estimate' in result) printSamplePreview(result);
+  else if (result.mode === 'exact') printSisaReceipt(result);
+  else printSampleReceipt(result);
+}
+
+/** An approximate sample forget: what was retrained and the evidence, before and after. */
+export function printSampleReceipt(receipt: SampleForgetReceipt): void {
+  const { request, plan, metrics, timings } = receipt;
+  const of = request.subjects.length > 0 ? ` of subject ${request.subjects.join(', ')}` : '';
+  console.log(
+    `forgot ${request.sampleIds.length} samples${of} (${request.method}, ${receipt.mode}) — request ${receipt.requestId}`,
+  );
+  console.log(
+    `plan: the routing lineage (${plan.lineageEpochs} epochs) says experts ${plan.experts.join(', ') || 'none'} saw them; ` +
+      `retrained ${receipt.expertsRetrained.map((e) => `e${e}`).join(', ') || 'no expert'} + router; ` +
+      `they carry ${plan.collateral.toFixed(1)}% of the retained samples' routing`,
+  );
+  console.log(`changed: ${receipt.partsChanged.join(', ') || 'no weights'}`);
+  const row = (name: string, m: SampleForgetReceipt['metrics']['before']): string[] => [
+    name,
+    pct(m.ua),
+    pct(m.ra),
+    pct(m.ta),
+    pct(m.miaEfficacy),
+  ];
+  console.log(
+    table([
+      ['', 'UA', 'RA', 'TA', 'MIA-Efficacy'],
+      row('before', metrics.before),
+      row('after', metrics.after),
+    ]),
+  );
+  const on = metrics.after.measuredOn;
+  console.log(
+    `UA: error on the forgotten samples; RA: accuracy on retained ones; TA: test accuracy; MIA-Efficacy: forgotten samples an attack calls non-members. ` +
+      `Measured on ${on.trainForgotten} forgotten and ${on.trainRetained} of ${on.trainRetainedOf} retained training samples, ${on.test} test samples (${on.mode}); ` +
+      'a model retrained without them is the reference (docs/forgetting-samples.md)',
+  );
+  console.log(
+    `time: forget ${timings.forgetSeconds.toFixed(1)} s, measure ${timings.measureSeconds.toFixed(1)} s, total ${timings.totalSeconds.toFixed(1)} s`,
+  );
+  console.log(
+    `receipt stored; manifest revision ${receipt.manifest.before} → ${receipt.manifest.after}`,
+  );
+}
+
+/** A dry run of a sample forget: the experts from the lineage, what they carry, the cost. */
+function printSamplePreview(preview: SampleForgetPreview): void {
+  const { plan, estimate, request } = preview;
+  console.log(
+    `dry run: forgetting ${plan.samples} samples (${request.method}) on manifest revision ${preview.manifestRevision} would retrain ` +
+      (request.method === 'retrain'
+        ? `a fresh model (${estimate.expertsRetrained} experts)`
+        : `experts ${plan.experts.map((e) => `e${e}`).join(', ') || 'none'} + router`),
+  );
+  console.log(
+    table([
+      ['expert', 'forgotten samples it saw'],
+      ...plan.experts.map((e) => [`e${e}`, String(plan.seenBy[e])]),
+    ]),
+  );
+  console.log(
+    `collateral: the planned experts carry ${plan.collateral.toFixed(1)}% of the retained samples' routing (${plan.retainedRouted} samples; last of ${plan.lineageEpochs} recorded epochs)`,
+  );
+  console.log(
+    `work: ${estimate.trainingSamples} samples × ${estimate.epochs} epochs × ${estimate.expertsRetrained} experts; ` +
+      `measurement ${estimate.measuredSamples} samples before and after`,
+  );
+  console.log(
+    estimate.seconds
+      ? `estimate: about ${estimate.seconds.total.toFixed(0)} s (retraining ${estimate.seconds.retraining.toFixed(0)} s, measurement ${estimate.seconds.measurement.toFixed(0)} s) at the ${estimate.trainingRate!.toFixed(0)} img/s the model trained at`
+      : 'estimate: no seconds (the stored training record has no timings)',
+  );
+  console.log('nothing was changed');
 }
 
 const pct = (n: number | undefined): string =>

@@ -1,7 +1,12 @@
 import type { Command } from 'commander';
 import type { SisaReceipt } from '@lethe/sisa';
 import { LocalDirStore, openObjectStore } from '@lethe/store';
-import { type ForgetReceipt, listReceipts, readReceipt } from '@lethe/unlearning';
+import {
+  type ForgetReceipt,
+  listReceipts,
+  readReceipt,
+  type SampleForgetReceipt,
+} from '@lethe/unlearning';
 import type { AuditVerification } from '@lethe/ledger';
 import { auditHolesTable, auditTable, readAuditLog, verifyAudit } from '../remote/audit';
 import { remoteReceipts } from '../remote/remote-jobs';
@@ -13,7 +18,7 @@ import {
 } from '../remote/target';
 import { action, CliError } from '../terminal/errors';
 import { table } from '../terminal/tables';
-import { printReceipt, printSisaReceipt } from './forget.command';
+import { printReceipt, printSampleReceipt, printSisaReceipt } from './forget.command';
 
 interface ReceiptsFlags extends ConnectionFlags {
   store: string;
@@ -136,16 +141,16 @@ export function registerReceiptsCommand(program: Command): void {
         const store = new LocalDirStore(flags.store);
         if (flags.requestId) {
           // The manifest holds both kinds of receipt under `receipt/<id>`.
-          const receipt = (await readReceipt(store, flags.requestId)) as
-            ForgetReceipt | SisaReceipt | undefined;
+          const receipt = (await readReceipt(store, flags.requestId)) as AnyReceipt | undefined;
           if (!receipt)
             throw new CliError(`no receipt for request ${flags.requestId} in ${store.describe()}`);
           if (flags.json) process.stdout.write(`${JSON.stringify(receipt, null, 2)}\n`);
           else if (isExact(receipt)) printSisaReceipt(receipt);
+          else if (isSamples(receipt)) printSampleReceipt(receipt);
           else printReceipt(receipt);
           return;
         }
-        const receipts = (await listReceipts(store)) as (ForgetReceipt | SisaReceipt)[];
+        const receipts = (await listReceipts(store)) as AnyReceipt[];
         if (flags.json) {
           process.stdout.write(`${JSON.stringify(receipts, null, 2)}\n`);
           return;
@@ -167,14 +172,23 @@ export function registerReceiptsCommand(program: Command): void {
                     r.sisa.shards.map((s) => s.shard).join(',') || '—',
                     '—',
                   ]
-                : [
-                    r.requestId,
-                    r.createdAt,
-                    r.request.className,
-                    r.request.method,
-                    r.expertsRetrained.join(',') || '—',
-                    r.metrics.after.forgottenClassTestAccuracy.toFixed(2),
-                  ],
+                : isSamples(r)
+                  ? [
+                      r.requestId,
+                      r.createdAt,
+                      `${r.request.sampleIds.length} samples`,
+                      `${r.request.method} (approximate)`,
+                      r.expertsRetrained.join(',') || '—',
+                      '—',
+                    ]
+                  : [
+                      r.requestId,
+                      r.createdAt,
+                      r.request.className,
+                      r.request.method,
+                      r.expertsRetrained.join(',') || '—',
+                      r.metrics.after.forgottenClassTestAccuracy.toFixed(2),
+                    ],
             ),
           ]),
         );
@@ -183,7 +197,14 @@ export function registerReceiptsCommand(program: Command): void {
   withConnectionOptions(registered);
 }
 
-/** Receipts of both kinds share the manifest: exact (sisa) ones carry mode `exact`. */
-function isExact(receipt: ForgetReceipt | SisaReceipt): receipt is SisaReceipt {
+type AnyReceipt = ForgetReceipt | SisaReceipt | SampleForgetReceipt;
+
+/** Receipts of every kind share the manifest: exact (sisa) ones carry mode `exact`. */
+function isExact(receipt: AnyReceipt): receipt is SisaReceipt {
   return (receipt as { mode: string }).mode === 'exact';
+}
+
+/** Approximate sample forgets (joint models) carry a request of kind `samples`. */
+function isSamples(receipt: AnyReceipt): receipt is SampleForgetReceipt {
+  return (receipt as { request: { kind?: string } }).request.kind === 'samples';
 }

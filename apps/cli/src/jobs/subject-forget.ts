@@ -1,7 +1,13 @@
 import { loadSisa, type SisaReceipt } from '@lethe/sisa';
 import { getVerified, ManifestStore, type ObjectStore } from '@lethe/store';
+import type {
+  SampleForgetPreview,
+  SampleForgetReceipt,
+  SampleForgetRequest,
+} from '@lethe/unlearning';
 import { CliError } from '../terminal/errors';
 import { startEngine } from '../terminal/engine';
+import { runJointSampleForget } from './joint-sample-forget';
 import { runSisaForgetJob, sisaProgress } from './sisa-jobs';
 import { expandSubjects } from './subject-samples';
 
@@ -11,16 +17,22 @@ export interface SubjectForgetRequest {
   subjects: string[];
   requestId: string;
   data?: string;
+  /** On a joint model: the method and recipe fields given (the rest are the defaults). */
+  recipe?: Omit<SampleForgetRequest, 'requestId' | 'sampleIds' | 'subjects'>;
+  /** Print the plan and cost only (joint models). */
+  dryRun?: boolean;
 }
 
 /**
  * Forgets every training sample of the given data subjects. On a sisa model that is the exact
- * replay of their samples, with the subjects in the receipt and the ledger. A joint model
- * would need approximate sample forgetting, which does not exist yet: refused, nothing changed.
- * A subject already forgotten returns that receipt for the same request id, and is refused for
- * another one.
+ * replay of their samples; on a joint model the approximate retraining of the experts that saw
+ * them (libs/unlearning's forgetJointSamples); either way with the subjects in the receipt and
+ * the ledger. A subject already forgotten returns that receipt for the same request id, and is
+ * refused for another one.
  */
-export async function runSubjectForget(request: SubjectForgetRequest): Promise<SisaReceipt> {
+export async function runSubjectForget(
+  request: SubjectForgetRequest,
+): Promise<SisaReceipt | SampleForgetReceipt | SampleForgetPreview> {
   const { store, subjects, requestId } = request;
   const expansion = await expandSubjects(store, subjects);
   if (expansion.kind === 'forgotten') {
@@ -31,9 +43,16 @@ export async function runSubjectForget(request: SubjectForgetRequest): Promise<S
   }
   const sisa = await loadSisa(store).catch(() => undefined);
   if (!sisa) {
+    return runJointSampleForget({
+      store,
+      request: { ...request.recipe, requestId, subjects },
+      dryRun: request.dryRun ?? false,
+      ...(request.data ? { data: request.data } : {}),
+    });
+  }
+  if (request.dryRun || request.recipe) {
     throw new CliError(
-      'failed precondition: the stored model is a joint model, and approximate sample forgetting on joint models is not built yet; ' +
-        'train with --mode sisa to forget subjects exactly (nothing was changed)',
+      '--dry-run and recipe flags apply to a joint model; a sisa model forgets subjects by exact replay',
     );
   }
   await startEngine();
@@ -50,8 +69,12 @@ export async function runSubjectForget(request: SubjectForgetRequest): Promise<S
   ).finally(() => progress.stop());
 }
 
-async function storedReceipt(store: ObjectStore, requestId: string): Promise<SisaReceipt> {
+async function storedReceipt(
+  store: ObjectStore,
+  requestId: string,
+): Promise<SisaReceipt | SampleForgetReceipt> {
   const ref = (await new ManifestStore(store).read())?.objects[`receipt/${requestId}`];
   if (!ref) throw new CliError(`no receipt ${requestId} in the store`);
-  return JSON.parse(new TextDecoder().decode(await getVerified(store, ref))) as SisaReceipt;
+  return JSON.parse(new TextDecoder().decode(await getVerified(store, ref))) as
+    SisaReceipt | SampleForgetReceipt;
 }
