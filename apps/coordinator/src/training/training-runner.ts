@@ -607,6 +607,10 @@ async function runSisaTraining(
     weightDecay: request.weightDecay,
   };
   const trainer = await sisaShardTrainer(deps, job, request.dataset, train, recipe);
+  // The first slice each shard trains: the ones before it came from stored checkpoints (a
+  // rerun after a restart trains only what the interrupted run had not finished).
+  const firstTrained = new Map<number, number>();
+  const progress = sisaProgressReporter(job);
   const result = await trainSisaModel(deps.store, train, {
     trainer,
     dataset: request.dataset,
@@ -615,8 +619,24 @@ async function runSisaTraining(
     classes: train.classes,
     slices: sisa.slices,
     assignment: 'uniform',
-    onProgress: sisaProgressReporter(job),
+    onProgress: (p) => {
+      if (p.phase === 'train-shard' && p.shard !== undefined && !firstTrained.has(p.shard)) {
+        firstTrained.set(p.shard, p.slice ?? 0);
+      }
+      progress(p);
+    },
     onStatus: (message) => job.log('info', message),
   });
+  const slices = request.experts * sisa.slices;
+  let reused = 0;
+  for (let shard = 0; shard < request.experts; shard++) {
+    reused += firstTrained.get(shard) ?? sisa.slices;
+  }
+  if (reused > 0) {
+    job.log(
+      'info',
+      `${reused} of ${slices} shard slices came from stored checkpoints and were not trained again`,
+    );
+  }
   return { manifestRevision: result.manifest.revision };
 }
