@@ -1,5 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { makeSyntheticDataset, writeCifar10 } from '@lethe/data';
@@ -200,6 +200,8 @@ async function main(): Promise<void> {
     if (model.state !== JobState.JOB_STATE_SUCCEEDED) throw new Error(`training: ${model.error}`);
     const windowMs = Number(flags.seconds) * 1000;
 
+    // The machine may be shared: its load average, from before the first phase to after the last.
+    const loadBefore = loadavg()[0]!;
     console.log('idle');
     const idle = await load(coordinator, sleep(Math.min(windowMs, 15_000)));
 
@@ -228,6 +230,7 @@ async function main(): Promise<void> {
       Promise.race([finished(client, forget.job!.jobId), sleep(windowMs)]),
     );
     const forgot = await finished(client, forget.job!.jobId);
+    const loadAfter = loadavg()[0]!;
     client.close();
 
     const phases = [
@@ -255,13 +258,15 @@ async function main(): Promise<void> {
         console.log(rows.at(-1));
       }
     }
-    const command = `npm run bench:serving -- ${process.argv.slice(2).join(' ')}`.trim();
+    const args = process.argv.slice(2).join(' ');
+    const engine = process.env['LETHE_ENGINE'];
+    const command = `${engine ? `LETHE_ENGINE=${engine} ` : ''}npm run bench:serving${args ? ` -- ${args}` : ''}`;
     writeSection(
       'serving',
       [
         '## Serving while training and forgetting (`npm run bench:serving`)',
         '',
-        `${today()} · ${machine()} · engine **${process.env['LETHE_ENGINE'] ?? 'auto'}** (the coordinator and workers log the one they chose)`,
+        `${today()} · ${machine()} · engine **${engine ?? 'auto'}** (the coordinator and workers log the one they chose) · 1-minute load average ${loadBefore.toFixed(1)} before the idle phase, ${loadAfter.toFixed(1)} after the forget`,
         '',
         `Command: \`${command}\`. \`lethe up --workers ${flags.workers}\` on loopback; a \`${flags.preset}\` model (E=${flags.experts}) trained on ${flags.limit} ${flags.data ? 'CIFAR-10' : 'generated 32×32'} images, then ${flags.clients} concurrent clients per RPC (each its own channel, a pause of 100 ms between health checks and 200 ms between other calls, ${DEADLINE_MS / 1000} s deadline) while idle, while a training job runs and while a class forget runs (targeted, default options; the window ends when the job does or after ${flags.seconds} s). Latency in milliseconds; a failed call is any status other than OK. The forget job ended ${JobState[forgot.state]}.`,
         '',
@@ -269,7 +274,7 @@ async function main(): Promise<void> {
         '|---|---|---|---|---|---|---|---|',
         ...rows,
         '',
-        "Read with care: the idle window includes the first Predict calls, which start the serving engine thread and load the experts' serving copies on the workers (the 1.4 s maximum). During training every worker runs training Forward/Backward steps on the same event loop that answers its Predict calls, on a machine of 2 cores shared by the coordinator, 2 workers and the clients; that queueing is the training-phase Predict p99. Health and ListWorkers answer from the coordinator's main thread, which runs no tensor work.",
+        "Read with care: the idle window includes the first Predict calls, which start the serving engine thread and the workers' serving threads and load the experts' serving copies (the idle maximum). Each worker computes its training and serving copies in threads of their own and answers gRPC on its main thread, so a Predict does not queue behind a training step; it still shares 2 cores with the coordinator's jobs thread, both workers' training threads and the clients (and, on a shared machine, whatever else runs: the load average above). Health and ListWorkers answer from the coordinator's main thread, which runs no tensor work.",
       ].join('\n'),
     );
   } finally {
