@@ -39,6 +39,9 @@ const workers: ChildProcess[] = [];
 /** Every line the coordinators logged, job logs included. */
 const lines: { msg: string; jobId?: string }[] = [];
 let app: INestApplicationContext | undefined;
+/** The model of the uninterrupted run. */
+let whole: Manifest;
+const PARTS = ['router', 'expert/0', 'expert/1', 'expert/2', 'lineage/routing'];
 
 async function freePort(): Promise<number> {
   return new Promise((done, reject) => {
@@ -163,7 +166,7 @@ afterAll(async () => {
 
 describe('joint training across a coordinator restart', () => {
   it('resumes from its epoch checkpoint and publishes the uninterrupted run’s model', async () => {
-    const whole = await trained(
+    whole = await trained(
       app!,
       (await app!.get(TrainingService).start(request('uninterrupted'))).jobId,
     );
@@ -197,8 +200,7 @@ describe('joint training across a coordinator restart', () => {
     }
 
     // Same request, same seed: the same model, object for object.
-    const parts = ['router', 'expert/0', 'expert/1', 'expert/2', 'lineage/routing'];
-    for (const part of parts) {
+    for (const part of PARTS) {
       expect(resumed.objects[part]!.sha256, part).toBe(whole.objects[part]!.sha256);
     }
     const history = (m: Manifest) =>
@@ -211,6 +213,31 @@ describe('joint training across a coordinator restart', () => {
         .resumedFromEpoch,
     ).toBe(from);
     // Published: the checkpoint is gone, and the objects only it used.
+    expect(await store.list('training/checkpoints/')).toEqual([]);
+  });
+
+  it('resumes a cancelled job’s checkpoint when its request id is submitted again', async () => {
+    const training = app!.get(TrainingService);
+    const first = await training.start(request('cancelled'));
+    await until('the first epoch checkpoint', () =>
+      lines.find(
+        (l) => l.jobId === first.jobId && l.msg.startsWith(`checkpoint of epoch 1/${EPOCHS}`),
+      ),
+    );
+    app!.get(JobsService).cancel(first.jobId);
+    await until('the cancellation', () =>
+      jobOf(app!, first.jobId).state === 'cancelled' ? true : undefined,
+    );
+    // A new job (a later sequence number, so other step ids) under the same request id.
+    const again = await training.start(request('cancelled'));
+    expect(again.jobId).not.toBe(first.jobId);
+    const resumed = await trained(app!, again.jobId);
+    expect(
+      lines.find((l) => l.jobId === again.jobId && l.msg.startsWith('resuming from'))?.msg,
+    ).toMatch(new RegExp(`written by ${first.jobId}`));
+    for (const part of PARTS) {
+      expect(resumed.objects[part]!.sha256, part).toBe(whole.objects[part]!.sha256);
+    }
     expect(await store.list('training/checkpoints/')).toEqual([]);
   });
 });

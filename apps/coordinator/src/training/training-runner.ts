@@ -158,8 +158,15 @@ export async function runTrainingJob(
       train: { source, split: Split.SPLIT_TRAIN, limit: 0 },
       ...(test ? { test: { source, split: Split.SPLIT_TEST, limit: 0 } } : {}),
     },
-    // Resumed experts load on their workers from the checkpoint's weights and optimizer state.
-    checkpoints: new Map(restored?.experts ?? []),
+    // Resumed experts load on their workers from the checkpoint's weights and optimizer state,
+    // as of the last step before the resumed epoch in this job's step ids (a resubmitted
+    // request's job numbers its steps anew).
+    checkpoints: new Map(
+      (restored?.experts ?? []).map(([e, c]) => [
+        e,
+        { ...c, lastStepId: job.seq * STEP_IDS_PER_JOB + resume!.epoch * stepsPerEpoch },
+      ]),
+    ),
     deadlineMs: deps.workerDeadlineMs,
     onRecovery: (message) => job.log('warn', message),
     ...(deps.metrics ? { onRpc: deps.metrics.recordWorkerRpc.bind(deps.metrics) } : {}),
