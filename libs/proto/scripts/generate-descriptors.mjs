@@ -6,7 +6,8 @@
 //   node libs/proto/scripts/generate-descriptors.mjs [output root, default: the repository]
 import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -14,7 +15,18 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const out = resolve(process.argv[2] ?? root, 'libs/proto/src/generated/descriptors.ts');
 const buf = join(root, 'node_modules', '.bin', 'buf');
 const require = createRequire(join(root, 'libs', 'rpc', 'package.json'));
-const healthDir = join(dirname(require.resolve('grpc-health-check/package.json')), 'proto');
+const healthProto = join(
+  dirname(require.resolve('grpc-health-check/package.json')),
+  'proto',
+  'health',
+  'v1',
+  'health.proto',
+);
+// grpc-health-check ships it as health/v1/health.proto; gRPC's own name for the file (the one
+// other servers reflect and clients import) is grpc/health/v1/health.proto.
+const healthDir = mkdtempSync(join(tmpdir(), 'lethe-health-proto-'));
+mkdirSync(join(healthDir, 'grpc', 'health', 'v1'), { recursive: true });
+copyFileSync(healthProto, join(healthDir, 'grpc', 'health', 'v1', 'health.proto'));
 const reflectionDir = join(
   dirname(require.resolve('@grpc/reflection/package.json')),
   'build',
@@ -48,7 +60,7 @@ ${chunks(build('proto'))}
   'base64',
 );
 
-/** grpc.health.v1 (health/v1/health.proto from grpc-health-check). */
+/** grpc.health.v1 (grpc/health/v1/health.proto, the file grpc-health-check ships). */
 export const HEALTH_DESCRIPTOR_SET: Buffer = Buffer.from(
   [
 ${chunks(build(healthDir))}
@@ -64,5 +76,6 @@ ${chunks(build(reflectionDir, 'grpc/reflection/v1/reflection.proto'))}
   'base64',
 );
 `;
+rmSync(healthDir, { recursive: true, force: true });
 mkdirSync(dirname(out), { recursive: true });
 writeFileSync(out, source);

@@ -4,7 +4,9 @@
  * - RpcError and one factory per status code (`notFound('…')`): what handlers throw.
  * - unaryHandler / serverStreamHandler: async handlers as grpc-js handlers, errors mapped to
  *   status codes (RpcError → its code; anything else → INTERNAL, logged).
- * - startGrpcServer: a grpc-js server with the standard health service and server reflection.
+ * - startGrpcServer: a grpc-js server with the standard health service and server reflection;
+ *   reflectServer: the client side, as generic tools do it (files into a descriptor pool,
+ *   methods called by name).
  * - callUnary: a promise around a ts-proto client method with per-attempt deadlines and retries
  *   with backoff on UNAVAILABLE / DEADLINE_EXCEEDED.
  * - TLS: readTlsMaterial (checked PEM files), tlsServerCredentials (client certificates none,
@@ -51,6 +53,12 @@ export {
   type UnaryMethod,
 } from './client';
 export { addReflection, splitDescriptorSet } from './reflection';
+export {
+  callByName,
+  type ReflectedServer,
+  reflectServer,
+  strictPoolProblems,
+} from './reflection-client';
 export {
   type AuthorizeOptions,
   authorizeService,
