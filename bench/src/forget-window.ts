@@ -227,6 +227,7 @@ async function main(): Promise<void> {
     sampleId: formatSampleId(train.name, 'train', index),
   }));
 
+  const benchStarted = performance.now();
   const base = mkdtempSync(join(tmpdir(), 'lethe-bench-window-'));
   try {
     const trainedDir = join(base, 'trained');
@@ -272,6 +273,8 @@ async function main(): Promise<void> {
         `${today()} · ${machine()} · engine **${engine.engine}**`,
         '',
         `Command: \`npm run bench:forget-window -- ${process.argv.slice(2).join(' ')}\`. A sisa model (the \`${config.preset}\` preset, E=${E}, R=${options.slices}, ${options.epochsPerSlice} epochs per slice prefix, router ${options.routerEpochs} epoch on ${(options.routerFraction * 100).toFixed(0)}% of the samples) on ${train.size} CIFAR-10 training images (seeded subset), trained in ${trained.seconds.toFixed(0)} s. ${n} requests, one random training sample each, arrive at seeded uniform times over a simulated day and go through libs/sisa's \`SisaForgetQueue\` — the \`ForgetWindow\` policy the coordinator's job queue uses (\`--forget-window-ms\`) and the same \`replayBatch\` — once per window, each run on a copy of the trained model. Simulated time runs at real speed while a replay computes and skips idle stretches, so the replay seconds and latencies are real and the day takes only as long as its replays. "One request" is the mean replay of a batch holding a single request (${singles.length} of them): **${one.toFixed(1)} s**. Latency is from a request's arrival to its receipt (waiting for the window, for a replay in progress, and its own replay).`,
+        '',
+        `The whole benchmark (training and the ${windows.length} days) took ${((performance.now() - benchStarted) / 60_000).toFixed(0)} min on one core.`,
         '',
         '| window | replays | requests per replay | total replay | vs one request | longest replay | worst latency | answered within window + one replay |',
         '|---|---|---|---|---|---|---|---|',
