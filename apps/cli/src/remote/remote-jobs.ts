@@ -382,6 +382,9 @@ export async function remoteForget(
     process.stderr.write(
       `forget request ${flags.requestId}: job ${job.jobId} on ${target.address}, ${jobStateName(job.state)}` +
         (response.duplicate ? ' (submitted before: following the original job)' : '') +
+        (job.forgetWindowClosesAt
+          ? `, waiting for the forget window: one replay for every request in it starts at ${job.forgetWindowClosesAt.toISOString()}`
+          : '') +
         '\n',
     );
     await followJob(client, job);
