@@ -383,7 +383,7 @@ export async function remoteForget(
       `forget request ${flags.requestId}: job ${job.jobId} on ${target.address}, ${jobStateName(job.state)}` +
         (response.duplicate ? ' (submitted before: following the original job)' : '') +
         (job.forgetWindowClosesAt
-          ? `, waiting for the forget window: one replay for every request in it starts at ${job.forgetWindowClosesAt.toISOString()}`
+          ? `, waiting for the forget window, whose batch closes at ${job.forgetWindowClosesAt.toISOString()}`
           : '') +
         '\n',
     );
