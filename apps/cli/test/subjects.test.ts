@@ -115,6 +115,17 @@ describe('data subjects', () => {
     ]);
     expect(unknown.status).toBe(1);
     expect(unknown.stderr).toMatch(/lethe: error: not found: subject "nobody"/);
+    // A dry run of the subject on the sisa model: its 3 samples' replay plan, nothing changed.
+    const dry = lethe(['forget', '--store', store, '--subject', 's7', '--dry-run', '--json']);
+    expect(dry.stderr).not.toMatch(/lethe: error/);
+    const plan = JSON.parse(dry.stdout) as {
+      samples: number;
+      replay: { samplesRemoved: number }[];
+      estimate: { totalSeconds: number } | null;
+    };
+    expect(plan.samples).toBe(3);
+    expect(plan.replay.reduce((n, r) => n + r.samplesRemoved, 0)).toBe(3);
+    expect(plan.estimate!.totalSeconds).toBeGreaterThan(0);
     expect(digest(store)).toEqual(before);
 
     const args = [
