@@ -3,6 +3,7 @@ export {
   MoEModel,
   DEFAULT_MOE_CONFIG,
   DEFAULT_SPECIALIZE_WEIGHT,
+  DEFAULT_ROUTER_NOISE,
   MAX_SPECIALIZE_WEIGHT,
   type MoEConfig,
   type ModulePart,
@@ -12,6 +13,7 @@ export {
   type ExpertLogitsProvider,
   type StepResult,
   type TrainOptions,
+  type MoETrainingState,
 } from './moe-model';
 export {
   routeTopK,

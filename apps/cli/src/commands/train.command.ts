@@ -1,7 +1,12 @@
 import type { Command } from 'commander';
 import { LocalDirStore } from '@lethe/store';
 import { formatRoutingHealth, routingHealth } from '@lethe/metrics';
-import { DEFAULT_SPECIALIZE_WEIGHT, MAX_SPECIALIZE_WEIGHT, PRESETS } from '@lethe/model';
+import {
+  DEFAULT_ROUTER_NOISE,
+  DEFAULT_SPECIALIZE_WEIGHT,
+  MAX_SPECIALIZE_WEIGHT,
+  PRESETS,
+} from '@lethe/model';
 import { runTrainJob } from '../jobs/train-job';
 import { remoteTrain } from '../remote/remote-jobs';
 import {
@@ -88,7 +93,7 @@ export function registerTrainCommand(program: Command): void {
       '--router-noise <std>',
       'std-dev of router-logit noise while training',
       nonNegativeNumber,
-      1,
+      DEFAULT_ROUTER_NOISE,
     )
     .option('--no-augment', 'no random crop / flip')
     .option('--limit <N>', 'train on a seeded subset of N samples', positiveInt)

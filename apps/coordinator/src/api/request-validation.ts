@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { DATASET_SCHEMES, DataError } from '@lethe/data';
-import { DEFAULT_SPECIALIZE_WEIGHT, PRESETS } from '@lethe/model';
+import { DEFAULT_ROUTER_NOISE, DEFAULT_SPECIALIZE_WEIGHT, PRESETS } from '@lethe/model';
 import {
   type DatasetSpec,
   type EvaluateRequest,
@@ -208,7 +208,10 @@ export function normaliseTrainingRequest(request: StartTrainingRequest): Trainin
     schedule: SCHEDULES[known('schedule', request.schedule, LearningRateSchedule)],
     seed: request.seed,
     balanceWeight: real('balance_weight', request.balanceWeight ?? 0.1, { min: 0, max: 100 }),
-    routerNoise: real('router_noise', request.routerNoise ?? 1, { min: 0, max: 100 }),
+    routerNoise: real('router_noise', request.routerNoise ?? DEFAULT_ROUTER_NOISE, {
+      min: 0,
+      max: 100,
+    }),
     specializeWeight: real(
       'specialize_weight',
       request.specializeWeight ?? DEFAULT_SPECIALIZE_WEIGHT,

@@ -676,7 +676,7 @@ export interface StartTrainingRequest {
   balanceWeight?:
     | number
     | undefined;
-  /** Std-dev of the Gaussian noise added to router logits while training, in [0, 100]. Default 1. */
+  /** Std-dev of the Gaussian noise added to router logits while training, in [0, 100]. Default 0.5. */
   routerNoise?:
     | number
     | undefined;
