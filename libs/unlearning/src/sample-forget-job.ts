@@ -169,7 +169,7 @@ export interface SampleForgetPreview {
  * method (a loss weight for neggrad+ and scrub, an ℓ1 weight for l1-sparse).
  */
 export const DEFAULT_SAMPLE_FORGET_RECIPE = {
-  method: 'scrub' as SampleForgetMethod,
+  method: 'neggrad+' as SampleForgetMethod,
   epochs: 2,
   learningRate: 3e-4,
   lambda: { finetune: 0, 'neggrad+': 0.5, scrub: 1, 'l1-sparse': 5e-4, retrain: 0 },

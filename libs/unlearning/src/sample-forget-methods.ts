@@ -109,6 +109,10 @@ async function targetedSampleForget(
   method: Exclude<SampleForgetMethod, 'retrain'>,
   run: SampleForgetRun,
 ): Promise<Omit<ForgetOutcome, 'seconds'>> {
+  if (method === 'l1-sparse' && run.remoteExperts) {
+    // The penalty needs the experts' weights inside this step's gradient tape.
+    throw new Error('l1-sparse retrains its experts in this process, not on workers');
+  }
   const { trainable, cache } = targetedParts(run.model, run.experts, run.train, run.cache);
   const subset = sampleForgetSubset(run);
   const isForgotten = new Uint8Array(run.train.size);
