@@ -23,7 +23,11 @@ function store(): LocalDirStore {
   return new LocalDirStore(dir);
 }
 
-const submit = (requestId: string, jobId: string, outcome = 'accepted' as const): AuditRecord => ({
+const submit = (
+  requestId: string,
+  jobId: string,
+  outcome: 'accepted' | 'duplicate' = 'accepted',
+): AuditRecord => ({
   action: 'SubmitForget',
   actor: ANONYMOUS,
   peer: 'ipv4:127.0.0.1:5000',
