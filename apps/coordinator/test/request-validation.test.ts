@@ -88,12 +88,31 @@ describe('request contract', () => {
     }
   });
 
-  it('takes subject ids for sisa replay, sorted and once each, and bounds them', () => {
+  it('takes subject ids, sorted and once each, and bounds them', () => {
     const subjects = (ids: string[], fields: Partial<SubmitForgetRequest> = {}) =>
       forget({ target: { $case: 'subjectIds', value: { ids } }, ...fields });
+    // The model decides the method (admission): sisa replay, or the joint default.
     expect(normaliseForgetOptions(subjects(['s9', 'customer 4711', 's9']))).toEqual({
-      method: 'sisa-replay',
+      method: 'samples',
       subjects: ['customer 4711', 's9'],
+      maskOutput: false,
+      seed: 0,
+    });
+    expect(
+      normaliseForgetOptions(
+        subjects(['s1'], { method: ForgetMethod.FORGET_METHOD_SISA_REPLAY, epochs: 3 }),
+      ),
+    ).toEqual({ method: 'sisa-replay', subjects: ['s1'], maskOutput: false, seed: 0 });
+    expect(
+      normaliseForgetOptions(
+        subjects(['s1'], { method: ForgetMethod.FORGET_METHOD_NEGGRAD_PLUS, epochs: 3, lambda: 2 }),
+      ),
+    ).toEqual({
+      method: 'samples',
+      sampleMethod: 'neggrad+',
+      subjects: ['s1'],
+      epochs: 3,
+      lambda: 2,
       maskOutput: false,
       seed: 0,
     });
@@ -103,7 +122,18 @@ describe('request contract', () => {
       [subjects(['x'.repeat(257)]), /malformed subject id/],
       [subjects(Array.from({ length: 1001 }, (_, i) => `s${i}`)), /at most 1000/],
       [subjects(['s1'], { maskOutput: true }), /mask_output applies to a class target only/],
-      [subjects(['s1'], { method: ForgetMethod.FORGET_METHOD_TARGETED }), /sisa replay only/],
+      [
+        subjects(['s1'], { method: ForgetMethod.FORGET_METHOD_TARGETED }),
+        /not FORGET_METHOD_TARGETED/,
+      ],
+      [subjects(['s1'], { select: 'top:1' }), /apply to a class target only/],
+      [
+        forget({
+          target: { $case: 'className', value: 'cat' },
+          method: ForgetMethod.FORGET_METHOD_SCRUB,
+        }),
+        /forgets samples or subjects of a joint model/,
+      ],
     ] as const) {
       expect(refusal(() => normaliseForgetOptions(request))).toEqual({
         code: 'INVALID_ARGUMENT',

@@ -12,13 +12,20 @@ import {
   UnlearningLoss,
 } from '@lethe/proto';
 import type { SisaForgetPlan, SisaReceipt } from '@lethe/sisa';
-import type {
-  ClassForgetPlan,
-  ClassForgetRequestRecord,
-  ForgetMetrics,
-  ForgetPreview,
-  ForgetReceipt,
-  UnlearningLoss as UnlearningLossName,
+import {
+  type ClassForgetPlan,
+  type ClassForgetRequestRecord,
+  type ForgetMetrics,
+  type ForgetPreview,
+  type ForgetReceipt,
+  isSampleForgetReceipt,
+  type SampleForgetMethod,
+  type SampleForgetMetrics,
+  type SampleForgetPlan,
+  type SampleForgetPreview,
+  type SampleForgetReceipt,
+  type SampleForgetRequestRecord,
+  type UnlearningLoss as UnlearningLossName,
 } from '@lethe/unlearning';
 
 const LOSSES: Record<UnlearningLossName, UnlearningLoss> = {
@@ -71,14 +78,133 @@ function plan(p: ClassForgetPlan): ForgetPlan {
     expertCollateral: p.expertCollateral ?? [],
     collateral: p.collateral ?? 0,
     retainedRouted: p.retainedRouted ?? 0,
+    seenBy: [],
+    lineageEpochs: 0,
   };
 }
 
-/** A dry run's plan and estimate as the API's ForgetPreview. */
-export function toProtoPreview(preview: ForgetPreview): ProtoPreview {
+const SAMPLE_METHODS: Record<SampleForgetMethod, ForgetMethod> = {
+  finetune: ForgetMethod.FORGET_METHOD_FINETUNE,
+  retrain: ForgetMethod.FORGET_METHOD_RETRAIN,
+  'neggrad+': ForgetMethod.FORGET_METHOD_NEGGRAD_PLUS,
+  scrub: ForgetMethod.FORGET_METHOD_SCRUB,
+  'l1-sparse': ForgetMethod.FORGET_METHOD_L1_SPARSE,
+};
+
+/** A joint model's samples request as a receipt or a dry run records it. */
+function sampleRequestRecord(r: SampleForgetRequestRecord): ForgetRequestRecord {
   return {
-    request: requestRecord(preview.request),
-    plan: plan(preview.plan),
+    target: { $case: 'sampleIds', value: { ids: r.sampleIds } },
+    subjects: r.subjects,
+    method: SAMPLE_METHODS[r.method],
+    loss: UnlearningLoss.UNLEARNING_LOSS_UNSPECIFIED,
+    epochs: r.epochs,
+    learningRate: r.learningRate,
+    lambda: r.lambda,
+    select: '',
+    maskOutput: false,
+    batchSize: r.batchSize,
+    seed: r.seed,
+    retainFraction: r.retainFraction,
+    measure: MEASURES[r.measure],
+  };
+}
+
+/** The plan from the routing lineage: every expert that saw a sample is retrained. */
+function samplePlan(p: SampleForgetPlan): ForgetPlan {
+  return {
+    samples: p.samples,
+    className: '',
+    activations: [],
+    rule: '',
+    experts: p.experts,
+    coverage: p.experts.length > 0 ? 1 : 0,
+    expertCollateral: [],
+    collateral: p.collateral,
+    retainedRouted: p.retainedRouted,
+    seenBy: p.seenBy,
+    lineageEpochs: p.lineageEpochs,
+  };
+}
+
+/** UA, RA, TA and MIA-Efficacy; what only a class target has is NaN (not measured). */
+function sampleMetrics(m: SampleForgetMetrics): ProtoMetrics {
+  return {
+    ua: m.ua,
+    ra: m.ra,
+    ta: m.ta,
+    forgottenClassTestAccuracy: Number.NaN,
+    testAccuracy: m.ta,
+    perClassTest: [],
+    miaEfficacy: m.miaEfficacy,
+    miaAttackAccuracy: m.miaAttackAccuracy,
+    featureProbe: Number.NaN,
+    featureProbeHeldOutAccuracy: undefined,
+    routingTest: undefined,
+    seconds: m.seconds,
+    // No class is suppressed: the raw outputs are the served ones.
+    unmaskedUa: m.ua,
+    unmaskedForgottenClassTestAccuracy: Number.NaN,
+    unmaskedMiaEfficacy: m.miaEfficacy,
+  };
+}
+
+/** An approximate sample forget's receipt (joint model) as the API's Receipt. */
+function toProtoSampleReceipt(
+  receipt: SampleForgetReceipt,
+  jobId: string,
+  object?: ObjectRef,
+): Receipt {
+  return {
+    schema: receipt.schema,
+    requestId: receipt.requestId,
+    createdAt: new Date(receipt.createdAt),
+    request: sampleRequestRecord(receipt.request),
+    // The oracle retrains from scratch without the samples: exact, as a class retrain is.
+    mode:
+      receipt.request.method === 'retrain'
+        ? ForgetMode.FORGET_MODE_EXACT
+        : ForgetMode.FORGET_MODE_APPROXIMATE,
+    plan: samplePlan(receipt.plan),
+    expertsRetrained: receipt.expertsRetrained,
+    partsChanged: receipt.partsChanged,
+    weights: { before: receipt.weights.before, after: receipt.weights.after },
+    manifest: { before: receipt.manifest.before, after: receipt.manifest.after },
+    suppressClasses: [],
+    metrics: {
+      before: sampleMetrics(receipt.metrics.before),
+      after: sampleMetrics(receipt.metrics.after),
+    },
+    timings: { planSeconds: 0, ...receipt.timings },
+    engine: receipt.engine,
+    history: receipt.history.map((h) => ({
+      epoch: h.epoch + 1,
+      loss: h.loss,
+      accuracy: h.accuracy,
+      seconds: h.seconds,
+    })),
+    frozenExpertPasses: receipt.frozenExpertPasses,
+    sisa: undefined,
+    jobId,
+    object,
+  };
+}
+
+/** A dry run's plan and estimate (a class, or a joint model's samples) as the API's. */
+export function toProtoPreview(preview: ForgetPreview | SampleForgetPreview): ProtoPreview {
+  if (preview.request.kind === 'samples') {
+    const p = preview as SampleForgetPreview;
+    return {
+      request: sampleRequestRecord(p.request),
+      plan: samplePlan(p.plan),
+      // The proto's ForgetEstimate mirrors libs/unlearning's field for field.
+      estimate: p.estimate,
+      manifestRevision: p.manifestRevision,
+    };
+  }
+  return {
+    request: requestRecord((preview as ForgetPreview).request),
+    plan: plan((preview as ForgetPreview).plan),
     // The proto's ForgetEstimate mirrors libs/unlearning's field for field.
     estimate: preview.estimate,
     manifestRevision: preview.manifestRevision,
@@ -201,12 +327,15 @@ export function toProtoSisaPlan(plan: SisaForgetPlan): ProtoSisaPlan {
 
 /** The stored receipt document as the API's Receipt (epochs 1-based, as the proto counts). */
 export function toProtoReceipt(
-  receipt: ForgetReceipt | SisaReceipt,
+  receipt: ForgetReceipt | SisaReceipt | SampleForgetReceipt,
   jobId: string,
   object?: ObjectRef,
 ): Receipt {
   if ((receipt as { mode: string }).mode === 'exact') {
     return toProtoSisaReceipt(receipt as SisaReceipt, jobId, object);
+  }
+  if (isSampleForgetReceipt(receipt as SampleForgetReceipt)) {
+    return toProtoSampleReceipt(receipt as SampleForgetReceipt, jobId, object);
   }
   return toProtoApproximateReceipt(receipt as ForgetReceipt, jobId, object);
 }

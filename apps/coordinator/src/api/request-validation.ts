@@ -22,6 +22,7 @@ import {
   parseSelectionRule,
   type ForgetMethod as MethodName,
   type MeasureMode as MeasureModeName,
+  type SampleForgetMethod,
   type UnlearningLoss as UnlearningLossName,
 } from '@lethe/unlearning';
 import type { EvaluateOrder } from '../engine/engine-protocol';
@@ -234,6 +235,15 @@ const METHODS: Partial<Record<ForgetMethod, MethodName>> = {
   [ForgetMethod.FORGET_METHOD_MASK]: 'mask',
 };
 
+/** Samples and subjects of a joint model (libs/unlearning's sample-forget methods). */
+const SAMPLE_METHODS: Partial<Record<ForgetMethod, SampleForgetMethod>> = {
+  [ForgetMethod.FORGET_METHOD_FINETUNE]: 'finetune',
+  [ForgetMethod.FORGET_METHOD_RETRAIN]: 'retrain',
+  [ForgetMethod.FORGET_METHOD_NEGGRAD_PLUS]: 'neggrad+',
+  [ForgetMethod.FORGET_METHOD_SCRUB]: 'scrub',
+  [ForgetMethod.FORGET_METHOD_L1_SPARSE]: 'l1-sparse',
+};
+
 const LOSS_NAMES: Partial<Record<UnlearningLoss, UnlearningLossName>> = {
   [UnlearningLoss.UNLEARNING_LOSS_COMPLEMENT_CE]: 'complement-ce',
   [UnlearningLoss.UNLEARNING_LOSS_RANDOM_LABEL]: 'random-label',
@@ -251,8 +261,14 @@ const MEASURES: Partial<Record<MeasureMode, MeasureModeName>> = {
  * receipt records what it chose).
  */
 export interface ForgetOptions {
-  method: MethodName | 'sisa-replay';
-  /** Samples target (sisa replay): the ids, sorted and without duplicates. */
+  /**
+   * A class method; `sisa-replay` (a sisa model's samples); or `samples`, a samples or subjects
+   * target whose model decides (admission makes it `sisa-replay` on a sisa model).
+   */
+  method: MethodName | 'sisa-replay' | 'samples';
+  /** `samples` on a joint model: the method the client named; unset, the library's default. */
+  sampleMethod?: SampleForgetMethod;
+  /** Samples target: the ids, sorted and without duplicates. */
   sampleIds?: string[];
   /** Subjects target: the subject ids, sorted and without duplicates (expanded at admission). */
   subjects?: string[];
@@ -267,6 +283,44 @@ export interface ForgetOptions {
   maskOutput: boolean;
   batchSize?: number;
   seed: number;
+}
+
+/**
+ * A samples or subjects target. Which model it meets decides the method, so an unset one stays
+ * `samples` without a sample method: a sisa model replays (the recipe fields are then ignored, a
+ * replay uses the stored recipe), a joint model takes DEFAULT_SAMPLE_FORGET_RECIPE's method.
+ */
+function sampleTargetOptions(request: SubmitForgetRequest, field: string): ForgetOptions {
+  if (request.maskOutput) throw invalidArgument('mask_output applies to a class target only');
+  if (request.method === ForgetMethod.FORGET_METHOD_SISA_REPLAY) {
+    return { method: 'sisa-replay', maskOutput: false, seed: 0 };
+  }
+  const unset = request.method === ForgetMethod.FORGET_METHOD_UNSPECIFIED;
+  const sampleMethod = SAMPLE_METHODS[request.method];
+  if (!unset && !sampleMethod) {
+    throw invalidArgument(
+      `${field} are forgotten by sisa replay (sisa model) or by finetune, retrain, neggrad+, scrub or l1-sparse (joint model), not ${ForgetMethod[request.method] ?? quote(request.method)}`,
+    );
+  }
+  if (
+    request.loss !== UnlearningLoss.UNLEARNING_LOSS_UNSPECIFIED ||
+    request.select ||
+    request.anchor !== undefined
+  ) {
+    throw invalidArgument(`loss, select and anchor apply to a class target only, not ${field}`);
+  }
+  return {
+    method: 'samples',
+    ...(sampleMethod ? { sampleMethod } : {}),
+    retainFraction: optionalPositive('retain_fraction', request.retainFraction, 1),
+    measure: MEASURES[request.measure],
+    epochs: optionalInteger('epochs', request.epochs, 1, 100),
+    learningRate: optionalPositive('learning_rate', request.learningRate, 10),
+    lambda: optionalPositive('lambda', request.lambda, 1000),
+    maskOutput: false,
+    batchSize: optionalInteger('batch_size', request.batchSize, 1, 4096),
+    seed: request.seed,
+  };
 }
 
 /** An integer field left at proto3's zero means "unset". */
@@ -303,17 +357,7 @@ export function normaliseForgetOptions(request: SubmitForgetRequest): ForgetOpti
     }
     const bad = ids.find((id) => !SUBJECT_ID.test(id));
     if (bad !== undefined) throw invalidArgument(`malformed subject id ${quote(bad)}`);
-    if (request.maskOutput) throw invalidArgument('mask_output applies to a class target only');
-    const other =
-      request.method !== ForgetMethod.FORGET_METHOD_UNSPECIFIED &&
-      request.method !== ForgetMethod.FORGET_METHOD_SISA_REPLAY;
-    if (other) throw invalidArgument('subjects are forgotten by sisa replay only');
-    return {
-      method: 'sisa-replay',
-      subjects: [...new Set(ids)].sort(),
-      maskOutput: false,
-      seed: 0,
-    };
+    return { ...sampleTargetOptions(request, 'subjects'), subjects: [...new Set(ids)].sort() };
   }
   if (target.$case === 'sampleIds') {
     const ids = target.value.ids;
@@ -323,17 +367,7 @@ export function normaliseForgetOptions(request: SubmitForgetRequest): ForgetOpti
     }
     const bad = ids.find((id) => id.length > MAX_NAME || !SAMPLE_ID.test(id));
     if (bad !== undefined) throw invalidArgument(`malformed sample id ${quote(bad)}`);
-    if (request.maskOutput) throw invalidArgument('mask_output applies to a class target only');
-    const other =
-      request.method !== ForgetMethod.FORGET_METHOD_UNSPECIFIED &&
-      request.method !== ForgetMethod.FORGET_METHOD_SISA_REPLAY;
-    if (other) throw invalidArgument('sample_ids are forgotten by sisa replay only');
-    return {
-      method: 'sisa-replay',
-      sampleIds: [...new Set(ids)].sort(),
-      maskOutput: false,
-      seed: 0,
-    };
+    return { ...sampleTargetOptions(request, 'sample_ids'), sampleIds: [...new Set(ids)].sort() };
   }
   if (target.$case === 'className') {
     if (target.value === '') throw invalidArgument('class_name is empty');
@@ -343,6 +377,11 @@ export function normaliseForgetOptions(request: SubmitForgetRequest): ForgetOpti
   }
   if (request.method === ForgetMethod.FORGET_METHOD_SISA_REPLAY) {
     throw invalidArgument('FORGET_METHOD_SISA_REPLAY forgets samples: give sample_ids');
+  }
+  if (SAMPLE_METHODS[request.method] && !METHODS[request.method]) {
+    throw invalidArgument(
+      `${ForgetMethod[request.method]} forgets samples or subjects of a joint model: give sample_ids or subject_ids`,
+    );
   }
   const method = METHODS[request.method];
   if (!method) throw invalidArgument(`method: unknown value ${quote(request.method)}`);

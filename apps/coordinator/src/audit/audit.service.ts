@@ -166,9 +166,14 @@ export class AuditService implements OnApplicationShutdown {
       actor: request.submittedBy ?? ANONYMOUS,
       requestId: job.requestId,
       target: request.sampleIds
-        ? { sampleIds: request.sampleIds.slice(0, 100), sampleCount: request.sampleIds.length }
+        ? {
+            sampleIds: request.sampleIds.slice(0, 100),
+            sampleCount: request.sampleIds.length,
+            ...(request.subjects ? { subjects: request.subjects.slice(0, 100) } : {}),
+          }
         : { className: request.className, classIndex: request.classIndex },
-      method: request.method,
+      // A joint model's samples: the method the client named (`samples`: the library default).
+      method: request.sampleMethod ?? request.method,
       result: {
         outcome: job.state as 'succeeded' | 'failed' | 'cancelled',
         jobId: job.id,

@@ -7,7 +7,7 @@ import type {
 } from '@lethe/proto';
 import type { MoEConfig } from '@lethe/model';
 import type { TlsMaterial } from '@lethe/rpc';
-import type { ForgetPreview } from '@lethe/unlearning';
+import type { ForgetPreview, SampleForgetPreview } from '@lethe/unlearning';
 import type { ForgetJobRequest } from '../forgetting/forget-request';
 import type { StepTiming } from '../training/expert-parallel-executor';
 import type { TrainingRequest } from '../training/training-request';
@@ -100,7 +100,7 @@ export interface EngineApi {
   predict(arg: PredictOrder): Promise<PredictResponse>;
   evaluate(arg: EvaluateOrder): Promise<EvaluateResponse>;
   /** Jobs thread: a forget request's plan and cost, beside whatever job runs there. */
-  preview(arg: PreviewOrder): Promise<ForgetPreview>;
+  preview(arg: PreviewOrder): Promise<ForgetPreview | SampleForgetPreview>;
   /** Serving thread: the trainable parameters of one expert of a model so configured. */
   expertParameters(arg: MoEConfig): Promise<number>;
   /** A client cancelled a call (serving, preview), or its deadline passed: stop its work. */

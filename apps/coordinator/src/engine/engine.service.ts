@@ -2,7 +2,7 @@ import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import type { MoEConfig } from '@lethe/model';
 import type { EvaluateResponse, JobProgress, PredictResponse } from '@lethe/proto';
 import { cancelled, type TlsMaterial } from '@lethe/rpc';
-import type { ForgetPreview } from '@lethe/unlearning';
+import type { ForgetPreview, SampleForgetPreview } from '@lethe/unlearning';
 import type { Logger } from 'pino';
 import type { CoordinatorConfig } from '../config/coordinator-config';
 import { MetricsService } from '../metrics/metrics.service';
@@ -124,7 +124,10 @@ export class EngineService implements OnApplicationShutdown {
    * A forget request's plan and cost (a dry run). In the jobs thread, which has the training
    * data open, beside a running job: Predict and Evaluate are not held up by a router pass.
    */
-  preview(request: ForgetJobRequest, call: CancellableCall): Promise<ForgetPreview> {
+  preview(
+    request: ForgetJobRequest,
+    call: CancellableCall,
+  ): Promise<ForgetPreview | SampleForgetPreview> {
     return this.call('jobs', call, (callId, bridge) => bridge.call('preview', { request, callId }));
   }
 

@@ -1,4 +1,9 @@
-import type { ForgetMethod, MeasureMode, UnlearningLoss } from '@lethe/unlearning';
+import type {
+  ForgetMethod,
+  MeasureMode,
+  SampleForgetMethod,
+  UnlearningLoss,
+} from '@lethe/unlearning';
 import type { AuditActor } from '../audit/audit-log';
 
 /**
@@ -11,8 +16,14 @@ export interface ForgetJobRequest {
   /** Class target; -1 and '' for a samples target. */
   classIndex: number;
   className: string;
-  method: ForgetMethod | 'sisa-replay';
-  /** Samples target (exact forgetting on a sisa model). */
+  /**
+   * A class method; `sisa-replay` (exact, a sisa model's samples, batched by the forget
+   * window); `samples` (approximate, a joint model's samples or subjects, a job of its own).
+   */
+  method: ForgetMethod | 'sisa-replay' | 'samples';
+  /** `samples` only, where the client named one: DEFAULT_SAMPLE_FORGET_RECIPE's otherwise. */
+  sampleMethod?: SampleForgetMethod;
+  /** Samples target: every sample id, subjects expanded, sorted. */
   sampleIds?: string[];
   /** The data subjects the sample ids were expanded from, for the receipt and the ledger. */
   subjects?: string[];

@@ -1,16 +1,23 @@
 import { type ChannelStats, type Dataset, limitTrainingSet } from '@lethe/data';
-import { MoEModel } from '@lethe/model';
+import { MoEModel, type StepProgress } from '@lethe/model';
 import { Split } from '@lethe/proto';
 import type { ObjectStore } from '@lethe/store';
 import { loadSisa, replayBatch, type SisaBatchOutcome, type SisaReceipt } from '@lethe/sisa';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '@lethe/rpc';
 import {
   type ClassForgetRequest,
+  DEFAULT_SAMPLE_FORGET_RECIPE,
   forgetClass,
+  forgetJointSamples,
   type ForgetPreview,
   type ForgetReceipt,
   ForgetRequestError,
   previewClassForget,
+  previewSampleForget,
+  type RemoteExperts,
+  type SampleForgetPreview,
+  type SampleForgetReceipt,
+  type SampleForgetRequest,
 } from '@lethe/unlearning';
 import type { Logger } from 'pino';
 import { type JobContext, STEP_IDS_PER_JOB, stepProgress } from '../jobs/job-context';
@@ -47,17 +54,57 @@ export async function runForgetJob(
   deps: ForgetRunnerDeps,
   request: ForgetJobRequest,
   job: JobContext,
-): Promise<ForgetReceipt | SisaReceipt> {
+): Promise<ForgetReceipt | SisaReceipt | SampleForgetReceipt> {
   const current = await deps.models.current();
   if (!current) throw new Error('no trained model in the store');
-  if (request.sampleIds) {
+  if (request.method === 'sisa-replay') {
     // A batch of one: the same replay path the job queue uses for several requests.
     const [outcome] = await runSisaForgetBatch(deps, [request], job);
     if ('error' in outcome!) throw outcome.error;
     return outcome!.receipt;
   }
-  const { card, manifest, training } = current;
   const { train, test } = await forgetData(deps.models, current);
+  const progress = {
+    signal: job.signal,
+    onStatus: (message: string) => job.log('info', message),
+    onStep: (p: StepProgress) =>
+      job.progress(
+        stepProgress('forget', p, Math.round(p.totalSteps / Math.max(1, p.stepsPerEpoch))),
+      ),
+  };
+  if (request.method === 'samples') {
+    const method = request.sampleMethod ?? DEFAULT_SAMPLE_FORGET_RECIPE.method;
+    // l1-sparse's penalty needs the experts' weights in this process's gradient tape, so its
+    // experts retrain here, in the jobs thread, as the class baselines do.
+    const remote = method === 'l1-sparse' ? undefined : await remoteExpertsFor(deps, current, job);
+    if (!remote) job.log('info', `${method} retrains its experts in the coordinator`);
+    return forgetJointSamples(
+      { store: deps.store, train, test, ...progress, ...(remote ? { remoteExperts: remote } : {}) },
+      sampleForgetRequest(request),
+    );
+  }
+  return forgetClass(
+    {
+      store: deps.store,
+      train,
+      test,
+      remoteExperts: await remoteExpertsFor(deps, current, job),
+      ...progress,
+    },
+    classForgetRequest(request),
+  );
+}
+
+/**
+ * Where a forget's retrained experts step: on the workers that host them, loaded from the stored
+ * weights with a fresh optimizer, checkpointed there and read back; the router steps here.
+ */
+async function remoteExpertsFor(
+  deps: ForgetRunnerDeps,
+  current: CurrentModel,
+  job: JobContext,
+): Promise<RemoteExperts> {
+  const { card, manifest, training } = current;
   const experts = card.config.experts;
   await deps.directory.setExpertCount(experts);
   const checkpoints = new Map<number, ExpertCheckpoint>();
@@ -87,7 +134,7 @@ export async function runForgetJob(
     remote: new Set<number>(),
     ...(deps.metrics ? { onTiming: deps.metrics.recordStep.bind(deps.metrics) } : {}),
   });
-  const remoteExperts = {
+  return {
     step: parallel.step.bind(parallel),
     prepare: async (model: MoEModel, selected: readonly number[]) => {
       parallel.setRemote(selected);
@@ -97,26 +144,30 @@ export async function runForgetJob(
     },
     collect: (model: MoEModel, selected: readonly number[]) => parallel.collect(model, selected),
   };
-  return forgetClass(
-    {
-      store: deps.store,
-      train,
-      test,
-      remoteExperts,
-      signal: job.signal,
-      onStatus: (message) => job.log('info', message),
-      onStep: (p) =>
-        job.progress(
-          stepProgress('forget', p, Math.round(p.totalSteps / Math.max(1, p.stepsPerEpoch))),
-        ),
-    },
-    classForgetRequest(request),
-  );
+}
+
+/** A stored joint samples request as libs/unlearning's: only what the client set. */
+function sampleForgetRequest(request: ForgetJobRequest): SampleForgetRequest {
+  return {
+    requestId: request.requestId,
+    sampleIds: request.sampleIds ?? [],
+    ...(request.subjects ? { subjects: request.subjects } : {}),
+    ...(request.sampleMethod ? { method: request.sampleMethod } : {}),
+    ...(request.epochs !== undefined ? { epochs: request.epochs } : {}),
+    ...(request.learningRate !== undefined ? { learningRate: request.learningRate } : {}),
+    ...(request.lambda !== undefined ? { lambda: request.lambda } : {}),
+    ...(request.retainFraction !== undefined ? { retainFraction: request.retainFraction } : {}),
+    ...(request.measure !== undefined ? { measure: request.measure } : {}),
+    ...(request.batchSize !== undefined ? { batchSize: request.batchSize } : {}),
+    seed: request.seed,
+  };
 }
 
 /** A stored forget request as libs/unlearning's: only what the client set, defaults there. */
 function classForgetRequest(request: ForgetJobRequest): ClassForgetRequest {
-  if (request.method === 'sisa-replay') throw new Error('sisa replay needs sample ids');
+  if (request.method === 'sisa-replay' || request.method === 'samples') {
+    throw new Error(`${request.method} needs sample ids`);
+  }
   return {
     requestId: request.requestId,
     class: String(request.classIndex),
@@ -166,7 +217,7 @@ export async function previewForget(
   store: ObjectStore,
   request: ForgetJobRequest,
   signal: AbortSignal,
-): Promise<ForgetPreview> {
+): Promise<ForgetPreview | SampleForgetPreview> {
   const current = await models.current();
   if (!current) throw failedPrecondition('no trained model: run StartTraining first');
   const { train, test } = await forgetData(models, current).catch((error: unknown) => {
@@ -177,6 +228,12 @@ export async function previewForget(
     );
   });
   try {
+    if (request.method === 'samples') {
+      return await previewSampleForget(
+        { store, train, test, signal },
+        sampleForgetRequest(request),
+      );
+    }
     return await previewClassForget({ store, train, test, signal }, classForgetRequest(request));
   } catch (error) {
     if (error instanceof ForgetRequestError) throw REQUEST_STATUS[error.code](error.message);

@@ -16,7 +16,14 @@ import {
   invalidArgument,
   notFound,
 } from '@lethe/rpc';
-import { erasedOf, heldSamples, readLedger, readRoster, rosterSamples } from '@lethe/ledger';
+import {
+  erasedOf,
+  heldSamples,
+  readLedger,
+  readRoster,
+  rosterSamples,
+  ROUTING_LINEAGE_OBJECT,
+} from '@lethe/ledger';
 import { type ObjectStore } from '@lethe/store';
 import { loadSisa, planSisaReplay, type SisaReceipt, slotsByIndex } from '@lethe/sisa';
 import {
@@ -24,6 +31,7 @@ import {
   listReceipts,
   readReceipt,
   receiptObjectName,
+  type SampleForgetReceipt,
 } from '@lethe/unlearning';
 import {
   checkRequestId,
@@ -143,12 +151,12 @@ export class ForgettingService {
         preview: undefined,
       };
     }
-    if (decision.request.sampleIds) {
+    if (decision.request.method === 'sisa-replay') {
       // Sisa: the shards and slices a replay would retrain, from the stored layout and rate.
       const loaded = await loadSisa(this.store);
       const held = slotsByIndex(loaded.layout);
       const indices = new Set(
-        decision.request.sampleIds.map((id) => parseSampleId(id).index).filter((i) => held.has(i)),
+        decision.request.sampleIds!.map((id) => parseSampleId(id).index).filter((i) => held.has(i)),
       );
       const sisaPlan = toProtoSisaPlan(planSisaReplay(loaded, indices));
       return { job: undefined, receiptId: '', duplicate: false, preview: undefined, sisaPlan };
@@ -272,11 +280,6 @@ export class ForgettingService {
     if (missing !== undefined) {
       throw notFound(`subject ${quote(missing)} has no sample in the model's training set`);
     }
-    if (current.training.mode !== 'sisa') {
-      throw failedPrecondition(
-        'the current model is joint: approximate sample forgetting on joint models is not built yet; train a sisa model to forget subjects exactly',
-      );
-    }
     return this.decideSamples(requestId, expanded, current, previous);
   }
 
@@ -316,18 +319,38 @@ export class ForgettingService {
     };
   }
 
-  /** Samples, on a sisa model: checked against its layout now, replayed by the job. */
+  /**
+   * Samples: on a sisa model checked against its layout now and replayed by the job; on a joint
+   * model checked against its roster and the ledger now and forgotten approximately by the job.
+   */
   private async decideSamples(
     requestId: string,
-    options: ForgetOptions,
+    given: ForgetOptions,
     current: CurrentModel,
     previous: JobRecord | undefined,
   ): Promise<ForgetDecision> {
     if (current.training.mode !== 'sisa') {
+      return this.decideJointSamples(requestId, given, current, previous);
+    }
+    if (given.method === 'samples' && given.sampleMethod) {
       throw failedPrecondition(
-        'forgetting samples needs a sisa model (StartTraining with TRAINING_MODE_SISA); the current model is joint',
+        `the current model is a sisa model: its samples are forgotten by sisa replay, not by ${given.sampleMethod}`,
       );
     }
+    // A replay uses the stored recipe: the request's recipe fields do not apply. Keys in the
+    // order requests had before joint models took samples, so a retry keeps its fingerprint.
+    const options: ForgetOptions =
+      given.method === 'sisa-replay'
+        ? given
+        : given.subjects
+          ? {
+              method: 'sisa-replay',
+              subjects: given.subjects,
+              maskOutput: false,
+              seed: 0,
+              sampleIds: given.sampleIds!,
+            }
+          : { method: 'sisa-replay', sampleIds: given.sampleIds!, maskOutput: false, seed: 0 };
     const normalised: ForgetJobRequest = { requestId, classIndex: -1, className: '', ...options };
     const print = fingerprint(normalised);
     if (previous) return this.sameOrReused(previous, print);
@@ -355,6 +378,63 @@ export class ForgettingService {
     return { kind: 'new', request: normalised, fingerprint: print };
   }
 
+  /**
+   * Samples (or subjects, expanded) of a joint model: each must be in the model's roster and
+   * not in the erasure ledger, nor in a forget queued or running; the job runs libs/unlearning's
+   * `forgetJointSamples`, which checks the same again against the store it publishes to.
+   */
+  private async decideJointSamples(
+    requestId: string,
+    options: ForgetOptions,
+    current: CurrentModel,
+    previous: JobRecord | undefined,
+  ): Promise<ForgetDecision> {
+    const normalised: ForgetJobRequest = { requestId, classIndex: -1, className: '', ...options };
+    const print = fingerprint(normalised);
+    if (previous) return this.sameOrReused(previous, print);
+    if (options.method === 'sisa-replay') {
+      throw failedPrecondition(
+        'the current model is joint: sisa replay needs a sisa model (StartTraining with TRAINING_MODE_SISA); leave the method unset to forget its samples approximately',
+      );
+    }
+    if (await readReceipt(this.store, requestId)) {
+      throw alreadyExists(`request_id ${requestId} already has a receipt`);
+    }
+    this.noTrainingQueued();
+    const roster = await readRoster(this.store, current.manifest);
+    if (!roster || !current.manifest.objects[ROUTING_LINEAGE_OBJECT]) {
+      throw failedPrecondition(
+        'the current model has no roster or routing lineage (trained before they were recorded): train it again to forget samples',
+      );
+    }
+    const held = new Map(rosterSamples(roster).map((s) => [s.sampleId, s]));
+    const erased = erasedOf(await readLedger(this.store, current.manifest));
+    const pending = this.jobs
+      .active('forget')
+      .filter((j) => (j.request as ForgetJobRequest).method === 'samples');
+    for (const id of options.sampleIds!) {
+      const sample = held.get(id);
+      if (!sample) {
+        throw notFound(
+          `sample ${quote(id)} is not in the model's training set (${roster.dataset}:train)`,
+        );
+      }
+      const gone = erased.sampleIds.has(id) || erased.classes.has(sample.className);
+      const by = gone
+        ? [...erased.byRequest.values()].find(
+            (e) => e.sampleIds.includes(id) || e.classes.includes(sample.className),
+          )
+        : undefined;
+      const queued = pending.find((j) => (j.request as ForgetJobRequest).sampleIds!.includes(id));
+      if (gone || queued) {
+        throw failedPrecondition(
+          `sample ${quote(id)} is already forgotten or being forgotten (request ${by?.requestId ?? queued!.requestId})`,
+        );
+      }
+    }
+    return { kind: 'new', request: normalised, fingerprint: print };
+  }
+
   /** A request id held by a live job: the same request again, or a reuse for another one. */
   private sameOrReused(previous: JobRecord, print: string): ForgetDecision {
     if (previous.fingerprint !== print) throw reused(previous.requestId);
@@ -377,7 +457,7 @@ export class ForgettingService {
     }
     // Both kinds live under receipt/<id>; exact (sisa) ones carry mode `exact`.
     const receipt = (await readReceipt(this.store, requestId)) as
-      ForgetReceipt | SisaReceipt | undefined;
+      ForgetReceipt | SisaReceipt | SampleForgetReceipt | undefined;
     if (!receipt) throw notFound(`no completed forget request ${requestId}`);
     const current = await this.models.state.current();
     return toProtoReceipt(
@@ -390,7 +470,9 @@ export class ForgettingService {
   /** ListReceipts: a page of every stored receipt, oldest first. */
   async receipts(page: ReturnType<typeof normaliseListReceipts>): Promise<ListReceiptsResponse> {
     const { size, start } = page;
-    const all = (await listReceipts(this.store)) as (ForgetReceipt | SisaReceipt)[];
+    const all = (await listReceipts(this.store)) as (
+      ForgetReceipt | SisaReceipt | SampleForgetReceipt
+    )[];
     const current = await this.models.state.current();
     return {
       receipts: all

@@ -25,8 +25,8 @@ export function toProtoJob(job: JobRecord): Job {
   };
 }
 
-/** Sisa training, or exact forgetting of samples (which only a sisa model allows). */
+/** Sisa training, or exact forgetting of samples by replay (a joint model's are `samples`). */
 function isSisa(job: JobRecord): boolean {
-  const request = job.request as { mode?: string; sampleIds?: unknown };
-  return request.mode === 'sisa' || request.sampleIds !== undefined;
+  const request = job.request as { mode?: string; method?: string };
+  return request.mode === 'sisa' || request.method === 'sisa-replay';
 }

@@ -220,7 +220,7 @@ export class JobsService implements OnApplicationBootstrap, OnApplicationShutdow
           },
           reporter,
         )) as [JobEnd];
-      } else if ((request as ForgetJobRequest).sampleIds) {
+      } else if (isSisaForget(job)) {
         end = await this.runSisaBatch(job, reporter);
       } else {
         [end] = (await this.engine.runJob(
@@ -281,9 +281,7 @@ export class JobsService implements OnApplicationBootstrap, OnApplicationShutdow
    * manifest revision for all, each job ending with its own receipt — or its own error.
    */
   private async runSisaBatch(leader: JobRecord, reporter: JobReporter): Promise<JobEnd> {
-    const companions = this.repository
-      .list(['queued'])
-      .filter((j) => j.kind === 'forget' && (j.request as ForgetJobRequest).sampleIds);
+    const companions = this.repository.list(['queued']).filter(isSisaForget);
     const batch = [leader, ...companions.map((j) => this.transition(j, 'running'))];
     for (const j of companions) {
       this.events.publish(j.id, {
@@ -391,7 +389,10 @@ export class JobsService implements OnApplicationBootstrap, OnApplicationShutdow
   }
 }
 
-/** An exact (sisa) forget of samples: the jobs a forget window batches. */
+/**
+ * An exact (sisa) forget of samples: the jobs a forget window batches. A joint model's samples
+ * (method `samples`) are forgotten approximately, each request a job of its own.
+ */
 function isSisaForget(job: JobRecord): boolean {
-  return job.kind === 'forget' && (job.request as ForgetJobRequest).sampleIds !== undefined;
+  return job.kind === 'forget' && (job.request as ForgetJobRequest).method === 'sisa-replay';
 }

@@ -90,7 +90,7 @@ export class MetricsService implements OnApplicationBootstrap, OnApplicationShut
     });
     this.forgetRequestSeconds = new Histogram({
       name: 'lethe_forget_request_seconds',
-      help: "Forget requests, from SubmitForget's acceptance to the job's end (a succeeded one has published its receipt), by method (targeted, a baseline, sisa-replay) and outcome (succeeded, failed, cancelled).",
+      help: "Forget requests, from SubmitForget's acceptance to the job's end (a succeeded one has published its receipt), by method (targeted, a baseline, sisa-replay, samples: a joint model's samples or subjects) and outcome (succeeded, failed, cancelled).",
       labelNames: ['method', 'outcome'],
       buckets: FORGET_SECONDS_BUCKETS,
       registers,

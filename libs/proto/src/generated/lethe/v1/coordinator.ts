@@ -291,8 +291,11 @@ export function logLevelToJSON(object: LogLevel): string {
 }
 
 /**
- * How to forget. The default (FORGET_METHOD_UNSPECIFIED) is targeted for a joint model and
- * sisa-replay for a sisa model.
+ * How to forget. The default (FORGET_METHOD_UNSPECIFIED) depends on the model and the target: a
+ * class on a joint model, targeted; samples or subjects on a joint model, neggrad+ (the sample
+ * method a small measurement scored closest to the retrain oracle, docs/forgetting-samples.md);
+ * anything on a sisa model, sisa-replay. Samples and subjects of a joint model take finetune,
+ * retrain, neggrad+, scrub or l1-sparse; a class takes the methods up to mask.
  */
 export enum ForgetMethod {
   /** FORGET_METHOD_UNSPECIFIED - The model's default, see above. */
@@ -304,10 +307,15 @@ export enum ForgetMethod {
   FORGET_METHOD_TARGETED = 1,
   /**
    * FORGET_METHOD_RETRAIN - Train a fresh model with the stored recipe on the data without the forgotten samples. Exact,
-   * and the most expensive; the baseline targeted forgetting is measured against.
+   * and the most expensive; the baseline targeted forgetting is measured against (the oracle, for
+   * samples too).
    */
   FORGET_METHOD_RETRAIN = 2,
-  /** FORGET_METHOD_FINETUNE - Fine-tune the whole model on the retained data only. Approximate baseline. */
+  /**
+   * FORGET_METHOD_FINETUNE - A class: fine-tune the whole model on the retained data only. Samples of a joint model:
+   * retrain the experts that saw them (routing lineage) and the router on retained data only.
+   * Approximate.
+   */
   FORGET_METHOD_FINETUNE = 3,
   /** FORGET_METHOD_GRADIENT_ASCENT - Gradient ascent on the forgotten data. Approximate baseline. */
   FORGET_METHOD_GRADIENT_ASCENT = 4,
@@ -320,6 +328,24 @@ export enum ForgetMethod {
    * slice without the forgotten samples, then retrain the router. Exact.
    */
   FORGET_METHOD_SISA_REPLAY = 7,
+  /**
+   * FORGET_METHOD_NEGGRAD_PLUS - Samples of a joint model: retrain the experts that saw them and the router with descent on
+   * retained samples and lambda-weighted ascent on the forgotten ones (stopped per sample at
+   * chance's loss). Approximate; the default for samples and subjects of a joint model.
+   */
+  FORGET_METHOD_NEGGRAD_PLUS = 8,
+  /**
+   * FORGET_METHOD_SCRUB - Samples of a joint model: SCRUB-style distillation, staying close to the original model on
+   * retained samples and moving away from it on the forgotten ones. Approximate.
+   */
+  FORGET_METHOD_SCRUB = 9,
+  /**
+   * FORGET_METHOD_L1_SPARSE - Samples of a joint model: fine-tuning on retained samples with a decaying l1 penalty on the
+   * retrained weights. The penalty needs the weights in the step's gradient, so through the
+   * coordinator its experts retrain in the coordinator's jobs thread, not on the workers.
+   * Approximate.
+   */
+  FORGET_METHOD_L1_SPARSE = 10,
   UNRECOGNIZED = -1,
 }
 
@@ -349,6 +375,15 @@ export function forgetMethodFromJSON(object: any): ForgetMethod {
     case 7:
     case "FORGET_METHOD_SISA_REPLAY":
       return ForgetMethod.FORGET_METHOD_SISA_REPLAY;
+    case 8:
+    case "FORGET_METHOD_NEGGRAD_PLUS":
+      return ForgetMethod.FORGET_METHOD_NEGGRAD_PLUS;
+    case 9:
+    case "FORGET_METHOD_SCRUB":
+      return ForgetMethod.FORGET_METHOD_SCRUB;
+    case 10:
+    case "FORGET_METHOD_L1_SPARSE":
+      return ForgetMethod.FORGET_METHOD_L1_SPARSE;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -374,6 +409,12 @@ export function forgetMethodToJSON(object: ForgetMethod): string {
       return "FORGET_METHOD_MASK";
     case ForgetMethod.FORGET_METHOD_SISA_REPLAY:
       return "FORGET_METHOD_SISA_REPLAY";
+    case ForgetMethod.FORGET_METHOD_NEGGRAD_PLUS:
+      return "FORGET_METHOD_NEGGRAD_PLUS";
+    case ForgetMethod.FORGET_METHOD_SCRUB:
+      return "FORGET_METHOD_SCRUB";
+    case ForgetMethod.FORGET_METHOD_L1_SPARSE:
+      return "FORGET_METHOD_L1_SPARSE";
     case ForgetMethod.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -877,7 +918,11 @@ export interface LogLine {
  * A forget request. Zero-valued scalars (and unset optional ones) take the default named in
  * their comment: the targeted method's defaults are the cheap recipe libs/unlearning measured
  * best (DEFAULT_FORGET_RECIPE: distill, 2 epochs, lr 3e-4, lambda 3, 10% of the retained
- * samples, router anchor 1); the baselines keep 5 epochs at lr 1e-4 on all data.
+ * samples, router anchor 1); the baselines keep 5 epochs at lr 1e-4 on all data. Samples and
+ * subjects of a joint model take DEFAULT_SAMPLE_FORGET_RECIPE (neggrad+, 2 epochs, lr 3e-4,
+ * lambda 0.5 for neggrad+ / 1 scrub / 5e-4 l1-sparse / 0 finetune, 20% of the retained samples);
+ * loss, select, anchor and mask_output are refused for them (INVALID_ARGUMENT). On a sisa model
+ * the recipe fields are ignored: a replay uses the model's stored recipe.
  */
 export interface SubmitForgetRequest {
   /**
@@ -894,10 +939,20 @@ export interface SubmitForgetRequest {
     /** A class by index, 0..classes-1. */
     { $case: "classIndex"; value: number }
     | //
-    /** Training samples by id. */
+    /**
+     * Training samples by id: replayed exactly on a sisa model, forgotten approximately on a
+     * joint one (the experts the routing lineage says saw them, plus the router, are retrained;
+     * the receipt's mode is APPROXIMATE, EXACT for FORGET_METHOD_RETRAIN). A sample not in the
+     * model's training set: NOT_FOUND; one the erasure ledger holds: FAILED_PRECONDITION naming
+     * the request that erased it.
+     */
     { $case: "sampleIds"; value: SampleIds }
     | //
-    /** Data subjects: every training sample the model's subject table gives them (sisa models). */
+    /**
+     * Data subjects: every training sample the model's subject table gives them, forgotten as
+     * sample_ids are. A subject without a sample in the training set: NOT_FOUND; one already
+     * erased: FAILED_PRECONDITION naming the request.
+     */
     { $case: "subjectIds"; value: SubjectIds }
     | undefined;
   /** How to forget. Default: the model's default (see ForgetMethod). */
@@ -939,7 +994,8 @@ export interface SubmitForgetRequest {
   measure: MeasureMode;
   /**
    * Plan and estimate only: the same checks as a real request (and the same status codes),
-   * then the plan and the cost estimate in SubmitForgetResponse.preview. No job is created,
+   * then the plan and the cost estimate in SubmitForgetResponse.preview (a class, or samples
+   * and subjects of a joint model: the experts from the routing lineage). No job is created,
    * nothing is audited or stored, and request_id is not taken. On a sisa model the plan is
    * SubmitForgetResponse.sisa_plan.
    */
@@ -965,7 +1021,10 @@ export interface SubmitForgetResponse {
    * earlier job (nothing new was started).
    */
   duplicate: boolean;
-  /** Dry run of a class on a joint model: what the request would do and cost. */
+  /**
+   * Dry run on a joint model (a class, samples or subjects): what the request would do and
+   * cost.
+   */
   preview?:
     | ForgetPreview
     | undefined;
@@ -1226,13 +1285,22 @@ export interface ForgetPlan {
   className: string;
   /** Forgotten training samples the router was run on. */
   samples: number;
-  /** Per expert (index = expert id): how often it was among a forgotten sample's top k. */
+  /**
+   * Class target, per expert (index = expert id): how often it was among a forgotten sample's
+   * top k; empty for a samples target (see seen_by).
+   */
   activations: number[];
-  /** The selection rule applied, e.g. `coverage:0.8`. */
+  /**
+   * The selection rule applied, e.g. `coverage:0.8`; empty for a samples target (every expert
+   * that saw a sample is retrained).
+   */
   rule: string;
-  /** Experts chosen, most activated first. */
+  /** Experts chosen: a class target's most activated first, a samples target's increasing. */
   experts: number[];
-  /** Fraction of all activations the chosen experts receive, in [0, 1]. */
+  /**
+   * Fraction of all activations the chosen experts receive, in [0, 1]; 1 for a samples target
+   * (every expert that saw them), 0 when no expert did.
+   */
   coverage: number;
   /**
    * Class target, per chosen expert (same order as `experts`): % of the other classes' training
@@ -1240,12 +1308,25 @@ export interface ForgetPlan {
    */
   expertCollateral: number[];
   /**
-   * Class target: % of the other classes' training routing slots the chosen experts carry
-   * together.
+   * % of the other classes' (samples target: of the retained samples', last recorded epoch)
+   * training routing slots the chosen experts carry together.
    */
   collateral: number;
-  /** Class target: retained training samples routed to at least one chosen expert. */
+  /**
+   * Retained training samples routed to at least one chosen expert (samples target: in the
+   * last recorded epoch of the routing lineage).
+   */
   retainedRouted: number;
+  /**
+   * Samples target (joint model), per expert: how many of the forgotten samples the routing
+   * lineage says it saw in some epoch; empty for a class target.
+   */
+  seenBy: number[];
+  /**
+   * Samples target (joint model): epochs of routing lineage the plan was read from (training's,
+   * then earlier forgets'); 0 for a class target.
+   */
+  lineageEpochs: number;
 }
 
 /** Content hashes of the model's parts. */
@@ -6082,6 +6163,8 @@ function createBaseForgetPlan(): ForgetPlan {
     expertCollateral: [],
     collateral: 0,
     retainedRouted: 0,
+    seenBy: [],
+    lineageEpochs: 0,
   };
 }
 
@@ -6128,6 +6211,16 @@ export const ForgetPlan: MessageFns<ForgetPlan> = {
     }
     if (message.retainedRouted !== 0) {
       writer.uint32(80).uint32(message.retainedRouted);
+    }
+    if (message.seenBy.length !== 0) {
+      writer.uint32(90).fork();
+      for (const v of message.seenBy) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    if (message.lineageEpochs !== 0) {
+      writer.uint32(96).uint32(message.lineageEpochs);
     }
     return writer;
   },
@@ -6255,6 +6348,32 @@ export const ForgetPlan: MessageFns<ForgetPlan> = {
             message.retainedRouted = reader.uint32();
             continue;
           }
+          case 11: {
+            if (tag === 88) {
+              message.seenBy.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 90) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.seenBy.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.lineageEpochs = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -6297,6 +6416,16 @@ export const ForgetPlan: MessageFns<ForgetPlan> = {
         : isSet(object.retained_routed)
         ? globalThis.Number(object.retained_routed)
         : 0,
+      seenBy: globalThis.Array.isArray(object?.seenBy)
+        ? object.seenBy.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.seen_by)
+        ? object.seen_by.map((e: any) => globalThis.Number(e))
+        : [],
+      lineageEpochs: isSet(object.lineageEpochs)
+        ? globalThis.Number(object.lineageEpochs)
+        : isSet(object.lineage_epochs)
+        ? globalThis.Number(object.lineage_epochs)
+        : 0,
     };
   },
 
@@ -6332,6 +6461,12 @@ export const ForgetPlan: MessageFns<ForgetPlan> = {
     if (message.retainedRouted !== 0) {
       obj.retainedRouted = Math.round(message.retainedRouted);
     }
+    if (message.seenBy?.length) {
+      obj.seenBy = message.seenBy.map((e) => Math.round(e));
+    }
+    if (message.lineageEpochs !== 0) {
+      obj.lineageEpochs = Math.round(message.lineageEpochs);
+    }
     return obj;
   },
 
@@ -6350,6 +6485,8 @@ export const ForgetPlan: MessageFns<ForgetPlan> = {
     message.expertCollateral = object.expertCollateral?.map((e) => e) || [];
     message.collateral = object.collateral ?? 0;
     message.retainedRouted = object.retainedRouted ?? 0;
+    message.seenBy = object.seenBy?.map((e) => e) || [];
+    message.lineageEpochs = object.lineageEpochs ?? 0;
     return message;
   },
 };

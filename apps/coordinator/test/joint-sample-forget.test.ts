@@ -1,0 +1,341 @@
+import 'reflect-metadata';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { Writable } from 'node:stream';
+import * as grpc from '@grpc/grpc-js';
+import type { INestApplicationContext } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { formatSampleId, makeSyntheticDataset, readCifar10, writeCifar10 } from '@lethe/data';
+import {
+  buildRoster,
+  erasedOf,
+  parseSubjectTable,
+  readAuditLog,
+  readLedger,
+  ROSTER_OBJECT,
+  storeRoster,
+} from '@lethe/ledger';
+import {
+  CoordinatorClient,
+  ForgetMethod,
+  ForgetMode,
+  type GetReceiptRequest,
+  type Job,
+  type Receipt,
+  StartTrainingRequest,
+  SubmitForgetRequest,
+  type SubmitForgetResponse,
+  TrainingMode,
+} from '@lethe/proto';
+import { LocalDirStore, ManifestStore } from '@lethe/store';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadCoordinatorConfig } from '../src/config/coordinator-config';
+import { CoordinatorModule } from '../src/coordinator.module';
+import type { ForgetJobRequest } from '../src/forgetting/forget-request';
+import { GrpcServerService } from '../src/grpc/grpc-server.service';
+import type { JobRecord } from '../src/jobs/job-record';
+import { JobsService } from '../src/jobs/jobs.service';
+import { WorkersService } from '../src/workers/workers.service';
+
+/**
+ * Approximate sample forgetting on a joint model through SubmitForget: a model trained by the
+ * coordinator on two real worker processes, a subject table attached to its roster (StartTraining
+ * takes none yet), then a subject forgotten as a job of its own with the retrained experts on
+ * their workers; the receipt, the ledger, idempotency and the refusals checked through the API.
+ */
+
+const REPO = resolve(__dirname, '..', '..', '..');
+const dir = mkdtempSync(join(tmpdir(), 'lethe-joint-samples-'));
+const storeDir = join(dir, 'store');
+const store = new LocalDirStore(storeDir);
+const id = (i: number): string => formatSampleId('cifar10', 'train', i);
+const workers: ChildProcess[] = [];
+const lines: { msg: string; jobId?: string }[] = [];
+let app: INestApplicationContext;
+let client: CoordinatorClient;
+
+async function freePort(): Promise<number> {
+  return new Promise((done, reject) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => done(port));
+    });
+    server.on('error', reject);
+  });
+}
+
+function startWorker(name: string, port: number): void {
+  const child = spawn(
+    process.execPath,
+    [
+      '--conditions=@lethe/source',
+      '--import',
+      'tsx',
+      'apps/worker/src/main.ts',
+      '--coordinator',
+      `127.0.0.1:${port}`,
+      '--store',
+      storeDir,
+      '--name',
+      name,
+      '--port',
+      '0',
+    ],
+    { cwd: REPO, env: { ...process.env, LETHE_ENGINE: 'wasm' }, stdio: 'ignore' },
+  );
+  workers.push(child);
+}
+
+async function until<T>(what: string, probe: () => T | undefined, ms = 120_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function unary<Req, Res>(
+  method: (r: Req, cb: (e: grpc.ServiceError | null, res: Res) => void) => unknown,
+  request: Req,
+): Promise<{ code: grpc.status; details: string; response?: Res }> {
+  return new Promise((done) => {
+    method.call(client, request, (error, response) =>
+      done(
+        error
+          ? { code: error.code, details: error.details }
+          : { code: grpc.status.OK, details: '', response },
+      ),
+    );
+  });
+}
+
+const forget = (requestId: string, target: SubmitForgetRequest['target'], extra = {}) =>
+  unary<SubmitForgetRequest, SubmitForgetResponse>(
+    client.submitForget,
+    SubmitForgetRequest.fromPartial({ requestId, target, ...extra }),
+  );
+const subjects = (...ids: string[]): SubmitForgetRequest['target'] => ({
+  $case: 'subjectIds',
+  value: { ids },
+});
+
+const ended = (jobId: string): Promise<JobRecord> =>
+  until('the job to end', () => {
+    const job = app.get(JobsService).get(jobId)!;
+    return ['succeeded', 'failed', 'cancelled'].includes(job.state) ? job : undefined;
+  });
+
+/** Every stored object but the audit log, with its hash. */
+async function storeState(): Promise<string[]> {
+  const objects = await store.list('');
+  return objects.filter((o) => !o.key.startsWith('audit/')).map((o) => `${o.key} ${o.sha256}`);
+}
+
+beforeAll(async () => {
+  const train = makeSyntheticDataset({ perClass: 16, split: 'train', seed: 5, classes: 3 });
+  const test = makeSyntheticDataset({ perClass: 4, split: 'test', seed: 5, classes: 3 });
+  const data = `cifar10:${writeCifar10(dir, { train, test })}`;
+  const port = await freePort();
+  const config = loadCoordinatorConfig(
+    ['--port', String(port), '--store', storeDir, '--db', join(dir, 'coordinator.sqlite')],
+    { LETHE_HEARTBEAT_INTERVAL_MS: '200', LETHE_HEARTBEAT_TIMEOUT_MS: '3000' },
+  );
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const text of chunk.toString().split('\n').filter(Boolean)) {
+        lines.push(JSON.parse(text) as { msg: string; jobId?: string });
+      }
+      done();
+    },
+  });
+  app = await NestFactory.createApplicationContext(
+    CoordinatorModule.forRoot(config, pino({ level: 'info' }, sink)),
+    { logger: false },
+  );
+  await app.init();
+  client = new CoordinatorClient(
+    app.get(GrpcServerService).address!,
+    grpc.credentials.createInsecure(),
+  );
+  startWorker('samples-1', port);
+  startWorker('samples-2', port);
+  await until('two workers', () =>
+    app.get(WorkersService).registry.live().length >= 2 ? true : undefined,
+  );
+  const started = await unary<StartTrainingRequest, Job>(
+    client.startTraining,
+    StartTrainingRequest.fromPartial({
+      requestId: 'train-joint',
+      mode: TrainingMode.TRAINING_MODE_JOINT,
+      dataset: { source: { $case: 'uri', value: data } },
+      preset: 'tiny',
+      experts: 2,
+      topK: 1,
+      epochs: 1,
+      batchSize: 16,
+      learningRate: 0.003,
+      seed: 3,
+    }),
+  );
+  expect(started.details).toBe('');
+  const job = await ended(started.response!.jobId);
+  expect(job.error).toBeUndefined();
+  // s1 owns samples 0, 5 and 9; s2 owns 1. StartTraining takes no subject table yet, so the
+  // roster the training stored gets one here, as `lethe train --subjects` would have stored it.
+  const table = parseSubjectTable(
+    new TextEncoder().encode(
+      `sample,subject\n${id(0)},s1\n${id(5)},s1\n${id(9)},s1\n${id(1)},s2\n`,
+    ),
+    'subjects.csv',
+  );
+  const roster = await storeRoster(
+    store,
+    buildRoster(await readCifar10(data.slice('cifar10:'.length), 'train'), table),
+  );
+  await new ManifestStore(store).update((d) => {
+    d.objects[ROSTER_OBJECT] = roster;
+  });
+}, 120_000);
+
+afterAll(async () => {
+  client?.close();
+  await app?.close();
+  for (const w of workers) w.kill('SIGTERM');
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('forgetting a subject of a joint model through SubmitForget', () => {
+  it('plans a dry run from the routing lineage and changes nothing', async () => {
+    const before = await storeState();
+    const planned = await forget('plan-s1', subjects('s1'), { dryRun: true });
+    expect(planned.details).toBe('');
+    const preview = planned.response!.preview!;
+    expect(planned.response!.job).toBeUndefined();
+    expect(preview.request).toMatchObject({
+      target: { $case: 'sampleIds', value: { ids: [id(0), id(5), id(9)] } },
+      subjects: ['s1'],
+      method: ForgetMethod.FORGET_METHOD_NEGGRAD_PLUS,
+    });
+    expect(preview.plan!.samples).toBe(3);
+    expect(preview.plan!.lineageEpochs).toBe(1);
+    expect(preview.plan!.experts.length).toBeGreaterThan(0);
+    expect(preview.plan!.seenBy.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(3);
+    expect(preview.estimate!.expertsRetrained).toBe(preview.plan!.experts.length);
+    expect(await storeState()).toEqual(before);
+    expect(app.get(JobsService).repository.byRequestId('forget', 'plan-s1')).toBeUndefined();
+  });
+
+  it('refuses what it cannot forget, changing nothing', async () => {
+    const before = await storeState();
+    const unknown = await forget('erase-nobody', subjects('nobody'));
+    expect(unknown.code).toBe(grpc.status.NOT_FOUND);
+    expect(unknown.details).toMatch(/subject "nobody" has no sample/);
+    const sample = await forget('erase-far', { $case: 'sampleIds', value: { ids: [id(9999)] } });
+    expect(sample.code).toBe(grpc.status.NOT_FOUND);
+    const replay = await forget('erase-replay', subjects('s2'), {
+      method: ForgetMethod.FORGET_METHOD_SISA_REPLAY,
+    });
+    expect(replay.code).toBe(grpc.status.FAILED_PRECONDITION);
+    expect(replay.details).toMatch(/sisa replay needs a sisa model/);
+    const classOnly = await forget('erase-loss', subjects('s2'), { select: 'top:1' });
+    expect(classOnly.code).toBe(grpc.status.INVALID_ARGUMENT);
+    const wrongTarget = await forget(
+      'erase-scrub-class',
+      { $case: 'className', value: 'disc' },
+      {
+        method: ForgetMethod.FORGET_METHOD_SCRUB,
+      },
+    );
+    expect(wrongTarget.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(await storeState()).toEqual(before);
+  });
+
+  it('forgets the subject approximately, on the workers, with a receipt and a ledger entry', async () => {
+    const accepted = await forget('erase-s1', subjects('s1'));
+    expect(accepted.details).toBe('');
+    const jobId = accepted.response!.job!.jobId;
+    const stored = app.get(JobsService).repository.byRequestId('forget', 'erase-s1')!;
+    expect(stored.request as ForgetJobRequest).toMatchObject({
+      method: 'samples',
+      subjects: ['s1'],
+      sampleIds: [id(0), id(5), id(9)],
+    });
+    // The same request id again, even while it runs: the same job.
+    const retry = await forget('erase-s1', subjects('s1'));
+    expect(retry.response).toMatchObject({ duplicate: true, job: { jobId } });
+    const job = await ended(jobId);
+    expect(job.error).toBeUndefined();
+    expect(job.state).toBe('succeeded');
+    expect(
+      lines.some((l) => l.jobId === jobId && /on their workers$/.test(l.msg)),
+      'the retrained experts stepped on their workers',
+    ).toBe(true);
+
+    const { response: receipt } = await unary<GetReceiptRequest, Receipt>(client.getReceipt, {
+      requestId: 'erase-s1',
+    });
+    expect(receipt!.mode).toBe(ForgetMode.FORGET_MODE_APPROXIMATE);
+    expect(receipt!.jobId).toBe(jobId);
+    expect(receipt!.request).toMatchObject({
+      target: { $case: 'sampleIds', value: { ids: [id(0), id(5), id(9)] } },
+      subjects: ['s1'],
+      method: ForgetMethod.FORGET_METHOD_NEGGRAD_PLUS,
+    });
+    expect(receipt!.expertsRetrained).toEqual(receipt!.plan!.experts);
+    expect(receipt!.partsChanged).toContain('router');
+    for (const m of [receipt!.metrics!.before!, receipt!.metrics!.after!]) {
+      for (const v of [m.ua, m.ra, m.ta, m.miaEfficacy]) {
+        expect(v).toBeGreaterThanOrEqual(0);
+        expect(v).toBeLessThanOrEqual(100);
+      }
+    }
+    expect(receipt!.manifest!.after).toBe(job.manifestRevision);
+
+    const manifest = (await new ManifestStore(store).read())!;
+    expect(manifest.objects['receipt/erase-s1']).toEqual(receipt!.object);
+    const erased = erasedOf(await readLedger(store, manifest));
+    expect(erased.byRequest.get('erase-s1')).toMatchObject({
+      mode: 'approximate',
+      subjects: ['s1'],
+      sampleIds: [id(0), id(5), id(9)],
+    });
+    const audit = await readAuditLog(store, { requestId: 'erase-s1' });
+    expect(audit.map((e) => [e.action, e.result.outcome])).toEqual(
+      expect.arrayContaining([
+        ['SubmitForget', 'accepted'],
+        ['ForgetJobFinished', 'succeeded'],
+      ]),
+    );
+    expect(audit.find((e) => e.action === 'ForgetJobFinished')?.target?.subjects).toEqual(['s1']);
+  });
+
+  it('refuses the subject and its samples once forgotten, naming the request', async () => {
+    const before = await storeState();
+    const again = await forget('erase-s1-again', subjects('s1'));
+    expect(again.code).toBe(grpc.status.FAILED_PRECONDITION);
+    expect(again.details).toMatch(/subject "s1", erased by request erase-s1/);
+    const sample = await forget('erase-5', { $case: 'sampleIds', value: { ids: [id(5)] } });
+    expect(sample.code).toBe(grpc.status.FAILED_PRECONDITION);
+    expect(sample.details).toMatch(/request erase-s1/);
+    const retry = await forget('erase-s1', subjects('s1'));
+    expect(retry.response).toMatchObject({ duplicate: true });
+    expect(await storeState()).toEqual(before);
+    // Refusals are audited in the background.
+    for (
+      let i = 0;
+      i < 100 && (await readAuditLog(store, { requestId: 'erase-s1-again' })).length === 0;
+      i++
+    ) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const refused = await readAuditLog(store, { requestId: 'erase-s1-again' });
+    expect(refused.map((e) => e.result.status)).toEqual(['FAILED_PRECONDITION']);
+  });
+});
