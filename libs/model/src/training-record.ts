@@ -77,8 +77,15 @@ export const trainingRecordSchema = z.looseObject({
   ledger: z.custom<JsonValue>().optional(),
   /** Which subjects the training set holds (libs/ledger's subjects record). */
   subjects: z.custom<JsonValue>().optional(),
+  /** Trained through a coordinator: the workers, its job, and the epoch a resume started at. */
   distributed: z
-    .looseObject({ workers: z.number().optional(), job: z.string().optional() })
+    .looseObject({
+      workers: z.number().optional(),
+      job: z.string().optional(),
+      requestId: z.string().optional(),
+      fingerprint: z.string().optional(),
+      resumedFromEpoch: z.number().int().nonnegative().optional(),
+    })
     .optional(),
   sisa: sisaRecord.optional(),
 });

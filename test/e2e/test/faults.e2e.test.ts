@@ -1,3 +1,5 @@
+import { readAuditLog } from '@lethe/ledger';
+import { readTrainingRecord } from '@lethe/model';
 import {
   type CoordinatorClient,
   type JobEvent,
@@ -19,8 +21,8 @@ import { type Cluster, S3_ENV, startCluster, waitForJob, waitForWorkers } from '
 
 /**
  * Faults at seeded points: `kill -9` of a worker or of the coordinator once a job's progress
- * reaches a step drawn from LETHE_FAULT_SEED — a worker during joint training and during a sisa
- * replay, the coordinator during joint training, a class forget, a sisa training and a sisa
+ * reaches a step drawn from LETHE_FAULT_SEED — a worker during joint training, a class forget and
+ * a sisa replay, the coordinator during joint training, a class forget, a sisa training and a sisa
  * replay. A training the coordinator's death interrupted must resume (from its last epoch
  * checkpoint, or its stored slices) rather than start again. Then a checker over the store and
  * the API: every accepted forget request ended exactly once (one end in the audit log, a
@@ -177,6 +179,29 @@ describe(`faults at seeded points (seed ${SEED})`, () => {
     });
   });
 
+  it('ends a class forget once when a worker is killed with SIGKILL during it', async () => {
+    const { client } = cluster;
+    const submitted = await callUnary(
+      client,
+      client.submitForget,
+      SubmitForgetRequest.fromPartial({
+        requestId: 'fault-forget-worker',
+        target: { $case: 'className', value: 'cross' },
+        epochs: 4,
+        batchSize: 32,
+        retainFraction: 1,
+      }),
+    );
+    await progressAt(client, submitted.job!.jobId, draw(7, 1, 30));
+    cluster.workers.find((w) => w.child.exitCode === null)!.child.kill('SIGKILL');
+    // The lost worker's experts move to live ones from their checkpoints; if the forget still
+    // cannot finish it fails whole. Either way it ended, once (the checker below).
+    const ended = await waitForJob(client, submitted.job!.jobId);
+    expect([JobState.JOB_STATE_SUCCEEDED, JobState.JOB_STATE_FAILED]).toContain(ended.state);
+    await cluster.startWorker(`fault-worker-${SEED}-3`);
+    await waitForWorkers(client, 3);
+  });
+
   it('resumes a sisa training from its stored slices when the coordinator is killed with SIGKILL', async () => {
     const { client } = cluster;
     const trained = await callUnary(
@@ -197,7 +222,7 @@ describe(`faults at seeded points (seed ${SEED})`, () => {
         training$(m)?.mode === 'sisa' &&
         !receiptOf(m, 'fault-replay') &&
         !receiptOf(m, 'fault-replay-coordinator')
-          ? JSON.stringify(training$(m)?.rate ?? null)
+          ? JSON.stringify(training$(m)?.sisa?.rate ?? null)
           : undefined,
     });
     expect(
@@ -252,21 +277,13 @@ describe(`faults at seeded points (seed ${SEED})`, () => {
     const { client } = cluster;
     const objects = await store();
     // The audit log: each accepted SubmitForget has exactly one end, matching its job.
-    const entries = await Promise.all(
-      (await objects.list('audit/')).map(
-        async (o) =>
-          JSON.parse(Buffer.from(await objects.get(o.key)).toString('utf8')) as {
-            action: string;
-            requestId: string;
-            result: { outcome: string; jobId?: string };
-          },
-      ),
-    );
+    const entries = await readAuditLog(objects);
     const accepted = entries.filter(
       (e) => e.action === 'SubmitForget' && e.result.outcome === 'accepted',
     );
     expect(accepted.map((e) => e.requestId).sort()).toEqual([
       'fault-forget',
+      'fault-forget-worker',
       'fault-replay',
       'fault-replay-coordinator',
     ]);
@@ -306,15 +323,4 @@ describe(`faults at seeded points (seed ${SEED})`, () => {
   });
 });
 
-/** The training record of a manifest revision (the fields the checks read). */
-function training$(manifest: Manifest):
-  | {
-      mode?: string;
-      seconds?: number;
-      rate?: unknown;
-      history?: unknown[];
-      distributed?: { job?: string; resumedFromEpoch?: number };
-    }
-  | undefined {
-  return manifest.attributes['training'] as ReturnType<typeof training$>;
-}
+const training$ = readTrainingRecord;
