@@ -213,6 +213,54 @@ const coordinator: CoordinatorServer = {
       );
       return;
     }
+    if (request.dryRun && request.target?.$case === 'subjectIds') {
+      // A joint model's subject: the plan from the routing lineage.
+      callback(null, {
+        receiptId: '',
+        duplicate: false,
+        preview: {
+          request: {
+            target: { $case: 'sampleIds', value: { ids: ['cifar10:train:4', 'cifar10:train:9'] } },
+            subjects: request.target.value.ids,
+            method: request.method,
+            loss: UnlearningLoss.UNLEARNING_LOSS_UNSPECIFIED,
+            epochs: request.epochs || 2,
+            learningRate: 3e-4,
+            lambda: 1,
+            select: '',
+            maskOutput: false,
+            batchSize: 128,
+            seed: 0,
+            retainFraction: 0.2,
+            measure: MeasureMode.MEASURE_MODE_SAMPLE,
+          },
+          plan: {
+            className: '',
+            samples: 2,
+            activations: [],
+            rule: '',
+            experts: [0, 2],
+            coverage: 1,
+            expertCollateral: [],
+            collateral: 41.5,
+            retainedRouted: 60,
+            seenBy: [2, 0, 1],
+            lineageEpochs: 3,
+          },
+          estimate: {
+            trainingSamples: 22,
+            epochs: 3,
+            expertsRetrained: 2,
+            expertSampleWork: 132,
+            measuredSamples: 300,
+            trainingRate: 100,
+            seconds: { retraining: 1, measurement: 4, total: 5 },
+          },
+          manifestRevision: 4,
+        },
+      });
+      return;
+    }
     if (request.dryRun) {
       callback(null, {
         receiptId: '',
@@ -245,6 +293,8 @@ const coordinator: CoordinatorServer = {
             expertCollateral: [12.5, 7.25],
             collateral: 19.75,
             retainedRouted: 80,
+            seenBy: [],
+            lineageEpochs: 0,
           },
           estimate: {
             trainingSamples: 56,
@@ -739,6 +789,39 @@ describe('lethe forget --coordinator', () => {
       anchor: 0.5,
       measure: MeasureMode.MEASURE_MODE_FULL,
     });
+  });
+
+  it('plans a subject of a joint model with a sample method and prints it like a local one', async () => {
+    const result = await run([
+      'forget',
+      '--coordinator',
+      address,
+      '--subject',
+      's4',
+      '--method',
+      'scrub',
+      '--epochs',
+      '3',
+      '--request-id',
+      'dry-s4',
+      '--dry-run',
+    ]);
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+    expect(seen.submitForget.at(-1)).toMatchObject({
+      requestId: 'dry-s4',
+      target: { $case: 'subjectIds', value: { ids: ['s4'] } },
+      method: ForgetMethod.FORGET_METHOD_SCRUB,
+      epochs: 3,
+      dryRun: true,
+    });
+    expect(result.stdout).toMatch(
+      /^dry run: forgetting 2 samples \(scrub\) on manifest revision 4 would retrain experts e0, e2 \+ router/,
+    );
+    expect(result.stdout).toMatch(
+      /41\.5% of the retained samples' routing \(60 samples; last of 3 recorded epochs\)/,
+    );
+    expect(result.stdout).toMatch(/nothing was changed/);
   });
 
   it('says when a request id was submitted before', async () => {

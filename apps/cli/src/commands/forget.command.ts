@@ -32,12 +32,14 @@ import {
   newRequestId,
   readSampleIds,
   REMOTE_FORGET_METHODS,
+  type RemoteForgetFlags,
   type RemoteForgetMethod,
   remoteForget,
   remoteForgetPreview,
 } from '../remote/remote-jobs';
 import {
   type ConnectionFlags,
+  type CoordinatorTarget,
   explicitCoordinator,
   ignoredWithCoordinator,
   withConnectionOptions,
@@ -210,9 +212,8 @@ export function registerForgetCommand(program: Command): void {
           const coordinator = explicitCoordinator(flags.coordinator, flags);
           if (coordinator) {
             ignoredWithCoordinator(command, ['store', 'data']);
-            if (flags.dryRun) throw new CliError('--dry-run of a subject runs locally only');
-            const { batch, seed, json, maskOutput } = flags;
-            await remoteForget(coordinator, { subjects, requestId, batch, seed, json, maskOutput });
+            // The coordinator expands the subjects and picks replay or approximate forgetting.
+            await forgetRemotely(coordinator, { ...remoteRecipe(flags), subjects, requestId });
             return;
           }
           if (flags.dryRun && (await holdsSisaModel(new LocalDirStore(flags.store)))) {
@@ -249,40 +250,11 @@ export function registerForgetCommand(program: Command): void {
           const samples = await readSampleIds(flags.samples, flags.samplesFile);
           const requestId = flags.requestId ?? newRequestId();
           if (!flags.requestId) process.stderr.write(`request id ${requestId}\n`);
-          const method = flags.method;
-          if (
-            method !== undefined &&
-            !(REMOTE_FORGET_METHODS as readonly string[]).includes(method)
-          ) {
-            throw new CliError(
-              `--method ${method} is not available through a coordinator (known there: ${REMOTE_FORGET_METHODS.join(', ')})`,
-            );
-          }
-          const remoteFlags = {
+          await forgetRemotely(remote, {
+            ...remoteRecipe(flags),
             ...(samples ? { samples } : { class: flags.class! }),
-            ...(method ? { method: method as RemoteForgetMethod } : {}),
-            ...(flags.loss ? { loss: flags.loss } : {}),
-            ...(flags.select ? { select: flags.select } : {}),
-            ...(flags.retainFraction !== undefined ? { retainFraction: flags.retainFraction } : {}),
-            ...(flags.epochs !== undefined ? { epochs: flags.epochs } : {}),
-            ...(flags.lr !== undefined ? { lr: flags.lr } : {}),
-            ...(flags.lambda !== undefined ? { lambda: flags.lambda } : {}),
-            ...(flags.anchor !== undefined ? { anchor: flags.anchor } : {}),
-            ...(flags.measure ? { measure: flags.measure } : {}),
-            maskOutput: flags.maskOutput,
-            batch: flags.batch,
-            seed: flags.seed,
             requestId,
-            json: flags.json,
-          };
-          if (flags.dryRun) {
-            const preview = await remoteForgetPreview(remote, remoteFlags);
-            if (flags.json) process.stdout.write(`${JSON.stringify(preview, null, 2)}\n`);
-            else if ('replay' in preview) printSisaPlan(preview);
-            else printPreview(preview);
-            return;
-          }
-          await remoteForget(remote, remoteFlags);
+          });
           return;
         }
         // On a sisa model a class is forgotten exactly, as the set of its training samples.
@@ -411,6 +383,45 @@ export function registerForgetCommand(program: Command): void {
       }),
     );
   withConnectionOptions(registered);
+}
+
+/** The recipe flags of a request through a coordinator; unset ones stay unset (its defaults). */
+function remoteRecipe(flags: ForgetFlags): Omit<RemoteForgetFlags, 'requestId'> {
+  const method = flags.method;
+  if (method !== undefined && !(REMOTE_FORGET_METHODS as readonly string[]).includes(method)) {
+    throw new CliError(
+      `--method ${method} is not available through a coordinator (known there: ${REMOTE_FORGET_METHODS.join(', ')})`,
+    );
+  }
+  return {
+    ...(method ? { method: method as RemoteForgetMethod } : {}),
+    ...(flags.loss ? { loss: flags.loss } : {}),
+    ...(flags.select ? { select: flags.select } : {}),
+    ...(flags.retainFraction !== undefined ? { retainFraction: flags.retainFraction } : {}),
+    ...(flags.epochs !== undefined ? { epochs: flags.epochs } : {}),
+    ...(flags.lr !== undefined ? { lr: flags.lr } : {}),
+    ...(flags.lambda !== undefined ? { lambda: flags.lambda } : {}),
+    ...(flags.anchor !== undefined ? { anchor: flags.anchor } : {}),
+    ...(flags.measure ? { measure: flags.measure } : {}),
+    maskOutput: flags.maskOutput,
+    batch: flags.batch,
+    seed: flags.seed,
+    json: flags.json,
+    dryRun: flags.dryRun,
+  };
+}
+
+/** SubmitForget (a dry run prints the plan the coordinator made), then the job and receipt. */
+async function forgetRemotely(target: CoordinatorTarget, flags: RemoteForgetFlags): Promise<void> {
+  if (!flags.dryRun) {
+    await remoteForget(target, flags);
+    return;
+  }
+  const preview = await remoteForgetPreview(target, flags);
+  if (flags.json) process.stdout.write(`${JSON.stringify(preview, null, 2)}\n`);
+  else if ('replay' in preview) printSisaPlan(preview);
+  else if (preview.request.kind === 'samples') printSamplePreview(preview as SampleForgetPreview);
+  else printPreview(preview as ForgetPreview);
 }
 
 /**

@@ -3,6 +3,7 @@ import {
   type EvaluateResponse,
   type ExpertInfo,
   expertStatusToJSON,
+  ForgetMethod,
   type ForgetMetrics,
   forgetMethodToJSON,
   forgetModeToJSON,
@@ -34,9 +35,16 @@ export function receiptTarget(receipt: Receipt): string {
   return receipt.plan?.className ? `class ${receipt.plan.className}` : 'unknown target';
 }
 
+/** A forget method as the CLI spells it: `neggrad+` for FORGET_METHOD_NEGGRAD_PLUS. */
+export function methodName(method: ForgetMethod): string {
+  return method === ForgetMethod.FORGET_METHOD_NEGGRAD_PLUS
+    ? 'neggrad+'
+    : enumName(forgetMethodToJSON(method), 'FORGET_METHOD_');
+}
+
 /** A receipt from the coordinator, laid out as the local `lethe forget` prints one. */
 export function printRemoteReceipt(receipt: Receipt): void {
-  const method = enumName(forgetMethodToJSON(receipt.request?.method ?? 0), 'FORGET_METHOD_');
+  const method = methodName(receipt.request?.method ?? 0);
   const mode = enumName(forgetModeToJSON(receipt.mode), 'FORGET_MODE_');
   console.log(
     `forgot ${receiptTarget(receipt)} (${method}, ${mode}) — request ${receipt.requestId}`,
@@ -46,6 +54,12 @@ export function printRemoteReceipt(receipt: Receipt): void {
     console.log(
       `plan: activations per expert ${plan.activations.map((n, e) => `e${e}=${n}`).join(' ')}; ` +
         `rule ${plan.rule || '—'} → experts ${plan.experts.join(', ') || '—'} (coverage ${(plan.coverage * 100).toFixed(1)}%)`,
+    );
+  } else if (plan && plan.lineageEpochs > 0) {
+    // A joint model's samples: the experts the routing lineage says saw them.
+    console.log(
+      `plan: ${plan.samples} samples were routed to ${plan.experts.map((e) => `e${e}`).join(', ') || 'no expert'} ` +
+        `in ${plan.lineageEpochs} recorded epochs; they carry ${plan.collateral.toFixed(1)}% of the retained samples' routing`,
     );
   }
   console.log(`changed: ${receipt.partsChanged.join(', ') || 'no weights'}`);
@@ -86,7 +100,7 @@ export function receiptsTable(receipts: Receipt[]): string {
       r.requestId,
       r.createdAt?.toISOString() ?? '—',
       receiptTarget(r),
-      enumName(forgetMethodToJSON(r.request?.method ?? 0), 'FORGET_METHOD_'),
+      methodName(r.request?.method ?? 0),
       r.expertsRetrained.join(',') || '—',
       two(r.metrics?.after?.forgottenClassTestAccuracy),
     ]),

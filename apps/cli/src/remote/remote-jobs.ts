@@ -19,10 +19,16 @@ import {
   TrainingMode,
   UnlearningLoss,
 } from '@lethe/proto';
-import type {
-  ForgetPreview,
-  MeasureMode as MeasureModeName,
-  UnlearningLoss as UnlearningLossName,
+import {
+  DEFAULT_SAMPLE_FORGET_RECIPE,
+  type ForgetMethod as ClassForgetMethod,
+  FORGET_METHODS,
+  type ForgetPreview,
+  type MeasureMode as MeasureModeName,
+  SAMPLE_FORGET_METHODS,
+  type SampleForgetMethod,
+  type SampleForgetPreview,
+  type UnlearningLoss as UnlearningLossName,
 } from '@lethe/unlearning';
 import type { SisaForgetPlan } from '@lethe/sisa';
 import { CliError } from '../terminal/errors';
@@ -112,6 +118,10 @@ export const REMOTE_FORGET_METHODS = [
   'random-label',
   'mask',
   'sisa-replay',
+  // Samples and subjects of a joint model (finetune and retrain too).
+  'neggrad+',
+  'scrub',
+  'l1-sparse',
 ] as const;
 export type RemoteForgetMethod = (typeof REMOTE_FORGET_METHODS)[number];
 
@@ -123,7 +133,15 @@ const METHODS: Record<RemoteForgetMethod, ForgetMethod> = {
   'random-label': ForgetMethod.FORGET_METHOD_RANDOM_LABEL,
   mask: ForgetMethod.FORGET_METHOD_MASK,
   'sisa-replay': ForgetMethod.FORGET_METHOD_SISA_REPLAY,
+  'neggrad+': ForgetMethod.FORGET_METHOD_NEGGRAD_PLUS,
+  scrub: ForgetMethod.FORGET_METHOD_SCRUB,
+  'l1-sparse': ForgetMethod.FORGET_METHOD_L1_SPARSE,
 };
+
+/** A method's name as the CLI and libs/unlearning spell it (`neggrad+`), from the API's enum. */
+export function remoteMethodName(method: ForgetMethod): RemoteForgetMethod | undefined {
+  return (Object.keys(METHODS) as RemoteForgetMethod[]).find((name) => METHODS[name] === method);
+}
 
 const LOSSES: Record<UnlearningLossName, UnlearningLoss> = {
   'complement-ce': UnlearningLoss.UNLEARNING_LOSS_COMPLEMENT_CE,
@@ -267,7 +285,7 @@ export async function remoteTrain(
 export async function remoteForgetPreview(
   target: CoordinatorTarget,
   flags: RemoteForgetFlags,
-): Promise<ForgetPreview | SisaForgetPlan> {
+): Promise<ForgetPreview | SampleForgetPreview | SisaForgetPlan> {
   return withCoordinator(target, async (client) => {
     const response = await callUnary(
       client,
@@ -321,13 +339,49 @@ function sisaPlanFromProto(plan: ProtoSisaPlan): SisaForgetPlan {
   };
 }
 
-/** The API's ForgetPreview as libs/unlearning's, for printing and --json. */
-function previewFromProto(preview: ProtoPreview): ForgetPreview {
+/** The API's ForgetPreview of a joint model's samples as libs/unlearning's. */
+function samplePreviewFromProto(preview: ProtoPreview): SampleForgetPreview {
   const r = preview.request!;
   const plan = preview.plan!;
-  const method = (Object.keys(METHODS) as RemoteForgetMethod[]).find(
-    (name) => METHODS[name] === r.method,
+  const method = remoteMethodName(r.method);
+  const measure = (Object.keys(MEASURES) as MeasureModeName[]).find(
+    (n) => MEASURES[n] === r.measure,
   );
+  return {
+    request: {
+      kind: 'samples',
+      sampleIds: r.target?.$case === 'sampleIds' ? r.target.value.ids : [],
+      subjects: r.subjects,
+      method: (SAMPLE_FORGET_METHODS as readonly string[]).includes(method ?? '')
+        ? (method as SampleForgetMethod)
+        : DEFAULT_SAMPLE_FORGET_RECIPE.method,
+      epochs: r.epochs,
+      learningRate: r.learningRate,
+      lambda: r.lambda,
+      retainFraction: r.retainFraction,
+      batchSize: r.batchSize,
+      seed: r.seed,
+      measure: measure ?? DEFAULT_SAMPLE_FORGET_RECIPE.measure,
+    },
+    plan: {
+      samples: plan.samples,
+      experts: plan.experts,
+      seenBy: plan.seenBy,
+      lineageEpochs: plan.lineageEpochs,
+      retainedRouted: plan.retainedRouted,
+      collateral: plan.collateral,
+    },
+    estimate: { trainingRate: undefined, seconds: undefined, ...preview.estimate! },
+    manifestRevision: preview.manifestRevision,
+  };
+}
+
+/** The API's ForgetPreview as libs/unlearning's, for printing and --json. */
+function previewFromProto(preview: ProtoPreview): ForgetPreview | SampleForgetPreview {
+  const r = preview.request!;
+  if (r.target?.$case === 'sampleIds') return samplePreviewFromProto(preview);
+  const plan = preview.plan!;
+  const method = remoteMethodName(r.method);
   const loss = (Object.keys(LOSSES) as UnlearningLossName[]).find((n) => LOSSES[n] === r.loss);
   const measure = (Object.keys(MEASURES) as MeasureModeName[]).find(
     (n) => MEASURES[n] === r.measure,
@@ -338,7 +392,9 @@ function previewFromProto(preview: ProtoPreview): ForgetPreview {
       kind: 'class',
       classIndex: target.index,
       className: target.name,
-      method: method === 'sisa-replay' || !method ? 'targeted' : method,
+      method: (FORGET_METHODS as readonly string[]).includes(method ?? '')
+        ? (method as ClassForgetMethod)
+        : 'targeted',
       loss: loss ?? 'distill',
       epochs: r.epochs,
       learningRate: r.learningRate,
