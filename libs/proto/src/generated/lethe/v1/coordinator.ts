@@ -10108,24 +10108,29 @@ export const CoordinatorService = {
    * once it has succeeded, its receipt) without forgetting twice. With dry_run, the same checks
    * and codes, then the plan and cost estimate instead of a job (a dry run naming a request_id
    * already accepted with the same request answers like a real retry: that job, duplicate): on a
-   * joint model `preview`, on a sisa model `sisa_plan`. On a sisa model, with the coordinator's
+   * joint model `preview` (a class, or samples and subjects: the experts the routing lineage
+   * says saw them), on a sisa model `sisa_plan`. Samples and subjects of a joint model are
+   * forgotten approximately, each request a job of its own. On a sisa model, with the coordinator's
    * forget window set, an accepted request stays QUEUED until its batch closes (the job's
    * forget_window_closes_at), then one replay serves every request of the batch.
    *
    * INVALID_ARGUMENT: malformed request_id; no target; a class_name longer than 256 characters;
    *   empty or oversized sample id list or a malformed sample id; unknown method, loss or
    *   measure; epochs, learning_rate, lambda, retain_fraction, anchor, batch_size out of range;
-   *   malformed `select`; options that contradict the method (loss, select, retain_fraction or
-   *   anchor with a method other than targeted, mask_output with a samples target).
+   *   malformed `select`; options that contradict the method or target (loss, select,
+   *   retain_fraction or anchor with a class method other than targeted; loss, select, anchor or
+   *   mask_output with a samples or subjects target; a class method other than finetune and
+   *   retrain with one; neggrad+, scrub or l1-sparse with a class).
    * NOT_FOUND: unknown class name, class index >= the model's class count, a sample id that
    *   is not in the model's training set, or a subject with no sample in it.
    * FAILED_PRECONDITION: no trained model, or a training job is queued or running (a forget
    *   request applies to the current model); the class is already forgotten, or every named
-   *   sample already is; the method does not apply to the model's training mode (e.g.
-   *   FORGET_METHOD_SISA_REPLAY on a joint model); forgetting would leave fewer than 2 classes;
-   *   a subject already forgotten (the erasure
-   *   ledger holds it) under another request_id; subjects on a joint model (approximate sample
-   *   forgetting is not built yet) or on a model trained without a subject table.
+   *   sample already is (sisa), or any named sample is, or is being, forgotten (joint: the
+   *   message names the request); the method does not apply to the model's training mode (e.g.
+   *   FORGET_METHOD_SISA_REPLAY on a joint model, a sample method on a sisa model); forgetting
+   *   would leave fewer than 2 classes; a subject already forgotten (the erasure ledger holds
+   *   it) under another request_id; subjects on a model trained without a subject table; samples
+   *   on a joint model stored without a roster or routing lineage.
    * ALREADY_EXISTS: request_id was used before with a different request.
    * UNAVAILABLE: the audit log cannot be written: a request is accepted only once its audit entry
    *   is stored, so nothing was started; retry later.
@@ -10303,24 +10308,29 @@ export interface CoordinatorServer extends UntypedServiceImplementation {
    * once it has succeeded, its receipt) without forgetting twice. With dry_run, the same checks
    * and codes, then the plan and cost estimate instead of a job (a dry run naming a request_id
    * already accepted with the same request answers like a real retry: that job, duplicate): on a
-   * joint model `preview`, on a sisa model `sisa_plan`. On a sisa model, with the coordinator's
+   * joint model `preview` (a class, or samples and subjects: the experts the routing lineage
+   * says saw them), on a sisa model `sisa_plan`. Samples and subjects of a joint model are
+   * forgotten approximately, each request a job of its own. On a sisa model, with the coordinator's
    * forget window set, an accepted request stays QUEUED until its batch closes (the job's
    * forget_window_closes_at), then one replay serves every request of the batch.
    *
    * INVALID_ARGUMENT: malformed request_id; no target; a class_name longer than 256 characters;
    *   empty or oversized sample id list or a malformed sample id; unknown method, loss or
    *   measure; epochs, learning_rate, lambda, retain_fraction, anchor, batch_size out of range;
-   *   malformed `select`; options that contradict the method (loss, select, retain_fraction or
-   *   anchor with a method other than targeted, mask_output with a samples target).
+   *   malformed `select`; options that contradict the method or target (loss, select,
+   *   retain_fraction or anchor with a class method other than targeted; loss, select, anchor or
+   *   mask_output with a samples or subjects target; a class method other than finetune and
+   *   retrain with one; neggrad+, scrub or l1-sparse with a class).
    * NOT_FOUND: unknown class name, class index >= the model's class count, a sample id that
    *   is not in the model's training set, or a subject with no sample in it.
    * FAILED_PRECONDITION: no trained model, or a training job is queued or running (a forget
    *   request applies to the current model); the class is already forgotten, or every named
-   *   sample already is; the method does not apply to the model's training mode (e.g.
-   *   FORGET_METHOD_SISA_REPLAY on a joint model); forgetting would leave fewer than 2 classes;
-   *   a subject already forgotten (the erasure
-   *   ledger holds it) under another request_id; subjects on a joint model (approximate sample
-   *   forgetting is not built yet) or on a model trained without a subject table.
+   *   sample already is (sisa), or any named sample is, or is being, forgotten (joint: the
+   *   message names the request); the method does not apply to the model's training mode (e.g.
+   *   FORGET_METHOD_SISA_REPLAY on a joint model, a sample method on a sisa model); forgetting
+   *   would leave fewer than 2 classes; a subject already forgotten (the erasure ledger holds
+   *   it) under another request_id; subjects on a model trained without a subject table; samples
+   *   on a joint model stored without a roster or routing lineage.
    * ALREADY_EXISTS: request_id was used before with a different request.
    * UNAVAILABLE: the audit log cannot be written: a request is accepted only once its audit entry
    *   is stored, so nothing was started; retry later.
@@ -10473,24 +10483,29 @@ export interface CoordinatorClient extends Client {
    * once it has succeeded, its receipt) without forgetting twice. With dry_run, the same checks
    * and codes, then the plan and cost estimate instead of a job (a dry run naming a request_id
    * already accepted with the same request answers like a real retry: that job, duplicate): on a
-   * joint model `preview`, on a sisa model `sisa_plan`. On a sisa model, with the coordinator's
+   * joint model `preview` (a class, or samples and subjects: the experts the routing lineage
+   * says saw them), on a sisa model `sisa_plan`. Samples and subjects of a joint model are
+   * forgotten approximately, each request a job of its own. On a sisa model, with the coordinator's
    * forget window set, an accepted request stays QUEUED until its batch closes (the job's
    * forget_window_closes_at), then one replay serves every request of the batch.
    *
    * INVALID_ARGUMENT: malformed request_id; no target; a class_name longer than 256 characters;
    *   empty or oversized sample id list or a malformed sample id; unknown method, loss or
    *   measure; epochs, learning_rate, lambda, retain_fraction, anchor, batch_size out of range;
-   *   malformed `select`; options that contradict the method (loss, select, retain_fraction or
-   *   anchor with a method other than targeted, mask_output with a samples target).
+   *   malformed `select`; options that contradict the method or target (loss, select,
+   *   retain_fraction or anchor with a class method other than targeted; loss, select, anchor or
+   *   mask_output with a samples or subjects target; a class method other than finetune and
+   *   retrain with one; neggrad+, scrub or l1-sparse with a class).
    * NOT_FOUND: unknown class name, class index >= the model's class count, a sample id that
    *   is not in the model's training set, or a subject with no sample in it.
    * FAILED_PRECONDITION: no trained model, or a training job is queued or running (a forget
    *   request applies to the current model); the class is already forgotten, or every named
-   *   sample already is; the method does not apply to the model's training mode (e.g.
-   *   FORGET_METHOD_SISA_REPLAY on a joint model); forgetting would leave fewer than 2 classes;
-   *   a subject already forgotten (the erasure
-   *   ledger holds it) under another request_id; subjects on a joint model (approximate sample
-   *   forgetting is not built yet) or on a model trained without a subject table.
+   *   sample already is (sisa), or any named sample is, or is being, forgotten (joint: the
+   *   message names the request); the method does not apply to the model's training mode (e.g.
+   *   FORGET_METHOD_SISA_REPLAY on a joint model, a sample method on a sisa model); forgetting
+   *   would leave fewer than 2 classes; a subject already forgotten (the erasure ledger holds
+   *   it) under another request_id; subjects on a model trained without a subject table; samples
+   *   on a joint model stored without a roster or routing lineage.
    * ALREADY_EXISTS: request_id was used before with a different request.
    * UNAVAILABLE: the audit log cannot be written: a request is accepted only once its audit entry
    *   is stored, so nothing was started; retry later.
