@@ -564,7 +564,7 @@ describe('lethe train --coordinator', () => {
       schedule: LearningRateSchedule.LEARNING_RATE_SCHEDULE_COSINE,
       seed: 0,
       balanceWeight: 0.1,
-      routerNoise: 1,
+      routerNoise: 0.5,
       specializeWeight: 2,
       augment: false,
     });
