@@ -4,19 +4,19 @@ import type { Logger } from 'pino';
 import { CoordinatorApi } from './api/coordinator-api';
 import { RegistryApi } from './api/registry-api';
 import { AuditService } from './audit/audit.service';
-import { ClusterService } from './cluster/cluster.service';
+import { ClusterService } from './services/cluster.service';
 import { type CoordinatorConfig, coordinatorTls } from './config/coordinator-config';
 import { EngineService } from './engine/engine.service';
-import { ForgettingService } from './forgetting/forgetting.service';
+import { ForgettingService } from './services/forgetting.service';
 import { GrpcServerService } from './grpc/grpc-server.service';
 import { JobsService } from './jobs/jobs.service';
 import { MetricsService } from './metrics/metrics.service';
 import { ModelStateService } from './model/model-state.service';
 import { recoverStore } from './model/store-recovery';
 import { AuthService } from './security/auth.service';
-import { ServingService } from './serving/serving.service';
-import { COORDINATOR_CONFIG, LOGGER, OBJECT_STORE, TLS_MATERIAL } from './tokens';
-import { TrainingService } from './training/training.service';
+import { ServingService } from './services/serving.service';
+import { COORDINATOR_CONFIG, LOGGER, OBJECT_STORE, TLS_MATERIAL } from './config/tokens';
+import { TrainingService } from './services/training.service';
 import { WorkersService } from './workers/workers.service';
 
 /** The coordinator application: configuration, store and logger in; gRPC services out. */

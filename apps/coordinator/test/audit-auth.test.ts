@@ -12,7 +12,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { auditKey, readAuditLog, scrub } from '../src/audit/audit-log';
 import { AuditService } from '../src/audit/audit.service';
 import { loadCoordinatorConfig } from '../src/config/coordinator-config';
-import { parseAuthFile } from '../src/security/auth-file';
+import { parseAuthFile } from '../src/config/auth-file';
 
 const log = pino({ level: 'silent' });
 const dir = mkdtempSync(join(tmpdir(), 'lethe-coordinator-audit-'));

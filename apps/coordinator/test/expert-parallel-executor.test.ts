@@ -3,8 +3,8 @@ import { initEngine } from '@lethe/engine';
 import { type MoEConfig, MoEModel } from '@lethe/model';
 import { MemoryStore } from '@lethe/store';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { STEP_IDS_PER_JOB } from '../src/jobs/job-context';
-import { ExpertParallelExecutor } from '../src/training/expert-parallel-executor';
+import { STEP_IDS_PER_JOB } from '../src/contract/job-context';
+import { ExpertParallelExecutor } from '../src/runners/expert-parallel-executor';
 import type { ExpertSession } from '../src/workers/expert-session';
 
 beforeAll(() => initEngine({ engine: 'wasm', log: () => undefined }));

@@ -8,7 +8,7 @@ import type { AuditService } from '../src/audit/audit.service';
 import { loadCoordinatorConfig } from '../src/config/coordinator-config';
 import type { JobReporter, EngineService } from '../src/engine/engine.service';
 import type { JobEnd, JobOrder } from '../src/engine/engine-protocol';
-import type { ForgetJobRequest } from '../src/forgetting/forget-request';
+import type { ForgetJobRequest } from '../src/contract/forget-request';
 import { JobsService } from '../src/jobs/jobs.service';
 import { MetricsService } from '../src/metrics/metrics.service';
 import type { ModelStateService } from '../src/model/model-state.service';

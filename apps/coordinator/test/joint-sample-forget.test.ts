@@ -35,9 +35,9 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadCoordinatorConfig } from '../src/config/coordinator-config';
 import { CoordinatorModule } from '../src/coordinator.module';
-import type { ForgetJobRequest } from '../src/forgetting/forget-request';
+import type { ForgetJobRequest } from '../src/contract/forget-request';
 import { GrpcServerService } from '../src/grpc/grpc-server.service';
-import type { JobRecord } from '../src/jobs/job-record';
+import type { JobRecord } from '../src/contract/job-record';
 import { JobsService } from '../src/jobs/jobs.service';
 import { WorkersService } from '../src/workers/workers.service';
 

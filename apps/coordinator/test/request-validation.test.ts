@@ -17,7 +17,7 @@ import {
   normaliseForgetOptions,
   normaliseListSamples,
   normaliseTrainingRequest,
-} from '../src/api/request-validation';
+} from '../src/contract/request-validation';
 
 const training = (fields: Partial<StartTrainingRequest>) =>
   StartTrainingRequest.fromPartial({

@@ -27,7 +27,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadCoordinatorConfig } from '../src/config/coordinator-config';
 import { CoordinatorModule } from '../src/coordinator.module';
-import type { ForgetJobRequest } from '../src/forgetting/forget-request';
+import type { ForgetJobRequest } from '../src/contract/forget-request';
 import { GrpcServerService } from '../src/grpc/grpc-server.service';
 import { JobsService } from '../src/jobs/jobs.service';
 

@@ -14,9 +14,9 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadCoordinatorConfig } from '../src/config/coordinator-config';
 import { CoordinatorModule } from '../src/coordinator.module';
-import type { JobRecord } from '../src/jobs/job-record';
+import type { JobRecord } from '../src/contract/job-record';
 import { JobsService } from '../src/jobs/jobs.service';
-import { TrainingService } from '../src/training/training.service';
+import { TrainingService } from '../src/services/training.service';
 import { WorkersService } from '../src/workers/workers.service';
 
 /**

@@ -15,15 +15,15 @@ import {
   unavailable,
 } from '@lethe/rpc';
 import type { Logger } from 'pino';
-import { ClusterService } from '../cluster/cluster.service';
-import { ForgettingService } from '../forgetting/forgetting.service';
-import type { JobRecord } from '../jobs/job-record';
-import { TERMINAL_STATES } from '../jobs/job-record';
+import { ClusterService } from '../services/cluster.service';
+import { ForgettingService } from '../services/forgetting.service';
+import type { JobRecord } from '../contract/job-record';
+import { TERMINAL_STATES } from '../contract/job-record';
 import { JobsService } from '../jobs/jobs.service';
-import { ServingService } from '../serving/serving.service';
-import { LOGGER } from '../tokens';
-import { TrainingService } from '../training/training.service';
-import { checkJobId, normaliseListReceipts } from './request-validation';
+import { ServingService } from '../services/serving.service';
+import { LOGGER } from '../config/tokens';
+import { TrainingService } from '../services/training.service';
+import { checkJobId, normaliseListReceipts } from '../contract/request-validation';
 
 const FINAL: readonly JobState[] = [
   JobState.JOB_STATE_SUCCEEDED,

@@ -2,7 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { RegistryServer } from '@lethe/proto';
 import { unaryHandler } from '@lethe/rpc';
 import type { Logger } from 'pino';
-import { LOGGER } from '../tokens';
+import { LOGGER } from '../config/tokens';
 import { WorkersService } from '../workers/workers.service';
 
 /** The internal Registry service workers call to register, send heartbeats and leave. */

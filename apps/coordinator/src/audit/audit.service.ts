@@ -3,9 +3,9 @@ import { forgetMethodToJSON, type SubmitForgetRequest } from '@lethe/proto';
 import { type Identity, RpcError, statusName, unavailable } from '@lethe/rpc';
 import type { ObjectStore } from '@lethe/store';
 import type { Logger } from 'pino';
-import type { ForgetJobRequest } from '../forgetting/forget-request';
-import type { JobRecord } from '../jobs/job-record';
-import { LOGGER, OBJECT_STORE } from '../tokens';
+import type { ForgetJobRequest } from '../contract/forget-request';
+import type { JobRecord } from '../contract/job-record';
+import { LOGGER, OBJECT_STORE } from '../config/tokens';
 import {
   ANONYMOUS,
   type AuditActor,

@@ -3,7 +3,7 @@ import { readTlsMaterial, TlsFileError, type TlsMaterial } from '@lethe/rpc';
 import { MAX_FORGET_WINDOW_MS } from '@lethe/sisa';
 import { Command } from 'commander';
 import { z } from 'zod';
-import { loadAuthFile } from '../security/auth-file';
+import { loadAuthFile } from './auth-file';
 
 export { ConfigError };
 

@@ -1,16 +1,11 @@
-import type {
-  EvaluateResponse,
-  ImageTensor,
-  JobProgress,
-  PredictResponse,
-  Split,
-} from '@lethe/proto';
+import type { EvaluateResponse, ImageTensor, JobProgress, PredictResponse } from '@lethe/proto';
 import type { MoEConfig } from '@lethe/model';
 import type { TlsMaterial } from '@lethe/rpc';
 import type { ForgetPreview, SampleForgetPreview } from '@lethe/unlearning';
-import type { ForgetJobRequest } from '../forgetting/forget-request';
-import type { StepTiming } from '../training/expert-parallel-executor';
-import type { TrainingRequest } from '../training/training-request';
+import type { ForgetJobRequest } from '../contract/forget-request';
+import type { StepTiming } from '../contract/job-context';
+import type { EvaluateSpec } from '../contract/request-validation';
+import type { TrainingRequest } from '../contract/training-request';
 import type { ExpertCheckpoint } from '../workers/expert-session';
 
 /**
@@ -58,11 +53,8 @@ export interface PredictOrder {
 }
 
 /** Serving: a dataset to evaluate on, already validated; no dataset means the model's own. */
-export interface EvaluateOrder {
+export interface EvaluateOrder extends EvaluateSpec {
   callId: number;
-  dataset?: { uri: string; split: Split; limit: number };
-  batchSize: number;
-  ignoreOutputMask: boolean;
 }
 
 /** Jobs thread: a dry run of an admitted class forget request, by the call it answers. */

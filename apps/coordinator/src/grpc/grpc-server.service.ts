@@ -25,7 +25,7 @@ import { RegistryApi } from '../api/registry-api';
 import { AuditService } from '../audit/audit.service';
 import type { CoordinatorConfig } from '../config/coordinator-config';
 import { AuthService } from '../security/auth.service';
-import { COORDINATOR_CONFIG, LOGGER, TLS_MATERIAL } from '../tokens';
+import { COORDINATOR_CONFIG, LOGGER, TLS_MATERIAL } from '../config/tokens';
 
 /**
  * Serves the public Coordinator service and the internal Registry on one port, with standard

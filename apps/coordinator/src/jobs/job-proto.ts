@@ -1,5 +1,5 @@
 import { type Job, JobKind, JobState, TrainingMode } from '@lethe/proto';
-import type { JobRecord, JobStateName } from './job-record';
+import type { JobRecord, JobStateName } from '../contract/job-record';
 
 const STATES: Record<JobStateName, JobState> = {
   queued: JobState.JOB_STATE_QUEUED,

@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import type { JobProgress } from '@lethe/proto';
-import type { JobKindName, JobRecord, JobStateName } from './job-record';
+import type { JobKindName, JobRecord, JobStateName } from '../contract/job-record';
 
 interface JobRow {
   id: string;

@@ -9,18 +9,23 @@ import { type Job, type JobProgress, JobState, LogLevel } from '@lethe/proto';
 import { type ForgetClock, ForgetWindow } from '@lethe/sisa';
 import type { Logger } from 'pino';
 import type { CoordinatorConfig } from '../config/coordinator-config';
-import { COORDINATOR_CONFIG, FORGET_CLOCK } from '../tokens';
+import { COORDINATOR_CONFIG, FORGET_CLOCK } from '../config/tokens';
 import { AuditService } from '../audit/audit.service';
 import { type JobReporter, EngineService } from '../engine/engine.service';
-import type { ForgetJobRequest } from '../forgetting/forget-request';
+import type { ForgetJobRequest } from '../contract/forget-request';
 import { MetricsService } from '../metrics/metrics.service';
 import { ModelStateService } from '../model/model-state.service';
-import { LOGGER } from '../tokens';
-import type { TrainingRequest } from '../training/training-request';
+import { LOGGER } from '../config/tokens';
+import type { TrainingRequest } from '../contract/training-request';
 import { WorkersService } from '../workers/workers.service';
 import type { JobEnd } from '../engine/engine-protocol';
 import { JobEvents } from './job-events';
-import { type JobKindName, type JobRecord, type JobStateName, TERMINAL_STATES } from './job-record';
+import {
+  type JobKindName,
+  type JobRecord,
+  type JobStateName,
+  TERMINAL_STATES,
+} from '../contract/job-record';
 import { JobRepository } from './job-repository';
 import { toProtoJob } from './job-proto';
 

@@ -9,11 +9,12 @@ import type { RoutingHealth } from '@lethe/metrics';
 import { type MetricsEndpoint, serveMetrics } from '@lethe/rpc';
 import type { Logger } from 'pino';
 import type { CoordinatorConfig } from '../config/coordinator-config';
-import type { JobKindName, JobStateName } from '../jobs/job-record';
-import { COORDINATOR_CONFIG, LOGGER } from '../tokens';
-import type { StepTiming } from '../training/expert-parallel-executor';
-import type { WorkerHealth } from '../workers/worker-registry';
+import type { StepTiming } from '../contract/job-context';
+import type { JobKindName, JobStateName } from '../contract/job-record';
+import { COORDINATOR_CONFIG, LOGGER } from '../config/tokens';
 
+/** A registered worker's state, as the registry names it (metrics sits below workers). */
+export type WorkerHealth = 'alive' | 'suspect' | 'lost';
 const WORKER_STATES: readonly WorkerHealth[] = ['alive', 'suspect', 'lost'];
 
 /** Seconds buckets from 5 ms to 2 min: a step or worker call on a CPU or a GPU. */

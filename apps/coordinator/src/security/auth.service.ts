@@ -16,8 +16,8 @@ import {
 } from '@lethe/rpc';
 import type { Logger } from 'pino';
 import type { CoordinatorConfig } from '../config/coordinator-config';
-import { COORDINATOR_CONFIG, LOGGER } from '../tokens';
-import { type AuthPolicy, loadAuthFile } from './auth-file';
+import { COORDINATOR_CONFIG, LOGGER } from '../config/tokens';
+import { type AuthPolicy, loadAuthFile } from '../config/auth-file';
 import { COORDINATOR_METHOD_ROLES } from './roles';
 
 /**

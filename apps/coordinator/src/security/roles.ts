@@ -1,5 +1,5 @@
 import type { CoordinatorServer } from '@lethe/proto';
-import type { Role } from './auth-file';
+import type { Role } from '../config/auth-file';
 
 const READ: readonly Role[] = ['admin', 'viewer'];
 const CHANGE: readonly Role[] = ['admin'];

@@ -4,7 +4,7 @@ import { type TlsMaterial, tlsChannelCredentials } from '@lethe/rpc';
 import type { Logger } from 'pino';
 import type { CoordinatorConfig } from '../config/coordinator-config';
 import { MetricsService } from '../metrics/metrics.service';
-import { COORDINATOR_CONFIG, LOGGER, TLS_MATERIAL } from '../tokens';
+import { COORDINATOR_CONFIG, LOGGER, TLS_MATERIAL } from '../config/tokens';
 import { ExpertPlacement } from './expert-placement';
 import { WorkerRegistry } from './worker-registry';
 

@@ -20,14 +20,19 @@ import {
   type SampleForgetRequest,
 } from '@lethe/unlearning';
 import type { Logger } from 'pino';
-import { type JobContext, STEP_IDS_PER_JOB, stepProgress } from '../jobs/job-context';
+import {
+  type JobContext,
+  STEP_IDS_PER_JOB,
+  type StepTiming,
+  stepProgress,
+} from '../contract/job-context';
 import { modelSpecOf } from '../model/model-spec';
 import type { CurrentModel, ModelState } from '../model/current-model';
-import { ExpertParallelExecutor, type StepTiming } from '../training/expert-parallel-executor';
-import { sisaProgressReporter, sisaShardTrainer } from '../training/sisa-support';
+import { ExpertParallelExecutor } from './expert-parallel-executor';
+import { sisaProgressReporter, sisaShardTrainer } from './sisa-support';
 import type { ExpertDirectory } from '../workers/expert-directory';
 import { type ExpertCheckpoint, ExpertSession } from '../workers/expert-session';
-import type { ForgetJobRequest } from './forget-request';
+import type { ForgetJobRequest } from '../contract/forget-request';
 
 export interface ForgetRunnerDeps {
   store: ObjectStore;

@@ -4,7 +4,7 @@ import type {
   SampleForgetMethod,
   UnlearningLoss,
 } from '@lethe/unlearning';
-import type { AuditActor } from '../audit/audit-log';
+import type { AuditActor } from '@lethe/ledger';
 
 /**
  * A SubmitForget request with the class resolved, as stored with its job. Recipe fields the

@@ -5,7 +5,7 @@ import type {
   PredictRequest,
   PredictResponse,
 } from '@lethe/proto';
-import { checkPredictRequest, normaliseEvaluateRequest } from '../api/request-validation';
+import { checkPredictRequest, normaliseEvaluateRequest } from '../contract/request-validation';
 import { type CancellableCall, EngineService } from '../engine/engine.service';
 
 /**

@@ -13,12 +13,8 @@ import {
 import { cancelled, failedPrecondition, invalidArgument, notFound } from '@lethe/rpc';
 import { getVerified, type ObjectStore } from '@lethe/store';
 import type { Logger } from 'pino';
-import type { EvaluateOrder } from '../engine/engine-protocol';
-import {
-  evaluateDistributed,
-  expertLogitsFrom,
-  fetchExpertLogits,
-} from '../inference/distributed-inference';
+import type { EvaluateSpec } from '../contract/request-validation';
+import { evaluateDistributed, expertLogitsFrom, fetchExpertLogits } from './distributed-inference';
 import type { CurrentModel, ModelState } from '../model/current-model';
 import { modelSpecOf } from '../model/model-spec';
 import type { ExpertDirectory } from '../workers/expert-directory';
@@ -121,7 +117,7 @@ export class ServingEngine {
     });
   }
 
-  async evaluate(order: EvaluateOrder, signal: AbortSignal): Promise<EvaluateResponse> {
+  async evaluate(order: EvaluateSpec, signal: AbortSignal): Promise<EvaluateResponse> {
     return this.withPublished(async ({ current, model, session }) => {
       const uri = order.dataset?.uri ?? current.training.dataset;
       const split = order.dataset?.split === Split.SPLIT_TRAIN ? 'train' : 'test';

@@ -8,14 +8,8 @@ import {
 } from '@lethe/model';
 import { type Augmentation, encodeFloat32, fromFloat32Tensor } from '@lethe/proto';
 import type { RemoteExperts } from '@lethe/unlearning';
+import type { StepTiming } from '../contract/job-context';
 import type { ExpertSession } from '../workers/expert-session';
-
-export interface StepTiming {
-  stepSeconds: number;
-  rpcSeconds: number;
-  /** Images in the step's batch. */
-  images: number;
-}
 
 export interface ExpertParallelOptions {
   /** Key of the training data on the workers. */

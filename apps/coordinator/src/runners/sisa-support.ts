@@ -2,7 +2,7 @@ import type { Dataset } from '@lethe/data';
 import { Split } from '@lethe/proto';
 import type { ShardTrainer, SisaProgress, SisaRecipe } from '@lethe/sisa';
 import type { Logger } from 'pino';
-import { type JobContext, STEP_IDS_PER_JOB } from '../jobs/job-context';
+import { type JobContext, STEP_IDS_PER_JOB } from '../contract/job-context';
 import { modelSpecOf } from '../model/model-spec';
 import type { ExpertDirectory } from '../workers/expert-directory';
 import { ExpertSession } from '../workers/expert-session';

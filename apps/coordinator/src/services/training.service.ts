@@ -1,7 +1,11 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { Job, StartTrainingRequest } from '@lethe/proto';
 import { alreadyExists, failedPrecondition } from '@lethe/rpc';
-import { datasetError, fingerprint, normaliseTrainingRequest } from '../api/request-validation';
+import {
+  datasetError,
+  fingerprint,
+  normaliseTrainingRequest,
+} from '../contract/request-validation';
 import { JobsService } from '../jobs/jobs.service';
 import { ModelStateService } from '../model/model-state.service';
 import { WorkersService } from '../workers/workers.service';

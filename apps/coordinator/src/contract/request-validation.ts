@@ -25,8 +25,7 @@ import {
   type SampleForgetMethod,
   type UnlearningLoss as UnlearningLossName,
 } from '@lethe/unlearning';
-import type { EvaluateOrder } from '../engine/engine-protocol';
-import type { TrainingRequest } from '../training/training-request';
+import type { TrainingRequest } from './training-request';
 
 /**
  * The request contract of the public API, one function per request type: each checks every
@@ -428,8 +427,15 @@ export function normaliseForgetOptions(request: SubmitForgetRequest): ForgetOpti
   };
 }
 
+/** An Evaluate request checked: a dataset to evaluate on (none: the model's own), batch, mask. */
+export interface EvaluateSpec {
+  dataset?: { uri: string; split: Split; limit: number };
+  batchSize: number;
+  ignoreOutputMask: boolean;
+}
+
 /** Evaluate: the dataset (or the model's own), batch size and mask choice. */
-export function normaliseEvaluateRequest(request: EvaluateRequest): Omit<EvaluateOrder, 'callId'> {
+export function normaliseEvaluateRequest(request: EvaluateRequest): EvaluateSpec {
   const batchSize = integer('batch_size', request.batchSize, 256, 1, 4096);
   if (!request.dataset) return { batchSize, ignoreOutputMask: request.ignoreOutputMask };
   const uri = datasetUri(request.dataset, 'dataset');

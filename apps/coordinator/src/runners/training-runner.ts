@@ -35,21 +35,21 @@ import {
   putContent,
 } from '@lethe/store';
 import type { Logger } from 'pino';
-import { evaluateDistributed } from '../inference/distributed-inference';
+import { evaluateDistributed } from './distributed-inference';
 import {
   type JobContext,
   type JobOutcome,
   STEP_IDS_PER_JOB,
+  type StepTiming,
   stepProgress,
-} from '../jobs/job-context';
+} from '../contract/job-context';
 import { modelSpecOf } from '../model/model-spec';
 import type { ModelState } from '../model/current-model';
-import type { StepTiming } from './expert-parallel-executor';
 import type { ExpertDirectory } from '../workers/expert-directory';
 import { type ExpertCheckpoint, ExpertSession } from '../workers/expert-session';
 import { sisaProgressReporter, sisaShardTrainer } from './sisa-support';
 import { ExpertParallelExecutor } from './expert-parallel-executor';
-import type { TrainingRequest } from './training-request';
+import type { TrainingRequest } from '../contract/training-request';
 import {
   deleteCheckpointObjects,
   readTrainingCheckpoint,

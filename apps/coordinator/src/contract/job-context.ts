@@ -17,6 +17,14 @@ export interface JobContext {
   retraining?(experts: readonly number[]): void;
 }
 
+/** One expert-parallel step as a job reports it (to metrics, across the engine bridge). */
+export interface StepTiming {
+  stepSeconds: number;
+  rpcSeconds: number;
+  /** Images in the step's batch. */
+  images: number;
+}
+
 /** Room for a job's steps in the step-id space, so ids increase per expert across jobs. */
 export const STEP_IDS_PER_JOB = 1_000_000_000;
 

@@ -41,16 +41,16 @@ import {
   normaliseListReceipts,
   normaliseListSamples,
   quote,
-} from '../api/request-validation';
-import { toProtoPreview, toProtoReceipt, toProtoSisaPlan } from '../api/receipt-proto';
+} from '../contract/request-validation';
+import { toProtoPreview, toProtoReceipt, toProtoSisaPlan } from '../contract/receipt-proto';
 import { actorOf, AuditService } from '../audit/audit.service';
 import { type CancellableCall, EngineService } from '../engine/engine.service';
-import type { JobRecord } from '../jobs/job-record';
+import type { JobRecord } from '../contract/job-record';
 import { JobsService } from '../jobs/jobs.service';
 import type { CurrentModel } from '../model/current-model';
 import { ModelStateService } from '../model/model-state.service';
-import { OBJECT_STORE } from '../tokens';
-import type { ForgetJobRequest } from './forget-request';
+import { OBJECT_STORE } from '../config/tokens';
+import type { ForgetJobRequest } from '../contract/forget-request';
 
 /** Who sent a request: their identity (when authenticated) and address. */
 export interface Caller {
