@@ -9,6 +9,9 @@ import {
   type ForgetMetrics,
   type ForgetPreview,
   type ForgetReceipt,
+  isClassReceipt,
+  parseReceipt,
+  receiptKind,
 } from '@lethe/unlearning';
 import { machine, today, writeSection } from './benchmarks-md';
 
@@ -193,8 +196,13 @@ async function runAll(): Promise<Results> {
         ...extra,
       ]),
     ) as T;
-  const forgetOn = (store: string, seed: string, cls: string, extra: string[]) =>
-    forgetJson<Receipt>(store, seed, cls, extra);
+  // A receipt is read with the stored receipt's schema, not trusted as printed.
+  const forgetOn = async (store: string, seed: string, cls: string, extra: string[]) => {
+    const receipt = parseReceipt(await forgetJson<unknown>(store, seed, cls, extra));
+    if (!isClassReceipt(receipt))
+      throw new Error(`forget printed a ${receiptKind(receipt)} receipt`);
+    return receipt;
+  };
 
   const forget = async (seed: string, cls: string, model: string): Promise<void> => {
     // Every method starts from the same model; the first one measures "before", the others

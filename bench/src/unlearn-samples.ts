@@ -22,6 +22,11 @@ import {
   type SampleForgetMethod,
   type SampleForgetMetrics,
   type SampleForgetReceipt,
+  isSampleForgetReceipt,
+  isSisaReceipt,
+  parseReceipt,
+  receiptKind,
+  type StoredReceipt,
 } from '@lethe/unlearning';
 import { machine, today, writeSection } from './benchmarks-md';
 
@@ -77,6 +82,17 @@ async function letheJson<T>(args: string[]): Promise<{ out: T; wallSeconds: numb
   const started = performance.now();
   const out = JSON.parse(await lethe([...args, '--json'])) as T;
   return { out, wallSeconds: (performance.now() - started) / 1000 };
+}
+
+/** The receipt `lethe ... --json` printed, read with the stored receipt's schema. */
+async function letheReceipt<R extends StoredReceipt>(
+  args: string[],
+  is: (receipt: StoredReceipt) => receipt is R,
+): Promise<{ out: R; wallSeconds: number }> {
+  const { out, wallSeconds } = await letheJson<unknown>(args);
+  const receipt = parseReceipt(out);
+  if (!is(receipt)) throw new Error(`lethe ${args[0]} printed a ${receiptKind(receipt)} receipt`);
+  return { out: receipt, wallSeconds };
 }
 
 /** Runs queued tasks, at most `limit` at once; a running task may queue more. */
@@ -289,17 +305,20 @@ async function runAll(): Promise<Results> {
     cpSync(store, copy, { recursive: true });
     const isDefault = method === defaultMethod;
     console.log(`joint: forget ${p.label} with ${method}${isDefault ? ' (default)' : ''}`);
-    const { out, wallSeconds } = await letheJson<SampleForgetReceipt>([
-      'forget',
-      '--store',
-      copy,
-      '--data',
-      data,
-      ...request(p),
-      '--request-id',
-      `bench-${p.name}-${method.replace('+', 'plus')}`,
-      ...(isDefault ? [] : ['--method', method]),
-    ]);
+    const { out, wallSeconds } = await letheReceipt(
+      [
+        'forget',
+        '--store',
+        copy,
+        '--data',
+        data,
+        ...request(p),
+        '--request-id',
+        `bench-${p.name}-${method.replace('+', 'plus')}`,
+        ...(isDefault ? [] : ['--method', method]),
+      ],
+      isSampleForgetReceipt,
+    );
     joint.push({ protocol: p.name, method, isDefault, receipt: out, wallSeconds });
     rmSync(copy, { recursive: true, force: true });
   };
@@ -308,16 +327,19 @@ async function runAll(): Promise<Results> {
     const copy = join(work, `sisa-${p.name}`);
     cpSync(store, copy, { recursive: true });
     console.log(`sisa: forget ${p.label}`);
-    const { out, wallSeconds } = await letheJson<SisaReceipt>([
-      'forget',
-      '--store',
-      copy,
-      '--data',
-      data,
-      ...request(p),
-      '--request-id',
-      `bench-${p.name}-sisa`,
-    ]);
+    const { out, wallSeconds } = await letheReceipt(
+      [
+        'forget',
+        '--store',
+        copy,
+        '--data',
+        data,
+        ...request(p),
+        '--request-id',
+        `bench-${p.name}-sisa`,
+      ],
+      isSisaReceipt,
+    );
     // Sisa receipts carry no metrics: measure the replayed model the way a joint receipt does
     // (every forgotten sample, the shared seeded draw of retained ones, the whole test split).
     const { model, card } = await loadModel(new LocalDirStore(copy));

@@ -1,7 +1,8 @@
 // Public face of @lethe/ledger: the store's append-only erasure ledger (what was forgotten, by
 // which request, proven by which receipt), the training set it leaves, subject tables, and the
 // roster of samples and subjects each stored model was trained on, and the coordinator's audit
-// log of forget requests (its one reader and the check that every request has its records).
+// log of forget requests (its one reader and the check that every request has its records), and
+// the stored forget receipt of every kind (its schema, its writer and its one reader).
 export {
   type DropEvent,
   type ErasureEvent,
@@ -81,3 +82,38 @@ export {
   scrub,
   verifyAuditTrail,
 } from './audit-log';
+export {
+  type ClassForgetPlan,
+  type ClassForgetReceipt,
+  type ClassForgetRequestRecord,
+  type ForgetMethod,
+  type ForgetMetrics,
+  type MeasureMode,
+  type MeasuredOn,
+  type ReceiptKind,
+  type SampleForgetMethod,
+  type SampleForgetMetrics,
+  type SampleForgetPlan,
+  type SampleForgetReceipt,
+  type SampleForgetRequestRecord,
+  type SisaReceipt,
+  type StoredReceipt,
+  type UnlearningLoss,
+  FORGET_METHODS,
+  MEASURE_MODES,
+  RECEIPT_PREFIX,
+  SAMPLE_FORGET_METHODS,
+  StoredReceiptSchema,
+  UNLEARNING_LOSSES,
+  assertValidRequestId,
+  isClassReceipt,
+  isSampleForgetReceipt,
+  isSisaReceipt,
+  listReceipts,
+  parseReceipt,
+  readReceipt,
+  receiptKind,
+  receiptObjectName,
+  sameRequest,
+  storeReceipt,
+} from './receipt';

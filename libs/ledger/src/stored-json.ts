@@ -30,7 +30,9 @@ export async function readNamedJson<S extends z.ZodType>(
   }
   const parsed = schema.safeParse(value);
   if (!parsed.success) {
-    throw new IntegrityError(ref.key, `malformed ${what}: ${parsed.error.issues[0]?.message}`);
+    const issue = parsed.error.issues[0];
+    const at = issue?.path.length ? `${issue.path.join('.')}: ` : '';
+    throw new IntegrityError(ref.key, `malformed ${what}: ${at}${issue?.message}`);
   }
   return { value: parsed.data, ref };
 }

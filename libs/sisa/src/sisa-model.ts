@@ -6,11 +6,17 @@ import {
   type Erased,
   type LedgerStamp,
   honourLedger,
+  isSisaReceipt,
   LEDGER_OBJECT,
   describeHonoured,
   readLedger,
+  readReceipt,
+  receiptKind,
+  receiptObjectName,
   revisionHonouring,
   ROSTER_OBJECT,
+  type SisaReceipt,
+  storeReceipt,
   storeRoster,
   type SubjectTable,
   subjectsRecord,
@@ -241,44 +247,9 @@ function measureRate(
   };
 }
 
-/** A sisa forget request's receipt: what was replayed, from which checkpoint, and the hashes. */
-export interface SisaReceipt {
-  schema: 1;
-  requestId: string;
-  createdAt: string;
-  mode: 'exact';
-  /** `subjects`: the data subjects the sample ids were expanded from, when asked by subject. */
-  request: { kind: 'samples'; sampleIds: string[]; subjects?: string[] };
-  /**
-   * The batch this request was replayed in (see SisaForgetQueue): every request id published in
-   * the same revision and how many distinct samples they removed together. `sisa`, `weights`,
-   * `checkpointsDeleted` and `timings` describe that one shared replay. Absent in receipts
-   * written before batching.
-   */
-  batch?: {
-    /** Names the replay: the revision it published and a hash of its request ids. */
-    id?: string;
-    requestIds: string[];
-    samples: number;
-  };
-  sisa: {
-    shards: {
-      shard: number;
-      slices: number;
-      slicesReplayed: number[];
-      samplesRemoved: number;
-      restoredCheckpointSha256: string;
-      checkpointSha256Before: string[];
-      checkpointSha256After: string[];
-    }[];
-    routerEpochs: number;
-  };
-  weights: { before: Record<string, string>; after: Record<string, string> };
-  manifest: { before: number; after: number };
-  /** Checkpoints deleted because their lineage held a forgotten sample. */
-  checkpointsDeleted: number;
-  timings: { replaySeconds: number; routerSeconds: number; totalSeconds: number };
-}
+// A sisa forget request's receipt (what was replayed, from which checkpoint, and the hashes):
+// its schema, writer and reader are @lethe/ledger's, shared with the other kinds of receipt.
+export type { SisaReceipt } from '@lethe/ledger';
 
 export class SisaRequestError extends Error {
   constructor(
@@ -392,10 +363,9 @@ export async function replayBatch(
   for (const request of requests) {
     const ids = [...new Set(request.sampleIds)].sort();
     const key = JSON.stringify(ids);
-    const existingRef = manifest.objects[`receipt/${request.requestId}`];
-    if (existingRef) {
-      const existing = decode<SisaReceipt>(await getVerified(store, existingRef));
-      if (JSON.stringify(existing.request.sampleIds) !== key) {
+    const existing = await readReceipt(store, request.requestId, manifest);
+    if (existing) {
+      if (!isSisaReceipt(existing) || JSON.stringify(existing.request.sampleIds) !== key) {
         outcomes.push({ error: differentRequest(request.requestId) });
       } else {
         finishDeletion = true;
@@ -494,16 +464,14 @@ export async function replayBatch(
       timings: { replaySeconds, routerSeconds: result.routerSeconds, totalSeconds },
     };
     receipts.set(a.requestId, receipt);
-    objects[`receipt/${a.requestId}`] = await putContent(store, encode(receipt), {
-      kind: 'receipt',
-    });
+    objects[receiptObjectName(a.requestId)] = await storeReceipt(store, receipt);
   }
   objects[LEDGER_OBJECT] = await appendErasures(
     store,
     ledger,
     accepted.map((a) => ({
       requestId: a.requestId,
-      receipt: objects[`receipt/${a.requestId}`]!,
+      receipt: objects[receiptObjectName(a.requestId)]!,
       mode: 'exact' as const,
       sampleIds: a.ids,
       subjects: a.subjects,
@@ -634,11 +602,15 @@ export async function planSisaForget(
   const loaded = await loadSisa(store);
   const { manifest, layout } = loaded;
   const ids = [...new Set(request.sampleIds)].sort();
-  const existingRef =
-    request.requestId === undefined ? undefined : manifest.objects[`receipt/${request.requestId}`];
-  if (existingRef) {
-    const existing = decode<SisaReceipt>(await getVerified(store, existingRef));
-    if (JSON.stringify(existing.request.sampleIds) !== JSON.stringify(ids))
+  const existing =
+    request.requestId === undefined
+      ? undefined
+      : await readReceipt(store, request.requestId, manifest);
+  if (existing) {
+    if (
+      !isSisaReceipt(existing) ||
+      JSON.stringify(existing.request.sampleIds) !== JSON.stringify(ids)
+    )
       throw differentRequest(request.requestId!);
     return { ...planSisaReplay(loaded, new Set()), completed: true };
   }
@@ -773,10 +745,15 @@ export async function verifyForgetting(
 ): Promise<VerifyResult> {
   const { manifest, sisa } = await loadSisa(store);
   const problems: string[] = [];
-  const ref = manifest.objects[`receipt/${requestId}`];
-  if (!ref)
+  const receipt = await readReceipt(store, requestId, manifest);
+  if (!receipt)
     throw new SisaRequestError(`no receipt ${requestId} in the current manifest`, 'not-found');
-  const receipt = decode<SisaReceipt>(await getVerified(store, ref));
+  if (!isSisaReceipt(receipt)) {
+    throw new SisaRequestError(
+      `receipt ${requestId} is of an approximate ${receiptKind(receipt)} forget: only an exact (sisa) forget can be verified from the store`,
+      'failed-precondition',
+    );
+  }
   const forgotten = new Set(receipt.request.sampleIds.map((id) => parseSampleId(id).index));
   let objects = 1;
   let checkpoints = 0;

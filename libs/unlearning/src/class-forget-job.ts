@@ -8,6 +8,7 @@ import {
   LEDGER_OBJECT,
   type Ledger,
   readLedger,
+  sameRequest,
 } from '@lethe/ledger';
 import {
   type LoadedModel,
@@ -57,6 +58,7 @@ import {
   assertValidRequestId,
   type ClassForgetRequestRecord,
   type ForgetReceipt,
+  isClassReceipt,
   readReceipt,
   receiptObjectName,
   storeReceipt,
@@ -237,8 +239,9 @@ async function prepare(ctx: ClassForgetContext, request: ClassForgetRequest): Pr
       seed: request.seed ?? 0,
       measure: request.measure ?? recipe.measure,
     };
-    const existing = await readReceipt(ctx.store, requestId);
-    if (existing && JSON.stringify(existing.request) !== JSON.stringify(record)) {
+    const stored = await readReceipt(ctx.store, requestId);
+    const existing = stored && isClassReceipt(stored) ? stored : undefined;
+    if (stored && (!existing || !sameRequest(existing.request, record))) {
       throw new ForgetRequestError(
         `request id ${requestId} was already used for a different request`,
         'already-exists',

@@ -18,18 +18,14 @@ import {
 import { type TrainingRouting, routedTo } from './forget-plan';
 import { FrozenExpertCache } from './frozen-expert-cache';
 
-export const FORGET_METHODS = [
-  'targeted',
-  'retrain',
-  'finetune',
-  'gradient-ascent',
-  'random-label',
-  'mask',
-] as const;
-export type ForgetMethod = (typeof FORGET_METHODS)[number];
-
-export const UNLEARNING_LOSSES = ['complement-ce', 'random-label', 'distill'] as const;
-export type UnlearningLoss = (typeof UNLEARNING_LOSSES)[number];
+// The method and loss names are the receipt's vocabulary: @lethe/ledger owns them.
+import type { ForgetMethod, UnlearningLoss } from '@lethe/ledger';
+export {
+  FORGET_METHODS,
+  type ForgetMethod,
+  UNLEARNING_LOSSES,
+  type UnlearningLoss,
+} from '@lethe/ledger';
 
 /** The recipe the stored model was trained with; `retrain` repeats it without the class. */
 export interface TrainingRecipe {

@@ -1,6 +1,7 @@
 import { batches, type ChannelStats, type Dataset } from '@lethe/data';
 import { formatSelectionRule, routingHealth, type SelectionRule } from '@lethe/metrics';
 import { batchToTensor, type MoEModel } from '@lethe/model';
+import type { ClassForgetPlan } from '@lethe/ledger';
 
 /** Where the router sends every training sample today (inference mode, no noise). */
 export interface TrainingRouting {
@@ -12,28 +13,8 @@ export interface TrainingRouting {
   seconds: number;
 }
 
-/** What a class forget will retrain, what that disturbs, and what it should cost. */
-export interface ClassForgetPlan {
-  classIndex: number;
-  className: string;
-  /** Training samples of the class the router was run on. */
-  samples: number;
-  /** Per expert: how often it was among a class sample's top k. */
-  activations: number[];
-  rule: string;
-  experts: number[];
-  /** Share of the class's activations the chosen experts receive. */
-  coverage: number;
-  /**
-   * Per chosen expert (same order as `experts`): % of the other classes' training slots it
-   * carries — how much retained traffic retraining it puts at risk.
-   */
-  expertCollateral: number[];
-  /** % of the other classes' training slots the chosen experts carry together. */
-  collateral: number;
-  /** Retained training samples routed to at least one chosen expert. */
-  retainedRouted: number;
-}
+// Stored in receipts: the schema is @lethe/ledger's.
+export type { ClassForgetPlan } from '@lethe/ledger';
 
 /**
  * Runs the router alone over the training set: the router is a fraction of an expert's cost,

@@ -51,9 +51,15 @@ export {
   type ForgetReceipt,
   type ClassForgetRequestRecord,
   assertValidRequestId,
+  isClassReceipt,
+  isSampleForgetReceipt,
+  isSisaReceipt,
   readReceipt,
   listReceipts,
+  parseReceipt,
+  receiptKind,
   receiptObjectName,
+  type StoredReceipt,
 } from './receipt';
 export {
   type ClassForgetRequest,
@@ -85,6 +91,5 @@ export {
   type SampleForgetPreview,
   DEFAULT_SAMPLE_FORGET_RECIPE,
   forgetJointSamples,
-  isSampleForgetReceipt,
   previewSampleForget,
 } from './sample-forget-job';

@@ -4,55 +4,15 @@ import { featureProbe, forgetReport, miaEfficacy } from '@lethe/metrics';
 import type { FrozenExpertCache } from './frozen-expert-cache';
 import { internalFeatures, modelOutputs } from './model-outputs';
 import type { OutputMemo } from './output-memo';
+import type { ForgetMetrics, MeasureMode } from '@lethe/ledger';
 
-/** Evidence about one class in one model; percentages 0–100 (see docs/metrics.md). */
-export interface ForgetMetrics {
-  /** 100 − accuracy on the class's training samples. */
-  ua: number;
-  /** Accuracy on the retained training samples. */
-  ra: number;
-  /** Test accuracy on the other classes. */
-  ta: number;
-  forgottenClassTestAccuracy: number;
-  testAccuracy: number;
-  perClassTest: number[];
-  /** % of the class's training samples a confidence-based membership attack calls non-members. */
-  miaEfficacy: number;
-  miaAttackAccuracy: number;
-  /**
-   * % of the class's test samples a linear probe on the model's internal features (before any
-   * output mask) still recognises as the class.
-   */
-  featureProbe?: number;
-  featureProbeHeldOutAccuracy: number | undefined;
-  /**
-   * UA, forgotten-class test accuracy and MIA-Efficacy on the raw outputs, before any
-   * serving-time mask: what the weights still know. Equal to the masked values when no class is
-   * suppressed; for `mask` they stay at the original model's.
-   */
-  unmasked: { ua: number; forgottenClassTestAccuracy: number; miaEfficacy: number };
-  /** [class][expert] routing counts on the test set. */
-  routingTest: number[][];
-  /** What the numbers were computed on (sample counts). */
-  measuredOn: MeasuredOn;
-  seconds: number;
-}
-
-/** The samples behind a measurement: `sample` bounds the retained training samples. */
-export interface MeasuredOn {
-  mode: MeasureMode;
-  /** Training samples of the forgotten class (always all of them). */
-  trainForgotten: number;
-  /** Retained training samples measured, of `trainRetainedOf`. */
-  trainRetained: number;
-  trainRetainedOf: number;
-  test: number;
-  /** Samples the feature probe was fitted on, and forgotten-class test samples it scored. */
-  probe?: { fit: number; test: number };
-}
-
-export const MEASURE_MODES = ['sample', 'full'] as const;
-export type MeasureMode = (typeof MEASURE_MODES)[number];
+// What a measurement yields is stored in receipts: its schema is @lethe/ledger's.
+export {
+  type ForgetMetrics,
+  type MeasuredOn,
+  MEASURE_MODES,
+  type MeasureMode,
+} from '@lethe/ledger';
 
 /** `sample` mode: retained training samples measured at most (the feature probe is skipped). */
 export const SAMPLE_MEASURE = { retained: 5000 } as const;

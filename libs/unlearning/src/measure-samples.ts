@@ -3,34 +3,12 @@ import type { MoEModel } from '@lethe/model';
 import { miaEfficacy } from '@lethe/metrics';
 import type { FrozenExpertCache } from './frozen-expert-cache';
 import { type MeasureMode, measureSample } from './measure-forgetting';
+import type { SampleForgetMetrics } from '@lethe/ledger';
 import { modelOutputs } from './model-outputs';
 import type { OutputMemo } from './output-memo';
 
-/**
- * Evidence about a set of forgotten training samples in one model; percentages 0–100. The
- * definitions are OPTML's for random-sample forgetting (Jia et al. 2023): a retrained model
- * treats its forgotten samples as unseen data, so UA and MIA-Efficacy are read against what the
- * retrain oracle scores, not against 100.
- */
-export interface SampleForgetMetrics {
-  /** 100 − accuracy on the forgotten training samples. */
-  ua: number;
-  /** Accuracy on the retained training samples measured. */
-  ra: number;
-  /** Accuracy on the test split (every class). */
-  ta: number;
-  /** % of the forgotten samples a confidence-based membership attack calls non-members. */
-  miaEfficacy: number;
-  miaAttackAccuracy: number;
-  measuredOn: {
-    mode: MeasureMode;
-    trainForgotten: number;
-    trainRetained: number;
-    trainRetainedOf: number;
-    test: number;
-  };
-  seconds: number;
-}
+// Stored in receipts: the schema (and its definitions) is @lethe/ledger's.
+export type { SampleForgetMetrics } from '@lethe/ledger';
 
 /**
  * The training positions a sample measurement covers: every forgotten one, and the retained

@@ -24,6 +24,10 @@ import {
   RoutingLineageRecorder,
   expertsThatSaw,
   routedExperts,
+  type SampleForgetPlan,
+  type SampleForgetReceipt,
+  type SampleForgetRequestRecord,
+  sameRequest,
   storeRoutingLineage,
 } from '@lethe/ledger';
 import {
@@ -55,7 +59,13 @@ import {
   saveOutputMemos,
   weightHashes as weightsOf,
 } from './output-memo';
-import { assertValidRequestId, readReceipt, receiptObjectName, storeReceipt } from './receipt';
+import {
+  assertValidRequestId,
+  isSampleForgetReceipt,
+  readReceipt,
+  receiptObjectName,
+  storeReceipt,
+} from './receipt';
 import {
   runSampleForgetMethod,
   SAMPLE_FORGET_METHODS,
@@ -82,57 +92,12 @@ export interface SampleForgetRequest {
   seed?: number;
 }
 
-/** What was asked, normalised: subjects expanded, every recipe field filled. */
-export interface SampleForgetRequestRecord {
-  kind: 'samples';
-  /** Every sample forgotten: the ones named and those of the subjects, sorted. */
-  sampleIds: string[];
-  subjects: string[];
-  method: SampleForgetMethod;
-  epochs: number;
-  learningRate: number;
-  lambda: number;
-  retainFraction: number;
-  batchSize: number;
-  seed: number;
-  measure: MeasureMode;
-}
-
-/** What a sample forget retrains, from the stored routing lineage, and what that disturbs. */
-export interface SampleForgetPlan {
-  samples: number;
-  /** Experts any of the samples was routed to in any recorded epoch (sorted). */
-  experts: number[];
-  /** Per expert: how many of the samples it saw in some epoch. */
-  seenBy: number[];
-  /** Epochs of routing the plan was read from (training's, then earlier forgets'). */
-  lineageEpochs: number;
-  /** Retained samples the last recorded epoch routed to a planned expert. */
-  retainedRouted: number;
-  /** % of the retained samples' routing slots (last recorded epoch) the planned experts carry. */
-  collateral: number;
-}
-
-/** The proof of one completed sample forget on a joint model. */
-export interface SampleForgetReceipt {
-  schema: 1;
-  requestId: string;
-  createdAt: string;
-  request: SampleForgetRequestRecord;
-  /** Retraining that makes the model behave as if it never saw the samples; not a replay. */
-  mode: 'approximate';
-  plan: SampleForgetPlan;
-  expertsRetrained: number[];
-  partsChanged: string[];
-  weights: { before: Record<string, string>; after: Record<string, string> };
-  manifest: { before: number; after: number };
-  /** UA, RA, TA and MIA-Efficacy on the forgotten samples, before and after. */
-  metrics: { before: SampleForgetMetrics; after: SampleForgetMetrics };
-  timings: { forgetSeconds: number; measureSeconds: number; totalSeconds: number };
-  engine: string;
-  history: { epoch: number; loss: number; accuracy: number; images: number; seconds: number }[];
-  frozenExpertPasses?: { computed: number; reused: number };
-}
+// The request record, plan and receipt are stored: their schemas are @lethe/ledger's.
+export type {
+  SampleForgetPlan,
+  SampleForgetReceipt,
+  SampleForgetRequestRecord,
+} from '@lethe/ledger';
 
 export interface SampleForgetContext {
   store: ObjectStore;
@@ -271,9 +236,9 @@ async function prepare(ctx: SampleForgetContext, request: SampleForgetRequest): 
       seed: request.seed ?? 0,
       measure: request.measure ?? recipe.measure,
     };
-    const existing = (await readReceipt(ctx.store, requestId)) as unknown as
-      SampleForgetReceipt | undefined;
-    if (existing && JSON.stringify(existing.request) !== JSON.stringify(record)) {
+    const stored = await readReceipt(ctx.store, requestId);
+    const existing = stored && isSampleForgetReceipt(stored) ? stored : undefined;
+    if (stored && (!existing || !sameRequest(existing.request, record))) {
       throw new ForgetRequestError(
         `request id ${requestId} was already used for a different request`,
         'already-exists',
@@ -625,7 +590,7 @@ export async function forgetJointSamples(
       })),
       ...(outcome.frozenExpertPasses ? { frozenExpertPasses: outcome.frozenExpertPasses } : {}),
     };
-    const receiptRef = await storeStoredReceipt(ctx.store, receipt);
+    const receiptRef = await storeReceipt(ctx.store, receipt);
     const ledgerRef = await appendErasures(ctx.store, prepared.ledger, [
       {
         requestId,
@@ -660,14 +625,4 @@ export async function forgetJointSamples(
   } finally {
     model.dispose();
   }
-}
-
-/** Receipts of every kind are stored the same way, under `receipt/<request id>`. */
-function storeStoredReceipt(store: ObjectStore, receipt: SampleForgetReceipt) {
-  return storeReceipt(store, receipt as unknown as Parameters<typeof storeReceipt>[1]);
-}
-
-/** Whether a stored receipt is a sample forget's (both kinds share `receipt/<id>`). */
-export function isSampleForgetReceipt(receipt: { request: { kind: string } }): boolean {
-  return receipt.request.kind === 'samples';
 }

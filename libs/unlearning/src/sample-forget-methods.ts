@@ -19,6 +19,7 @@ import {
   type TrainingRecipe,
 } from './forget-methods';
 import type { FrozenExpertCache } from './frozen-expert-cache';
+import type { SampleForgetMethod } from '@lethe/ledger';
 
 /**
  * Approximate forgetting of training samples on a joint model. Every method but `retrain`
@@ -35,14 +36,8 @@ import type { FrozenExpertCache } from './frozen-expert-cache';
  *   over the run (Jia et al. 2023, "model sparsity can simplify machine unlearning");
  * - `retrain`: the oracle — a fresh model, the stored recipe, the training set without them.
  */
-export const SAMPLE_FORGET_METHODS = [
-  'finetune',
-  'neggrad+',
-  'scrub',
-  'l1-sparse',
-  'retrain',
-] as const;
-export type SampleForgetMethod = (typeof SAMPLE_FORGET_METHODS)[number];
+// (The method names are the receipt's vocabulary: @lethe/ledger owns the list.)
+export { SAMPLE_FORGET_METHODS, type SampleForgetMethod } from '@lethe/ledger';
 
 export interface SampleForgetRun {
   model: MoEModel;

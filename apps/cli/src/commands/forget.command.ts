@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
+import { isClassReceipt, parseReceipt, receiptKind } from '@lethe/ledger';
 import { loadSisa, type SisaReceipt } from '@lethe/sisa';
 import { limitTrainingSet } from '@lethe/data';
 import { openData } from '../jobs/open-data';
@@ -101,15 +102,20 @@ async function readReceiptFile(file: string): Promise<ForgetReceipt> {
   const text = await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
     throw new CliError(`cannot read --before-from ${file}: ${error.code ?? error.message}`);
   });
+  let receipt;
   try {
-    const receipt = JSON.parse(text) as ForgetReceipt;
-    if (receipt.mode !== 'approximate' || !receipt.metrics?.before) throw new Error('no metrics');
-    return receipt;
-  } catch {
+    receipt = parseReceipt(JSON.parse(text));
+  } catch (error) {
     throw new CliError(
-      `--before-from ${file} is not a class-forget receipt (npx lethe forget --json)`,
+      `--before-from ${file}: ${(error as Error).message} (npx lethe forget --json writes one)`,
     );
   }
+  if (!isClassReceipt(receipt)) {
+    throw new CliError(
+      `--before-from ${file} is a ${receiptKind(receipt)} forget's receipt; its "before" metrics are not a class's`,
+    );
+  }
+  return receipt;
 }
 
 export function registerForgetCommand(program: Command): void {

@@ -1,13 +1,12 @@
 import type { Command } from 'commander';
-import type { SisaReceipt } from '@lethe/sisa';
 import { LocalDirStore, openObjectStore } from '@lethe/store';
 import {
-  type ForgetReceipt,
+  type AuditVerification,
+  isSampleForgetReceipt,
+  isSisaReceipt,
   listReceipts,
   readReceipt,
-  type SampleForgetReceipt,
-} from '@lethe/unlearning';
-import type { AuditVerification } from '@lethe/ledger';
+} from '@lethe/ledger';
 import { auditHolesTable, auditTable, readAuditLog, verifyAudit } from '../remote/audit';
 import { remoteReceipts } from '../remote/remote-jobs';
 import {
@@ -140,17 +139,17 @@ export function registerReceiptsCommand(program: Command): void {
         }
         const store = new LocalDirStore(flags.store);
         if (flags.requestId) {
-          // The manifest holds both kinds of receipt under `receipt/<id>`.
-          const receipt = (await readReceipt(store, flags.requestId)) as AnyReceipt | undefined;
+          // The manifest holds every kind of receipt under `receipt/<id>`.
+          const receipt = await readReceipt(store, flags.requestId);
           if (!receipt)
             throw new CliError(`no receipt for request ${flags.requestId} in ${store.describe()}`);
           if (flags.json) process.stdout.write(`${JSON.stringify(receipt, null, 2)}\n`);
-          else if (isExact(receipt)) printSisaReceipt(receipt);
-          else if (isSamples(receipt)) printSampleReceipt(receipt);
+          else if (isSisaReceipt(receipt)) printSisaReceipt(receipt);
+          else if (isSampleForgetReceipt(receipt)) printSampleReceipt(receipt);
           else printReceipt(receipt);
           return;
         }
-        const receipts = (await listReceipts(store)) as AnyReceipt[];
+        const receipts = await listReceipts(store);
         if (flags.json) {
           process.stdout.write(`${JSON.stringify(receipts, null, 2)}\n`);
           return;
@@ -163,7 +162,7 @@ export function registerReceiptsCommand(program: Command): void {
           table([
             ['request', 'created', 'class', 'method', 'experts', 'forgotten-class acc after'],
             ...receipts.map((r) =>
-              isExact(r)
+              isSisaReceipt(r)
                 ? [
                     r.requestId,
                     r.createdAt,
@@ -172,7 +171,7 @@ export function registerReceiptsCommand(program: Command): void {
                     r.sisa.shards.map((s) => s.shard).join(',') || '—',
                     '—',
                   ]
-                : isSamples(r)
+                : isSampleForgetReceipt(r)
                   ? [
                       r.requestId,
                       r.createdAt,
@@ -195,16 +194,4 @@ export function registerReceiptsCommand(program: Command): void {
       }),
     );
   withConnectionOptions(registered);
-}
-
-type AnyReceipt = ForgetReceipt | SisaReceipt | SampleForgetReceipt;
-
-/** Receipts of every kind share the manifest: exact (sisa) ones carry mode `exact`. */
-function isExact(receipt: AnyReceipt): receipt is SisaReceipt {
-  return (receipt as { mode: string }).mode === 'exact';
-}
-
-/** Approximate sample forgets (joint models) carry a request of kind `samples`. */
-function isSamples(receipt: AnyReceipt): receipt is SampleForgetReceipt {
-  return (receipt as { request: { kind?: string } }).request.kind === 'samples';
 }

@@ -9,7 +9,7 @@ import {
 } from '@lethe/metrics';
 import { type ModelCard, readTrainingRecord, type TrainingRecord } from '@lethe/model';
 import { LocalDirStore, ManifestStore } from '@lethe/store';
-import { type ForgetReceipt, listReceipts } from '@lethe/unlearning';
+import { type ClassForgetReceipt, isClassReceipt, listReceipts } from '@lethe/ledger';
 import { explicitCoordinator } from '../remote/target';
 import { action, CliError } from '../terminal/errors';
 
@@ -27,7 +27,7 @@ const epochs = (history: TrainingRecord['history']): ReportEpoch[] =>
     seconds: h.seconds ?? 0,
   }));
 
-function forgetOf(r: ForgetReceipt): ReportForget {
+function forgetOf(r: ClassForgetReceipt): ReportForget {
   return {
     requestId: r.requestId,
     createdAt: r.createdAt,
@@ -71,6 +71,9 @@ export function registerReportCommand(program: Command): void {
         }
         const store = new LocalDirStore(flags.store);
         const manifest = await new ManifestStore(store).read();
+        // The report's forget sections are per class; sample and sisa receipts are counted only.
+        const receipts = await listReceipts(store);
+        const classForgets = receipts.filter(isClassReceipt);
         const card = manifest?.attributes['model'] as unknown as ModelCard | undefined;
         if (!manifest || !card) throw new CliError(`no trained model in ${store.describe()}`);
         const stored = readTrainingRecord(manifest);
@@ -104,13 +107,19 @@ export function registerReportCommand(program: Command): void {
             ...(card.suppressClasses ? { suppressClasses: card.suppressClasses } : {}),
           },
           ...(training ? { training } : {}),
-          forgets: (await listReceipts(store)).map(forgetOf),
+          forgets: classForgets.map(forgetOf),
         };
         const written = await writeReport(input, flags.out);
         console.log(
           `wrote ${written.html} with ${written.charts.length} charts ` +
             `(${input.forgets.length} forget receipt${input.forgets.length === 1 ? '' : 's'})`,
         );
+        const others = receipts.length - classForgets.length;
+        if (others > 0) {
+          console.log(
+            `not in the report: ${others} sample or sisa forget receipt${others === 1 ? '' : 's'} (npx lethe receipts --store ${flags.store})`,
+          );
+        }
       }),
     );
 }

@@ -1,5 +1,6 @@
+import { isClassReceipt, readReceipt } from '@lethe/ledger';
 import { loadSisa, type SisaReceipt } from '@lethe/sisa';
-import { getVerified, ManifestStore, type ObjectStore } from '@lethe/store';
+import type { ObjectStore } from '@lethe/store';
 import type {
   SampleForgetPreview,
   SampleForgetReceipt,
@@ -73,8 +74,11 @@ async function storedReceipt(
   store: ObjectStore,
   requestId: string,
 ): Promise<SisaReceipt | SampleForgetReceipt> {
-  const ref = (await new ManifestStore(store).read())?.objects[`receipt/${requestId}`];
-  if (!ref) throw new CliError(`no receipt ${requestId} in the store`);
-  return JSON.parse(new TextDecoder().decode(await getVerified(store, ref))) as
-    SisaReceipt | SampleForgetReceipt;
+  const receipt = await readReceipt(store, requestId);
+  if (!receipt) throw new CliError(`no receipt ${requestId} in the store`);
+  // The ledger names this request as a subject's erasure: a class receipt cannot be its proof.
+  if (isClassReceipt(receipt)) {
+    throw new CliError(`receipt ${requestId} is a class forget's, not a subject's`);
+  }
+  return receipt;
 }
