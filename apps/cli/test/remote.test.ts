@@ -862,7 +862,7 @@ describe('lethe forget --coordinator', () => {
     ],
     [
       ['forget', '--samples', 'a:train:1', '--store', '/nonexistent/lethe-store'],
-      /no trained model in the store/,
+      /no trained model in local-dir:\/nonexistent\/lethe-store/,
     ],
     [['forget', '--class', 'a', '--samples', 'a:train:1'], /either --class or --samples/],
     [

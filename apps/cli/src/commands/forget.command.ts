@@ -272,6 +272,8 @@ export function registerForgetCommand(program: Command): void {
           const store = new LocalDirStore(flags.store);
           if (!(await holdsSisaModel(store))) {
             // A joint model forgets samples approximately: the experts that saw them retrain.
+            // A wrong store fails in one line before a request id is made up and printed.
+            await requireTrainedModel(store);
             const sampleIds = (await readSampleIds(flags.samples, flags.samplesFile))!;
             const requestId = flags.requestId ?? newRequestId();
             if (!flags.requestId) process.stderr.write(`request id ${requestId}\n`);
