@@ -96,7 +96,12 @@ async function observed(
 describe('lethe_forget_request_seconds', () => {
   it('observes a forget from its acceptance to its published end, by method and outcome', async () => {
     const { jobs, metrics, release } = jobsWith({ manifestRevision: 7 });
-    const { job } = jobs.submit('forget', 'f-1', 'fp', forget('f-1', 'targeted'));
+    const { job } = jobs.submit({
+      kind: 'forget',
+      requestId: 'f-1',
+      fingerprint: 'fp',
+      request: forget('f-1', 'targeted'),
+    });
     // Queued and running time both count: nothing is observed until the job ends.
     await until(() => jobs.get(job.id)?.state === 'running');
     expect((await observed(metrics, {})).count).toBe(0);
@@ -113,8 +118,18 @@ describe('lethe_forget_request_seconds', () => {
 
   it('labels a failed forget as failed and a cancelled queued one as cancelled', async () => {
     const { jobs, metrics, release } = jobsWith({ error: 'dataset gone' });
-    const first = jobs.submit('forget', 'f-2', 'fp', forget('f-2', 'retrain')).job;
-    const queued = jobs.submit('forget', 'f-3', 'fp', forget('f-3', 'finetune')).job;
+    const first = jobs.submit({
+      kind: 'forget',
+      requestId: 'f-2',
+      fingerprint: 'fp',
+      request: forget('f-2', 'retrain'),
+    }).job;
+    const queued = jobs.submit({
+      kind: 'forget',
+      requestId: 'f-3',
+      fingerprint: 'fp',
+      request: forget('f-3', 'finetune'),
+    }).job;
     jobs.cancel(queued.id);
     release();
     await until(() => jobs.get(first.id)?.state === 'failed');
@@ -126,7 +141,29 @@ describe('lethe_forget_request_seconds', () => {
 
   it('does not observe training jobs', async () => {
     const { jobs, metrics, release } = jobsWith({ manifestRevision: 1 });
-    const { job } = jobs.submit('training', 't-1', 'fp', {} as never);
+    const { job } = jobs.submit({
+      kind: 'training',
+      requestId: 't-1',
+      fingerprint: 'fp',
+      request: {
+        mode: 'joint',
+        dataset: 'synthetic:4',
+        limit: 0,
+        preset: 'small',
+        experts: 4,
+        topK: 2,
+        epochs: 1,
+        batchSize: 8,
+        learningRate: 0.003,
+        weightDecay: 0,
+        schedule: 'constant',
+        seed: 1,
+        balanceWeight: 0.1,
+        routerNoise: 0.5,
+        specializeWeight: 0,
+        augment: false,
+      },
+    });
     release();
     await until(() => jobs.get(job.id)?.state === 'succeeded');
     expect((await observed(metrics, {})).count).toBe(0);

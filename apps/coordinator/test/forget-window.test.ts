@@ -106,9 +106,24 @@ describe('forget window in the job queue', () => {
   it('holds sisa forgets QUEUED until the window closes, then replays them once', async () => {
     const clock = new FakeClock();
     const { jobs, orders } = jobsWith(HOUR, clock);
-    const a = jobs.submit('forget', 'a', 'fa', samples('a', ['d:train:1'])).job;
-    const b = jobs.submit('forget', 'b', 'fb', samples('b', ['d:train:2'])).job;
-    const c = jobs.submit('forget', 'c', 'fc', samples('c', ['d:train:3'])).job;
+    const a = jobs.submit({
+      kind: 'forget',
+      requestId: 'a',
+      fingerprint: 'fa',
+      request: samples('a', ['d:train:1']),
+    }).job;
+    const b = jobs.submit({
+      kind: 'forget',
+      requestId: 'b',
+      fingerprint: 'fb',
+      request: samples('b', ['d:train:2']),
+    }).job;
+    const c = jobs.submit({
+      kind: 'forget',
+      requestId: 'c',
+      fingerprint: 'fc',
+      request: samples('c', ['d:train:3']),
+    }).job;
     await new Promise((r) => setTimeout(r, 20));
     expect(orders).toEqual([]);
     const shown = jobs.toProto(jobs.get(b.id)!);
@@ -116,7 +131,12 @@ describe('forget window in the job queue', () => {
     // Every request of the batch shows when the batch closes: the oldest one's window.
     expect(shown.forgetWindowClosesAt!.getTime()).toBe(a.createdAt.getTime() + HOUR);
     // Idempotency by request id: the same request again is the same job, not a new one.
-    const again = jobs.submit('forget', 'b', 'fb', samples('b', ['d:train:2']));
+    const again = jobs.submit({
+      kind: 'forget',
+      requestId: 'b',
+      fingerprint: 'fb',
+      request: samples('b', ['d:train:2']),
+    });
     expect(again).toMatchObject({ existing: true, job: { id: b.id } });
     // Cancelling one request before the window closes takes it out of the batch.
     expect(jobs.cancel(b.id).state).toBe('cancelled');
@@ -138,18 +158,28 @@ describe('forget window in the job queue', () => {
   it('does not hold class forgets, nor sisa forgets with the default window 0', async () => {
     const clock = new FakeClock();
     const { jobs, orders } = jobsWith(HOUR, clock);
-    const joint = jobs.submit('forget', 'k', 'fk', {
-      ...samples('k', []),
-      sampleIds: undefined,
-      classIndex: 1,
-      className: 'cat',
-      method: 'targeted',
+    const joint = jobs.submit({
+      kind: 'forget',
+      requestId: 'k',
+      fingerprint: 'fk',
+      request: {
+        ...samples('k', []),
+        sampleIds: undefined,
+        classIndex: 1,
+        className: 'cat',
+        method: 'targeted',
+      },
     }).job;
     await until(() => jobs.get(joint.id)!.state === 'succeeded');
     expect(orders.map((o) => o.kind)).toEqual(['forget']);
 
     const immediate = jobsWith(0, new FakeClock());
-    const x = immediate.jobs.submit('forget', 'x', 'fx', samples('x', ['d:train:1'])).job;
+    const x = immediate.jobs.submit({
+      kind: 'forget',
+      requestId: 'x',
+      fingerprint: 'fx',
+      request: samples('x', ['d:train:1']),
+    }).job;
     await until(() => immediate.jobs.get(x.id)!.state === 'succeeded');
     expect(immediate.jobs.toProto(immediate.jobs.get(x.id)!).forgetWindowClosesAt).toBeUndefined();
   });

@@ -3,8 +3,7 @@ import { forgetMethodToJSON, type SubmitForgetRequest } from '@lethe/proto';
 import { type Identity, RpcError, statusName, unavailable } from '@lethe/rpc';
 import type { ObjectStore } from '@lethe/store';
 import type { Logger } from 'pino';
-import type { ForgetJobRequest } from '../contract/forget-request';
-import type { JobRecord } from '../contract/job-record';
+import type { ForgetJobRecord, JobRecord } from '../contract/job-record';
 import { LOGGER, OBJECT_STORE } from '../config/tokens';
 import {
   ANONYMOUS,
@@ -159,8 +158,8 @@ export class AuditService implements OnApplicationShutdown {
    * retrying with backoff until the entry is stored (a full disk, a store that is down), then
    * calls `written`. At shutdown the retries stop; the next start records it (see JobsService).
    */
-  async forgetFinished(job: JobRecord, written: () => void): Promise<void> {
-    const request = job.request as ForgetJobRequest;
+  async forgetFinished(job: ForgetJobRecord, written: () => void): Promise<void> {
+    const request = job.request;
     const record: AuditRecord = {
       action: 'ForgetJobFinished',
       actor: request.submittedBy ?? ANONYMOUS,
@@ -197,7 +196,9 @@ export class AuditService implements OnApplicationShutdown {
    * a hole) and the store's published receipts. No RPC returns it (the Coordinator API has no
    * audit call); `lethe audit --verify` runs the same check on the store, with GetJob per job.
    */
-  async verify(jobs: readonly JobRecord[]): Promise<AuditVerification> {
+  async verify(
+    jobs: readonly Pick<JobRecord, 'id' | 'kind' | 'requestId' | 'state'>[],
+  ): Promise<AuditVerification> {
     return verifyAuditTrail({
       entries: await readAuditLog(this.store),
       receipts: await publishedReceiptIds(this.store),

@@ -1,24 +1,35 @@
 import type { ScheduleName } from '@lethe/model';
+import { z } from 'zod';
 
-/** A StartTraining request with every default filled in, as stored with its job. */
-export interface TrainingRequest {
-  mode: 'joint' | 'sisa';
+const SCHEDULES = ['constant', 'cosine', 'one-cycle'] as const satisfies readonly ScheduleName[];
+
+/**
+ * A StartTraining request with every default filled in, as stored with its job (the `request`
+ * column of a training job). The API's bounds are checked once, at admission
+ * (request-validation.ts); this schema checks what a stored row must be to run again.
+ */
+export const TrainingRequestSchema = z.object({
+  mode: z.enum(['joint', 'sisa']),
   /** Sisa only: the layout and the router phase. */
-  sisa?: { slices: number; routerEpochs: number };
-  dataset: string;
-  limit: number;
-  preset: string;
-  experts: number;
-  topK: number;
-  epochs: number;
-  batchSize: number;
-  learningRate: number;
-  weightDecay: number;
-  schedule: ScheduleName;
-  seed: number;
-  balanceWeight: number;
-  routerNoise: number;
+  sisa: z
+    .object({ slices: z.number().int().min(1), routerEpochs: z.number().int().min(0) })
+    .optional(),
+  dataset: z.string().min(1),
+  limit: z.number().int().min(0),
+  preset: z.string().min(1),
+  experts: z.number().int().min(1),
+  topK: z.number().int().min(1),
+  epochs: z.number().int().min(1),
+  batchSize: z.number().int().min(1),
+  learningRate: z.number().positive(),
+  weightDecay: z.number().min(0),
+  schedule: z.enum(SCHEDULES),
+  seed: z.number().int(),
+  balanceWeight: z.number().min(0),
+  routerNoise: z.number().min(0),
   /** β of the class–expert specialization loss (MoEConfig.specializeWeight). */
-  specializeWeight: number;
-  augment: boolean;
-}
+  specializeWeight: z.number().min(0),
+  augment: z.boolean(),
+});
+
+export type TrainingRequest = z.infer<typeof TrainingRequestSchema>;

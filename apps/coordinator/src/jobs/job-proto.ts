@@ -27,6 +27,7 @@ export function toProtoJob(job: JobRecord): Job {
 
 /** Sisa training, or exact forgetting of samples by replay (a joint model's are `samples`). */
 function isSisa(job: JobRecord): boolean {
-  const request = job.request as { mode?: string; method?: string };
-  return request.mode === 'sisa' || request.method === 'sisa-replay';
+  return job.kind === 'training'
+    ? job.request.mode === 'sisa'
+    : job.request.method === 'sisa-replay';
 }

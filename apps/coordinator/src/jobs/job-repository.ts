@@ -2,7 +2,18 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import type { JobProgress } from '@lethe/proto';
-import type { JobKindName, JobRecord, JobStateName } from '../contract/job-record';
+import { IntegrityError } from '@lethe/store';
+import type { z } from 'zod';
+import { ForgetJobRequestSchema } from '../contract/forget-request';
+import {
+  type ForgetJobRecord,
+  type JobKindName,
+  type JobRecord,
+  type JobStateName,
+  type NewJob,
+  TERMINAL_STATES,
+} from '../contract/job-record';
+import { TrainingRequestSchema } from '../contract/training-request';
 
 interface JobRow {
   id: string;
@@ -74,22 +85,20 @@ export class JobRepository {
   }
 
   /** Finished forget jobs whose end is not in the audit log yet (the write failed, or a crash). */
-  unauditedEnds(): JobRecord[] {
+  unauditedEnds(): ForgetJobRecord[] {
     const rows = this.db
       .prepare(
         `SELECT * FROM jobs WHERE kind = 'forget' AND end_audited = 0 AND state IN ('succeeded', 'failed', 'cancelled') ORDER BY seq`,
       )
       .all() as JobRow[];
-    return rows.map(fromRow);
+    return rows.map(fromRow).filter((job): job is ForgetJobRecord => job.kind === 'forget');
   }
 
   /**
    * Inserts a job unless an active or succeeded job of the same kind holds the request id;
    * returns that job instead. Failed and cancelled jobs free their id, as the API promises.
    */
-  insertUnlessExists(
-    job: Omit<JobRecord, 'id' | 'seq' | 'createdAt' | 'state' | 'manifestRevision'>,
-  ): { job: JobRecord; existing: boolean } {
+  insertUnlessExists(job: NewJob): { job: JobRecord; existing: boolean } {
     return this.db.transaction(() => {
       if (job.requestId !== '') {
         const row = this.db
@@ -188,15 +197,24 @@ export class JobRepository {
   }
 }
 
+const STATES: ReadonlySet<string> = new Set<JobStateName>([
+  'queued',
+  'running',
+  ...TERMINAL_STATES,
+]);
+
+/**
+ * The one reader of a job row: its request is parsed by its kind's schema here, once, so the
+ * rest of the coordinator narrows on `kind` instead of casting. A row that does not match is an
+ * integrity error (DATA_LOSS at the API) naming the job, never a request run half-understood.
+ */
 function fromRow(row: JobRow): JobRecord {
-  return {
+  const fields = {
     id: row.id,
     seq: row.seq,
-    kind: row.kind as JobKindName,
     state: row.state as JobStateName,
     requestId: row.request_id,
     fingerprint: row.fingerprint,
-    request: JSON.parse(row.request) as unknown,
     createdAt: new Date(row.created_at),
     ...(row.started_at === null ? {} : { startedAt: new Date(row.started_at) }),
     ...(row.finished_at === null ? {} : { finishedAt: new Date(row.finished_at) }),
@@ -207,4 +225,36 @@ function fromRow(row: JobRow): JobRecord {
       ? {}
       : { checkpoints: JSON.parse(row.checkpoints) as Record<string, unknown> }),
   };
+  if (!STATES.has(row.state)) throw corrupt(row, `unknown state ${JSON.stringify(row.state)}`);
+  if (row.kind === 'training') {
+    return { ...fields, kind: 'training', request: parseRequest(row, TrainingRequestSchema) };
+  }
+  if (row.kind === 'forget') {
+    return { ...fields, kind: 'forget', request: parseRequest(row, ForgetJobRequestSchema) };
+  }
+  throw corrupt(row, `unknown kind ${JSON.stringify(row.kind)}`);
+}
+
+function parseRequest<T>(row: JobRow, schema: z.ZodType<T>): T {
+  let json: unknown;
+  try {
+    json = JSON.parse(row.request);
+  } catch (error) {
+    throw corrupt(row, `its request is not valid JSON`, error);
+  }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue?.path.length ? `${issue.path.join('.')}: ` : '';
+    throw corrupt(
+      row,
+      `its ${row.kind} request does not match the schema (${where}${issue?.message ?? 'invalid'})`,
+      parsed.error,
+    );
+  }
+  return parsed.data;
+}
+
+function corrupt(row: JobRow, problem: string, cause?: unknown): IntegrityError {
+  return new IntegrityError(`job ${row.id}`, `stored job row is damaged: ${problem}`, { cause });
 }

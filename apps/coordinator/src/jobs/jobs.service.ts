@@ -12,18 +12,18 @@ import type { CoordinatorConfig } from '../config/coordinator-config';
 import { COORDINATOR_CONFIG, FORGET_CLOCK } from '../config/tokens';
 import { AuditService } from '../audit/audit.service';
 import { type JobReporter, EngineService } from '../engine/engine.service';
-import type { ForgetJobRequest } from '../contract/forget-request';
 import { MetricsService } from '../metrics/metrics.service';
 import { ModelStateService } from '../model/model-state.service';
 import { LOGGER } from '../config/tokens';
-import type { TrainingRequest } from '../contract/training-request';
 import { WorkersService } from '../workers/workers.service';
 import type { JobEnd } from '../engine/engine-protocol';
 import { JobEvents } from './job-events';
 import {
+  type ForgetJobRecord,
   type JobKindName,
   type JobRecord,
   type JobStateName,
+  type NewJob,
   TERMINAL_STATES,
 } from '../contract/job-record';
 import { JobRepository } from './job-repository';
@@ -133,13 +133,9 @@ export class JobsService implements OnApplicationBootstrap, OnApplicationShutdow
   }
 
   /** Accepts a job, or returns the live or succeeded job that already holds its request id. */
-  submit(
-    kind: JobKindName,
-    requestId: string,
-    fingerprint: string,
-    request: TrainingRequest | ForgetJobRequest,
-  ): { job: JobRecord; existing: boolean } {
-    const result = this.repository.insertUnlessExists({ kind, requestId, fingerprint, request });
+  submit(job: NewJob): { job: JobRecord; existing: boolean } {
+    const { kind, requestId } = job;
+    const result = this.repository.insertUnlessExists(job);
     if (!result.existing) {
       this.log.info({ jobId: result.job.id, kind, requestId }, 'job queued');
       const proto = this.toProto(result.job);
@@ -166,10 +162,13 @@ export class JobsService implements OnApplicationBootstrap, OnApplicationShutdow
     return this.repository.get(id);
   }
 
-  active(kind?: JobKindName): JobRecord[] {
+  /** Queued and running jobs, of one kind if given (narrowed to it). */
+  active<K extends JobKindName = JobKindName>(kind?: K): Extract<JobRecord, { kind: K }>[] {
     return this.repository
       .list(['queued', 'running'])
-      .filter((job) => kind === undefined || job.kind === kind);
+      .filter(
+        (job): job is Extract<JobRecord, { kind: K }> => kind === undefined || job.kind === kind,
+      );
   }
 
   /** Cancels a job: a queued one at once, a running one once it stops (CANCELLING until then). */
@@ -211,7 +210,6 @@ export class JobsService implements OnApplicationBootstrap, OnApplicationShutdow
     const abort = (): void => this.engine.abortJob(job.id);
     signal.addEventListener('abort', abort);
     try {
-      const request = job.request as TrainingRequest | ForgetJobRequest;
       let end: JobEnd;
       if (job.kind === 'training') {
         [end] = (await this.engine.runJob(
@@ -219,17 +217,17 @@ export class JobsService implements OnApplicationBootstrap, OnApplicationShutdow
             kind: 'training',
             jobId: job.id,
             seq: job.seq,
-            request: request as TrainingRequest,
+            request: job.request,
             requestId: job.requestId,
             restarted: this.restarted.has(job.id),
           },
           reporter,
         )) as [JobEnd];
-      } else if (isSisaForget(job)) {
+      } else if (job.request.method === 'sisa-replay') {
         end = await this.runSisaBatch(job, reporter);
       } else {
         [end] = (await this.engine.runJob(
-          { kind: 'forget', jobId: job.id, seq: job.seq, request: request as ForgetJobRequest },
+          { kind: 'forget', jobId: job.id, seq: job.seq, request: job.request },
           reporter,
         )) as [JobEnd];
       }
@@ -285,7 +283,7 @@ export class JobsService implements OnApplicationBootstrap, OnApplicationShutdow
    * Exact (sisa) forget requests queued behind this one join its replay: one retraining and one
    * manifest revision for all, each job ending with its own receipt — or its own error.
    */
-  private async runSisaBatch(leader: JobRecord, reporter: JobReporter): Promise<JobEnd> {
+  private async runSisaBatch(leader: ForgetJobRecord, reporter: JobReporter): Promise<JobEnd> {
     const companions = this.repository.list(['queued']).filter(isSisaForget);
     const batch = [leader, ...companions.map((j) => this.transition(j, 'running'))];
     for (const j of companions) {
@@ -305,7 +303,7 @@ export class JobsService implements OnApplicationBootstrap, OnApplicationShutdow
           kind: 'sisa-forget',
           jobId: leader.id,
           seq: leader.seq,
-          requests: batch.map((j) => j.request as ForgetJobRequest),
+          requests: [leader, ...companions].map((j) => j.request),
         },
         reporter,
       );
@@ -364,7 +362,7 @@ export class JobsService implements OnApplicationBootstrap, OnApplicationShutdow
       if (next.state === 'succeeded') this.publishedModel();
       if (next.kind === 'forget') {
         this.metrics.forgetFinished(
-          (next.request as ForgetJobRequest).method,
+          next.request.method,
           next.state,
           ((next.finishedAt ?? new Date()).getTime() - next.createdAt.getTime()) / 1000,
         );
@@ -387,7 +385,7 @@ export class JobsService implements OnApplicationBootstrap, OnApplicationShutdow
   }
 
   /** A forget request's end into the audit log, retried in the background until written. */
-  private auditEnd(job: JobRecord): void {
+  private auditEnd(job: ForgetJobRecord): void {
     void this.audit.forgetFinished(job, () => {
       if (!this.closed) this.repository.markEndAudited(job.id);
     });
@@ -398,6 +396,6 @@ export class JobsService implements OnApplicationBootstrap, OnApplicationShutdow
  * An exact (sisa) forget of samples: the jobs a forget window batches. A joint model's samples
  * (method `samples`) are forgotten approximately, each request a job of its own.
  */
-function isSisaForget(job: JobRecord): boolean {
-  return job.kind === 'forget' && (job.request as ForgetJobRequest).method === 'sisa-replay';
+function isSisaForget(job: JobRecord): job is ForgetJobRecord {
+  return job.kind === 'forget' && job.request.method === 'sisa-replay';
 }

@@ -115,9 +115,11 @@ export class ForgettingService {
           };
         }
         await this.audit.answered('accepted', request, caller, this.jobs.nextJobId(), time);
-        const { job } = this.jobs.submit('forget', request.requestId, decision.fingerprint, {
-          ...decision.request,
-          submittedBy: actorOf(caller.identity),
+        const { job } = this.jobs.submit({
+          kind: 'forget',
+          requestId: request.requestId,
+          fingerprint: decision.fingerprint,
+          request: { ...decision.request, submittedBy: actorOf(caller.identity) },
         });
         return {
           job: this.jobs.toProto(job),
@@ -228,9 +230,7 @@ export class ForgettingService {
       requestId: string;
     }[];
     const already = forgotten.find((f) => f.classIndex === classIndex);
-    const pending = this.jobs
-      .active('forget')
-      .find((j) => (j.request as ForgetJobRequest).classIndex === classIndex);
+    const pending = this.jobs.active('forget').find((j) => j.request.classIndex === classIndex);
     // The ledger outlives the model: a class erased before the last training stays erased.
     const erased = [...erasedOf(await readLedger(this.store, current.manifest)).byRequest.values()];
     const inLedger = erased.find((e) => e.classes.includes(classes[classIndex]!));
@@ -409,9 +409,7 @@ export class ForgettingService {
     }
     const held = new Map(rosterSamples(roster).map((s) => [s.sampleId, s]));
     const erased = erasedOf(await readLedger(this.store, current.manifest));
-    const pending = this.jobs
-      .active('forget')
-      .filter((j) => (j.request as ForgetJobRequest).method === 'samples');
+    const pending = this.jobs.active('forget').filter((j) => j.request.method === 'samples');
     for (const id of options.sampleIds!) {
       const sample = held.get(id);
       if (!sample) {
@@ -425,7 +423,7 @@ export class ForgettingService {
             (e) => e.sampleIds.includes(id) || e.classes.includes(sample.className),
           )
         : undefined;
-      const queued = pending.find((j) => (j.request as ForgetJobRequest).sampleIds!.includes(id));
+      const queued = pending.find((j) => j.request.sampleIds?.includes(id));
       if (gone || queued) {
         throw failedPrecondition(
           `sample ${quote(id)} is already forgotten or being forgotten (request ${by?.requestId ?? queued!.requestId})`,

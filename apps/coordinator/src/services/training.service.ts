@@ -50,7 +50,12 @@ export class TrainingService {
       } catch (error) {
         throw datasetError(normalised.dataset, error);
       }
-      const { job } = this.jobs.submit('training', request.requestId, print, normalised);
+      const { job } = this.jobs.submit({
+        kind: 'training',
+        requestId: request.requestId,
+        fingerprint: print,
+        request: normalised,
+      });
       return this.jobs.toProto(job);
     });
   }
