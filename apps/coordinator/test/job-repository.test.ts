@@ -142,6 +142,14 @@ describe('JobRepository', () => {
     repo.close();
   });
 
+  it('reads a training row stored before the specialization loss existed as trained without it', () => {
+    const before = STORED[0]![2].replace(',"specializeWeight":0', '');
+    const repo = new JobRepository(databaseWith([['training', 'succeeded', before]]));
+    const [training] = repo.list();
+    expect(training!.kind === 'training' && training!.request.specializeWeight).toBe(0);
+    repo.close();
+  });
+
   it('refuses a damaged row with an integrity error naming the job', () => {
     const bad: [string, string][] = [
       ['forget', STORED[1]![2].replace('"targeted"', '"unheard-of"')],

@@ -27,8 +27,11 @@ export const TrainingRequestSchema = z.object({
   seed: z.number().int(),
   balanceWeight: z.number().min(0),
   routerNoise: z.number().min(0),
-  /** β of the class–expert specialization loss (MoEConfig.specializeWeight). */
-  specializeWeight: z.number().min(0),
+  /**
+   * β of the class–expert specialization loss (MoEConfig.specializeWeight). Rows stored before
+   * it existed trained without it: 0.
+   */
+  specializeWeight: z.number().min(0).default(0),
   augment: z.boolean(),
 });
 
