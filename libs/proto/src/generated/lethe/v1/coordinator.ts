@@ -737,7 +737,21 @@ export interface StartTrainingRequest {
    * makes a class concentrate on few experts (cheap class forgets); in [0, 100], 0 turns it
    * off. Default (unset) 1. Recorded in the model's training attributes.
    */
-  specializeWeight?: number | undefined;
+  specializeWeight?:
+    | number
+    | undefined;
+  /**
+   * A subject table for the training data, which lets SubmitForget name data subjects: the path
+   * of a CSV file with a header naming a `sample` and a `subject` column, or of a JSONL file of
+   * `{"sample": ..., "subject": ...}` objects (as the `lethe` CLI's `train --subjects`). Sample ids
+   * are full ids (`cifar10:train:17`), each listed once; subject ids are 1-128 printable ASCII
+   * characters. Read, like the dataset's directory, on the machine that serves the call, and
+   * checked at admission against the full dataset (before `limit`); the job trains with the table
+   * it checked (a file changed since fails the job). The model's roster records each sample's
+   * subject and its training record the table's SHA-256. Empty: no table (forgetting by subject
+   * is then FAILED_PRECONDITION). Codes: see StartTraining.
+   */
+  subjects: string;
 }
 
 /** How a sisa run splits the training set. */
@@ -1729,6 +1743,7 @@ function createBaseStartTrainingRequest(): StartTrainingRequest {
     augment: undefined,
     sisa: undefined,
     specializeWeight: undefined,
+    subjects: "",
   };
 }
 
@@ -1784,6 +1799,9 @@ export const StartTrainingRequest: MessageFns<StartTrainingRequest> = {
     }
     if (message.specializeWeight !== undefined) {
       writer.uint32(137).double(message.specializeWeight);
+    }
+    if (message.subjects !== "") {
+      writer.uint32(146).string(message.subjects);
     }
     return writer;
   },
@@ -1937,6 +1955,14 @@ export const StartTrainingRequest: MessageFns<StartTrainingRequest> = {
             message.specializeWeight = reader.double();
             continue;
           }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.subjects = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2000,6 +2026,7 @@ export const StartTrainingRequest: MessageFns<StartTrainingRequest> = {
         : isSet(object.specialize_weight)
         ? globalThis.Number(object.specialize_weight)
         : undefined,
+      subjects: isSet(object.subjects) ? globalThis.String(object.subjects) : "",
     };
   },
 
@@ -2056,6 +2083,9 @@ export const StartTrainingRequest: MessageFns<StartTrainingRequest> = {
     if (message.specializeWeight !== undefined) {
       obj.specializeWeight = floatToJson(message.specializeWeight);
     }
+    if (message.subjects !== "") {
+      obj.subjects = message.subjects;
+    }
     return obj;
   },
 
@@ -2085,6 +2115,7 @@ export const StartTrainingRequest: MessageFns<StartTrainingRequest> = {
       ? SisaOptions.fromPartial(object.sisa)
       : undefined;
     message.specializeWeight = object.specializeWeight ?? undefined;
+    message.subjects = object.subjects ?? "";
     return message;
   },
 };
@@ -10036,8 +10067,10 @@ export const CoordinatorService = {
    *   outside 1..1000; batch_size outside 1..4096; learning_rate outside (0, 10]; weight_decay
    *   outside [0, 1]; balance_weight, router_noise or specialize_weight outside [0, 100]; sisa
    *   options given in joint mode; sisa shards other than 0 or experts, slices outside 1..64,
-   *   router_epochs outside 1..1000; malformed request_id.
-   * NOT_FOUND: the dataset directory or object does not exist.
+   *   router_epochs outside 1..1000; malformed request_id; a subject table that is malformed or
+   *   names a sample the dataset does not have (the message names the file and line), or a
+   *   subjects path that is too long or holds control characters.
+   * NOT_FOUND: the dataset directory or object does not exist; the subject table file does not.
    * FAILED_PRECONDITION: the registered workers' total capacity is below `experts` (in
    *   distributed mode); another training job is queued or running.
    * ALREADY_EXISTS: request_id was used before with a different request.
@@ -10268,8 +10301,10 @@ export interface CoordinatorServer extends UntypedServiceImplementation {
    *   outside 1..1000; batch_size outside 1..4096; learning_rate outside (0, 10]; weight_decay
    *   outside [0, 1]; balance_weight, router_noise or specialize_weight outside [0, 100]; sisa
    *   options given in joint mode; sisa shards other than 0 or experts, slices outside 1..64,
-   *   router_epochs outside 1..1000; malformed request_id.
-   * NOT_FOUND: the dataset directory or object does not exist.
+   *   router_epochs outside 1..1000; malformed request_id; a subject table that is malformed or
+   *   names a sample the dataset does not have (the message names the file and line), or a
+   *   subjects path that is too long or holds control characters.
+   * NOT_FOUND: the dataset directory or object does not exist; the subject table file does not.
    * FAILED_PRECONDITION: the registered workers' total capacity is below `experts` (in
    *   distributed mode); another training job is queued or running.
    * ALREADY_EXISTS: request_id was used before with a different request.
@@ -10402,8 +10437,10 @@ export interface CoordinatorClient extends Client {
    *   outside 1..1000; batch_size outside 1..4096; learning_rate outside (0, 10]; weight_decay
    *   outside [0, 1]; balance_weight, router_noise or specialize_weight outside [0, 100]; sisa
    *   options given in joint mode; sisa shards other than 0 or experts, slices outside 1..64,
-   *   router_epochs outside 1..1000; malformed request_id.
-   * NOT_FOUND: the dataset directory or object does not exist.
+   *   router_epochs outside 1..1000; malformed request_id; a subject table that is malformed or
+   *   names a sample the dataset does not have (the message names the file and line), or a
+   *   subjects path that is too long or holds control characters.
+   * NOT_FOUND: the dataset directory or object does not exist; the subject table file does not.
    * FAILED_PRECONDITION: the registered workers' total capacity is below `experts` (in
    *   distributed mode); another training job is queued or running.
    * ALREADY_EXISTS: request_id was used before with a different request.
