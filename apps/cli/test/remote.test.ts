@@ -15,6 +15,7 @@ import {
   type CoordinatorServer,
   CoordinatorService,
   type EvaluateRequest,
+  type ListSamplesRequest,
   EvaluateResponse,
   ExpertInfo,
   ExpertStatus,
@@ -49,6 +50,7 @@ const seen = {
   startTraining: [] as StartTrainingRequest[],
   submitForget: [] as SubmitForgetRequest[],
   evaluate: [] as EvaluateRequest[],
+  listSamples: [] as ListSamplesRequest[],
 };
 const fail = (code: status, details: string): { code: status; details: string } => ({
   code,
@@ -404,7 +406,21 @@ const coordinator: CoordinatorServer = {
   },
   cancelJob: unimplemented,
   predict: unimplemented,
-  listSamples: unimplemented,
+  listSamples(call, callback) {
+    seen.listSamples.push(call.request);
+    const selector = call.request.selector;
+    if (selector?.$case === 'subject' && selector.value !== 'alice') {
+      callback(fail(status.NOT_FOUND, `unknown subject "${selector.value}"`));
+      return;
+    }
+    callback(null, {
+      manifestRevision: 4,
+      samples: [
+        { sampleId: 'cifar10:train:3', className: 'cross', subject: 'alice' },
+        { sampleId: 'cifar10:train:9', className: 'disc', subject: '' },
+      ],
+    });
+  },
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1032,6 +1048,27 @@ describe('lethe receipts --coordinator', () => {
 
 // ---------------------------------------------------------------------------------------------
 // A coordinator with TLS and tokens
+
+describe('lethe samples --coordinator', () => {
+  it("lists a subject's samples as the local command does, and NOT_FOUND in one line", async () => {
+    const listed = await run(['samples', '--coordinator', address, '--subject', 'alice']);
+    expect(listed.status).toBe(0);
+    expect(listed.stdout).toMatch(/cifar10:train:3 +cross +alice/);
+    expect(listed.stdout).toMatch(/cifar10:train:9 +disc +—/);
+    expect(seen.listSamples.at(-1)?.selector).toEqual({ $case: 'subject', value: 'alice' });
+
+    const json = await run(['samples', '--coordinator', address, '--class', 'cross', '--json']);
+    expect(JSON.parse(json.stdout)).toEqual([
+      { sampleId: 'cifar10:train:3', class: 'cross', subject: 'alice' },
+      { sampleId: 'cifar10:train:9', class: 'disc', subject: null },
+    ]);
+    expect(seen.listSamples.at(-1)?.selector).toEqual({ $case: 'className', value: 'cross' });
+
+    const missing = await run(['samples', '--coordinator', address, '--subject', 'bob']);
+    expect(missing.status).toBe(1);
+    expectOneLineError(missing.stderr, /NOT_FOUND: unknown subject "bob"/);
+  });
+});
 
 describe('connecting securely: --token / LETHE_TOKEN, --tls-ca, --tls-cert', () => {
   const tls = join(work, 'tls');
