@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import type { ChannelStats, Dataset } from '@lethe/data';
-import { engineInfo } from '@lethe/engine';
 import {
   appendErasures,
   erasedOf,
@@ -30,8 +29,10 @@ import {
   type SelectionRule,
 } from '@lethe/metrics';
 import {
+  expertsOf,
   FORGET_METHODS,
   type ForgetMethod,
+  receiptOfRun,
   type RemoteExperts,
   runForgetMethod,
   type TrainingRecipe,
@@ -446,12 +447,7 @@ export async function forgetClass(
       request: record,
       mode: 'approximate',
       plan,
-      expertsRetrained: targeted
-        ? plan.experts
-        : outcome.parts.filter((p) => p !== 'router').map((p) => Number(p.slice(7))),
-      partsChanged: Object.keys(afterHashes).filter((p) => afterHashes[p] !== beforeHashes[p]),
-      weights: { before: beforeHashes, after: afterHashes },
-      manifest: { before: manifest.revision, after: manifest.revision + 1 },
+      expertsRetrained: targeted ? plan.experts : expertsOf(outcome.parts),
       suppressClasses,
       metrics: { before, after },
       timings: {
@@ -460,15 +456,7 @@ export async function forgetClass(
         measureSeconds,
         totalSeconds: (performance.now() - started) / 1000,
       },
-      engine: engineInfo()?.engine ?? 'unknown',
-      history: outcome.history.map(({ epoch, loss, accuracy, images, seconds }) => ({
-        epoch,
-        loss,
-        accuracy,
-        images,
-        seconds,
-      })),
-      ...(outcome.frozenExpertPasses ? { frozenExpertPasses: outcome.frozenExpertPasses } : {}),
+      ...receiptOfRun(outcome, { before: beforeHashes, after: afterHashes }, manifest.revision),
     };
     const receiptRef = await storeReceipt(ctx.store, receipt);
     const newCard: ModelCard = { ...card, config: model.config, suppressClasses };

@@ -1,3 +1,4 @@
+import { engineInfo } from '@lethe/engine';
 import * as tf from '@tensorflow/tfjs-core';
 import { batches, type ChannelStats, createRng, type Dataset, deriveSeed } from '@lethe/data';
 import {
@@ -95,6 +96,36 @@ export interface ForgetOutcome {
   /** Classes the output must never predict (mask). */
   suppressClasses: number[];
   frozenExpertPasses?: { computed: number; reused: number };
+}
+
+/**
+ * What every approximate receipt (class or samples) records of a finished run: the parts whose
+ * weights changed, both weight sets and manifest revisions, the engine, and the epochs run.
+ */
+export function receiptOfRun(
+  outcome: Pick<ForgetOutcome, 'history' | 'frozenExpertPasses'>,
+  weights: { before: Record<string, string>; after: Record<string, string> },
+  revision: number,
+) {
+  return {
+    partsChanged: Object.keys(weights.after).filter((p) => weights.after[p] !== weights.before[p]),
+    weights,
+    manifest: { before: revision, after: revision + 1 },
+    engine: engineInfo()?.engine ?? 'unknown',
+    history: outcome.history.map(({ epoch, loss, accuracy, images, seconds }) => ({
+      epoch,
+      loss,
+      accuracy,
+      images,
+      seconds,
+    })),
+    ...(outcome.frozenExpertPasses ? { frozenExpertPasses: outcome.frozenExpertPasses } : {}),
+  };
+}
+
+/** The experts among the retrained parts, by index. */
+export function expertsOf(parts: readonly ModulePart[]): number[] {
+  return parts.filter((p) => p !== 'router').map((p) => Number(p.slice('expert/'.length)));
 }
 
 /** Runs one forgetting method on a loaded model. */

@@ -6,7 +6,6 @@ import {
   parseSampleId,
   positionOfIndex,
 } from '@lethe/data';
-import { engineInfo } from '@lethe/engine';
 import {
   appendErasures,
   type Erased,
@@ -48,7 +47,7 @@ import {
   ForgetRequestError,
   trainingRecipe,
 } from './class-forget-job';
-import type { ForgetOutcome, RemoteExperts } from './forget-methods';
+import { expertsOf, type ForgetOutcome, receiptOfRun, type RemoteExperts } from './forget-methods';
 import { FrozenExpertCache } from './frozen-expert-cache';
 import { MEASURE_MODES, type MeasureMode, SAMPLE_MEASURE } from './measure-forgetting';
 import { measureSampleForgetting, type SampleForgetMetrics } from './measure-samples';
@@ -569,26 +568,15 @@ export async function forgetJointSamples(
       mode: 'approximate',
       plan,
       expertsRetrained: approximate
-        ? outcome.parts.filter((p) => p !== 'router').map((p) => Number(p.slice(7)))
+        ? expertsOf(outcome.parts)
         : Array.from({ length: model.config.experts }, (_, e) => e),
-      partsChanged: Object.keys(afterHashes).filter((p) => afterHashes[p] !== beforeHashes[p]),
-      weights: { before: beforeHashes, after: afterHashes },
-      manifest: { before: manifest.revision, after: manifest.revision + 1 },
       metrics: { before, after },
       timings: {
         forgetSeconds: outcome.seconds,
         measureSeconds,
         totalSeconds: (performance.now() - started) / 1000,
       },
-      engine: engineInfo()?.engine ?? 'unknown',
-      history: outcome.history.map(({ epoch, loss, accuracy, images, seconds }) => ({
-        epoch,
-        loss,
-        accuracy,
-        images,
-        seconds,
-      })),
-      ...(outcome.frozenExpertPasses ? { frozenExpertPasses: outcome.frozenExpertPasses } : {}),
+      ...receiptOfRun(outcome, { before: beforeHashes, after: afterHashes }, manifest.revision),
     };
     const receiptRef = await storeReceipt(ctx.store, receipt);
     const ledgerRef = await appendErasures(ctx.store, prepared.ledger, [
