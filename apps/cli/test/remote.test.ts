@@ -492,7 +492,29 @@ describe('requests built from flags', () => {
       balanceWeight: 0,
       routerNoise: 0,
       augment: false,
+      subjects: '',
     });
+    // The subject table's path goes as given: the coordinator reads it, like the dataset.
+    expect(
+      trainingRequest({
+        data: 'cifar10:/d',
+        preset: 'tiny',
+        experts: 2,
+        topK: 1,
+        epochs: 1,
+        batch: 16,
+        lr: 0.01,
+        weightDecay: 0,
+        schedule: 'cosine',
+        seed: 7,
+        augment: false,
+        balance: 0,
+        routerNoise: 0,
+        limit: 100,
+        json: false,
+        subjects: '/coordinator/side/subjects.csv',
+      }).subjects,
+    ).toBe('/coordinator/side/subjects.csv');
   });
 
   it('maps a class name, a class index and sample ids to the target', () => {

@@ -1,6 +1,6 @@
 import 'reflect-metadata';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -8,16 +8,8 @@ import { Writable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import type { INestApplicationContext } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { formatSampleId, makeSyntheticDataset, readCifar10, writeCifar10 } from '@lethe/data';
-import {
-  buildRoster,
-  erasedOf,
-  parseSubjectTable,
-  readAuditLog,
-  readLedger,
-  ROSTER_OBJECT,
-  storeRoster,
-} from '@lethe/ledger';
+import { formatSampleId, makeSyntheticDataset, writeCifar10 } from '@lethe/data';
+import { erasedOf, readAuditLog, readLedger, readRoster } from '@lethe/ledger';
 import {
   CoordinatorClient,
   ForgetMethod,
@@ -30,7 +22,7 @@ import {
   type SubmitForgetResponse,
   TrainingMode,
 } from '@lethe/proto';
-import { LocalDirStore, ManifestStore } from '@lethe/store';
+import { LocalDirStore, ManifestStore, sha256Hex } from '@lethe/store';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadCoordinatorConfig } from '../src/config/coordinator-config';
@@ -43,9 +35,9 @@ import { WorkersService } from '../src/workers/workers.service';
 
 /**
  * Approximate sample forgetting on a joint model through SubmitForget: a model trained by the
- * coordinator on two real worker processes, a subject table attached to its roster (StartTraining
- * takes none yet), then a subject forgotten as a job of its own with the retrained experts on
- * their workers; the receipt, the ledger, idempotency and the refusals checked through the API.
+ * coordinator on two real worker processes with a subject table given to StartTraining, then a
+ * subject forgotten as a job of its own with the retrained experts on their workers; the
+ * receipt, the ledger, idempotency and the refusals checked through the API.
  */
 
 const REPO = resolve(__dirname, '..', '..', '..');
@@ -57,6 +49,10 @@ const workers: ChildProcess[] = [];
 const lines: { msg: string; jobId?: string }[] = [];
 let app: INestApplicationContext;
 let client: CoordinatorClient;
+let data: string;
+// s1 owns samples 0, 5 and 9; s2 owns 1.
+const TABLE = `sample,subject\n${id(0)},s1\n${id(5)},s1\n${id(9)},s1\n${id(1)},s2\n`;
+const tableFile = join(dir, 'subjects.csv');
 
 async function freePort(): Promise<number> {
   return new Promise((done, reject) => {
@@ -141,7 +137,8 @@ async function storeState(): Promise<string[]> {
 beforeAll(async () => {
   const train = makeSyntheticDataset({ perClass: 16, split: 'train', seed: 5, classes: 3 });
   const test = makeSyntheticDataset({ perClass: 4, split: 'test', seed: 5, classes: 3 });
-  const data = `cifar10:${writeCifar10(dir, { train, test })}`;
+  data = `cifar10:${writeCifar10(dir, { train, test })}`;
+  writeFileSync(tableFile, TABLE);
   const port = await freePort();
   const config = loadCoordinatorConfig(
     ['--port', String(port), '--store', storeDir, '--db', join(dir, 'coordinator.sqlite')],
@@ -169,10 +166,17 @@ beforeAll(async () => {
   await until('two workers', () =>
     app.get(WorkersService).registry.live().length >= 2 ? true : undefined,
   );
-  const started = await unary<StartTrainingRequest, Job>(
+  const started = await startTraining('train-joint', tableFile);
+  expect(started.details).toBe('');
+  const job = await ended(started.response!.jobId);
+  expect(job.error).toBeUndefined();
+}, 120_000);
+
+const startTraining = (requestId: string, subjects: string) =>
+  unary<StartTrainingRequest, Job>(
     client.startTraining,
     StartTrainingRequest.fromPartial({
-      requestId: 'train-joint',
+      requestId,
       mode: TrainingMode.TRAINING_MODE_JOINT,
       dataset: { source: { $case: 'uri', value: data } },
       preset: 'tiny',
@@ -182,27 +186,9 @@ beforeAll(async () => {
       batchSize: 16,
       learningRate: 0.003,
       seed: 3,
+      subjects,
     }),
   );
-  expect(started.details).toBe('');
-  const job = await ended(started.response!.jobId);
-  expect(job.error).toBeUndefined();
-  // s1 owns samples 0, 5 and 9; s2 owns 1. StartTraining takes no subject table yet, so the
-  // roster the training stored gets one here, as `lethe train --subjects` would have stored it.
-  const table = parseSubjectTable(
-    new TextEncoder().encode(
-      `sample,subject\n${id(0)},s1\n${id(5)},s1\n${id(9)},s1\n${id(1)},s2\n`,
-    ),
-    'subjects.csv',
-  );
-  const roster = await storeRoster(
-    store,
-    buildRoster(await readCifar10(data.slice('cifar10:'.length), 'train'), table),
-  );
-  await new ManifestStore(store).update((d) => {
-    d.objects[ROSTER_OBJECT] = roster;
-  });
-}, 120_000);
 
 afterAll(async () => {
   client?.close();
@@ -212,6 +198,55 @@ afterAll(async () => {
 });
 
 describe('forgetting a subject of a joint model through SubmitForget', () => {
+  it('trained with the subject table StartTraining named: roster and training record', async () => {
+    const manifest = (await new ManifestStore(store).read())!;
+    const roster = (await readRoster(store, manifest))!;
+    const subjectOf = new Map(roster.indices.map((index, p) => [index, roster.subjects?.[p]]));
+    expect([0, 5, 9, 1, 2].map((i) => subjectOf.get(i))).toEqual(['s1', 's1', 's1', 's2', null]);
+    expect(roster.subjectTable).toBe(sha256Hex(new TextEncoder().encode(TABLE)));
+    const training = manifest.attributes['training'] as Record<string, unknown>;
+    expect(training['subjects']).toEqual({
+      table: roster.subjectTable,
+      subjects: 2,
+      samplesWithSubject: 4,
+    });
+    const stored = app.get(JobsService).repository.byRequestId('training', 'train-joint')!;
+    expect(stored.kind === 'training' && stored.request).toMatchObject({
+      subjects: tableFile,
+      subjectsSha256: roster.subjectTable,
+    });
+  });
+
+  it('refuses a malformed or missing subject table at admission, storing nothing', async () => {
+    const before = await storeState();
+    const bad = join(dir, 'bad-subjects.csv');
+    writeFileSync(bad, `sample,subject\n${id(0)},s1\n${id(0)},s2\n`);
+    const twice = await startTraining('train-bad-table', bad);
+    expect(twice.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(twice.details).toMatch(
+      /bad-subjects\.csv line 3: sample cifar10:train:0 is listed twice/,
+    );
+    const far = join(dir, 'far-subjects.jsonl');
+    writeFileSync(
+      far,
+      `{"sample": "${id(0)}", "subject": "s1"}\n{"sample": "${id(9999)}", "subject": "s2"}\n`,
+    );
+    const absent = await startTraining('train-far-table', far);
+    expect(absent.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(absent.details).toMatch(
+      /far-subjects\.jsonl line 2: sample cifar10:train:9999 is not in the dataset/,
+    );
+    const missing = await startTraining('train-no-table', join(dir, 'nope.csv'));
+    expect(missing.code).toBe(grpc.status.NOT_FOUND);
+    expect(missing.details).toMatch(/nope\.csv/);
+    const control = await startTraining('train-ctl-table', 'subjects\n.csv');
+    expect(control.code).toBe(grpc.status.INVALID_ARGUMENT);
+    for (const requestId of ['train-bad-table', 'train-far-table', 'train-no-table']) {
+      expect(app.get(JobsService).repository.byRequestId('training', requestId)).toBeUndefined();
+    }
+    expect(await storeState()).toEqual(before);
+  });
+
   it('plans a dry run from the routing lineage and changes nothing', async () => {
     const before = await storeState();
     const planned = await forget('plan-s1', subjects('s1'), { dryRun: true });

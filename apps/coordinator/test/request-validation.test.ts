@@ -185,6 +185,19 @@ describe('request contract', () => {
     }
   });
 
+  it('takes a subject table path, none when empty; control characters are refused', () => {
+    expect(normaliseTrainingRequest(training({})).subjects).toBeUndefined();
+    expect('subjects' in normaliseTrainingRequest(training({}))).toBe(false);
+    expect(normaliseTrainingRequest(training({ subjects: '/data/subjects.csv' })).subjects).toBe(
+      '/data/subjects.csv',
+    );
+    for (const bad of ['a\u0000b', 'a\nb', 'x'.repeat(5000)]) {
+      expect(refusal(() => normaliseTrainingRequest(training({ subjects: bad }))).code).toBe(
+        'INVALID_ARGUMENT',
+      );
+    }
+  });
+
   it('echoes at most about 100 characters of a bad value', () => {
     const huge = 'x'.repeat(10 * 1024 * 1024);
     for (const check of [

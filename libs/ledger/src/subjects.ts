@@ -27,7 +27,10 @@ const SUBJECT_ID = /^[\x21-\x7e]([\x20-\x7e]{0,126}[\x21-\x7e])?$/;
 
 export async function readSubjectTable(file: string): Promise<SubjectTable> {
   const bytes = await readFile(file).catch((error: NodeJS.ErrnoException) => {
-    throw new Error(`cannot read subject table ${file}: ${error.code ?? error.message}`);
+    // The cause keeps the errno code: a missing file is NOT_FOUND to the coordinator's callers.
+    throw new Error(`cannot read subject table ${file}: ${error.code ?? error.message}`, {
+      cause: error,
+    });
   });
   return parseSubjectTable(bytes, file);
 }

@@ -119,7 +119,7 @@ export function registerTrainCommand(program: Command): void {
     )
     .option(
       '--subjects <file>',
-      'CSV (sample,subject) or JSONL sidecar giving each sample its data subject, for lethe forget --subject',
+      "CSV (sample,subject) or JSONL sidecar giving each sample its data subject, for lethe forget --subject; with --coordinator a path on the coordinator's machine, like --data",
     )
     .option('--json', 'print the result as JSON on stdout', false)
     .option(
@@ -140,11 +140,6 @@ export function registerTrainCommand(program: Command): void {
         const remote = explicitCoordinator(flags.coordinator, flags);
         if (remote) {
           ignoredWithCoordinator(command, ['store']);
-          if (flags.subjects !== undefined) {
-            throw new CliError(
-              '--subjects runs locally for now: the coordinator has no subject tables',
-            );
-          }
           if (flags.mode === 'sisa') {
             throw new CliError(
               '--mode sisa runs locally for now: the coordinator trains joint models',

@@ -72,6 +72,8 @@ export interface RemoteTrainFlags {
   mode?: 'joint' | 'sisa';
   slices?: number;
   routerEpochs?: number;
+  /** A subject table's path, read on the coordinator's machine (as `data`). */
+  subjects?: string;
 }
 
 const SCHEDULES: Record<RemoteTrainFlags['schedule'], LearningRateSchedule> = {
@@ -107,6 +109,7 @@ export function trainingRequest(flags: RemoteTrainFlags): StartTrainingRequest {
     routerNoise: flags.routerNoise,
     specializeWeight: flags.specialize,
     augment: flags.augment,
+    subjects: flags.subjects ?? '',
   });
 }
 

@@ -17,6 +17,7 @@ import {
   TrainingMode,
   UnlearningLoss,
 } from '@lethe/proto';
+import { SubjectTableError } from '@lethe/ledger';
 import { invalidArgument, notFound, RpcError } from '@lethe/rpc';
 import {
   parseSelectionRule,
@@ -221,7 +222,34 @@ export function normaliseTrainingRequest(request: StartTrainingRequest): Trainin
       },
     ),
     augment: request.augment ?? true,
+    ...(request.subjects === '' ? {} : { subjects: subjectsPath(request.subjects) }),
   };
+}
+
+/** A subject table's path: its file is read (and its rows checked) at admission, in the service. */
+function subjectsPath(path: string): string {
+  if (path.length > MAX_URI) throw invalidArgument(`subjects is longer than ${MAX_URI}`);
+  // eslint-disable-next-line no-control-regex
+  if (/[\x00-\x1f\x7f]/.test(path)) {
+    throw invalidArgument(`subjects: a path without control characters, got ${quote(path)}`);
+  }
+  return path;
+}
+
+/**
+ * A subject table that failed to load, as a status: INVALID_ARGUMENT naming the file and line
+ * for a malformed table (or one naming samples the dataset lacks), NOT_FOUND for a missing
+ * file; anything else is not the caller's fault.
+ */
+export function subjectTableError(path: string, error: unknown): unknown {
+  if (error instanceof SubjectTableError) return invalidArgument(`subjects: ${error.message}`);
+  const cause = error instanceof Error ? error.cause : undefined;
+  const code = (cause as { code?: unknown } | null | undefined)?.code;
+  if (code === 'ENOENT' || code === 'ENOTDIR') {
+    return notFound(`subjects: no such file ${quote(path)}`);
+  }
+  if (code === 'EISDIR') return invalidArgument(`subjects: ${quote(path)} is a directory`);
+  return error;
 }
 
 const METHODS: Partial<Record<ForgetMethod, MethodName>> = {

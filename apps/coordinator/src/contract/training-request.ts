@@ -33,6 +33,16 @@ export const TrainingRequestSchema = z.object({
    */
   specializeWeight: z.number().min(0).default(0),
   augment: z.boolean(),
+  /**
+   * The subject table's path on the coordinator (StartTrainingRequest.subjects), and the SHA-256
+   * of the bytes admission checked: the job trains with that table or fails. Absent: none (and
+   * in rows stored before tables could be given).
+   */
+  subjects: z.string().min(1).optional(),
+  subjectsSha256: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/)
+    .optional(),
 });
 
 export type TrainingRequest = z.infer<typeof TrainingRequestSchema>;

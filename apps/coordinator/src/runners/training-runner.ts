@@ -1,4 +1,4 @@
-import { BatchSampler, defaultNormalisation, limitTrainingSet } from '@lethe/data';
+import { BatchSampler, type Dataset, defaultNormalisation, limitTrainingSet } from '@lethe/data';
 import { engineInfo } from '@lethe/engine';
 import {
   decodeOptimizerState,
@@ -16,12 +16,15 @@ import {
   buildRoster,
   describeHonoured,
   honourLedger,
+  loadSubjectTable,
   revisionHonouring,
   ROSTER_OBJECT,
   ROUTING_LINEAGE_OBJECT,
   RoutingLineageRecorder,
+  type SubjectTable,
   storeRoster,
   storeRoutingLineage,
+  subjectsRecord,
 } from '@lethe/ledger';
 import { routingHealth } from '@lethe/metrics';
 import { Split } from '@lethe/proto';
@@ -91,14 +94,16 @@ export async function runTrainingJob(
   if (request.mode === 'sisa') return runSisaTraining(deps, request, job);
   const started = performance.now();
   const fullTrain = await deps.models.dataset(request.dataset, 'train');
-  // Nothing the store's erasure ledger holds is trained on again; workers get sample indices,
-  // so they need no copy of the exclusion.
+  const test = await deps.models.dataset(request.dataset, 'test').catch(() => undefined);
+  const subjects = await trainingSubjects(request, test ? [fullTrain, test] : [fullTrain]);
+  // Nothing the store's erasure ledger holds is trained on again (subjects included); workers
+  // get sample indices, so they need no copy of the exclusion.
   const { train, honoured } = await honourLedger(
     deps.store,
     limitTrainingSet(fullTrain, request.limit || undefined, request.seed),
+    subjects,
   );
   job.log('info', describeHonoured(honoured));
-  const test = await deps.models.dataset(request.dataset, 'test').catch(() => undefined);
   const normalise = defaultNormalisation(request.dataset, train);
   const batchSize = Math.min(request.batchSize, train.size);
   const stepsPerEpoch = Math.floor(train.size / batchSize);
@@ -363,7 +368,8 @@ export async function runTrainingJob(
       refs[`expert/${e}`] = weights;
     }
     const seconds = secondsBefore + (performance.now() - started) / 1000;
-    refs[ROSTER_OBJECT] = await storeRoster(deps.store, buildRoster(train));
+    const roster = buildRoster(train, subjects);
+    refs[ROSTER_OBJECT] = await storeRoster(deps.store, roster);
     refs[ROUTING_LINEAGE_OBJECT] = await storeRoutingLineage(deps.store, lineage.toRecord());
     const manifest = await publishModel(
       deps.store,
@@ -395,6 +401,7 @@ export async function runTrainingJob(
             specializeWeight: request.specializeWeight,
             seed: request.seed,
             ledger: honoured as unknown as JsonValue,
+            subjects: subjectsRecord(roster),
             engine: engineInfo()?.engine ?? 'unknown',
             seconds,
             testAccuracy: evaluation?.accuracy ?? null,
@@ -420,6 +427,24 @@ export async function runTrainingJob(
   } finally {
     model.dispose();
   }
+}
+
+/**
+ * The request's subject table, checked against the full splits as at admission; the bytes must
+ * be those admission checked, or the job fails rather than train with another table.
+ */
+async function trainingSubjects(
+  request: TrainingRequest,
+  datasets: readonly Dataset[],
+): Promise<SubjectTable | undefined> {
+  if (request.subjects === undefined) return undefined;
+  const table = await loadSubjectTable(request.subjects, datasets);
+  if (request.subjectsSha256 !== undefined && table.sha256 !== request.subjectsSha256) {
+    throw new Error(
+      `subject table ${request.subjects} changed since the request was accepted (sha256 ${table.sha256.slice(0, 12)}…, accepted ${request.subjectsSha256.slice(0, 12)}…)`,
+    );
+  }
+  return table;
 }
 
 /** What a checkpoint restores besides the router, which it loads into the model. */
@@ -582,11 +607,10 @@ async function runSisaTraining(
   request: TrainingRequest,
   job: JobContext,
 ): Promise<JobOutcome> {
-  const train = limitTrainingSet(
-    await deps.models.dataset(request.dataset, 'train'),
-    request.limit || undefined,
-    request.seed,
-  );
+  const fullTrain = await deps.models.dataset(request.dataset, 'train');
+  const test = await deps.models.dataset(request.dataset, 'test').catch(() => undefined);
+  const subjects = await trainingSubjects(request, test ? [fullTrain, test] : [fullTrain]);
+  const train = limitTrainingSet(fullTrain, request.limit || undefined, request.seed);
   const normalise = defaultNormalisation(request.dataset, train);
   const sisa = request.sisa ?? { slices: 4, routerEpochs: 2 };
   job.log(
@@ -622,6 +646,7 @@ async function runSisaTraining(
     trainer,
     dataset: request.dataset,
     ...(request.limit ? { limit: request.limit } : {}),
+    ...(subjects ? { subjects } : {}),
     ...recipe,
     classes: train.classes,
     slices: sisa.slices,

@@ -1,16 +1,23 @@
 import { Inject, Injectable } from '@nestjs/common';
+import type { Dataset } from '@lethe/data';
+import { loadSubjectTable } from '@lethe/ledger';
 import type { Job, StartTrainingRequest } from '@lethe/proto';
 import { alreadyExists, failedPrecondition } from '@lethe/rpc';
 import {
   datasetError,
   fingerprint,
   normaliseTrainingRequest,
+  subjectTableError,
 } from '../contract/request-validation';
+import type { TrainingRequest } from '../contract/training-request';
 import { JobsService } from '../jobs/jobs.service';
 import { ModelStateService } from '../model/model-state.service';
 import { WorkersService } from '../workers/workers.service';
 
-/** StartTraining: admission of a training job (idempotency, capacity, the dataset's presence). */
+/**
+ * StartTraining: admission of a training job (idempotency, capacity, the dataset's presence, its
+ * subject table).
+ */
 @Injectable()
 export class TrainingService {
   constructor(
@@ -45,8 +52,9 @@ export class TrainingService {
           `${normalised.experts} experts need that much worker capacity; the ${this.workers.registry.live().length} live workers offer ${capacity}`,
         );
       }
+      let train: Dataset;
       try {
-        await this.models.state.dataset(normalised.dataset, 'train');
+        train = await this.models.state.dataset(normalised.dataset, 'train');
       } catch (error) {
         throw datasetError(normalised.dataset, error);
       }
@@ -54,9 +62,27 @@ export class TrainingService {
         kind: 'training',
         requestId: request.requestId,
         fingerprint: print,
-        request: normalised,
+        request: { ...normalised, ...(await this.checkSubjects(normalised, train)) },
       });
       return this.jobs.toProto(job);
     });
+  }
+
+  /**
+   * The subject table checked against the full dataset, as `lethe train --subjects` checks it;
+   * its hash goes with the job, which trains with these bytes or fails.
+   */
+  private async checkSubjects(
+    request: TrainingRequest,
+    train: Dataset,
+  ): Promise<{ subjectsSha256?: string }> {
+    if (request.subjects === undefined) return {};
+    const test = await this.models.state.dataset(request.dataset, 'test').catch(() => undefined);
+    try {
+      const table = await loadSubjectTable(request.subjects, test ? [train, test] : [train]);
+      return { subjectsSha256: table.sha256 };
+    } catch (error) {
+      throw subjectTableError(request.subjects, error);
+    }
   }
 }
