@@ -2,7 +2,7 @@ import { type ChannelStats, createRng, type Dataset, deriveSeed } from '@lethe/d
 import type { MoEModel } from '@lethe/model';
 import { featureProbe, forgetReport, miaEfficacy } from '@lethe/metrics';
 import type { FrozenExpertCache } from './frozen-expert-cache';
-import { internalFeatures, modelOutputs } from './model-outputs';
+import { internalFeatures, type ModelOutputs, modelOutputs } from './model-outputs';
 import type { OutputMemo } from './output-memo';
 import type { ForgetMetrics, MeasureMode } from '@lethe/ledger';
 
@@ -58,6 +58,33 @@ export function measureSample(train: Dataset, seed: number): Int32Array {
     .sort();
 }
 
+/**
+ * The model's outputs on some training positions and on the whole test split, through the
+ * frozen-expert caches and output memos when given: what every forgetting metric reads.
+ */
+export function trainAndTestOutputs(
+  model: MoEModel,
+  train: Dataset,
+  test: Dataset,
+  normalise: ChannelStats,
+  positions: Int32Array,
+  suppressClasses: readonly number[],
+  options: Pick<MeasureOptions, 'caches' | 'memos'>,
+): { trainOut: ModelOutputs; testOut: ModelOutputs } {
+  const trainOut = modelOutputs(model, train, normalise, {
+    suppressClasses,
+    positions,
+    ...(options.caches ? { cache: options.caches.train } : {}),
+    ...(options.memos ? { memo: options.memos.train } : {}),
+  });
+  const testOut = modelOutputs(model, test, normalise, {
+    suppressClasses,
+    ...(options.caches ? { cache: options.caches.test } : {}),
+    ...(options.memos ? { memo: options.memos.test } : {}),
+  });
+  return { trainOut, testOut };
+}
+
 /** Runs the model over train and test data and computes every forgetting metric for a class. */
 export function measureForgetting(
   model: MoEModel,
@@ -72,17 +99,15 @@ export function measureForgetting(
   const seed = options.seed ?? 0;
   const mode = options.mode ?? 'sample';
   const positions = measurePositions(train, classIndex, mode, seed);
-  const trainOut = modelOutputs(model, train, normalise, {
-    suppressClasses,
+  const { trainOut, testOut } = trainAndTestOutputs(
+    model,
+    train,
+    test,
+    normalise,
     positions,
-    ...(options.caches ? { cache: options.caches.train } : {}),
-    ...(options.memos ? { memo: options.memos.train } : {}),
-  });
-  const testOut = modelOutputs(model, test, normalise, {
     suppressClasses,
-    ...(options.caches ? { cache: options.caches.test } : {}),
-    ...(options.memos ? { memo: options.memos.test } : {}),
-  });
+    options,
+  );
   const classes = model.config.numClasses;
   const measureOutputs = (
     onTrain: { pred: Int32Array; probs: Float32Array },

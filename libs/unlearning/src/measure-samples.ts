@@ -2,9 +2,8 @@ import type { ChannelStats, Dataset } from '@lethe/data';
 import type { MoEModel } from '@lethe/model';
 import { miaEfficacy } from '@lethe/metrics';
 import type { FrozenExpertCache } from './frozen-expert-cache';
-import { type MeasureMode, measureSample } from './measure-forgetting';
+import { type MeasureMode, measureSample, trainAndTestOutputs } from './measure-forgetting';
 import type { SampleForgetMetrics } from '@lethe/ledger';
-import { modelOutputs } from './model-outputs';
 import type { OutputMemo } from './output-memo';
 
 // Stored in receipts: the schema (and its definitions) is @lethe/ledger's.
@@ -46,17 +45,15 @@ export function measureSampleForgetting(
   const mode = options.mode ?? 'sample';
   const isForgotten = new Set(forgotten);
   const positions = sampleMeasurePositions(train, isForgotten, mode, seed);
-  const trainOut = modelOutputs(model, train, normalise, {
-    suppressClasses,
+  const { trainOut, testOut } = trainAndTestOutputs(
+    model,
+    train,
+    test,
+    normalise,
     positions,
-    ...(options.caches ? { cache: options.caches.train } : {}),
-    ...(options.memos ? { memo: options.memos.train } : {}),
-  });
-  const testOut = modelOutputs(model, test, normalise, {
     suppressClasses,
-    ...(options.caches ? { cache: options.caches.test } : {}),
-    ...(options.memos ? { memo: options.memos.test } : {}),
-  });
+    options,
+  );
   const classes = model.config.numClasses;
   const rows = (
     out: { probs: Float32Array; labels: Int32Array; pred: Int32Array },
