@@ -19,12 +19,14 @@ import {
   type ForgetPreview,
   type ForgetReceipt,
   isSampleForgetReceipt,
+  isSisaReceipt,
   type SampleForgetMethod,
   type SampleForgetMetrics,
   type SampleForgetPlan,
   type SampleForgetPreview,
   type SampleForgetReceipt,
   type SampleForgetRequestRecord,
+  type StoredReceipt,
   type UnlearningLoss as UnlearningLossName,
 } from '@lethe/unlearning';
 
@@ -326,18 +328,10 @@ export function toProtoSisaPlan(plan: SisaForgetPlan): ProtoSisaPlan {
 }
 
 /** The stored receipt document as the API's Receipt (epochs 1-based, as the proto counts). */
-export function toProtoReceipt(
-  receipt: ForgetReceipt | SisaReceipt | SampleForgetReceipt,
-  jobId: string,
-  object?: ObjectRef,
-): Receipt {
-  if ((receipt as { mode: string }).mode === 'exact') {
-    return toProtoSisaReceipt(receipt as SisaReceipt, jobId, object);
-  }
-  if (isSampleForgetReceipt(receipt as SampleForgetReceipt)) {
-    return toProtoSampleReceipt(receipt as SampleForgetReceipt, jobId, object);
-  }
-  return toProtoApproximateReceipt(receipt as ForgetReceipt, jobId, object);
+export function toProtoReceipt(receipt: StoredReceipt, jobId: string, object?: ObjectRef): Receipt {
+  if (isSisaReceipt(receipt)) return toProtoSisaReceipt(receipt, jobId, object);
+  if (isSampleForgetReceipt(receipt)) return toProtoSampleReceipt(receipt, jobId, object);
+  return toProtoApproximateReceipt(receipt, jobId, object);
 }
 
 function toProtoApproximateReceipt(

@@ -2,7 +2,7 @@ import { type Dataset, openDataset, type Split } from '@lethe/data';
 import { type RoutingHealth, routingHealth } from '@lethe/metrics';
 import { type ModelCard, readTrainingRecord, type TrainingRecord } from '@lethe/model';
 import { type Manifest, ManifestStore, type ObjectStore } from '@lethe/store';
-import { type ForgetReceipt, readReceipt } from '@lethe/unlearning';
+import { isClassReceipt, readReceipt } from '@lethe/unlearning';
 
 /** The model the current manifest revision names, without its weights. */
 export interface CurrentModel {
@@ -39,8 +39,10 @@ export class ModelState {
     const forgotten = (current.manifest.attributes['forgotten'] ?? []) as { requestId: string }[];
     const last = forgotten.at(-1);
     if (last) {
-      const receipt = (await readReceipt(this.store, last.requestId)) as ForgetReceipt | undefined;
-      const routing = receipt?.metrics.after.routingTest;
+      const receipt = await readReceipt(this.store, last.requestId);
+      // `forgotten` lists class forgets; only their receipts measure routing.
+      const routing =
+        receipt && isClassReceipt(receipt) ? receipt.metrics.after.routingTest : undefined;
       if (routing && routing.some((row) => row.some((n) => n > 0))) {
         return routingHealth(routing, current.card.config.topK);
       }

@@ -2,7 +2,7 @@ import { type ChannelStats, type Dataset, limitTrainingSet } from '@lethe/data';
 import { MoEModel, type StepProgress } from '@lethe/model';
 import { Split } from '@lethe/proto';
 import type { ObjectStore } from '@lethe/store';
-import { loadSisa, replayBatch, type SisaBatchOutcome, type SisaReceipt } from '@lethe/sisa';
+import { loadSisa, replayBatch, type SisaBatchOutcome } from '@lethe/sisa';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '@lethe/rpc';
 import {
   type ClassForgetRequest,
@@ -10,14 +10,13 @@ import {
   forgetClass,
   forgetJointSamples,
   type ForgetPreview,
-  type ForgetReceipt,
   ForgetRequestError,
   previewClassForget,
   previewSampleForget,
   type RemoteExperts,
   type SampleForgetPreview,
-  type SampleForgetReceipt,
   type SampleForgetRequest,
+  type StoredReceipt,
 } from '@lethe/unlearning';
 import type { Logger } from 'pino';
 import {
@@ -59,7 +58,7 @@ export async function runForgetJob(
   deps: ForgetRunnerDeps,
   request: ForgetJobRequest,
   job: JobContext,
-): Promise<ForgetReceipt | SisaReceipt | SampleForgetReceipt> {
+): Promise<StoredReceipt> {
   const current = await deps.models.current();
   if (!current) throw new Error('no trained model in the store');
   if (request.method === 'sisa-replay') {

@@ -25,14 +25,8 @@ import {
   ROUTING_LINEAGE_OBJECT,
 } from '@lethe/ledger';
 import { type ObjectStore } from '@lethe/store';
-import { loadSisa, planSisaReplay, type SisaReceipt, slotsByIndex } from '@lethe/sisa';
-import {
-  type ForgetReceipt,
-  listReceipts,
-  readReceipt,
-  receiptObjectName,
-  type SampleForgetReceipt,
-} from '@lethe/unlearning';
+import { loadSisa, planSisaReplay, slotsByIndex } from '@lethe/sisa';
+import { listReceipts, readReceipt, receiptObjectName } from '@lethe/unlearning';
 import {
   checkRequestId,
   fingerprint,
@@ -453,9 +447,8 @@ export class ForgettingService {
     if (job && (job.state === 'queued' || job.state === 'running')) {
       throw failedPrecondition(`forget request ${requestId} is still ${job.state}`);
     }
-    // Both kinds live under receipt/<id>; exact (sisa) ones carry mode `exact`.
-    const receipt = (await readReceipt(this.store, requestId)) as
-      ForgetReceipt | SisaReceipt | SampleForgetReceipt | undefined;
+    // Every kind lives under receipt/<id>; toProtoReceipt narrows by kind.
+    const receipt = await readReceipt(this.store, requestId);
     if (!receipt) throw notFound(`no completed forget request ${requestId}`);
     const current = await this.models.state.current();
     return toProtoReceipt(
@@ -468,9 +461,7 @@ export class ForgettingService {
   /** ListReceipts: a page of every stored receipt, oldest first. */
   async receipts(page: ReturnType<typeof normaliseListReceipts>): Promise<ListReceiptsResponse> {
     const { size, start } = page;
-    const all = (await listReceipts(this.store)) as (
-      ForgetReceipt | SisaReceipt | SampleForgetReceipt
-    )[];
+    const all = await listReceipts(this.store);
     const current = await this.models.state.current();
     return {
       receipts: all
