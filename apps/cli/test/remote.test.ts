@@ -610,6 +610,21 @@ describe('lethe train --coordinator', () => {
     expect(jobs).toMatchObject([{ jobId: 'job-1', coordinator: address }]);
   });
 
+  it('trains a sisa model on the coordinator, refusing the sisa flags the API does not carry', async () => {
+    const args = ['train', '--coordinator', address, '--data', 'cifar10:/d', '--mode', 'sisa'];
+    const result = await run([...args, '--slices', '3', '--router-epochs', '2', '--json'], cwd());
+    expect(result.status, result.stderr).toBe(0);
+    expect(seen.startTraining.at(-1)).toMatchObject({
+      mode: TrainingMode.TRAINING_MODE_SISA,
+      sisa: { shards: 0, slices: 3, routerEpochs: 2 },
+    });
+    const sent = seen.startTraining.length;
+    const refused = await run([...args, '--assignment', 'class-balanced'], cwd());
+    expect(refused.status).toBe(1);
+    expectOneLineError(refused.stderr, /--assignment: not in the Coordinator API/);
+    expect(seen.startTraining).toHaveLength(sent);
+  });
+
   it('prints the final Job as JSON with --json, with LETHE_COORDINATOR instead of the flag', async () => {
     const result = await run(['train', '--data', 'cifar10:/d', '--json'], cwd(), {
       LETHE_COORDINATOR: address,

@@ -141,9 +141,18 @@ export function registerTrainCommand(program: Command): void {
         if (remote) {
           ignoredWithCoordinator(command, ['store']);
           if (flags.mode === 'sisa') {
-            throw new CliError(
-              '--mode sisa runs locally for now: the coordinator trains joint models',
+            // StartTraining's SisaOptions carry slices and router epochs; the rest stays local.
+            const localOnly = (['assignment', 'routerFraction'] as const).filter(
+              (key) => command.getOptionValueSource(key) === 'cli',
             );
+            if (localOnly.length > 0) {
+              const names = localOnly.map(
+                (k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`,
+              );
+              throw new CliError(
+                `${names.join(' and ')}: not in the Coordinator API (StartTraining takes --slices and --router-epochs); train with them locally`,
+              );
+            }
           }
           await remoteTrain(remote, flags);
           return;
