@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -14,6 +13,7 @@ import {
   receiptKind,
 } from '@lethe/unlearning';
 import { machine, today, writeSection } from './benchmarks-md';
+import { lethe, TaskQueue } from './lethe-cli';
 
 type Method = ForgetMethod;
 type Receipt = ForgetReceipt;
@@ -48,42 +48,6 @@ const program = new Command()
   .parse();
 const flags = program.opts<Record<string, string | boolean | undefined>>();
 const flag = (name: string): string | undefined => flags[name] as string | undefined;
-const CLI = join(__dirname, '..', '..', 'apps', 'cli', 'dist', 'main.js');
-
-function lethe(args: string[]): Promise<string> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
-    child.on('error', reject);
-    child.on('exit', (code) =>
-      code === 0 ? resolvePromise(out) : reject(new Error(`lethe ${args[0]} exited ${code}`)),
-    );
-  });
-}
-
-/** Runs queued tasks, at most `limit` at once; a running task may queue more. */
-class TaskQueue {
-  private readonly waiting: (() => Promise<void>)[] = [];
-
-  constructor(private readonly limit: number) {}
-
-  add(task: () => Promise<void>): void {
-    this.waiting.push(task);
-  }
-
-  async drain(): Promise<void> {
-    const running = new Set<Promise<void>>();
-    while (this.waiting.length > 0 || running.size > 0) {
-      while (this.waiting.length > 0 && running.size < this.limit) {
-        const p: Promise<void> = this.waiting.shift()!().finally(() => running.delete(p));
-        running.add(p);
-      }
-      await Promise.race(running);
-    }
-  }
-}
-
 interface Run {
   seed: string;
   cls: string;

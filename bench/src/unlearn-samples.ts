@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -29,6 +28,7 @@ import {
   type StoredReceipt,
 } from '@lethe/unlearning';
 import { machine, today, writeSection } from './benchmarks-md';
+import { lethe, TaskQueue } from './lethe-cli';
 
 // Forgetting training samples, as a user asks for it: `lethe train --subjects` then `lethe forget
 // --samples-file | --subject` (--json), on a joint model (approximate, every method, beside the
@@ -63,20 +63,6 @@ const program = new Command()
   .parse();
 const flags = program.opts<Record<string, string | undefined>>();
 const flag = (name: string): string => flags[name]!;
-const CLI = join(__dirname, '..', '..', 'apps', 'cli', 'dist', 'main.js');
-
-function lethe(args: string[]): Promise<string> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
-    child.on('error', reject);
-    child.on('exit', (code) =>
-      code === 0 ? resolvePromise(out) : reject(new Error(`lethe ${args[0]} exited ${code}`)),
-    );
-  });
-}
-
 /** Runs a lethe command with --json; its output and the seconds the process took. */
 async function letheJson<T>(args: string[]): Promise<{ out: T; wallSeconds: number }> {
   const started = performance.now();
@@ -93,28 +79,6 @@ async function letheReceipt<R extends StoredReceipt>(
   const receipt = parseReceipt(out);
   if (!is(receipt)) throw new Error(`lethe ${args[0]} printed a ${receiptKind(receipt)} receipt`);
   return { out: receipt, wallSeconds };
-}
-
-/** Runs queued tasks, at most `limit` at once; a running task may queue more. */
-class TaskQueue {
-  private readonly waiting: (() => Promise<void>)[] = [];
-
-  constructor(private readonly limit: number) {}
-
-  add(task: () => Promise<void>): void {
-    this.waiting.push(task);
-  }
-
-  async drain(): Promise<void> {
-    const running = new Set<Promise<void>>();
-    while (this.waiting.length > 0 || running.size > 0) {
-      while (this.waiting.length > 0 && running.size < this.limit) {
-        const p: Promise<void> = this.waiting.shift()!().finally(() => running.delete(p));
-        running.add(p);
-      }
-      await Promise.race(running);
-    }
-  }
 }
 
 /** One forget request, run on a fresh copy of each trained model. */
