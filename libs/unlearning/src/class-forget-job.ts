@@ -18,7 +18,6 @@ import {
   type StepProgress,
   readTrainingRecord,
   recordedTrainingRate,
-  storeParts,
   type TrainingRecord,
 } from '@lethe/model';
 import type { JsonValue, ObjectStore } from '@lethe/store';
@@ -33,6 +32,7 @@ import {
   FORGET_METHODS,
   type ForgetMethod,
   receiptOfRun,
+  storeRetrainedParts,
   type RemoteExperts,
   runForgetMethod,
   type TrainingRecipe,
@@ -424,12 +424,13 @@ export async function forgetClass(
       ]),
     ].sort((a, b) => a - b);
 
-    const refs = await storeParts(ctx.store, model, outcome.parts);
     const beforeHashes = weightHashes;
-    const afterHashes = {
-      ...beforeHashes,
-      ...Object.fromEntries(Object.entries(refs).map(([p, r]) => [p, r!.sha256])),
-    };
+    const { refs, afterHashes } = await storeRetrainedParts(
+      ctx.store,
+      model,
+      outcome.parts,
+      beforeHashes,
+    );
     status('measuring the model after forgetting');
     t = performance.now();
     const afterMemos = await loadOutputMemos(

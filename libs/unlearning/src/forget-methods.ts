@@ -1,5 +1,6 @@
 import { engineInfo } from '@lethe/engine';
 import * as tf from '@tensorflow/tfjs-core';
+import type { ObjectRef, ObjectStore } from '@lethe/store';
 import { batches, type ChannelStats, createRng, type Dataset, deriveSeed } from '@lethe/data';
 import {
   type ArrayBatch,
@@ -8,6 +9,7 @@ import {
   type EpochSummary,
   type ModulePart,
   MoEModel,
+  storeParts,
   perSampleComplementCrossEntropy,
   perSampleCrossEntropy,
   type ScheduleName,
@@ -121,6 +123,24 @@ export function receiptOfRun(
     })),
     ...(outcome.frozenExpertPasses ? { frozenExpertPasses: outcome.frozenExpertPasses } : {}),
   };
+}
+
+/**
+ * Stores the retrained parts of `model` as content-addressed objects; the weight hashes after
+ * the forget are those before with the stored parts' replaced.
+ */
+export async function storeRetrainedParts(
+  store: ObjectStore,
+  model: MoEModel,
+  parts: readonly ModulePart[],
+  before: Record<string, string>,
+): Promise<{ refs: Partial<Record<ModulePart, ObjectRef>>; afterHashes: Record<string, string> }> {
+  const refs = await storeParts(store, model, parts);
+  const afterHashes = {
+    ...before,
+    ...Object.fromEntries(Object.entries(refs).map(([p, r]) => [p, r!.sha256])),
+  };
+  return { refs, afterHashes };
 }
 
 /** The experts among the retrained parts, by index. */

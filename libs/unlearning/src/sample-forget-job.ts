@@ -38,7 +38,6 @@ import {
   readTrainingRecord,
   recordedTrainingRate,
   type StepProgress,
-  storeParts,
 } from '@lethe/model';
 import type { ObjectStore } from '@lethe/store';
 import {
@@ -47,7 +46,13 @@ import {
   ForgetRequestError,
   trainingRecipe,
 } from './class-forget-job';
-import { expertsOf, type ForgetOutcome, receiptOfRun, type RemoteExperts } from './forget-methods';
+import {
+  expertsOf,
+  type ForgetOutcome,
+  receiptOfRun,
+  type RemoteExperts,
+  storeRetrainedParts,
+} from './forget-methods';
 import { FrozenExpertCache } from './frozen-expert-cache';
 import { MEASURE_MODES, type MeasureMode, SAMPLE_MEASURE } from './measure-forgetting';
 import { measureSampleForgetting, type SampleForgetMetrics } from './measure-samples';
@@ -545,11 +550,12 @@ export async function forgetJointSamples(
       model.dispose();
       model = outcome.model;
     }
-    const refs = await storeParts(ctx.store, model, outcome.parts);
-    const afterHashes = {
-      ...beforeHashes,
-      ...Object.fromEntries(Object.entries(refs).map(([p, r]) => [p, r!.sha256])),
-    };
+    const { refs, afterHashes } = await storeRetrainedParts(
+      ctx.store,
+      model,
+      outcome.parts,
+      beforeHashes,
+    );
     status('measuring the model after forgetting');
     t = performance.now();
     const afterMemos = await loadOutputMemos(
