@@ -982,7 +982,7 @@ export interface SubmitForgetRequest {
   /**
    * Targeted only: which experts to retrain from their activation counts on the forgotten data:
    * `coverage:F` (the fewest experts receiving a fraction F of the activations, 0 < F <= 1) or
-   * `top:N` (the N most activated, N >= 1). Default `coverage:0.8`.
+   * `top:N` (the N most activated, N >= 1). Default `coverage:0.95`.
    */
   select: string;
   /** Class target only: also never predict the class at serving time (its probability is 0). */
