@@ -255,6 +255,7 @@ const coordinator: CoordinatorServer = {
             expertsRetrained: 2,
             expertSampleWork: 132,
             measuredSamples: 300,
+            measuredBeforeReused: 100,
             trainingRate: 100,
             seconds: { retraining: 1, measurement: 4, total: 5 },
           },
@@ -304,6 +305,7 @@ const coordinator: CoordinatorServer = {
             expertsRetrained: 2,
             expertSampleWork: 112,
             measuredSamples: 300,
+            measuredBeforeReused: 100,
             trainingRate: 100,
             seconds: { retraining: 1.2, measurement: 6, total: 7.2 },
           },
@@ -835,6 +837,9 @@ describe('lethe forget --coordinator', () => {
     expect(result.stdout).toMatch(/e1 +45 +12\.5%/);
     expect(result.stdout).toMatch(/together +19\.8%/);
     expect(result.stdout).toMatch(/estimate: about 7 s \(retraining 1 s, measurement 6 s\)/);
+    expect(result.stdout).toMatch(
+      /measurement 300 samples after, 200 before \(the store holds the rest\)/,
+    );
     expect(result.stdout).toMatch(/nothing was changed/);
     expect(seen.submitForget.at(-1)).toMatchObject({
       requestId: 'dry-1',

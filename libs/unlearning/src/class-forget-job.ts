@@ -43,6 +43,9 @@ import { FrozenExpertCache } from './frozen-expert-cache';
 import {
   loadOutputMemos,
   type OutputMemos,
+  type MeasuredOutputs,
+  measurementSeconds,
+  memoCoverage,
   outputsKey,
   pruneOutputMemos,
   saveOutputMemos,
@@ -53,7 +56,7 @@ import {
   MEASURE_MODES,
   type MeasureMode,
   measureForgetting,
-  SAMPLE_MEASURE,
+  measurePositions,
 } from './measure-forgetting';
 import {
   assertValidRequestId,
@@ -162,6 +165,11 @@ export interface ForgetEstimate {
   expertSampleWork: number;
   /** Samples the before and after measurements each run the model on. */
   measuredSamples: number;
+  /**
+   * Of those, the samples whose outputs on these weights the store already holds (measured by
+   * training's evaluation or the previous forget's "after"): the "before" skips them.
+   */
+  measuredBeforeReused: number;
   /** Training images per second the stored model was trained at (its training record). */
   trainingRate: number | undefined;
   seconds: { retraining: number; measurement: number; total: number } | undefined;
@@ -296,10 +304,11 @@ export async function previewClassForget(
       ctx.signal,
     );
     const plan = planClassForget(routing, ctx.train, prepared.record.classIndex, prepared.rule);
+    const measured = await measuredOutputs(ctx, prepared.record, weightsOf(manifest), model);
     return {
       request: prepared.record,
       plan,
-      estimate: estimateForget(prepared.record, plan, ctx, readTrainingRecord(manifest)),
+      estimate: estimateForget(prepared.record, plan, ctx, readTrainingRecord(manifest), measured),
       manifestRevision: manifest.revision,
     };
   } finally {
@@ -531,6 +540,7 @@ function estimateForget(
   plan: ClassForgetPlan,
   ctx: ClassForgetContext,
   training: TrainingRecord | undefined,
+  { measuredSamples, measuredBeforeReused }: MeasuredOutputs,
 ): ForgetEstimate {
   const retained = ctx.train.size - plan.samples;
   const targeted = record.method === 'targeted';
@@ -549,24 +559,52 @@ function estimateForget(
     : record.method === 'mask'
       ? 0
       : plan.activations.length;
-  const measuredSamples =
-    (record.measure === 'full'
-      ? ctx.train.size
-      : plan.samples + Math.min(retained, SAMPLE_MEASURE.retained)) + ctx.test.size;
   const rate = recordedTrainingRate(training);
   const retraining = rate
     ? (trainingSamples * epochs) / rate + (targeted ? trainingSamples / (3 * rate) : 0)
     : 0;
-  const measurement = rate ? (2 * measuredSamples) / (3 * rate) : 0;
+  const measurement = rate
+    ? measurementSeconds({ measuredSamples, measuredBeforeReused }, rate)
+    : 0;
   return {
     trainingSamples,
     epochs,
     expertsRetrained: experts,
     expertSampleWork: trainingSamples * experts * epochs,
     measuredSamples,
+    measuredBeforeReused,
     trainingRate: rate,
     seconds: rate ? { retraining, measurement, total: retraining + measurement } : undefined,
   };
+}
+
+/**
+ * The samples each measurement runs the model on, and how many of them the "before" finds in
+ * the store's output memo (or in the receipt it reuses) instead of computing.
+ */
+async function measuredOutputs(
+  ctx: ClassForgetContext,
+  record: ClassForgetRequestRecord,
+  weights: Record<string, string>,
+  model: MoEModel,
+): Promise<MeasuredOutputs> {
+  const positions = measurePositions(
+    ctx.train,
+    record.classIndex,
+    record.measure ?? 'sample',
+    record.seed,
+  );
+  if (ctx.beforeFrom) {
+    const all = positions.length + ctx.test.size;
+    return { measuredSamples: all, measuredBeforeReused: all };
+  }
+  return memoCoverage(
+    ctx.store,
+    outputsKey(weights, ctx.train, ctx.test),
+    { train: ctx.train, test: ctx.test },
+    { classes: model.config.numClasses, topK: model.config.topK },
+    positions,
+  );
 }
 
 function resolveClass(requested: string, classes: string[]): number {

@@ -137,6 +137,43 @@ export async function loadOutputMemos(
   return { key, train: await read('train'), test: await read('test') };
 }
 
+/** The samples a measurement runs the model on, and how many a "before" finds memoised. */
+export interface MeasuredOutputs {
+  measuredSamples: number;
+  measuredBeforeReused: number;
+}
+
+/**
+ * What a measurement of `trainPositions` and the whole test split would cost the "before":
+ * the samples the store's memo of these weights (`key`) does not hold yet.
+ */
+export async function memoCoverage(
+  store: ObjectStore,
+  key: string,
+  data: { train: Dataset; test: Dataset },
+  shape: { classes: number; topK: number },
+  trainPositions: Int32Array,
+): Promise<MeasuredOutputs> {
+  const memos = await loadOutputMemos(store, key, data, shape);
+  const testPositions = Int32Array.from({ length: data.test.size }, (_, i) => i);
+  const measuredSamples = trainPositions.length + data.test.size;
+  const missing =
+    memos.train.missing(data.train, trainPositions).length +
+    memos.test.missing(data.test, testPositions).length;
+  return { measuredSamples, measuredBeforeReused: measuredSamples - missing };
+}
+
+/**
+ * Seconds of a before and after measurement at a training rate: an inference pass costs about
+ * a third of a training step, and the "before" skips what the memo holds.
+ */
+export function measurementSeconds(
+  { measuredSamples, measuredBeforeReused }: MeasuredOutputs,
+  rate: number,
+): number {
+  return (2 * measuredSamples - Math.min(measuredSamples, measuredBeforeReused)) / (3 * rate);
+}
+
 /** Stores memos (each put is atomic); a cache, so callers may ignore a failure. */
 export async function saveOutputMemos(store: ObjectStore, memos: OutputMemos): Promise<void> {
   await store.put(`${PREFIX}${memos.key}/train`, memos.train.encode());

@@ -54,10 +54,16 @@ import {
   storeRetrainedParts,
 } from './forget-methods';
 import { FrozenExpertCache } from './frozen-expert-cache';
-import { MEASURE_MODES, type MeasureMode, SAMPLE_MEASURE } from './measure-forgetting';
-import { measureSampleForgetting, type SampleForgetMetrics } from './measure-samples';
+import { MEASURE_MODES, type MeasureMode } from './measure-forgetting';
+import {
+  measureSampleForgetting,
+  sampleMeasurePositions,
+  type SampleForgetMetrics,
+} from './measure-samples';
 import {
   loadOutputMemos,
+  measurementSeconds,
+  memoCoverage,
   outputsKey,
   pruneOutputMemos,
   saveOutputMemos,
@@ -126,6 +132,8 @@ export interface SampleForgetPreview {
     expertsRetrained: number;
     expertSampleWork: number;
     measuredSamples: number;
+    /** Of those, the samples whose outputs the "before" finds in the store's memo. */
+    measuredBeforeReused: number;
     trainingRate: number | undefined;
     seconds: { retraining: number; measurement: number; total: number } | undefined;
   };
@@ -413,16 +421,25 @@ export async function previewSampleForget(
     const expertsRetrained = approximate
       ? plan.experts.length
       : prepared.loaded.card.config.experts;
-    const measuredSamples =
-      (record.measure === 'full'
-        ? prepared.train.size
-        : plan.samples + Math.min(retained, SAMPLE_MEASURE.retained)) + ctx.test.size;
+    const { model } = prepared.loaded;
+    const measured = await memoCoverage(
+      ctx.store,
+      outputsKey(weightsOf(prepared.loaded.manifest), prepared.train, ctx.test),
+      { train: prepared.train, test: ctx.test },
+      { classes: model.config.numClasses, topK: model.config.topK },
+      sampleMeasurePositions(
+        prepared.train,
+        new Set(prepared.forgotten),
+        record.measure,
+        record.seed,
+      ),
+    );
     const rate = recordedTrainingRate(readTrainingRecord(prepared.loaded.manifest));
     const retraining = rate
       ? (trainingSamples * epochs) / rate +
         (record.method === 'scrub' ? trainingSamples / (3 * rate) : 0)
       : 0;
-    const measurement = rate ? (2 * measuredSamples) / (3 * rate) : 0;
+    const measurement = rate ? measurementSeconds(measured, rate) : 0;
     return {
       request: record,
       plan,
@@ -431,7 +448,7 @@ export async function previewSampleForget(
         epochs,
         expertsRetrained,
         expertSampleWork: trainingSamples * epochs * expertsRetrained,
-        measuredSamples,
+        ...measured,
         trainingRate: rate,
         seconds: rate ? { retraining, measurement, total: retraining + measurement } : undefined,
       },

@@ -99,6 +99,8 @@ describe('previewing a class forget (dry run)', () => {
     expect(estimate).toMatchObject({ trainingSamples: 160, epochs: 1 });
     expect(estimate.expertSampleWork).toBe(160 * plan.experts.length);
     expect(estimate.measuredSamples).toBe(400 + test.size);
+    // Nothing has measured these weights yet: the "before" runs on every sample.
+    expect(estimate.measuredBeforeReused).toBe(0);
     // The stored training record has no timings, so no seconds are made up.
     expect(estimate.seconds).toBeUndefined();
   });
@@ -187,6 +189,11 @@ describe('forgetting a class (targeted)', () => {
       forgetClass({ store, train, test }, { ...request, epochs: 4 }),
     ).rejects.toMatchObject({ code: 'already-exists' });
     expect(await revision()).toBe(rev);
+  });
+
+  it('estimates the next forget knowing its "before" is what this one measured after', async () => {
+    const { estimate } = await previewClassForget({ store, train, test }, { class: 'cross' });
+    expect(estimate.measuredBeforeReused).toBe(estimate.measuredSamples);
   });
 
   it('rejects bad requests with a clear error and leaves the store untouched', async () => {

@@ -537,7 +537,7 @@ function printSamplePreview(preview: SampleForgetPreview): void {
   );
   console.log(
     `work: ${estimate.trainingSamples} samples × ${estimate.epochs} epochs × ${estimate.expertsRetrained} experts; ` +
-      `measurement ${estimate.measuredSamples} samples before and after`,
+      `measurement ${estimate.measuredSamples} samples after, ${estimate.measuredSamples - estimate.measuredBeforeReused} before (the store holds the rest)`,
   );
   console.log(
     estimate.seconds
@@ -617,7 +617,7 @@ function printPreview(preview: ForgetPreview): void {
   );
   console.log(
     `work: ${estimate.trainingSamples} samples × ${estimate.epochs} epochs × ${estimate.expertsRetrained} experts; ` +
-      `measurement ${estimate.measuredSamples} samples before and after`,
+      `measurement ${estimate.measuredSamples} samples after, ${estimate.measuredSamples - estimate.measuredBeforeReused} before (the store holds the rest)`,
   );
   console.log(
     estimate.seconds

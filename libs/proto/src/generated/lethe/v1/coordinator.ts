@@ -1137,7 +1137,14 @@ export interface ForgetEstimate {
     | number
     | undefined;
   /** Estimated seconds at that rate; unset without a training rate. */
-  seconds?: EstimatedSeconds | undefined;
+  seconds?:
+    | EstimatedSeconds
+    | undefined;
+  /**
+   * Of measured_samples, those whose outputs on these weights the store already holds (from
+   * training's evaluation or the previous forget): the "before" measurement skips them.
+   */
+  measuredBeforeReused: number;
 }
 
 /** Estimated wall-clock seconds of a forget request. */
@@ -4736,6 +4743,7 @@ function createBaseForgetEstimate(): ForgetEstimate {
     measuredSamples: 0,
     trainingRate: undefined,
     seconds: undefined,
+    measuredBeforeReused: 0,
   };
 }
 
@@ -4761,6 +4769,9 @@ export const ForgetEstimate: MessageFns<ForgetEstimate> = {
     }
     if (message.seconds !== undefined) {
       EstimatedSeconds.encode(message.seconds, writer.uint32(58).fork()).join();
+    }
+    if (message.measuredBeforeReused !== 0) {
+      writer.uint32(64).uint32(message.measuredBeforeReused);
     }
     return writer;
   },
@@ -4834,6 +4845,14 @@ export const ForgetEstimate: MessageFns<ForgetEstimate> = {
             message.seconds = EstimatedSeconds.decode(reader, reader.uint32());
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.measuredBeforeReused = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4875,6 +4894,11 @@ export const ForgetEstimate: MessageFns<ForgetEstimate> = {
         ? globalThis.Number(object.training_rate)
         : undefined,
       seconds: isSet(object.seconds) ? EstimatedSeconds.fromJSON(object.seconds) : undefined,
+      measuredBeforeReused: isSet(object.measuredBeforeReused)
+        ? globalThis.Number(object.measuredBeforeReused)
+        : isSet(object.measured_before_reused)
+        ? globalThis.Number(object.measured_before_reused)
+        : 0,
     };
   },
 
@@ -4901,6 +4925,9 @@ export const ForgetEstimate: MessageFns<ForgetEstimate> = {
     if (message.seconds !== undefined) {
       obj.seconds = EstimatedSeconds.toJSON(message.seconds);
     }
+    if (message.measuredBeforeReused !== 0) {
+      obj.measuredBeforeReused = Math.round(message.measuredBeforeReused);
+    }
     return obj;
   },
 
@@ -4918,6 +4945,7 @@ export const ForgetEstimate: MessageFns<ForgetEstimate> = {
     message.seconds = (object.seconds !== undefined && object.seconds !== null)
       ? EstimatedSeconds.fromPartial(object.seconds)
       : undefined;
+    message.measuredBeforeReused = object.measuredBeforeReused ?? 0;
     return message;
   },
 };
