@@ -195,6 +195,22 @@ def format_experts(response: Any) -> str:
     return f"manifest revision {response.manifest_revision}\n" + _table(rows)
 
 
+def format_samples(response: Any, *, by_shard: bool = False) -> str:
+    """A table of listed samples (with each one's slice when listed by shard) and a count."""
+    count = len(response.samples)
+    tail = f"(manifest revision {response.manifest_revision})"
+    if not count:
+        return f"no samples {tail}"
+    header = ("SAMPLE", "CLASS", "SUBJECT") + (("SLICE",) if by_shard else ())
+    rows: list[tuple[str, ...]] = [header]
+    for s in response.samples:
+        row: tuple[str, ...] = (s.sample_id, s.class_name, s.subject or "-")
+        if by_shard:
+            row += (str(s.slice) if s.HasField("slice") else "-",)
+        rows.append(row)
+    return f"{_table(rows)}\n{count} sample{'' if count == 1 else 's'} {tail}"
+
+
 def format_evaluation(r: Any) -> str:
     lines = [
         f"revision   {r.manifest_revision}",
@@ -314,6 +330,13 @@ def cmd_receipts(client: LetheClient, args: argparse.Namespace) -> None:
     _emit(args, response, lambda r: format_receipts(r.receipts))
 
 
+def cmd_samples(client: LetheClient, args: argparse.Namespace) -> None:
+    response = client.list_samples(
+        subject=args.subject, class_name=args.class_name, shard=args.shard
+    )
+    _emit(args, response, lambda r: format_samples(r, by_shard=args.shard is not None))
+
+
 def cmd_workers(client: LetheClient, args: argparse.Namespace) -> None:
     _emit(args, client.list_workers(), lambda r: format_workers(r.workers))
 
@@ -341,6 +364,16 @@ def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0: {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0: {text}")
     return value
 
 
@@ -437,6 +470,18 @@ def build_parser() -> argparse.ArgumentParser:
     receipt.add_argument("receipt_id", metavar="ID", help="the forget request id")
     receipts = command("receipts", cmd_receipts, "list all receipts (ListReceipts)")
     receipts.add_argument("--page-size", type=int, default=0, help=argparse.SUPPRESS)
+
+    samples = command(
+        "samples", cmd_samples,
+        "list the current model's training samples, without those the erasure ledger holds "
+        "(ListSamples)",
+    )
+    selector = samples.add_mutually_exclusive_group(required=True)
+    selector.add_argument("--subject", metavar="ID", help="the samples of one data subject")
+    selector.add_argument("--class", dest="class_name", metavar="NAME",
+                          help="the samples of one class")
+    selector.add_argument("--shard", type=_non_negative_int, metavar="N",
+                          help="the samples of one shard (sisa models), with their slices")
 
     command("workers", cmd_workers, "list registered workers (ListWorkers)")
     command("experts", cmd_experts, "list the current model's experts (ListExperts)")

@@ -402,6 +402,49 @@ class LetheClient:
                 request.dataset.split = enum_value(common_pb2.Split, "SPLIT_", split)
         return self._unary("Evaluate", request, timeout)
 
+    def list_samples(
+        self,
+        subject: str | None = None,
+        class_name: str | None = None,
+        shard: int | None = None,
+        *,
+        timeout: float | None = _DEFAULT,
+    ) -> pb.ListSamplesResponse:
+        """The current model's training samples, from its stored roster and without those the
+        erasure ledger holds, for exactly one selector: a data subject id (`subject`), a class by
+        name (`class_name`) or a shard of a sisa model (`shard`, 0 included). Samples come in
+        index order, each with its class, its subject ("" when it has none) and, listed by shard,
+        its slice. One response: ListSamples does not page.
+
+        Raises LetheError: INVALID_ARGUMENT for an empty or over-long subject or class name;
+        NOT_FOUND for a shard the model does not have; FAILED_PRECONDITION with no trained
+        model, a model stored without a roster, or a shard of a joint model.
+        """
+        given = [
+            name
+            for name, value in (("subject", subject), ("class_name", class_name), ("shard", shard))
+            if value is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one selector: subject, class_name or shard"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        request = pb.ListSamplesRequest()
+        # Assigning a oneof member selects it even at its default ("", 0): an empty name then
+        # reaches the server, which refuses it by name, and shard 0 is a shard.
+        if subject is not None:
+            request.subject = subject
+        elif class_name is not None:
+            request.class_name = class_name
+        else:
+            if isinstance(shard, bool) or not isinstance(shard, int):
+                raise TypeError(f"shard: expected an int, got {shard!r}")
+            if shard < 0:
+                raise ValueError(f"shard: must be >= 0, got {shard}")
+            request.shard = shard
+        return self._unary("ListSamples", request, timeout)
+
     def list_experts(self, *, timeout: float | None = _DEFAULT) -> pb.ListExpertsResponse:
         return self._unary("ListExperts", pb.ListExpertsRequest(), timeout)
 

@@ -36,6 +36,13 @@ CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 FAILING_CLASS = "truck"  # its forget job ends FAILED
 HANGING_CLASS = "deer"  # its forget job stays RUNNING forever
 NO_PROXY = [("grpc.enable_http_proxy", 0)]
+# The fake's current model: a sisa model of 2 shards of 2 slices, trained on these samples
+# (index, class, subject; "" for none), cifar10:train:3 since erased by the ledger. Listing by
+# shard puts sample i in shard i % 2, slice i // 2 % 2.
+ROSTER = [(0, "cat", "s1"), (1, "airplane", "s1"), (2, "cat", ""), (4, "cat", "s2"),
+          (5, "airplane", "s1"), (6, "cat", "s1")]
+ROSTER_SHARDS = 2
+ROSTER_REVISION = 3
 
 
 def _now() -> timestamp_pb2.Timestamp:
@@ -259,6 +266,44 @@ class FakeCoordinator(coordinator_pb2_grpc.CoordinatorServicer):
             for i in range(2)
         ])
 
+    roster_stored = True
+
+    def ListSamples(self, request, context):
+        self._enter("ListSamples", request, context)
+        selector = request.WhichOneof("selector")
+        if selector is None:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          "a selector is required: subject, class_name or shard")
+        if selector != "shard":
+            value = getattr(request, selector)
+            if not value or len(value) > 256:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{selector}: {value!r}")
+        if not self.roster_stored:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                          "the current model was trained before rosters were stored")
+        if selector == "shard" and request.shard >= ROSTER_SHARDS:
+            context.abort(grpc.StatusCode.NOT_FOUND,
+                          f"shard {request.shard} (the model has {ROSTER_SHARDS})")
+        samples = []
+        for index, class_name, subject in ROSTER:
+            sample = pb.TrainingSample(sample_id=f"cifar10:train:{index}", class_name=class_name,
+                                       subject=subject)
+            if selector == "shard":
+                if index % ROSTER_SHARDS != request.shard:
+                    continue
+                sample.slice = index // ROSTER_SHARDS % 2
+            elif (class_name if selector == "class_name" else subject) != getattr(request,
+                                                                                   selector):
+                continue
+            samples.append(sample)
+        return pb.ListSamplesResponse(samples=samples, manifest_revision=ROSTER_REVISION)
+
+
+class RosterlessCoordinator(FakeCoordinator):
+    """A coordinator whose current model was stored before rosters were."""
+
+    roster_stored = False
+
 
 class WatchlessCoordinator(FakeCoordinator):
     """A coordinator whose WatchJob is UNIMPLEMENTED (the generated servicer's default)."""
@@ -458,6 +503,59 @@ class ClientTests(ServerTestCase):
         experts = client.list_experts()
         self.assertEqual((experts.manifest_revision, len(experts.experts)), (2, 2))
 
+    def test_list_samples_by_subject_class_and_shard(self) -> None:
+        client = self.client()
+        by_subject = client.list_samples(subject="s1")
+        self.assertEqual([s.sample_id for s in by_subject.samples],
+                         ["cifar10:train:0", "cifar10:train:1", "cifar10:train:5",
+                          "cifar10:train:6"])
+        self.assertEqual(by_subject.manifest_revision, ROSTER_REVISION)
+        self.assertFalse(any(s.HasField("slice") for s in by_subject.samples))
+        request, _ = self.fake.last_call("ListSamples")
+        self.assertEqual((request.WhichOneof("selector"), request.subject), ("subject", "s1"))
+
+        by_class = client.list_samples(class_name="airplane")
+        self.assertEqual([(s.sample_id, s.subject) for s in by_class.samples],
+                         [("cifar10:train:1", "s1"), ("cifar10:train:5", "s1")])
+        request, _ = self.fake.last_call("ListSamples")
+        self.assertEqual(request.WhichOneof("selector"), "class_name")
+
+        # Shard 0 is a selector too (the oneof is set at its default value).
+        by_shard = client.list_samples(shard=0)
+        self.assertEqual([(s.sample_id, s.slice) for s in by_shard.samples],
+                         [("cifar10:train:0", 0), ("cifar10:train:2", 1),
+                          ("cifar10:train:4", 0), ("cifar10:train:6", 1)])
+        self.assertTrue(all(s.HasField("slice") for s in by_shard.samples))
+        request, _ = self.fake.last_call("ListSamples")
+        self.assertEqual((request.WhichOneof("selector"), request.shard), ("shard", 0))
+
+        self.assertEqual(len(client.list_samples(subject="nobody").samples), 0)
+
+    def test_list_samples_needs_exactly_one_selector(self) -> None:
+        client = self.client()
+        calls = len(self.fake.calls)
+        with self.assertRaisesRegex(ValueError, r"exactly one selector: subject, class_name"):
+            client.list_samples()
+        with self.assertRaisesRegex(ValueError, r"\(got subject, shard\)"):
+            client.list_samples(subject="s1", shard=1)
+        with self.assertRaisesRegex(ValueError, r"shard: must be >= 0"):
+            client.list_samples(shard=-1)
+        with self.assertRaisesRegex(TypeError, r"shard: expected an int"):
+            client.list_samples(shard=True)
+        self.assertEqual(len(self.fake.calls), calls, "nothing was sent")
+
+    def test_list_samples_errors_carry_the_status_code(self) -> None:
+        client = self.client()
+        with self.assertRaises(LetheError) as caught:
+            client.list_samples(shard=ROSTER_SHARDS)
+        self.assertEqual(str(caught.exception), "NOT_FOUND: shard 2 (the model has 2)")
+        # An empty name is sent as the selector, for the server to refuse by name.
+        for bad in ({"subject": ""}, {"class_name": "x" * 257}):
+            with self.assertRaises(LetheError) as caught:
+                client.list_samples(**bad)
+            self.assertEqual(caught.exception.code_name, "INVALID_ARGUMENT")
+            self.assertTrue(caught.exception.message.startswith(next(iter(bad))))
+
     def test_unreachable_coordinator_is_unavailable(self) -> None:
         with LetheClient("127.0.0.1:1", options=NO_PROXY, timeout=5) as client:
             with self.assertRaises(LetheError) as caught:
@@ -474,6 +572,15 @@ class TokenRequiredTests(ServerTestCase):
                 self.client(token=token).list_workers()
             self.assertEqual(caught.exception.code_name, "UNAUTHENTICATED")
         self.assertEqual(len(self.client(token="letmein").list_workers().workers), 1)
+
+
+class RosterlessTests(ServerTestCase):
+    servicer_class = RosterlessCoordinator
+
+    def test_list_samples_without_a_roster_is_failed_precondition(self) -> None:
+        with self.assertRaises(LetheError) as caught:
+            self.client().list_samples(class_name="cat")
+        self.assertEqual(caught.exception.code, grpc.StatusCode.FAILED_PRECONDITION)
 
 
 class WatchlessTests(ServerTestCase):
@@ -624,6 +731,65 @@ class CliTests(ServerTestCase):
         result = self.cli("forget", "--class", "cat", "--samples", "x:train:1",
                           "--request-id", "cli-usage")
         self.assertEqual(result.returncode, 2)
+
+    def test_samples_text_and_json(self) -> None:
+        by_class = self.cli("samples", "--class", "cat")
+        self.assert_ok(by_class)
+        self.assertEqual(by_class.stdout.splitlines(), [
+            "SAMPLE           CLASS  SUBJECT",
+            "cifar10:train:0  cat    s1",
+            "cifar10:train:2  cat    -",
+            "cifar10:train:4  cat    s2",
+            "cifar10:train:6  cat    s1",
+            f"4 samples (manifest revision {ROSTER_REVISION})",
+        ])
+        self.assertEqual(by_class.stderr, "")
+        self.assertEqual(self.fake.last_call("ListSamples")[0].class_name, "cat")
+
+        by_shard = self.cli("samples", "--shard", "1")
+        self.assert_ok(by_shard)
+        self.assertRegex(by_shard.stdout, r"(?m)^SAMPLE\s+CLASS\s+SUBJECT\s+SLICE$")
+        self.assertRegex(by_shard.stdout, r"(?m)^cifar10:train:5\s+airplane\s+s1\s+0$")
+        self.assertIn("\n2 samples (manifest revision", by_shard.stdout)
+
+        nobody = self.cli("samples", "--subject", "nobody")
+        self.assert_ok(nobody)
+        self.assertEqual(nobody.stdout, f"no samples (manifest revision {ROSTER_REVISION})\n")
+
+        as_json = self.cli("samples", "--shard", "0", "--json")
+        self.assert_ok(as_json)
+        body = json.loads(as_json.stdout)
+        self.assertEqual(body["manifest_revision"], str(ROSTER_REVISION))  # uint64: a string
+        self.assertEqual(body["samples"][1], {"sample_id": "cifar10:train:2", "class_name": "cat",
+                                              "subject": "", "slice": 1})
+        self.assertEqual(len(body["samples"]), 4)
+        subject_json = json.loads(self.cli("samples", "--subject", "s2", "--json").stdout)
+        self.assertEqual(subject_json["samples"], [
+            {"sample_id": "cifar10:train:4", "class_name": "cat", "subject": "s2"}])
+
+    def test_samples_usage_and_call_errors(self) -> None:
+        calls = len(self.fake.calls)
+        for args, error in (
+            ((), "one of the arguments --subject --class --shard is required"),
+            (("--subject", "s1", "--class", "cat"),
+             "argument --class: not allowed with argument --subject"),
+            (("--shard", "-1"), "argument --shard: must be >= 0: -1"),
+        ):
+            result = self.cli("samples", *args)
+            self.assertEqual(result.returncode, 2, result.stderr)
+            self.assertEqual(result.stdout, "")
+            # argparse's usage, then the one-line error.
+            self.assertEqual(result.stderr.splitlines()[-1],
+                             f"python3 -m lethe_client samples: error: {error}")
+        self.assertEqual(len(self.fake.calls), calls, "nothing was sent")
+
+        missing = self.cli("samples", "--shard", "7")
+        self.assertEqual(missing.returncode, 1)
+        self.assertEqual(missing.stdout, "")
+        self.assertEqual(missing.stderr, "error: NOT_FOUND: shard 7 (the model has 2)\n")
+        empty = self.cli("samples", "--subject", "")
+        self.assertEqual(empty.returncode, 1)
+        self.assertEqual(empty.stderr, "error: INVALID_ARGUMENT: subject: ''\n")
 
     def test_unreachable_coordinator(self) -> None:
         result = subprocess.run(
