@@ -345,6 +345,23 @@ describe('a coordinator with 3 worker processes and an S3 store', () => {
     const missing = await run(['receipt', 'nope']);
     expect(missing.status).toBe(1);
     expect(missing.stderr).toMatch(/NOT_FOUND/);
+    // The model's roster over ListSamples: a kept class whole, the class just forgotten gone
+    // (the erasure ledger holds it), and no shards on a joint model.
+    const listed = await run(['samples', '--class', 'ring', '--json']);
+    expect(listed.stderr).toBe('');
+    expect(listed.status).toBe(0);
+    const { samples } = JSON.parse(listed.stdout) as {
+      samples: { sample_id: string; class_name: string; subject: string }[];
+    };
+    expect(samples).toHaveLength(48);
+    expect(samples.every((s) => s.class_name === 'ring' && s.subject === '')).toBe(true);
+    expect(new Set(samples.map((s) => s.sample_id)).size).toBe(48);
+    const erased = await run(['samples', '--class', 'cross', '--json']);
+    expect(erased.status).toBe(0);
+    expect((JSON.parse(erased.stdout) as { samples: unknown[] }).samples).toEqual([]);
+    const shard = await run(['samples', '--shard', '0']);
+    expect(shard.status).toBe(1);
+    expect(shard.stderr).toMatch(/^error: FAILED_PRECONDITION: .*joint\n$/);
   });
 
   it('finishes a training job when a worker is killed with SIGKILL mid-training', async () => {
