@@ -7,6 +7,13 @@ import { lethe, writeCifar10 } from './fixtures';
 const work = mkdtempSync(join(tmpdir(), 'lethe-cli-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
+/** What `lethe eval --json` prints that these tests read. */
+interface Evaluated {
+  accuracy: number;
+  routing: number[][];
+  routingHealth: { rule: string; plannedExperts: number[][] };
+}
+
 describe('lethe train / eval', () => {
   const data = writeCifar10(work, 40, 10);
   const store = join(work, 'store');
@@ -51,9 +58,26 @@ describe('lethe train / eval', () => {
 
     const evaluation = lethe(['eval', '--data', `cifar10:${data}`, '--store', store, '--json']);
     expect(evaluation.status).toBe(0);
-    const ev = JSON.parse(evaluation.stdout) as { accuracy: number; routing: number[][] };
+    const ev = JSON.parse(evaluation.stdout) as Evaluated;
     expect(ev.accuracy).toBe(result.test.accuracy);
     expect(ev.routing).toEqual(result.test.routing);
+    expect(ev.routingHealth.rule).toBe('coverage:0.95');
+
+    // Collateral as a forget with another selection rule would see it.
+    const top1 = lethe([
+      'eval',
+      '--data',
+      `cifar10:${data}`,
+      '--store',
+      store,
+      '--json',
+      '--select',
+      'top:1',
+    ]);
+    expect(top1.status).toBe(0);
+    const health = (JSON.parse(top1.stdout) as Evaluated).routingHealth;
+    expect(health.rule).toBe('top:1');
+    expect(health.plannedExperts.every((planned) => planned.length <= 1)).toBe(true);
 
     const table = lethe(['eval', '--data', `cifar10:${data}`, '--store', store, '-v']);
     expect(table.stderr).toMatch(/^engine: wasm \(.*\) — automatic: /m);
@@ -124,6 +148,10 @@ describe('lethe train / eval', () => {
     [['train', '--data', 'cifar10:/x', '--preset', 'huge'], /unknown --preset huge/],
     [['eval', '--data', `cifar10:${data}`, '--store', join(work, 'empty')], /no trained model/],
     [['eval', '--data', 'cifar10:/x', '--store', join(work, 'empty')], /\/x: missing directory/],
+    [
+      ['eval', '--data', 'cifar10:/x', '--select', 'coverage:2'],
+      /invalid expert selection "coverage:2"/,
+    ],
     [['train', '--data', 'cifar10:/x', '--nope'], /unknown option '--nope'.* \(see --help\)$/],
     [['train'], /required option '--data <spec>' not specified/],
     [['verify', '--store', join(work, 'empty')], /required option '--request-id <id>'/],

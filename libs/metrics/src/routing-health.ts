@@ -91,7 +91,7 @@ export function formatRoutingHealth(health: RoutingHealth): string {
   const dead =
     health.deadExperts.length === 0 ? 'none' : health.deadExperts.map((e) => `e${e}`).join(' ');
   return (
-    `collateral ${health.meanCollateral.toFixed(1)}%, concentration ${health.meanConcentration.toFixed(1)}%, ` +
+    `collateral ${health.meanCollateral.toFixed(1)}% (${health.rule}), concentration ${health.meanConcentration.toFixed(1)}%, ` +
     `load ${health.minUtilisation.toFixed(2)}–${health.maxUtilisation.toFixed(2)}× fair, dead experts: ${dead}`
   );
 }

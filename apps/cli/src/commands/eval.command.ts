@@ -4,8 +4,10 @@ import { openData } from '../jobs/open-data';
 import {
   DEAD_EXPERT_SHARE,
   formatRoutingHealth,
+  parseSelectionRule,
   type RoutingHealth,
   routingHealth,
+  type SelectionRule,
 } from '@lethe/metrics';
 import { evaluate, type Evaluation, loadModel } from '@lethe/model';
 import { LocalDirStore } from '@lethe/store';
@@ -30,6 +32,7 @@ interface EvalFlags extends ConnectionFlags {
   json: boolean;
   coordinator?: string;
   ignoreOutputMask: boolean;
+  select?: string;
 }
 
 export function registerEvalCommand(program: Command): void {
@@ -51,6 +54,10 @@ export function registerEvalCommand(program: Command): void {
       "evaluate the coordinator's current model (or set LETHE_COORDINATOR)",
     )
     .option(
+      '--select <rule>',
+      'collateral as a forget with this expert selection would see it: coverage:F | top:N (default: the forget default, coverage:0.95)',
+    )
+    .option(
       '--ignore-output-mask',
       'with a coordinator: evaluate the raw model, ignoring classes suppressed at serving time',
       false,
@@ -58,7 +65,9 @@ export function registerEvalCommand(program: Command): void {
     .action(
       action(async (flags: EvalFlags, command: Command) => {
         const remote = explicitCoordinator(flags.coordinator, flags);
+        const rule = flags.select === undefined ? undefined : selectionRule(flags.select);
         if (remote) {
+          if (rule) throw new CliError('--select needs a local store (--store)');
           ignoredWithCoordinator(command, ['store']);
           await remoteEval(remote, {
             ...(flags.data ? { data: flags.data } : {}),
@@ -91,10 +100,10 @@ export function registerEvalCommand(program: Command): void {
             batches(data, { batchSize: flags.batch, shuffle: false, normalise }),
           );
           if (flags.json) {
-            const routingHealth = evaluationRoutingHealth(result);
+            const routingHealth = evaluationRoutingHealth(result, rule);
             process.stdout.write(`${JSON.stringify({ ...result, routingHealth }, null, 2)}\n`);
           } else {
-            printEvaluation(result, card.classes);
+            printEvaluation(result, card.classes, rule);
           }
         } finally {
           model.dispose();
@@ -104,10 +113,10 @@ export function registerEvalCommand(program: Command): void {
   withConnectionOptions(registered);
 }
 
-export function printEvaluation(result: Evaluation, classes: string[]): void {
+export function printEvaluation(result: Evaluation, classes: string[], rule?: SelectionRule): void {
   console.log(`accuracy ${percent(result.accuracy, 2)} on ${result.count} images`);
   const experts = result.routing[0]?.length ?? 0;
-  const health = evaluationRoutingHealth(result);
+  const health = evaluationRoutingHealth(result, rule);
   const header = [
     'class',
     'accuracy',
@@ -144,8 +153,19 @@ export function printEvaluation(result: Evaluation, classes: string[]): void {
 }
 
 /** Routing health of an evaluation's [class][expert] slot table (k = slots per image). */
-export function evaluationRoutingHealth(result: Evaluation): RoutingHealth | undefined {
+export function evaluationRoutingHealth(
+  result: Evaluation,
+  rule?: SelectionRule,
+): RoutingHealth | undefined {
   const slots = result.routing.flat().reduce((a, b) => a + b, 0);
   if (result.count === 0 || slots === 0) return undefined;
-  return routingHealth(result.routing, Math.round(slots / result.count));
+  return routingHealth(result.routing, Math.round(slots / result.count), rule);
+}
+
+function selectionRule(text: string): SelectionRule {
+  try {
+    return parseSelectionRule(text);
+  } catch (error) {
+    throw new CliError(error instanceof Error ? error.message : String(error));
+  }
 }
