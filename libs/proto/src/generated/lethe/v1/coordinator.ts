@@ -931,8 +931,8 @@ export interface LogLine {
 /**
  * A forget request. Zero-valued scalars (and unset optional ones) take the default named in
  * their comment: the targeted method's defaults are the cheap recipe libs/unlearning measured
- * best (DEFAULT_FORGET_RECIPE: distill, 2 epochs, lr 3e-4, lambda 3, 10% of the retained
- * samples, router anchor 1); the baselines keep 5 epochs at lr 1e-4 on all data. Samples and
+ * best (DEFAULT_FORGET_RECIPE: distill, 1 epoch, lr 3e-4, lambda 3, 20% of the retained
+ * samples, router anchor 1, experts at coverage:0.95); the baselines keep 5 epochs at lr 1e-4 on all data. Samples and
  * subjects of a joint model take DEFAULT_SAMPLE_FORGET_RECIPE (neggrad+, 2 epochs, lr 3e-4,
  * lambda 0.5 for neggrad+ / 1 scrub / 5e-4 l1-sparse / 0 finetune, 20% of the retained samples);
  * loss, select, anchor and mask_output are refused for them (INVALID_ARGUMENT). On a sisa model
@@ -973,7 +973,7 @@ export interface SubmitForgetRequest {
   method: ForgetMethod;
   /** Targeted only: the unlearning loss. Default distill. */
   loss: UnlearningLoss;
-  /** Retraining epochs, 1..100. Default 2 (targeted), 5 (baselines). */
+  /** Retraining epochs, 1..100. Default 1 (targeted), 2 (samples of a joint model), 5 (baselines). */
   epochs: number;
   /** Retraining learning rate, in (0, 10]. Default 3e-4 (targeted), 1e-4 (baselines). */
   learningRate: number;
@@ -993,7 +993,7 @@ export interface SubmitForgetRequest {
   seed: number;
   /**
    * Targeted only: retrain on every forgotten sample and this seeded share of the retained
-   * ones, 0 < F <= 1. Default 0.1.
+   * ones, 0 < F <= 1. Default 0.2.
    */
   retainFraction: number;
   /**
