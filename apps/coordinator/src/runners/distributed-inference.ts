@@ -3,6 +3,7 @@ import { batches, type ChannelStats, type Dataset } from '@lethe/data';
 import { batchToTensor, type MoEModel } from '@lethe/model';
 import { type Float32Tensor, fromFloat32Tensor } from '@lethe/proto';
 import { cancelled } from '@lethe/rpc';
+import type { OutputMemo } from '@lethe/unlearning';
 import type { ExpertSession } from '../workers/expert-session';
 
 export interface DistributedEvaluation {
@@ -20,7 +21,9 @@ export interface DistributedEvaluation {
 /**
  * Evaluates the model with its experts on their workers: the router here picks each sample's
  * experts, each worker returns inference logits for the samples routed to its experts (by index,
- * from its copy of the data), and the gate-weighted sum is the prediction.
+ * from its copy of the data), and the gate-weighted sum is the prediction. With a memo, each
+ * evaluated sample's raw softmax and chosen experts go into it, as libs/unlearning's
+ * modelOutputs records them, so a forget's "before" finds them instead of running the model.
  */
 export async function evaluateDistributed(
   model: MoEModel,
@@ -33,11 +36,30 @@ export async function evaluateDistributed(
     suppressClasses?: readonly number[];
     /** Stops between batches (a client cancelled, or its deadline passed). */
     signal?: AbortSignal;
+    /** Only these positions of `data` (all by default). */
+    positions?: Int32Array;
+    /** Filled with the outputs of every evaluated sample, before any output mask. */
+    memo?: OutputMemo;
   } = {},
 ): Promise<DistributedEvaluation> {
   const started = performance.now();
   const classes = model.config.numClasses;
   const experts = model.config.experts;
+  const { memo, positions } = options;
+  const slots = positions ? Int32Array.from(positions, (p) => data.indices[p]!) : data.indices;
+  if (
+    memo &&
+    (memo.classes !== classes ||
+      memo.topK !== model.config.topK ||
+      slots.some((s) => s >= memo.size))
+  ) {
+    throw new Error('the output memo was made for another dataset or model shape');
+  }
+  const mask = options.suppressClasses?.length
+    ? Float32Array.from({ length: classes }, (_, c) =>
+        options.suppressClasses!.includes(c) ? -1e9 : 0,
+      )
+    : undefined;
   const perClass = Array.from({ length: classes }, () => ({ samples: 0, correct: 0 }));
   const routing = Array.from({ length: classes }, () => new Array<number>(experts).fill(0));
   const confusion = Array.from({ length: classes }, () => new Array<number>(classes).fill(0));
@@ -46,6 +68,7 @@ export async function evaluateDistributed(
     batchSize: options.batchSize ?? 256,
     shuffle: false,
     normalise,
+    ...(positions ? { indices: positions } : {}),
   })) {
     if (options.signal?.aborted) throw cancelled('evaluation cancelled');
     const x = batchToTensor(model, batch);
@@ -70,11 +93,22 @@ export async function evaluateDistributed(
         return response!.logits!;
       });
       const predicted = tf.tidy(() => {
-        const { logits } = model.forward(x, {
+        const { logits, routing: routed } = model.forward(x, {
           expertLogits: expertLogitsFrom(fetched, classes),
-          ...(options.suppressClasses ? { suppressClasses: options.suppressClasses } : {}),
         });
-        return tf.argMax(logits, 1).dataSync() as Int32Array;
+        if (memo) {
+          const probs = tf.softmax(logits).dataSync() as Float32Array;
+          const topK = memo.topK;
+          for (let b = 0; b < batch.size; b++) {
+            const s = batch.indices[b]!;
+            memo.probs.set(probs.subarray(b * classes, (b + 1) * classes), s * classes);
+            memo.chosen.set(routed.chosen.subarray(b * topK, (b + 1) * topK), s * topK);
+            memo.known[s] = 1;
+          }
+        }
+        // The output mask as MoEModel.forward applies it; the memo keeps what the weights say.
+        const served = mask ? tf.add(logits, tf.tensor1d(mask)) : logits;
+        return tf.argMax(served, 1).dataSync() as Int32Array;
       });
       assignments.forEach((positions, e) => {
         for (const p of positions) routing[batch.y[p]!]![e]!++;
@@ -93,10 +127,11 @@ export async function evaluateDistributed(
       x.dispose();
     }
   }
+  const samples = positions?.length ?? data.size;
   return {
-    samples: data.size,
+    samples,
     correct,
-    accuracy: data.size === 0 ? 0 : correct / data.size,
+    accuracy: samples === 0 ? 0 : correct / samples,
     perClass,
     routing,
     confusion,

@@ -1,4 +1,11 @@
-import { BatchSampler, type Dataset, defaultNormalisation, limitTrainingSet } from '@lethe/data';
+import {
+  BatchSampler,
+  type ChannelStats,
+  type Dataset,
+  defaultNormalisation,
+  limitTrainingSet,
+  type Rgb,
+} from '@lethe/data';
 import { engineInfo } from '@lethe/engine';
 import {
   decodeOptimizerState,
@@ -15,8 +22,11 @@ import {
 import {
   buildRoster,
   describeHonoured,
+  erasedOf,
+  excludeErased,
   honourLedger,
   loadSubjectTable,
+  readLedger,
   revisionHonouring,
   ROSTER_OBJECT,
   ROUTING_LINEAGE_OBJECT,
@@ -32,11 +42,20 @@ import { trainSisaModel } from '@lethe/sisa';
 import {
   getVerified,
   type JsonValue,
+  type Manifest,
   ManifestStore,
   type ObjectRef,
   type ObjectStore,
   putContent,
 } from '@lethe/store';
+import {
+  measureSample,
+  OutputMemo,
+  outputsKey,
+  pruneOutputMemos,
+  saveOutputMemos,
+  weightHashes,
+} from '@lethe/unlearning';
 import type { Logger } from 'pino';
 import { evaluateDistributed } from './distributed-inference';
 import {
@@ -98,13 +117,12 @@ export async function runTrainingJob(
   const subjects = await trainingSubjects(request, test ? [fullTrain, test] : [fullTrain]);
   // Nothing the store's erasure ledger holds is trained on again (subjects included); workers
   // get sample indices, so they need no copy of the exclusion.
-  const { train, honoured } = await honourLedger(
-    deps.store,
-    limitTrainingSet(fullTrain, request.limit || undefined, request.seed),
-    subjects,
-  );
+  const limited = limitTrainingSet(fullTrain, request.limit || undefined, request.seed);
+  const { train, honoured } = await honourLedger(deps.store, limited, subjects);
   job.log('info', describeHonoured(honoured));
-  const normalise = defaultNormalisation(request.dataset, train);
+  // Workers get the statistics as proto floats: rounded here too, the router, the published
+  // card and every expert normalise alike, and outputs measured here or on workers agree.
+  const normalise = float32Stats(defaultNormalisation(request.dataset, train));
   const batchSize = Math.min(request.batchSize, train.size);
   const stepsPerEpoch = Math.floor(train.size / batchSize);
   const makeModel = (): MoEModel =>
@@ -326,9 +344,15 @@ export async function runTrainingJob(
       },
     });
     await checkpointAll();
-    const evaluation = test
-      ? await evaluateDistributed(model, session, 'test', test, normalise)
-      : undefined;
+    // The test outputs are kept with the model (storeOutputs), for its first forget's "before".
+    const testMemo = test ? OutputMemo.for(test, train.classes.length, request.topK) : undefined;
+    const evaluation =
+      test && testMemo
+        ? await evaluateDistributed(model, session, 'test', test, normalise, {
+            memo: testMemo,
+            signal: job.signal,
+          })
+        : undefined;
     // On the test split, as served (no router noise): what a forget plan will see.
     const health =
       evaluation && evaluation.samples > 0
@@ -423,9 +447,64 @@ export async function runTrainingJob(
       const keep = new Set(Object.values(manifest.objects).map((r) => r.key));
       await discardCheckpoint(deps.store, checkpointKey, latest, keep);
     }
+    if (test && testMemo) {
+      await storeOutputs(deps.store, job, manifest, {
+        model,
+        session,
+        normalise,
+        limited,
+        test,
+        testMemo,
+      });
+    }
     return { manifestRevision: manifest.revision };
   } finally {
     model.dispose();
+  }
+}
+
+function float32Stats({ mean, std }: ChannelStats): ChannelStats {
+  const round = ([r, g, b]: Rgb): Rgb => [Math.fround(r), Math.fround(g), Math.fround(b)];
+  return { mean: round(mean), std: round(std) };
+}
+
+/**
+ * Stores the published weights' outputs on the test split (the evaluation's) and on the seeded
+ * training sample every `sample` forget measures, under the key the forget runner looks up, so
+ * the first forget measures its "before" without running them again — as after `lethe train`.
+ * Best effort: the model is out already, so a failure or a cancellation only logs a note.
+ */
+async function storeOutputs(
+  store: ObjectStore,
+  job: JobContext,
+  manifest: Manifest,
+  run: {
+    model: MoEModel;
+    session: ExpertSession;
+    normalise: ChannelStats;
+    /** The training set before the ledger's exclusion, limited as trained. */
+    limited: Dataset;
+    test: Dataset;
+    testMemo: OutputMemo;
+  },
+): Promise<void> {
+  try {
+    // The training set as libs/unlearning's forgets see it: the limited set less the ledger's
+    // erasures, without the subject table (a forget has none), so the seeded sample is theirs.
+    const train = excludeErased(run.limited, erasedOf(await readLedger(store, manifest))).train;
+    const { numClasses, topK } = run.model.config;
+    const trainMemo = OutputMemo.for(train, numClasses, topK);
+    job.log('info', 'measuring the training sample that forget requests will compare against');
+    await evaluateDistributed(run.model, run.session, 'train', train, run.normalise, {
+      positions: measureSample(train, 0),
+      memo: trainMemo,
+      signal: job.signal,
+    });
+    const key = outputsKey(weightHashes(manifest), train, run.test);
+    await saveOutputMemos(store, { key, train: trainMemo, test: run.testMemo });
+    await pruneOutputMemos(store, key);
+  } catch (error) {
+    job.log('warn', `note: measured outputs not stored (${messageOf(error)})`);
   }
 }
 
