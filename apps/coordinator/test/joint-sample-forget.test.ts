@@ -1,9 +1,8 @@
 import 'reflect-metadata';
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import type { INestApplicationContext } from '@nestjs/common';
@@ -32,6 +31,7 @@ import { GrpcServerService } from '../src/grpc/grpc-server.service';
 import type { JobRecord } from '../src/contract/job-record';
 import { JobsService } from '../src/jobs/jobs.service';
 import { WorkersService } from '../src/workers/workers.service';
+import { freePort, startWorker, unary, until } from './support/worker-processes';
 
 /**
  * Approximate sample forgetting on a joint model through SubmitForget: a model trained by the
@@ -40,7 +40,6 @@ import { WorkersService } from '../src/workers/workers.service';
  * receipt, the ledger, idempotency and the refusals checked through the API.
  */
 
-const REPO = resolve(__dirname, '..', '..', '..');
 const dir = mkdtempSync(join(tmpdir(), 'lethe-joint-samples-'));
 const storeDir = join(dir, 'store');
 const store = new LocalDirStore(storeDir);
@@ -54,66 +53,16 @@ let data: string;
 const TABLE = `sample,subject\n${id(0)},s1\n${id(5)},s1\n${id(9)},s1\n${id(1)},s2\n`;
 const tableFile = join(dir, 'subjects.csv');
 
-async function freePort(): Promise<number> {
-  return new Promise((done, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => done(port));
-    });
-    server.on('error', reject);
-  });
-}
-
-function startWorker(name: string, port: number): void {
-  const child = spawn(
-    process.execPath,
-    [
-      '--conditions=@lethe/source',
-      '--import',
-      'tsx',
-      'apps/worker/src/main.ts',
-      '--coordinator',
-      `127.0.0.1:${port}`,
-      '--store',
-      storeDir,
-      '--name',
-      name,
-      '--port',
-      '0',
-    ],
-    { cwd: REPO, env: { ...process.env, LETHE_ENGINE: 'wasm' }, stdio: 'ignore' },
-  );
-  workers.push(child);
-}
-
-async function until<T>(what: string, probe: () => T | undefined, ms = 120_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-function unary<Req, Res>(
+const spawnWorker = (name: string, port: number): void => {
+  workers.push(startWorker({ name, port, storeDir }));
+};
+const rpc = <Req, Res>(
   method: (r: Req, cb: (e: grpc.ServiceError | null, res: Res) => void) => unknown,
   request: Req,
-): Promise<{ code: grpc.status; details: string; response?: Res }> {
-  return new Promise((done) => {
-    method.call(client, request, (error, response) =>
-      done(
-        error
-          ? { code: error.code, details: error.details }
-          : { code: grpc.status.OK, details: '', response },
-      ),
-    );
-  });
-}
+) => unary<Req, Res>(client, method, request);
 
 const forget = (requestId: string, target: SubmitForgetRequest['target'], extra = {}) =>
-  unary<SubmitForgetRequest, SubmitForgetResponse>(
+  rpc<SubmitForgetRequest, SubmitForgetResponse>(
     client.submitForget,
     SubmitForgetRequest.fromPartial({ requestId, target, ...extra }),
   );
@@ -161,8 +110,8 @@ beforeAll(async () => {
     app.get(GrpcServerService).address!,
     grpc.credentials.createInsecure(),
   );
-  startWorker('samples-1', port);
-  startWorker('samples-2', port);
+  spawnWorker('samples-1', port);
+  spawnWorker('samples-2', port);
   await until('two workers', () =>
     app.get(WorkersService).registry.live().length >= 2 ? true : undefined,
   );
@@ -173,7 +122,7 @@ beforeAll(async () => {
 }, 120_000);
 
 const startTraining = (requestId: string, subjects: string) =>
-  unary<StartTrainingRequest, Job>(
+  rpc<StartTrainingRequest, Job>(
     client.startTraining,
     StartTrainingRequest.fromPartial({
       requestId,
@@ -313,7 +262,7 @@ describe('forgetting a subject of a joint model through SubmitForget', () => {
       'the retrained experts stepped on their workers',
     ).toBe(true);
 
-    const { response: receipt } = await unary<GetReceiptRequest, Receipt>(client.getReceipt, {
+    const { response: receipt } = await rpc<GetReceiptRequest, Receipt>(client.getReceipt, {
       requestId: 'erase-s1',
     });
     expect(receipt!.mode).toBe(ForgetMode.FORGET_MODE_APPROXIMATE);

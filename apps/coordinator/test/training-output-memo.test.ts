@@ -1,9 +1,8 @@
 import 'reflect-metadata';
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import type { INestApplicationContext } from '@nestjs/common';
@@ -45,6 +44,7 @@ import { GrpcServerService } from '../src/grpc/grpc-server.service';
 import { JobsService } from '../src/jobs/jobs.service';
 import { ModelState } from '../src/model/current-model';
 import { WorkersService } from '../src/workers/workers.service';
+import { freePort, startWorker, unary, until } from './support/worker-processes';
 
 /**
  * The coordinator's joint training keeps the published weights' outputs on the test split and
@@ -53,7 +53,6 @@ import { WorkersService } from '../src/workers/workers.service';
  * every output it needs in the store — and equals a measurement that runs the model afresh.
  */
 
-const REPO = resolve(__dirname, '..', '..', '..');
 const dir = mkdtempSync(join(tmpdir(), 'lethe-training-memo-'));
 const storeDir = join(dir, 'store');
 const store = new LocalDirStore(storeDir);
@@ -65,63 +64,13 @@ let app: INestApplicationContext;
 let client: CoordinatorClient;
 let data: string;
 
-async function freePort(): Promise<number> {
-  return new Promise((done, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => done(port));
-    });
-    server.on('error', reject);
-  });
-}
-
-function startWorker(name: string, port: number): void {
-  const child = spawn(
-    process.execPath,
-    [
-      '--conditions=@lethe/source',
-      '--import',
-      'tsx',
-      'apps/worker/src/main.ts',
-      '--coordinator',
-      `127.0.0.1:${port}`,
-      '--store',
-      storeDir,
-      '--name',
-      name,
-      '--port',
-      '0',
-    ],
-    { cwd: REPO, env: { ...process.env, LETHE_ENGINE: 'wasm' }, stdio: 'ignore' },
-  );
-  workers.push(child);
-}
-
-async function until<T>(what: string, probe: () => T | undefined, ms = 120_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-function unary<Req, Res>(
+const spawnWorker = (name: string, port: number): void => {
+  workers.push(startWorker({ name, port, storeDir }));
+};
+const rpc = <Req, Res>(
   method: (r: Req, cb: (e: grpc.ServiceError | null, res: Res) => void) => unknown,
   request: Req,
-): Promise<{ code: grpc.status; details: string; response?: Res }> {
-  return new Promise((done) => {
-    method.call(client, request, (error, response) =>
-      done(
-        error
-          ? { code: error.code, details: error.details }
-          : { code: grpc.status.OK, details: '', response },
-      ),
-    );
-  });
-}
+) => unary<Req, Res>(client, method, request);
 
 const ended = (jobId: string): Promise<JobRecord> =>
   until('the job to end', () => {
@@ -130,7 +79,7 @@ const ended = (jobId: string): Promise<JobRecord> =>
   });
 
 async function train(requestId: string): Promise<JobRecord> {
-  const started = await unary<StartTrainingRequest, Job>(
+  const started = await rpc<StartTrainingRequest, Job>(
     client.startTraining,
     StartTrainingRequest.fromPartial({
       requestId,
@@ -153,7 +102,7 @@ async function train(requestId: string): Promise<JobRecord> {
 }
 
 async function forgetClass(requestId: string, className: string): Promise<JobRecord> {
-  const accepted = await unary<SubmitForgetRequest, SubmitForgetResponse>(
+  const accepted = await rpc<SubmitForgetRequest, SubmitForgetResponse>(
     client.submitForget,
     SubmitForgetRequest.fromPartial({
       requestId,
@@ -282,8 +231,8 @@ beforeAll(async () => {
     app.get(GrpcServerService).address!,
     grpc.credentials.createInsecure(),
   );
-  startWorker('memo-1', port);
-  startWorker('memo-2', port);
+  spawnWorker('memo-1', port);
+  spawnWorker('memo-2', port);
   await until('two workers', () =>
     app.get(WorkersService).registry.live().length >= 2 ? true : undefined,
   );

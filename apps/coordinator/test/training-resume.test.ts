@@ -1,9 +1,8 @@
 import 'reflect-metadata';
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import type { INestApplicationContext } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
@@ -18,6 +17,7 @@ import type { JobRecord } from '../src/contract/job-record';
 import { JobsService } from '../src/jobs/jobs.service';
 import { TrainingService } from '../src/services/training.service';
 import { WorkersService } from '../src/workers/workers.service';
+import { freePort, startWorker, until } from './support/worker-processes';
 
 /**
  * A joint training stopped after its first epoch's checkpoint by closing the coordinator (the
@@ -28,7 +28,6 @@ import { WorkersService } from '../src/workers/workers.service';
  * and keep running across the restart, as they would.
  */
 
-const REPO = resolve(__dirname, '..', '..', '..');
 const EPOCHS = 3;
 const dir = mkdtempSync(join(tmpdir(), 'lethe-resume-'));
 const storeDir = join(dir, 'store');
@@ -42,17 +41,6 @@ let app: INestApplicationContext | undefined;
 /** The model of the uninterrupted run. */
 let whole: Manifest;
 const PARTS = ['router', 'expert/0', 'expert/1', 'expert/2', 'lineage/routing'];
-
-async function freePort(): Promise<number> {
-  return new Promise((done, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port: p } = server.address() as { port: number };
-      server.close(() => done(p));
-    });
-    server.on('error', reject);
-  });
-}
 
 async function startCoordinator(): Promise<INestApplicationContext> {
   const config = loadCoordinatorConfig(
@@ -82,37 +70,10 @@ async function startCoordinator(): Promise<INestApplicationContext> {
   );
 }
 
-function startWorker(name: string): ChildProcess {
-  const child = spawn(
-    process.execPath,
-    [
-      '--conditions=@lethe/source',
-      '--import',
-      'tsx',
-      'apps/worker/src/main.ts',
-      '--coordinator',
-      `127.0.0.1:${port}`,
-      '--store',
-      storeDir,
-      '--name',
-      name,
-      '--port',
-      '0',
-    ],
-    { cwd: REPO, env: { ...process.env, LETHE_ENGINE: 'wasm' }, stdio: 'ignore' },
-  );
+function spawnWorker(name: string): ChildProcess {
+  const child = startWorker({ name, port, storeDir });
   workers.push(child);
   return child;
-}
-
-async function until<T>(what: string, probe: () => T | undefined, ms = 120_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 const liveWorkers = (a: INestApplicationContext): number =>
@@ -153,8 +114,8 @@ beforeAll(async () => {
   data = `cifar10:${writeCifar10(dir, { train, test })}`;
   port = await freePort();
   app = await startCoordinator();
-  startWorker('resume-1');
-  startWorker('resume-2');
+  spawnWorker('resume-1');
+  spawnWorker('resume-2');
   await until('two workers', () => (liveWorkers(app!) >= 2 ? true : undefined));
 });
 
