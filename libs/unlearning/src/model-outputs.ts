@@ -66,10 +66,7 @@ export function modelOutputs(
         );
         const probs = tf.softmax(logits).dataSync() as Float32Array;
         for (let b = 0; b < batch.size; b++) {
-          const s = slot(batch.positions[b]!);
-          memo.probs.set(probs.subarray(b * classes, (b + 1) * classes), s * classes);
-          memo.chosen.set(routing.chosen.subarray(b * topK, (b + 1) * topK), s * topK);
-          memo.known[s] = 1;
+          memo.record(slot(batch.positions[b]!), probs, routing.chosen, b);
         }
       });
     }

@@ -34,6 +34,14 @@ export class OutputMemo {
     return positions.filter((p) => !this.known[ds.indices[p]!]);
   }
 
+  /** Records row `row` of a batch's softmax and chosen experts as the outputs of `slot`. */
+  record(slot: number, probs: Float32Array, chosen: Int32Array, row: number): void {
+    const { classes, topK } = this;
+    this.probs.set(probs.subarray(row * classes, (row + 1) * classes), slot * classes);
+    this.chosen.set(chosen.subarray(row * topK, (row + 1) * topK), slot * topK);
+    this.known[slot] = 1;
+  }
+
   count(): number {
     return this.known.reduce((n, k) => n + k, 0);
   }

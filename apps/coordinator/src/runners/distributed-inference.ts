@@ -98,13 +98,8 @@ export async function evaluateDistributed(
         });
         if (memo) {
           const probs = tf.softmax(logits).dataSync() as Float32Array;
-          const topK = memo.topK;
-          for (let b = 0; b < batch.size; b++) {
-            const s = batch.indices[b]!;
-            memo.probs.set(probs.subarray(b * classes, (b + 1) * classes), s * classes);
-            memo.chosen.set(routed.chosen.subarray(b * topK, (b + 1) * topK), s * topK);
-            memo.known[s] = 1;
-          }
+          for (let b = 0; b < batch.size; b++)
+            memo.record(batch.indices[b]!, probs, routed.chosen, b);
         }
         // The output mask as MoEModel.forward applies it; the memo keeps what the weights say.
         const served = mask ? tf.add(logits, tf.tensor1d(mask)) : logits;
