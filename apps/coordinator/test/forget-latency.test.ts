@@ -13,6 +13,7 @@ import { JobsService } from '../src/jobs/jobs.service';
 import { MetricsService } from '../src/metrics/metrics.service';
 import type { ModelStateService } from '../src/model/model-state.service';
 import type { WorkersService } from '../src/workers/workers.service';
+import { until } from './support/polling';
 
 // The jobs service with the engine thread, workers, audit log and model store replaced by fakes:
 // what is under test is that a forget job's end is observed in lethe_forget_request_seconds.
@@ -69,13 +70,9 @@ const forget = (requestId: string, method: ForgetJobRequest['method']): ForgetJo
   seed: 0,
 });
 
-async function until(done: () => boolean): Promise<void> {
-  const deadline = Date.now() + 5_000;
-  while (!done()) {
-    if (Date.now() > deadline) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+/** In-process jobs settle within milliseconds: poll often, give up after 5 s. */
+const settled = (what: string, done: () => boolean): Promise<boolean> =>
+  until(what, done, 5_000, 5);
 
 /** The histogram's count and sum for one label set. */
 async function observed(
@@ -103,11 +100,11 @@ describe('lethe_forget_request_seconds', () => {
       request: forget('f-1', 'targeted'),
     });
     // Queued and running time both count: nothing is observed until the job ends.
-    await until(() => jobs.get(job.id)?.state === 'running');
+    await settled('the job to run', () => jobs.get(job.id)?.state === 'running');
     expect((await observed(metrics, {})).count).toBe(0);
     await new Promise((r) => setTimeout(r, 30));
     release();
-    await until(() => jobs.get(job.id)?.state === 'succeeded');
+    await settled('the job to succeed', () => jobs.get(job.id)?.state === 'succeeded');
 
     const end = jobs.get(job.id)!;
     const seen = await observed(metrics, { method: 'targeted', outcome: 'succeeded' });
@@ -132,7 +129,7 @@ describe('lethe_forget_request_seconds', () => {
     }).job;
     jobs.cancel(queued.id);
     release();
-    await until(() => jobs.get(first.id)?.state === 'failed');
+    await settled('the first job to fail', () => jobs.get(first.id)?.state === 'failed');
 
     expect((await observed(metrics, { method: 'retrain', outcome: 'failed' })).count).toBe(1);
     expect((await observed(metrics, { method: 'finetune', outcome: 'cancelled' })).count).toBe(1);
@@ -165,7 +162,7 @@ describe('lethe_forget_request_seconds', () => {
       },
     });
     release();
-    await until(() => jobs.get(job.id)?.state === 'succeeded');
+    await settled('the job to succeed', () => jobs.get(job.id)?.state === 'succeeded');
     expect((await observed(metrics, {})).count).toBe(0);
   });
 });

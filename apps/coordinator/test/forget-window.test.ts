@@ -15,6 +15,7 @@ import { JobsService } from '../src/jobs/jobs.service';
 import { MetricsService } from '../src/metrics/metrics.service';
 import type { ModelStateService } from '../src/model/model-state.service';
 import type { WorkersService } from '../src/workers/workers.service';
+import { until } from './support/polling';
 
 // The job queue's forget window with the engine thread, workers, audit log and model replaced by
 // fakes and a clock the test moves: sisa forgets wait QUEUED until the window of the oldest one
@@ -94,13 +95,9 @@ const samples = (requestId: string, ids: string[]): ForgetJobRequest => ({
   seed: 0,
 });
 
-async function until(done: () => boolean): Promise<void> {
-  const deadline = Date.now() + 5_000;
-  while (!done()) {
-    if (Date.now() > deadline) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+/** In-process jobs settle within milliseconds: poll often, give up after 5 s. */
+const settled = (what: string, done: () => boolean): Promise<boolean> =>
+  until(what, done, 5_000, 5);
 
 describe('forget window in the job queue', () => {
   it('holds sisa forgets QUEUED until the window closes, then replays them once', async () => {
@@ -145,7 +142,7 @@ describe('forget window in the job queue', () => {
     await new Promise((r) => setTimeout(r, 20));
     expect(orders).toEqual([]);
     clock.advance(60_000);
-    await until(() => jobs.get(c.id)!.state === 'succeeded');
+    await settled('the batch to succeed', () => jobs.get(c.id)!.state === 'succeeded');
     expect(orders).toHaveLength(1);
     expect(orders[0]).toMatchObject({ kind: 'sisa-forget', jobId: a.id });
     const order = orders[0] as Extract<JobOrder, { kind: 'sisa-forget' }>;
@@ -170,7 +167,7 @@ describe('forget window in the job queue', () => {
         method: 'targeted',
       },
     }).job;
-    await until(() => jobs.get(joint.id)!.state === 'succeeded');
+    await settled('the joint forget to succeed', () => jobs.get(joint.id)!.state === 'succeeded');
     expect(orders.map((o) => o.kind)).toEqual(['forget']);
 
     const immediate = jobsWith(0, new FakeClock());
@@ -180,7 +177,10 @@ describe('forget window in the job queue', () => {
       fingerprint: 'fx',
       request: samples('x', ['d:train:1']),
     }).job;
-    await until(() => immediate.jobs.get(x.id)!.state === 'succeeded');
+    await settled(
+      'the immediate forget to succeed',
+      () => immediate.jobs.get(x.id)!.state === 'succeeded',
+    );
     expect(immediate.jobs.toProto(immediate.jobs.get(x.id)!).forgetWindowClosesAt).toBeUndefined();
   });
 

@@ -3,10 +3,8 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import type { INestApplicationContext } from '@nestjs/common';
-import { NestFactory } from '@nestjs/core';
 import { formatSampleId, makeSyntheticDataset, writeCifar10 } from '@lethe/data';
 import { erasedOf, readAuditLog, readLedger, readRoster } from '@lethe/ledger';
 import {
@@ -22,16 +20,15 @@ import {
   TrainingMode,
 } from '@lethe/proto';
 import { LocalDirStore, ManifestStore, sha256Hex } from '@lethe/store';
-import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadCoordinatorConfig } from '../src/config/coordinator-config';
-import { CoordinatorModule } from '../src/coordinator.module';
 import type { ForgetJobRequest } from '../src/contract/forget-request';
 import { GrpcServerService } from '../src/grpc/grpc-server.service';
 import type { JobRecord } from '../src/contract/job-record';
 import { JobsService } from '../src/jobs/jobs.service';
-import { WorkersService } from '../src/workers/workers.service';
-import { freePort, startWorker, unary, until } from './support/worker-processes';
+import { jobEnded, type LogLine, startCoordinator, workersJoined } from './support/coordinator-app';
+import { unary } from './support/grpc-calls';
+import { freePort } from './support/ports';
+import { startWorker } from './support/worker-processes';
 
 /**
  * Approximate sample forgetting on a joint model through SubmitForget: a model trained by the
@@ -45,7 +42,7 @@ const storeDir = join(dir, 'store');
 const store = new LocalDirStore(storeDir);
 const id = (i: number): string => formatSampleId('cifar10', 'train', i);
 const workers: ChildProcess[] = [];
-const lines: { msg: string; jobId?: string }[] = [];
+const lines: LogLine[] = [];
 let app: INestApplicationContext;
 let client: CoordinatorClient;
 let data: string;
@@ -71,11 +68,7 @@ const subjects = (...ids: string[]): SubmitForgetRequest['target'] => ({
   value: { ids },
 });
 
-const ended = (jobId: string): Promise<JobRecord> =>
-  until('the job to end', () => {
-    const job = app.get(JobsService).get(jobId)!;
-    return ['succeeded', 'failed', 'cancelled'].includes(job.state) ? job : undefined;
-  });
+const ended = (jobId: string): Promise<JobRecord> => jobEnded(app, jobId);
 
 /** Every stored object but the audit log, with its hash. */
 async function storeState(): Promise<string[]> {
@@ -89,32 +82,17 @@ beforeAll(async () => {
   data = `cifar10:${writeCifar10(dir, { train, test })}`;
   writeFileSync(tableFile, TABLE);
   const port = await freePort();
-  const config = loadCoordinatorConfig(
+  app = await startCoordinator(
     ['--port', String(port), '--store', storeDir, '--db', join(dir, 'coordinator.sqlite')],
-    { LETHE_HEARTBEAT_INTERVAL_MS: '200', LETHE_HEARTBEAT_TIMEOUT_MS: '3000' },
+    lines,
   );
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      for (const text of chunk.toString().split('\n').filter(Boolean)) {
-        lines.push(JSON.parse(text) as { msg: string; jobId?: string });
-      }
-      done();
-    },
-  });
-  app = await NestFactory.createApplicationContext(
-    CoordinatorModule.forRoot(config, pino({ level: 'info' }, sink)),
-    { logger: false },
-  );
-  await app.init();
   client = new CoordinatorClient(
     app.get(GrpcServerService).address!,
     grpc.credentials.createInsecure(),
   );
   spawnWorker('samples-1', port);
   spawnWorker('samples-2', port);
-  await until('two workers', () =>
-    app.get(WorkersService).registry.live().length >= 2 ? true : undefined,
-  );
+  await workersJoined(app, 2);
   const started = await startTraining('train-joint', tableFile);
   expect(started.details).toBe('');
   const job = await ended(started.response!.jobId);

@@ -1,6 +1,5 @@
 import 'reflect-metadata';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -18,6 +17,7 @@ import { GrpcServerService } from '../src/grpc/grpc-server.service';
 import { JobsService } from '../src/jobs/jobs.service';
 import { MetricsService } from '../src/metrics/metrics.service';
 import { ModelState } from '../src/model/current-model';
+import { freePort } from './support/ports';
 
 const dir = mkdtempSync(join(tmpdir(), 'lethe-coordinator-metrics-'));
 const storeDir = join(dir, 'store');
@@ -25,15 +25,6 @@ const log = pino({ level: 'silent' });
 let app: INestApplicationContext;
 let metricsAddress: string;
 const clients: grpc.Client[] = [];
-
-/** A port that was free a moment ago. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 const scrape = async (): Promise<string> => {
   const response = await fetch(`http://${metricsAddress}/metrics`);

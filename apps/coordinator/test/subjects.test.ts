@@ -30,6 +30,7 @@ import { CoordinatorModule } from '../src/coordinator.module';
 import type { ForgetJobRequest } from '../src/contract/forget-request';
 import { GrpcServerService } from '../src/grpc/grpc-server.service';
 import { JobsService } from '../src/jobs/jobs.service';
+import { unary } from './support/grpc-calls';
 
 const dir = mkdtempSync(join(tmpdir(), 'lethe-coordinator-subjects-'));
 const storeDir = join(dir, 'store');
@@ -43,26 +44,16 @@ const table = parseSubjectTable(
 let app: INestApplicationContext;
 let client: CoordinatorClient;
 
-function unary<Req, Res>(
+const rpc = <Req, Res>(
   method: (r: Req, cb: (e: grpc.ServiceError | null, res: Res) => void) => unknown,
   request: Req,
-): Promise<{ code: grpc.status; details: string; response?: Res }> {
-  return new Promise((resolve) => {
-    method.call(client, request, (error, response) =>
-      resolve(
-        error
-          ? { code: error.code, details: error.details }
-          : { code: grpc.status.OK, details: '', response },
-      ),
-    );
-  });
-}
+) => unary<Req, Res>(client, method, request);
 
 const listSamples = (selector: ListSamplesRequest['selector']) =>
-  unary<ListSamplesRequest, ListSamplesResponse>(client.listSamples, { selector });
+  rpc<ListSamplesRequest, ListSamplesResponse>(client.listSamples, { selector });
 
 const forget = (requestId: string, ids: string[]) =>
-  unary<SubmitForgetRequest, SubmitForgetResponse>(
+  rpc<SubmitForgetRequest, SubmitForgetResponse>(
     client.submitForget,
     SubmitForgetRequest.fromPartial({ requestId, target: { $case: 'subjectIds', value: { ids } } }),
   );
@@ -162,7 +153,7 @@ describe('data subjects through the Coordinator API', () => {
 
   it('plans a dry run of subjects and samples on the sisa model, changing nothing', async () => {
     const before = await storeState();
-    const planned = await unary<SubmitForgetRequest, SubmitForgetResponse>(
+    const planned = await rpc<SubmitForgetRequest, SubmitForgetResponse>(
       client.submitForget,
       SubmitForgetRequest.fromPartial({
         requestId: 'plan-s1',
@@ -180,7 +171,7 @@ describe('data subjects through the Coordinator API', () => {
     expect(plan.sampleEpochs).toBeLessThanOrEqual(plan.fullTrainingSampleEpochs);
     expect(plan.estimate!.rateSource).toBe('training');
     expect(plan.estimate!.totalSeconds).toBeGreaterThan(0);
-    const samples = await unary<SubmitForgetRequest, SubmitForgetResponse>(
+    const samples = await rpc<SubmitForgetRequest, SubmitForgetResponse>(
       client.submitForget,
       SubmitForgetRequest.fromPartial({
         requestId: 'plan-0',

@@ -3,10 +3,8 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import type { INestApplicationContext } from '@nestjs/common';
-import { NestFactory } from '@nestjs/core';
 import {
   type ChannelStats,
   type Dataset,
@@ -35,16 +33,14 @@ import {
   outputsKey,
   weightHashes,
 } from '@lethe/unlearning';
-import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadCoordinatorConfig } from '../src/config/coordinator-config';
-import { CoordinatorModule } from '../src/coordinator.module';
 import type { JobRecord } from '../src/contract/job-record';
 import { GrpcServerService } from '../src/grpc/grpc-server.service';
-import { JobsService } from '../src/jobs/jobs.service';
 import { ModelState } from '../src/model/current-model';
-import { WorkersService } from '../src/workers/workers.service';
-import { freePort, startWorker, unary, until } from './support/worker-processes';
+import { jobEnded, type LogLine, startCoordinator, workersJoined } from './support/coordinator-app';
+import { unary } from './support/grpc-calls';
+import { freePort } from './support/ports';
+import { startWorker } from './support/worker-processes';
 
 /**
  * The coordinator's joint training keeps the published weights' outputs on the test split and
@@ -57,7 +53,7 @@ const dir = mkdtempSync(join(tmpdir(), 'lethe-training-memo-'));
 const storeDir = join(dir, 'store');
 const store = new LocalDirStore(storeDir);
 const workers: ChildProcess[] = [];
-const lines: { msg: string; jobId?: string }[] = [];
+const lines: LogLine[] = [];
 const LIMIT = 40;
 const SEED = 3;
 let app: INestApplicationContext;
@@ -72,11 +68,7 @@ const rpc = <Req, Res>(
   request: Req,
 ) => unary<Req, Res>(client, method, request);
 
-const ended = (jobId: string): Promise<JobRecord> =>
-  until('the job to end', () => {
-    const job = app.get(JobsService).get(jobId)!;
-    return ['succeeded', 'failed', 'cancelled'].includes(job.state) ? job : undefined;
-  });
+const ended = (jobId: string): Promise<JobRecord> => jobEnded(app, jobId);
 
 async function train(requestId: string): Promise<JobRecord> {
   const started = await rpc<StartTrainingRequest, Job>(
@@ -210,32 +202,17 @@ beforeAll(async () => {
   const testSet = makeSyntheticDataset({ perClass: 4, split: 'test', seed: 5, classes: 3 });
   data = `cifar10:${writeCifar10(dir, { train: trainSet, test: testSet })}`;
   const port = await freePort();
-  const config = loadCoordinatorConfig(
+  app = await startCoordinator(
     ['--port', String(port), '--store', storeDir, '--db', join(dir, 'coordinator.sqlite')],
-    { LETHE_HEARTBEAT_INTERVAL_MS: '200', LETHE_HEARTBEAT_TIMEOUT_MS: '3000' },
+    lines,
   );
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      for (const text of chunk.toString().split('\n').filter(Boolean)) {
-        lines.push(JSON.parse(text) as { msg: string; jobId?: string });
-      }
-      done();
-    },
-  });
-  app = await NestFactory.createApplicationContext(
-    CoordinatorModule.forRoot(config, pino({ level: 'info' }, sink)),
-    { logger: false },
-  );
-  await app.init();
   client = new CoordinatorClient(
     app.get(GrpcServerService).address!,
     grpc.credentials.createInsecure(),
   );
   spawnWorker('memo-1', port);
   spawnWorker('memo-2', port);
-  await until('two workers', () =>
-    app.get(WorkersService).registry.live().length >= 2 ? true : undefined,
-  );
+  await workersJoined(app, 2);
 }, 120_000);
 
 afterAll(async () => {

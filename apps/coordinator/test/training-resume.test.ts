@@ -3,21 +3,17 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import type { INestApplicationContext } from '@nestjs/common';
-import { NestFactory } from '@nestjs/core';
 import { makeSyntheticDataset, writeCifar10 } from '@lethe/data';
 import { StartTrainingRequest, TrainingMode } from '@lethe/proto';
 import { LocalDirStore, type Manifest, ManifestStore } from '@lethe/store';
-import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadCoordinatorConfig } from '../src/config/coordinator-config';
-import { CoordinatorModule } from '../src/coordinator.module';
-import type { JobRecord } from '../src/contract/job-record';
 import { JobsService } from '../src/jobs/jobs.service';
 import { TrainingService } from '../src/services/training.service';
-import { WorkersService } from '../src/workers/workers.service';
-import { freePort, startWorker, until } from './support/worker-processes';
+import { jobEnded, type LogLine, startCoordinator, workersJoined } from './support/coordinator-app';
+import { until } from './support/polling';
+import { freePort } from './support/ports';
+import { startWorker } from './support/worker-processes';
 
 /**
  * A joint training stopped after its first epoch's checkpoint by closing the coordinator (the
@@ -36,14 +32,14 @@ let data: string;
 let port: number;
 const workers: ChildProcess[] = [];
 /** Every line the coordinators logged, job logs included. */
-const lines: { msg: string; jobId?: string }[] = [];
+const lines: LogLine[] = [];
 let app: INestApplicationContext | undefined;
 /** The model of the uninterrupted run. */
 let whole: Manifest;
 const PARTS = ['router', 'expert/0', 'expert/1', 'expert/2', 'lineage/routing'];
 
-async function startCoordinator(): Promise<INestApplicationContext> {
-  const config = loadCoordinatorConfig(
+const coordinator = (): Promise<INestApplicationContext> =>
+  startCoordinator(
     [
       '--port',
       String(port),
@@ -54,33 +50,13 @@ async function startCoordinator(): Promise<INestApplicationContext> {
       '--checkpoint-every-steps',
       '2',
     ],
-    { LETHE_HEARTBEAT_INTERVAL_MS: '200', LETHE_HEARTBEAT_TIMEOUT_MS: '3000' },
+    lines,
   );
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      for (const text of chunk.toString().split('\n').filter(Boolean)) {
-        lines.push(JSON.parse(text) as { msg: string; jobId?: string });
-      }
-      done();
-    },
-  });
-  return NestFactory.createApplicationContext(
-    CoordinatorModule.forRoot(config, pino({ level: 'info' }, sink)),
-    { logger: false },
-  );
-}
 
 function spawnWorker(name: string): ChildProcess {
   const child = startWorker({ name, port, storeDir });
   workers.push(child);
   return child;
-}
-
-const liveWorkers = (a: INestApplicationContext): number =>
-  a.get(WorkersService).registry.live().length;
-
-function jobOf(a: INestApplicationContext, id: string): JobRecord {
-  return a.get(JobsService).get(id)!;
 }
 
 const request = (requestId: string): StartTrainingRequest =>
@@ -99,10 +75,7 @@ const request = (requestId: string): StartTrainingRequest =>
   });
 
 async function trained(a: INestApplicationContext, id: string): Promise<Manifest> {
-  const job = await until('the job to end', () => {
-    const j = jobOf(a, id);
-    return ['succeeded', 'failed', 'cancelled'].includes(j.state) ? j : undefined;
-  });
+  const job = await jobEnded(a, id);
   expect(job.error).toBeUndefined();
   expect(job.state).toBe('succeeded');
   return new ManifestStore(store).readRevision(job.manifestRevision!);
@@ -113,10 +86,10 @@ beforeAll(async () => {
   const test = makeSyntheticDataset({ perClass: 6, split: 'test', seed: 4, classes: 4 });
   data = `cifar10:${writeCifar10(dir, { train, test })}`;
   port = await freePort();
-  app = await startCoordinator();
+  app = await coordinator();
   spawnWorker('resume-1');
   spawnWorker('resume-2');
-  await until('two workers', () => (liveWorkers(app!) >= 2 ? true : undefined));
+  await workersJoined(app, 2);
 });
 
 afterAll(async () => {
@@ -146,7 +119,7 @@ describe('joint training across a coordinator restart', () => {
       true,
     );
 
-    app = await startCoordinator();
+    app = await coordinator();
     const resumed = await trained(app, jobId);
     const resumedAt = lines.find((l) => l.jobId === jobId && l.msg.startsWith('resuming from'));
     expect(resumedAt?.msg).toMatch(/^resuming from the checkpoint of epoch [12]\/3/);
@@ -186,8 +159,9 @@ describe('joint training across a coordinator restart', () => {
       ),
     );
     app!.get(JobsService).cancel(first.jobId);
-    await until('the cancellation', () =>
-      jobOf(app!, first.jobId).state === 'cancelled' ? true : undefined,
+    await until(
+      'the cancellation',
+      () => app!.get(JobsService).get(first.jobId)!.state === 'cancelled',
     );
     // A new job (a later sequence number, so other step ids) under the same request id.
     const again = await training.start(request('cancelled'));
