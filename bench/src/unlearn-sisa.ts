@@ -14,7 +14,7 @@ import {
 import { initEngine } from '@lethe/engine';
 import { miaEfficacy } from '@lethe/metrics';
 import { evaluate, loadModel, MoEModel, type MoEConfig, trainModel } from '@lethe/model';
-import { forgetSamples, trainSisaModel } from '@lethe/sisa';
+import { defaultSisaTopK, forgetSamples, trainSisaModel } from '@lethe/sisa';
 import { LocalDirStore } from '@lethe/store';
 import { modelOutputs } from '@lethe/unlearning';
 import { Command } from 'commander';
@@ -25,6 +25,7 @@ const program = new Command()
   .option('--limit <N>', 'training samples (seeded subset)', '10000')
   .option('--preset <name>', 'model preset', 'small')
   .option('--experts <E>', 'experts = shards', '8')
+  .option('--top-k <K>', "sisa: experts mixed per image (default: sisa's, every expert)")
   .option('--slices <R>', 'slices per shard', '4')
   .option('--epochs-per-slice <N>', 'epochs over each cumulative slice prefix', '2')
   .option('--router-epochs <N>', 'router epochs (experts frozen)', '1')
@@ -58,7 +59,7 @@ async function main(): Promise<void> {
   const config: MoEConfig = {
     preset: o['preset']!,
     experts: E,
-    topK: 2,
+    topK: o['topK'] ? Number(o['topK']) : defaultSisaTopK(E),
     numClasses: train.classes.length,
     inputShape: [32, 32, 3],
     routerNoise: 1,
@@ -94,7 +95,8 @@ async function main(): Promise<void> {
     console.log(`sisa: ${full.toFixed(0)} s, test accuracy ${pct(sisaAcc)}%`);
 
     console.log(`joint: ${o['jointEpochs']} epochs`);
-    const joint = new MoEModel(config);
+    // The joint model with the joint default: two experts per image.
+    const joint = new MoEModel({ ...config, topK: 2 });
     const jointStarted = performance.now();
     await trainModel(joint, {
       epochs: Number(o['jointEpochs']),
@@ -181,14 +183,14 @@ async function main(): Promise<void> {
         '',
         `${today()} · ${machine()} · engine **${engine.engine}**`,
         '',
-        `Command: \`npm run bench:unlearn-sisa -- ${process.argv.slice(2).join(' ')}\`. ${train.size === 50_000 ? 'The 50,000 CIFAR-10 training images' : `${train.size} CIFAR-10 training images (seeded subset)`}, the \`${config.preset}\` preset, E=${E} shards (one expert each), R=${options.slices} slices, ${options.epochsPerSlice} epochs per slice prefix, router ${options.routerEpochs} epoch(s) on a seeded ${pct(options.routerFraction)}% of the samples with the experts frozen, batch 128, lr 0.003, uniform shard assignment.`,
+        `Command: \`npm run bench:unlearn-sisa -- ${process.argv.slice(2).join(' ')}\`. ${train.size === 50_000 ? 'The 50,000 CIFAR-10 training images' : `${train.size} CIFAR-10 training images (seeded subset)`}, the \`${config.preset}\` preset, E=${E} shards (one expert each), each image mixed over k=${config.topK} of them by the router, R=${options.slices} slices, ${options.epochsPerSlice} epochs per slice prefix, router ${options.routerEpochs} epoch(s) on a seeded ${pct(options.routerFraction)}% of the samples with the experts frozen, batch 128, lr 0.003, uniform shard assignment.`,
         '',
         '**Accuracy cost of sharding** (test accuracy on the 10,000 CIFAR-10 test images):',
         '',
         '| model | training wall time | test accuracy |',
         '|---|---|---|',
-        `| sisa, E=${E}, R=${options.slices} | ${(full / 60).toFixed(1)} min | ${pct(sisaAcc)}% |`,
-        `| joint, same MoE, ${o['jointEpochs']} epochs | ${(jointSeconds / 60).toFixed(1)} min | ${pct(jointAcc)}% |`,
+        `| sisa, E=${E}, k=${config.topK}, R=${options.slices} | ${(full / 60).toFixed(1)} min | ${pct(sisaAcc)}% |`,
+        `| joint, same MoE (k=2), ${o['jointEpochs']} epochs | ${(jointSeconds / 60).toFixed(1)} min | ${pct(jointAcc)}% |`,
         '',
         `**Time to forget n random training samples** against full sisa retraining (${full.toFixed(0)} s, measured above in the same run). Replay recomputes only the affected shards from the slice before the first one that held a forgotten sample; the router is retrained on the remaining data from the stored logits tables of the unchanged shards.`,
         '',

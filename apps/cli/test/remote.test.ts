@@ -596,7 +596,7 @@ describe('lethe train --coordinator', () => {
       },
       preset: 'tiny',
       experts: 3,
-      topK: 2,
+      topK: 0, // no --top-k: the coordinator's default (2; sisa: every expert)
       epochs: 2,
       batchSize: 16,
       learningRate: 0.01,

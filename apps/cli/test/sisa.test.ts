@@ -3,6 +3,8 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { readModelCard } from '@lethe/model';
+import { LocalDirStore } from '@lethe/store';
 import { lethe, writeCifar10 } from './fixtures';
 
 const work = mkdtempSync(join(tmpdir(), 'lethe-cli-sisa-'));
@@ -20,6 +22,40 @@ function storeHashes(dir: string): string[] {
 describe('lethe train --mode sisa / forget --samples / verify', () => {
   const data = `cifar10:${writeCifar10(work, 12, 4)}`;
   const store = join(work, 'store');
+
+  it('mixes every shard model per image unless --top-k says otherwise', async () => {
+    const dir = join(work, 'store-default-k');
+    const train = (...extra: string[]) =>
+      lethe([
+        'train',
+        '--mode',
+        'sisa',
+        '--data',
+        data,
+        '--store',
+        dir,
+        '--preset',
+        'tiny',
+        '--experts',
+        '3',
+        '--slices',
+        '1',
+        '--epochs',
+        '1',
+        '--batch',
+        '8',
+        '--router-fraction',
+        '0.5',
+        ...extra,
+      ]);
+    const tooMany = train('--top-k', '4');
+    expect(tooMany.status).not.toBe(0);
+    expect(tooMany.stderr).toMatch(/--top-k \(4\) cannot exceed --experts \(3\)/);
+    const run = train();
+    expect(run.stderr).not.toMatch(/lethe: error/);
+    expect(run.status).toBe(0);
+    expect((await readModelCard(new LocalDirStore(dir)))?.config.topK).toBe(3);
+  });
 
   it('trains shard by shard, forgets samples exactly, and verifies it from the store', () => {
     const train = lethe([

@@ -175,6 +175,17 @@ describe('request contract', () => {
     ).toMatchObject({ epochs: 3, anchor: 0, measure: 'full', lambda: 2 });
   });
 
+  it('routes each image to 2 experts by default, and to every expert of a sisa model', () => {
+    expect(normaliseTrainingRequest(training({ experts: 8 })).topK).toBe(2);
+    const sisa = training({ mode: TrainingMode.TRAINING_MODE_SISA, experts: 8 });
+    expect(normaliseTrainingRequest(sisa).topK).toBe(8);
+    expect(normaliseTrainingRequest({ ...sisa, topK: 2 }).topK).toBe(2);
+    expect(refusal(() => normaliseTrainingRequest({ ...sisa, topK: 9 }))).toEqual({
+      code: 'INVALID_ARGUMENT',
+      message: 'top_k (9) must not exceed experts (8)',
+    });
+  });
+
   it('takes specialize_weight in [0, 100], the model default when unset', () => {
     expect(normaliseTrainingRequest(training({})).specializeWeight).toBe(DEFAULT_SPECIALIZE_WEIGHT);
     expect(normaliseTrainingRequest(training({ specializeWeight: 0 })).specializeWeight).toBe(0);

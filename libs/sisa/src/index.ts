@@ -22,6 +22,7 @@ export {
   type SisaProgress,
   type SisaTrainingResult,
   type ShardTrainer,
+  defaultSisaTopK,
   localShardTrainer,
   trainShard,
   trainSisa,

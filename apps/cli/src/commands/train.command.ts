@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { LocalDirStore } from '@lethe/store';
 import { formatRoutingHealth, routingHealth } from '@lethe/metrics';
+import { defaultSisaTopK } from '@lethe/sisa';
 import {
   DEFAULT_ROUTER_NOISE,
   DEFAULT_SPECIALIZE_WEIGHT,
@@ -33,7 +34,7 @@ interface TrainFlags extends ConnectionFlags {
   data: string;
   store: string;
   experts: number;
-  topK: number;
+  topK?: number;
   preset: string;
   epochs: number;
   batch: number;
@@ -69,7 +70,7 @@ export function registerTrainCommand(program: Command): void {
     )
     .option('--store <dir>', 'local store directory', '.lethe/store')
     .option('--experts <E>', 'number of experts', positiveInt, 4)
-    .option('--top-k <K>', 'experts per image', positiveInt, 2)
+    .option('--top-k <K>', 'experts per image (default 2; sisa: every expert)', positiveInt)
     .option('--preset <name>', `architecture: ${Object.keys(PRESETS).join(', ')}`, 'small')
     .option('--epochs <N>', 'training epochs', positiveInt, 10)
     .option('--batch <B>', 'batch size', positiveInt, 128)
@@ -134,8 +135,9 @@ export function registerTrainCommand(program: Command): void {
             `--specialize must be in [0, ${MAX_SPECIALIZE_WEIGHT}], got ${flags.specialize}`,
           );
         }
-        if (flags.topK > flags.experts) {
-          throw new CliError(`--top-k (${flags.topK}) cannot exceed --experts (${flags.experts})`);
+        const topK = flags.topK ?? (flags.mode === 'sisa' ? defaultSisaTopK(flags.experts) : 2);
+        if (topK > flags.experts) {
+          throw new CliError(`--top-k (${topK}) cannot exceed --experts (${flags.experts})`);
         }
         const remote = explicitCoordinator(flags.coordinator, flags);
         if (remote) {
@@ -176,7 +178,7 @@ export function registerTrainCommand(program: Command): void {
               store,
               preset: flags.preset,
               experts: flags.experts,
-              topK: flags.topK,
+              topK,
               epochs: flags.epochs,
               batchSize: flags.batch,
               learningRate: flags.lr,
@@ -211,7 +213,7 @@ export function registerTrainCommand(program: Command): void {
           store,
           preset: flags.preset,
           experts: flags.experts,
-          topK: flags.topK,
+          topK,
           epochs: flags.epochs,
           batchSize: flags.batch,
           learningRate: flags.lr,
@@ -225,7 +227,7 @@ export function registerTrainCommand(program: Command): void {
           ...(flags.limit ? { limit: flags.limit } : {}),
           ...(flags.subjects ? { subjects: flags.subjects } : {}),
           onEpoch: (summary) => {
-            const health = routingHealth(summary.routing, flags.topK);
+            const health = routingHealth(summary.routing, topK);
             process.stderr.write(
               `epoch ${summary.epoch + 1}: routing as trained (with noise): ${formatRoutingHealth(health)}\n`,
             );

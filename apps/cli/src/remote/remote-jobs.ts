@@ -53,7 +53,8 @@ export interface RemoteTrainFlags {
   data: string;
   preset: string;
   experts: number;
-  topK: number;
+  /** Unset: the coordinator's default (2; sisa: every expert). */
+  topK?: number;
   epochs: number;
   batch: number;
   lr: number;
@@ -98,7 +99,7 @@ export function trainingRequest(flags: RemoteTrainFlags): StartTrainingRequest {
     dataset: datasetSpec(flags.data, Split.SPLIT_TRAIN, flags.limit ?? 0),
     preset: flags.preset,
     experts: flags.experts,
-    topK: flags.topK,
+    topK: flags.topK ?? 0,
     epochs: flags.epochs,
     batchSize: flags.batch,
     learningRate: flags.lr,

@@ -692,8 +692,8 @@ export interface StartTrainingRequest {
   /** Number of experts E, 1..64. Default 4. */
   experts: number;
   /**
-   * Experts per image k, 1..experts. Default 2. In sisa mode the router aggregates the k chosen
-   * shard models.
+   * Experts per image k, 1..experts. Default 2; in sisa mode every expert: the router weighs
+   * all shard models (generalists trained on disjoint shards, so mixing all beats any two).
    */
   topK: number;
   /**
