@@ -17,7 +17,6 @@ import {
   publishModel,
   type StepProgress,
   readTrainingRecord,
-  recordedTrainingRate,
   type TrainingRecord,
 } from '@lethe/model';
 import type { JsonValue, ObjectStore } from '@lethe/store';
@@ -44,7 +43,6 @@ import {
   loadOutputMemos,
   type OutputMemos,
   type MeasuredOutputs,
-  measurementSeconds,
   memoCoverage,
   outputsKey,
   pruneOutputMemos,
@@ -67,6 +65,7 @@ import {
   receiptObjectName,
   storeReceipt,
 } from './receipt';
+import { estimateForget, type ForgetEstimate, type ForgetWork } from './forget-estimate';
 
 export interface ClassForgetRequest {
   /** Client-chosen id that makes the request idempotent; generated when absent. */
@@ -153,26 +152,6 @@ export interface ForgetPreview {
   estimate: ForgetEstimate;
   /** The manifest revision the plan was made on. */
   manifestRevision: number;
-}
-
-/** The work a forget request implies, and seconds at the rate its model trained at. */
-export interface ForgetEstimate {
-  /** Samples each retraining epoch visits (all forgotten + the retained subset). */
-  trainingSamples: number;
-  epochs: number;
-  expertsRetrained: number;
-  /** Training samples × experts retrained: the expert work, next to training's size × E. */
-  expertSampleWork: number;
-  /** Samples the before and after measurements each run the model on. */
-  measuredSamples: number;
-  /**
-   * Of those, the samples whose outputs on these weights the store already holds (measured by
-   * training's evaluation or the previous forget's "after"): the "before" skips them.
-   */
-  measuredBeforeReused: number;
-  /** Training images per second the stored model was trained at (its training record). */
-  trainingRate: number | undefined;
-  seconds: { retraining: number; measurement: number; total: number } | undefined;
 }
 
 interface Prepared {
@@ -308,7 +287,11 @@ export async function previewClassForget(
     return {
       request: prepared.record,
       plan,
-      estimate: estimateForget(prepared.record, plan, ctx, readTrainingRecord(manifest), measured),
+      estimate: estimateForget(
+        classForgetWork(prepared.record, plan, ctx),
+        measured,
+        readTrainingRecord(manifest),
+      ),
       manifestRevision: manifest.revision,
     };
   } finally {
@@ -531,17 +514,12 @@ export function checkRecipeNumbers(
   check('seed', request.seed, (v) => integer(v) && Math.abs(v) <= 2 ** 31, 'a 32-bit integer');
 }
 
-/**
- * Seconds at the rate the stored model trained at: a retraining step of the subset costs about
- * a training step (router and experts forward and backward), an inference pass about a third.
- */
-function estimateForget(
+/** What a class forget with this recipe and plan retrains (the estimate's input). */
+function classForgetWork(
   record: ClassForgetRequestRecord,
   plan: ClassForgetPlan,
   ctx: ClassForgetContext,
-  training: TrainingRecord | undefined,
-  { measuredSamples, measuredBeforeReused }: MeasuredOutputs,
-): ForgetEstimate {
+): ForgetWork {
   const retained = ctx.train.size - plan.samples;
   const targeted = record.method === 'targeted';
   const trainingSamples = targeted
@@ -553,28 +531,15 @@ function estimateForget(
         : record.method === 'gradient-ascent'
           ? plan.samples
           : ctx.train.size;
-  const epochs = record.method === 'mask' ? 0 : record.epochs;
-  const experts = targeted
-    ? plan.experts.length
-    : record.method === 'mask'
-      ? 0
-      : plan.activations.length;
-  const rate = recordedTrainingRate(training);
-  const retraining = rate
-    ? (trainingSamples * epochs) / rate + (targeted ? trainingSamples / (3 * rate) : 0)
-    : 0;
-  const measurement = rate
-    ? measurementSeconds({ measuredSamples, measuredBeforeReused }, rate)
-    : 0;
   return {
     trainingSamples,
-    epochs,
-    expertsRetrained: experts,
-    expertSampleWork: trainingSamples * experts * epochs,
-    measuredSamples,
-    measuredBeforeReused,
-    trainingRate: rate,
-    seconds: rate ? { retraining, measurement, total: retraining + measurement } : undefined,
+    epochs: record.method === 'mask' ? 0 : record.epochs,
+    expertsRetrained: targeted
+      ? plan.experts.length
+      : record.method === 'mask'
+        ? 0
+        : plan.activations.length,
+    teacherPass: targeted,
   };
 }
 

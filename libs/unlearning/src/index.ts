@@ -65,12 +65,12 @@ export {
   type ClassForgetRequest,
   type ClassForgetContext,
   type ForgetPreview,
-  type ForgetEstimate,
   DEFAULT_FORGET_RECIPE,
   ForgetRequestError,
   forgetClass,
   previewClassForget,
 } from './class-forget-job';
+export { type ForgetEstimate } from './forget-estimate';
 export {
   SAMPLE_FORGET_METHODS,
   type SampleForgetMethod,

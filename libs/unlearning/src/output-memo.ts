@@ -171,17 +171,6 @@ export async function memoCoverage(
   return { measuredSamples, measuredBeforeReused: measuredSamples - missing };
 }
 
-/**
- * Seconds of a before and after measurement at a training rate: an inference pass costs about
- * a third of a training step, and the "before" skips what the memo holds.
- */
-export function measurementSeconds(
-  { measuredSamples, measuredBeforeReused }: MeasuredOutputs,
-  rate: number,
-): number {
-  return (2 * measuredSamples - Math.min(measuredSamples, measuredBeforeReused)) / (3 * rate);
-}
-
 /** Stores memos (each put is atomic); a cache, so callers may ignore a failure. */
 export async function saveOutputMemos(store: ObjectStore, memos: OutputMemos): Promise<void> {
   await store.put(`${PREFIX}${memos.key}/train`, memos.train.encode());

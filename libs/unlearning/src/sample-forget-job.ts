@@ -36,7 +36,6 @@ import {
   type MoEModel,
   publishModel,
   readTrainingRecord,
-  recordedTrainingRate,
   type StepProgress,
 } from '@lethe/model';
 import type { ObjectStore } from '@lethe/store';
@@ -62,7 +61,6 @@ import {
 } from './measure-samples';
 import {
   loadOutputMemos,
-  measurementSeconds,
   memoCoverage,
   outputsKey,
   pruneOutputMemos,
@@ -108,6 +106,7 @@ export type {
   SampleForgetReceipt,
   SampleForgetRequestRecord,
 } from '@lethe/ledger';
+import { estimateForget, type ForgetEstimate } from './forget-estimate';
 
 export interface SampleForgetContext {
   store: ObjectStore;
@@ -125,18 +124,7 @@ export interface SampleForgetContext {
 export interface SampleForgetPreview {
   request: SampleForgetRequestRecord;
   plan: SampleForgetPlan;
-  estimate: {
-    /** Samples each retraining epoch visits. */
-    trainingSamples: number;
-    epochs: number;
-    expertsRetrained: number;
-    expertSampleWork: number;
-    measuredSamples: number;
-    /** Of those, the samples whose outputs the "before" finds in the store's memo. */
-    measuredBeforeReused: number;
-    trainingRate: number | undefined;
-    seconds: { retraining: number; measurement: number; total: number } | undefined;
-  };
+  estimate: ForgetEstimate;
   manifestRevision: number;
 }
 
@@ -416,8 +404,8 @@ export async function previewSampleForget(
     const trainingSamples = approximate
       ? (fineTuning ? 0 : plan.samples) + Math.max(1, Math.round(retained * record.retainFraction))
       : retained;
-    const recipe = trainingRecipe(readTrainingRecord(prepared.loaded.manifest));
-    const epochs = approximate ? record.epochs : recipe.epochs;
+    const training = readTrainingRecord(prepared.loaded.manifest);
+    const epochs = approximate ? record.epochs : trainingRecipe(training).epochs;
     const expertsRetrained = approximate
       ? plan.experts.length
       : prepared.loaded.card.config.experts;
@@ -434,24 +422,14 @@ export async function previewSampleForget(
         record.seed,
       ),
     );
-    const rate = recordedTrainingRate(readTrainingRecord(prepared.loaded.manifest));
-    const retraining = rate
-      ? (trainingSamples * epochs) / rate +
-        (record.method === 'scrub' ? trainingSamples / (3 * rate) : 0)
-      : 0;
-    const measurement = rate ? measurementSeconds(measured, rate) : 0;
     return {
       request: record,
       plan,
-      estimate: {
-        trainingSamples,
-        epochs,
-        expertsRetrained,
-        expertSampleWork: trainingSamples * epochs * expertsRetrained,
-        ...measured,
-        trainingRate: rate,
-        seconds: rate ? { retraining, measurement, total: retraining + measurement } : undefined,
-      },
+      estimate: estimateForget(
+        { trainingSamples, epochs, expertsRetrained, teacherPass: record.method === 'scrub' },
+        measured,
+        training,
+      ),
       manifestRevision: prepared.loaded.manifest.revision,
     };
   } finally {
