@@ -55,6 +55,12 @@ describe('lethe train --mode sisa / forget --samples / verify', () => {
     expect(run.stderr).not.toMatch(/lethe: error/);
     expect(run.status).toBe(0);
     expect((await readModelCard(new LocalDirStore(dir)))?.config.topK).toBe(3);
+    // With every expert on every image there is no routing health to show.
+    const evaluated = lethe(['eval', '--store', dir, '--data', data]);
+    expect(evaluated.status).toBe(0);
+    expect(evaluated.stdout).toMatch(/^accuracy [\d.]+% on 16 images/);
+    expect(evaluated.stdout).toMatch(/every image goes to all 3 experts, so there is no routing/);
+    expect(evaluated.stdout).not.toMatch(/collateral|routing health/);
   });
 
   it('trains shard by shard, forgets samples exactly, and verifies it from the store', () => {

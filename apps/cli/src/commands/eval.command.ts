@@ -138,6 +138,13 @@ export function printEvaluation(result: Evaluation, classes: string[], rule?: Se
   const load = health
     ? ['load × fair', '', '', ...health.utilisation.map((u) => u.toFixed(2)), '']
     : [];
+  if (!health && result.count > 0 && experts > 0) {
+    console.log(
+      `per-class accuracy; every image goes to all ${experts} experts, so there is no routing to judge (a sisa model's default; its forgets replay the shards holding the samples):`,
+    );
+    console.log(table([['class', 'accuracy', 'n'], ...rows.map((row) => row.slice(0, 3))]));
+    return;
+  }
   console.log(
     "per-class accuracy, share of routing slots per expert, and collateral (the other classes' share on the experts a forget of the class would retrain):",
   );
@@ -159,7 +166,10 @@ export function evaluationRoutingHealth(
 ): RoutingHealth | undefined {
   const slots = result.routing.flat().reduce((a, b) => a + b, 0);
   if (result.count === 0 || slots === 0) return undefined;
-  return routingHealth(result.routing, Math.round(slots / result.count), rule);
+  const k = Math.round(slots / result.count);
+  // Every expert on every image (a sisa model's default): shares and collateral say nothing.
+  if (k >= (result.routing[0]?.length ?? 0)) return undefined;
+  return routingHealth(result.routing, k, rule);
 }
 
 function selectionRule(text: string): SelectionRule {
