@@ -11,7 +11,7 @@ import {
 import { initEngine } from '@lethe/engine';
 import type { MoEConfig } from '@lethe/model';
 import {
-  defaultSisaTopK,
+  defaultTopK,
   type ForgetClock,
   MAX_FORGET_WINDOW_MS,
   type SisaReceipt,
@@ -191,7 +191,7 @@ async function main(): Promise<void> {
   const config: MoEConfig = {
     preset: o['preset']!,
     experts: E,
-    topK: defaultSisaTopK(E),
+    topK: defaultTopK('sisa', E),
     numClasses: train.classes.length,
     inputShape: [32, 32, 3],
     routerNoise: 1,

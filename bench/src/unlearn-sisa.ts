@@ -14,7 +14,7 @@ import {
 import { initEngine } from '@lethe/engine';
 import { miaEfficacy } from '@lethe/metrics';
 import { evaluate, loadModel, MoEModel, type MoEConfig, trainModel } from '@lethe/model';
-import { defaultSisaTopK, forgetSamples, trainSisaModel } from '@lethe/sisa';
+import { defaultTopK, forgetSamples, trainSisaModel } from '@lethe/sisa';
 import { LocalDirStore } from '@lethe/store';
 import { modelOutputs } from '@lethe/unlearning';
 import { Command } from 'commander';
@@ -59,7 +59,7 @@ async function main(): Promise<void> {
   const config: MoEConfig = {
     preset: o['preset']!,
     experts: E,
-    topK: o['topK'] ? Number(o['topK']) : defaultSisaTopK(E),
+    topK: o['topK'] ? Number(o['topK']) : defaultTopK('sisa', E),
     numClasses: train.classes.length,
     inputShape: [32, 32, 3],
     routerNoise: 1,

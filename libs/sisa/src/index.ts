@@ -22,7 +22,7 @@ export {
   type SisaProgress,
   type SisaTrainingResult,
   type ShardTrainer,
-  defaultSisaTopK,
+  defaultTopK,
   localShardTrainer,
   trainShard,
   trainSisa,

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { LocalDirStore } from '@lethe/store';
 import { formatRoutingHealth, routingHealth } from '@lethe/metrics';
-import { defaultSisaTopK } from '@lethe/sisa';
+import { defaultTopK } from '@lethe/sisa';
 import {
   DEFAULT_ROUTER_NOISE,
   DEFAULT_SPECIALIZE_WEIGHT,
@@ -135,7 +135,7 @@ export function registerTrainCommand(program: Command): void {
             `--specialize must be in [0, ${MAX_SPECIALIZE_WEIGHT}], got ${flags.specialize}`,
           );
         }
-        const topK = flags.topK ?? (flags.mode === 'sisa' ? defaultSisaTopK(flags.experts) : 2);
+        const topK = flags.topK ?? defaultTopK(flags.mode, flags.experts);
         if (topK > flags.experts) {
           throw new CliError(`--top-k (${topK}) cannot exceed --experts (${flags.experts})`);
         }

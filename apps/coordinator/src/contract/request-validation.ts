@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { DATASET_SCHEMES, DataError } from '@lethe/data';
 import { DEFAULT_ROUTER_NOISE, DEFAULT_SPECIALIZE_WEIGHT, PRESETS } from '@lethe/model';
-import { defaultSisaTopK } from '@lethe/sisa';
+import { defaultTopK } from '@lethe/sisa';
 import {
   type DatasetSpec,
   type EvaluateRequest,
@@ -178,7 +178,7 @@ export function normaliseTrainingRequest(request: StartTrainingRequest): Trainin
     );
   }
   const experts = integer('experts', request.experts, 4, 1, 64);
-  const topK = request.topK || (sisaMode ? defaultSisaTopK(experts) : 2);
+  const topK = request.topK || defaultTopK(sisaMode ? 'sisa' : 'joint', experts);
   if (topK > experts) throw invalidArgument(`top_k (${topK}) must not exceed experts (${experts})`);
   let sisa: TrainingRequest['sisa'];
   if (sisaMode) {
