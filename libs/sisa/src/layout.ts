@@ -25,7 +25,7 @@ function sampleKey(seed: number, id: string): string {
 /**
  * Splits the training set into `shards` shards of `slices` slices. `uniform` deals samples in a
  * seeded pseudo-random order to shards in turn; `class-balanced` does the same within each class,
- * so every shard sees every class in proportion. Slices split each shard the same way.
+ * so every shard — and every slice of it — sees every class in proportion.
  */
 export function planLayout(
   train: Dataset,
@@ -51,9 +51,13 @@ export function planLayout(
     const members = groups.get(group)!.sort((a, b) => (a.key < b.key ? -1 : 1));
     for (const m of members) perShard[dealt++ % shards]!.push(m.index);
   }
+  // A shard's members come class by class when class-balanced, so its slices take every R-th
+  // member (each slice sees every class); in a uniform shard, random order, contiguous runs do.
+  const sliceOf = (i: number, n: number): number =>
+    assignment === 'class-balanced' ? i % slices : Math.floor((i * slices) / n);
   const slots = perShard.map((members) => {
     const bySlice: number[][] = Array.from({ length: slices }, () => []);
-    members.forEach((index, i) => bySlice[Math.floor((i * slices) / members.length)]!.push(index));
+    members.forEach((index, i) => bySlice[sliceOf(i, members.length)]!.push(index));
     return bySlice.map((s) => s.sort((a, b) => a - b));
   });
   return { shards, slices, assignment, seed, slots };

@@ -114,10 +114,15 @@ describe('sisa', () => {
       assignment: 'class-balanced',
       seed: 1,
     });
-    for (const shard of balanced.slots) {
+    const classCounts = (indices: number[]): number[] => {
       const counts = [0, 0, 0];
-      for (const i of shard.flat()) counts[train.labels[train.indices.indexOf(i)]!]!++;
-      expect(counts).toEqual([4, 4, 4]);
+      for (const i of indices) counts[train.labels[train.indices.indexOf(i)]!]!++;
+      return counts;
+    };
+    for (const shard of balanced.slots) {
+      expect(classCounts(shard.flat())).toEqual([4, 4, 4]);
+      // Slices too: a shard model trains slice by slice, so a slice of one class would skew it.
+      for (const slice of shard) expect(classCounts(slice)).toEqual([2, 2, 2]);
     }
   });
 });
