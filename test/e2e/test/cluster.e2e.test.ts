@@ -443,7 +443,6 @@ describe('a coordinator with 3 worker processes and an S3 store', () => {
         dataset: { source: { $case: 'uri', value: cluster.data } },
         preset: 'tiny',
         experts: 3,
-        topK: 1,
         epochs: 1,
         batchSize: 32,
         learningRate: 0.003,
@@ -460,6 +459,13 @@ describe('a coordinator with 3 worker processes and an S3 store', () => {
     expect(
       new Set(shardSteps.map((e) => e.event?.$case === 'progress' && e.event.value.shard)),
     ).toEqual(new Set([0, 1, 2]));
+    // top_k unset: every image mixes all three shard models, hosted on both workers.
+    const image = { data: Buffer.alloc(32 * 32 * 3, 90), height: 32, width: 32, channels: 3 };
+    const [mixed] = (
+      await callUnary(client, client.predict, PredictRequest.fromPartial({ images: [image] }))
+    ).predictions;
+    expect([...mixed!.experts].sort()).toEqual([0, 1, 2]);
+    expect(mixed!.gates.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 5);
     // A method made for joint models does not apply; an unknown sample is NOT_FOUND.
     expect(
       await code(
