@@ -22,32 +22,29 @@ function storeHashes(dir: string): string[] {
 describe('lethe train --mode sisa / forget --samples / verify', () => {
   const data = `cifar10:${writeCifar10(work, 12, 4)}`;
   const store = join(work, 'store');
+  /** `lethe train --mode sisa` of the tiny preset, one epoch per slice, the router on half. */
+  const trainSisa = (dir: string, args: string[]) =>
+    lethe([
+      'train',
+      '--mode',
+      'sisa',
+      '--data',
+      data,
+      '--store',
+      dir,
+      '--preset',
+      'tiny',
+      '--epochs',
+      '1',
+      '--router-fraction',
+      '0.5',
+      ...args,
+    ]);
 
   it('mixes every shard model per image unless --top-k says otherwise', async () => {
     const dir = join(work, 'store-default-k');
     const train = (...extra: string[]) =>
-      lethe([
-        'train',
-        '--mode',
-        'sisa',
-        '--data',
-        data,
-        '--store',
-        dir,
-        '--preset',
-        'tiny',
-        '--experts',
-        '3',
-        '--slices',
-        '1',
-        '--epochs',
-        '1',
-        '--batch',
-        '8',
-        '--router-fraction',
-        '0.5',
-        ...extra,
-      ]);
+      trainSisa(dir, ['--experts', '3', '--slices', '1', '--batch', '8', ...extra]);
     const tooMany = train('--top-k', '4');
     expect(tooMany.status).not.toBe(0);
     expect(tooMany.stderr).toMatch(/--top-k \(4\) cannot exceed --experts \(3\)/);
@@ -64,28 +61,15 @@ describe('lethe train --mode sisa / forget --samples / verify', () => {
   });
 
   it('trains shard by shard, forgets samples exactly, and verifies it from the store', () => {
-    const train = lethe([
-      'train',
-      '--mode',
-      'sisa',
-      '--data',
-      data,
-      '--store',
-      store,
-      '--preset',
-      'tiny',
+    const train = trainSisa(store, [
       '--experts',
       '2',
       '--top-k',
       '1',
       '--slices',
       '2',
-      '--epochs',
-      '1',
       '--batch',
       '8',
-      '--router-fraction',
-      '0.5',
     ]);
     expect(train.stderr).not.toMatch(/lethe: error/);
     expect(train.status).toBe(0);
