@@ -10,6 +10,7 @@ import {
 } from '@lethe/proto';
 import { DEFAULT_SPECIALIZE_WEIGHT } from '@lethe/model';
 import { RpcError } from '@lethe/rpc';
+import { DEFAULT_SISA_OPTIONS } from '@lethe/sisa';
 import { describe, expect, it } from 'vitest';
 import {
   checkPredictRequest,
@@ -180,6 +181,11 @@ describe('request contract', () => {
     const sisa = training({ mode: TrainingMode.TRAINING_MODE_SISA, experts: 8 });
     expect(normaliseTrainingRequest(sisa).topK).toBe(8);
     expect(normaliseTrainingRequest({ ...sisa, topK: 2 }).topK).toBe(2);
+    // Unset sisa options are the library's defaults, as `lethe train --mode sisa` gets them.
+    expect(normaliseTrainingRequest(sisa).sisa).toEqual({
+      slices: DEFAULT_SISA_OPTIONS.slices,
+      routerEpochs: DEFAULT_SISA_OPTIONS.routerEpochs,
+    });
     expect(refusal(() => normaliseTrainingRequest({ ...sisa, topK: 9 }))).toEqual({
       code: 'INVALID_ARGUMENT',
       message: 'top_k (9) must not exceed experts (8)',

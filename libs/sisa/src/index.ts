@@ -23,6 +23,7 @@ export {
   type SisaTrainingResult,
   type ShardTrainer,
   defaultTopK,
+  DEFAULT_SISA_OPTIONS,
   localShardTrainer,
   trainShard,
   trainSisa,

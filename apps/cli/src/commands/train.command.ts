@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { LocalDirStore } from '@lethe/store';
 import { formatRoutingHealth, routingHealth } from '@lethe/metrics';
-import { defaultTopK } from '@lethe/sisa';
+import { DEFAULT_SISA_OPTIONS, defaultTopK } from '@lethe/sisa';
 import {
   DEFAULT_ROUTER_NOISE,
   DEFAULT_SPECIALIZE_WEIGHT,
@@ -104,19 +104,29 @@ export function registerTrainCommand(program: Command): void {
       oneOf(['joint', 'sisa'] as const),
       'joint',
     )
-    .option('--slices <R>', 'sisa: slices per shard (a checkpoint after each)', positiveInt, 4)
+    .option(
+      '--slices <R>',
+      'sisa: slices per shard (a checkpoint after each)',
+      positiveInt,
+      DEFAULT_SISA_OPTIONS.slices,
+    )
     .option(
       '--assignment <how>',
       'sisa: uniform | class-balanced shards',
       oneOf(['uniform', 'class-balanced'] as const),
       'uniform',
     )
-    .option('--router-epochs <N>', 'sisa: router epochs, experts frozen', positiveInt, 1)
+    .option(
+      '--router-epochs <N>',
+      'sisa: router epochs, experts frozen',
+      positiveInt,
+      DEFAULT_SISA_OPTIONS.routerEpochs,
+    )
     .option(
       '--router-fraction <F>',
       'sisa: share of the samples the router trains on',
       positiveNumber,
-      1,
+      DEFAULT_SISA_OPTIONS.routerFraction,
     )
     .option(
       '--subjects <file>',

@@ -94,7 +94,7 @@ export function trainingRequest(flags: RemoteTrainFlags): StartTrainingRequest {
     requestId: flags.requestId ?? '',
     mode: sisa ? TrainingMode.TRAINING_MODE_SISA : TrainingMode.TRAINING_MODE_JOINT,
     ...(sisa
-      ? { sisa: { shards: 0, slices: flags.slices ?? 4, routerEpochs: flags.routerEpochs ?? 2 } }
+      ? { sisa: { shards: 0, slices: flags.slices ?? 0, routerEpochs: flags.routerEpochs ?? 0 } }
       : {}),
     dataset: datasetSpec(flags.data, Split.SPLIT_TRAIN, flags.limit ?? 0),
     preset: flags.preset,

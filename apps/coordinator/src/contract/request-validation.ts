@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { DATASET_SCHEMES, DataError } from '@lethe/data';
 import { DEFAULT_ROUTER_NOISE, DEFAULT_SPECIALIZE_WEIGHT, PRESETS } from '@lethe/model';
-import { defaultTopK } from '@lethe/sisa';
+import { DEFAULT_SISA_OPTIONS, defaultTopK } from '@lethe/sisa';
 import {
   type DatasetSpec,
   type EvaluateRequest,
@@ -187,8 +187,14 @@ export function normaliseTrainingRequest(request: StartTrainingRequest): Trainin
       throw invalidArgument(`sisa.shards must be 0 or experts (${experts}), got ${o.shards}`);
     }
     sisa = {
-      slices: integer('sisa.slices', o?.slices ?? 0, 4, 1, 64),
-      routerEpochs: integer('sisa.router_epochs', o?.routerEpochs ?? 0, 2, 1, 1000),
+      slices: integer('sisa.slices', o?.slices ?? 0, DEFAULT_SISA_OPTIONS.slices, 1, 64),
+      routerEpochs: integer(
+        'sisa.router_epochs',
+        o?.routerEpochs ?? 0,
+        DEFAULT_SISA_OPTIONS.routerEpochs,
+        1,
+        1000,
+      ),
     };
   }
   return {

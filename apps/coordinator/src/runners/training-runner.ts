@@ -38,7 +38,7 @@ import {
 } from '@lethe/ledger';
 import { routingHealth } from '@lethe/metrics';
 import { Split } from '@lethe/proto';
-import { trainSisaModel } from '@lethe/sisa';
+import { DEFAULT_SISA_OPTIONS, trainSisaModel } from '@lethe/sisa';
 import {
   getVerified,
   type JsonValue,
@@ -691,7 +691,7 @@ async function runSisaTraining(
   const subjects = await trainingSubjects(request, test ? [fullTrain, test] : [fullTrain]);
   const train = limitTrainingSet(fullTrain, request.limit || undefined, request.seed);
   const normalise = defaultNormalisation(request.dataset, train);
-  const sisa = request.sisa ?? { slices: 4, routerEpochs: 2 };
+  const sisa = request.sisa ?? DEFAULT_SISA_OPTIONS;
   job.log(
     'info',
     `training a sisa ${request.preset} MoE: ${request.experts} shards × ${sisa.slices} slices on ${train.size} images, each shard on its worker`,

@@ -767,7 +767,10 @@ export interface SisaOptions {
    * cheaper forgetting and more checkpoints.
    */
   slices: number;
-  /** Epochs the router is trained for after the experts, with experts frozen, 1..1000. Default 2. */
+  /**
+   * Epochs the router is trained for after the experts, with experts frozen, 1..1000. Default 1
+   * (on every training sample; every replay retrains it).
+   */
   routerEpochs: number;
 }
 
