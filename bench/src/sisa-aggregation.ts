@@ -81,7 +81,7 @@ async function main(): Promise<void> {
     '',
     `${today()} · ${machine()} · engine **${engine.engine}**`,
     '',
-    `Command: \`npm run bench:sisa-aggregation -- ${process.argv.slice(2).join(' ')}\`. The stored sisa model: ${training.trainSize ?? '?'} training images of ${training.dataset}${training.limit ? ` (--limit ${training.limit})` : ''}, the \`${card.config.preset}\` preset, E=${experts} shards, R=${s.slices} slices (${s.assignment}), ${s.epochsPerSlice} epochs per slice prefix, router ${s.routerEpochs} epoch(s) on ${(s.routerFraction * 100).toFixed(0)}% of the samples, trained at k=${topK}. Test accuracy on the CIFAR-10 test split of each way to combine the same shard models:`,
+    `Command: \`npm run bench:sisa-aggregation -- ${process.argv.slice(2).join(' ')}\`. The stored sisa model: ${training.limit ? `a seeded ${training.limit}-image subset of the training images` : 'all training images'} of ${training.dataset}, the \`${card.config.preset}\` preset, E=${experts} shards, R=${s.slices} slices (${s.assignment}), ${s.epochsPerSlice} epochs per slice prefix, router ${s.routerEpochs} epoch(s) on ${(s.routerFraction * 100).toFixed(0)}% of the samples, trained at k=${topK}. Test accuracy on the CIFAR-10 test split of each way to combine the same shard models:`,
     '',
     '| combination | test accuracy | images scored |',
     '|---|---|---|',
