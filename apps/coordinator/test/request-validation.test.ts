@@ -176,12 +176,14 @@ describe('request contract', () => {
     ).toMatchObject({ epochs: 3, anchor: 0, measure: 'full', lambda: 2 });
   });
 
-  it('routes each image to 2 experts by default, and to every expert of a sisa model', () => {
+  it('routes each image to 2 experts by default, to every expert of a sisa model, with its defaults', () => {
     expect(normaliseTrainingRequest(training({ experts: 8 })).topK).toBe(2);
     const sisa = training({ mode: TrainingMode.TRAINING_MODE_SISA, experts: 8 });
     expect(normaliseTrainingRequest(sisa).topK).toBe(8);
     expect(normaliseTrainingRequest({ ...sisa, topK: 2 }).topK).toBe(2);
     // Unset sisa options are the library's defaults, as `lethe train --mode sisa` gets them.
+    expect(normaliseTrainingRequest(training({})).epochs).toBe(10);
+    expect(normaliseTrainingRequest(sisa).epochs).toBe(DEFAULT_SISA_OPTIONS.epochsPerSlice);
     expect(normaliseTrainingRequest(sisa).sisa).toEqual({
       slices: DEFAULT_SISA_OPTIONS.slices,
       routerEpochs: DEFAULT_SISA_OPTIONS.routerEpochs,

@@ -22,12 +22,11 @@ export {
   type SisaProgress,
   type SisaTrainingResult,
   type ShardTrainer,
-  defaultTopK,
-  DEFAULT_SISA_OPTIONS,
   localShardTrainer,
   trainShard,
   trainSisa,
 } from './sisa-training';
+export { DEFAULT_SISA_OPTIONS, defaultEpochs, defaultTopK } from './training-defaults';
 export {
   type SisaRecord,
   type SisaTrainOptions,

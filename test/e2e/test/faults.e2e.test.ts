@@ -1,4 +1,4 @@
-import { readAuditLog } from '@lethe/ledger';
+import { type AuditEntry, readAuditLog } from '@lethe/ledger';
 import { readTrainingRecord } from '@lethe/model';
 import {
   type CoordinatorClient,
@@ -276,11 +276,20 @@ describe(`faults at seeded points (seed ${SEED})`, () => {
   it('leaves every accepted request ended exactly once and every revision verifiable', async () => {
     const { client } = cluster;
     const objects = await store();
-    // The audit log: each accepted SubmitForget has exactly one end, matching its job.
-    const entries = await readAuditLog(objects);
+    // The audit log: each accepted SubmitForget has exactly one end, matching its job. A job's
+    // end is written just after its state turns terminal (retried until stored), so a client
+    // that saw SUCCEEDED may read the log a moment before it: poll for the ends, then count.
+    const ends = (log: AuditEntry[], requestId: string): AuditEntry[] =>
+      log.filter((e) => e.action === 'ForgetJobFinished' && e.requestId === requestId);
+    let entries = await readAuditLog(objects);
     const accepted = entries.filter(
       (e) => e.action === 'SubmitForget' && e.result.outcome === 'accepted',
     );
+    for (const deadline = Date.now() + 30_000; Date.now() < deadline;) {
+      if (accepted.every((a) => ends(entries, a.requestId).length > 0)) break;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      entries = await readAuditLog(objects);
+    }
     expect(accepted.map((e) => e.requestId).sort()).toEqual([
       'fault-forget',
       'fault-forget-worker',
@@ -288,12 +297,10 @@ describe(`faults at seeded points (seed ${SEED})`, () => {
       'fault-replay-coordinator',
     ]);
     for (const request of accepted) {
-      const ends = entries.filter(
-        (e) => e.action === 'ForgetJobFinished' && e.requestId === request.requestId,
-      );
-      expect(ends, request.requestId).toHaveLength(1);
+      const end = ends(entries, request.requestId);
+      expect(end, request.requestId).toHaveLength(1);
       const job = await callUnary(client, client.getJob, { jobId: request.result.jobId! });
-      expect(ends[0]!.result.outcome).toBe(
+      expect(end[0]!.result.outcome).toBe(
         JobState[job.state].replace('JOB_STATE_', '').toLowerCase(),
       );
     }

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { LocalDirStore } from '@lethe/store';
 import { formatRoutingHealth, routingHealth } from '@lethe/metrics';
-import { DEFAULT_SISA_OPTIONS, defaultTopK } from '@lethe/sisa';
+import { DEFAULT_SISA_OPTIONS, defaultEpochs, defaultTopK } from '@lethe/sisa';
 import {
   DEFAULT_ROUTER_NOISE,
   DEFAULT_SPECIALIZE_WEIGHT,
@@ -36,7 +36,7 @@ interface TrainFlags extends ConnectionFlags {
   experts: number;
   topK?: number;
   preset: string;
-  epochs: number;
+  epochs?: number;
   batch: number;
   lr: number;
   weightDecay: number;
@@ -72,7 +72,11 @@ export function registerTrainCommand(program: Command): void {
     .option('--experts <E>', 'number of experts', positiveInt, 4)
     .option('--top-k <K>', 'experts per image (default 2; sisa: every expert)', positiveInt)
     .option('--preset <name>', `architecture: ${Object.keys(PRESETS).join(', ')}`, 'small')
-    .option('--epochs <N>', 'training epochs', positiveInt, 10)
+    .option(
+      '--epochs <N>',
+      'training epochs (default 10; sisa: 4 over each slice prefix)',
+      positiveInt,
+    )
     .option('--batch <B>', 'batch size', positiveInt, 128)
     .option('--lr <LR>', 'peak learning rate (AdamW)', positiveNumber, 0.003)
     .option('--weight-decay <WD>', 'decoupled weight decay', nonNegativeNumber, 0.0005)
@@ -146,6 +150,7 @@ export function registerTrainCommand(program: Command): void {
           );
         }
         const topK = flags.topK ?? defaultTopK(flags.mode, flags.experts);
+        const epochs = flags.epochs ?? defaultEpochs(flags.mode);
         if (topK > flags.experts) {
           throw new CliError(`--top-k (${topK}) cannot exceed --experts (${flags.experts})`);
         }
@@ -189,7 +194,7 @@ export function registerTrainCommand(program: Command): void {
               preset: flags.preset,
               experts: flags.experts,
               topK,
-              epochs: flags.epochs,
+              epochs,
               batchSize: flags.batch,
               learningRate: flags.lr,
               weightDecay: flags.weightDecay,
@@ -224,7 +229,7 @@ export function registerTrainCommand(program: Command): void {
           preset: flags.preset,
           experts: flags.experts,
           topK,
-          epochs: flags.epochs,
+          epochs,
           batchSize: flags.batch,
           learningRate: flags.lr,
           weightDecay: flags.weightDecay,

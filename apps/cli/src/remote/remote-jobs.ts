@@ -55,7 +55,8 @@ export interface RemoteTrainFlags {
   experts: number;
   /** Unset: the coordinator's default (2; sisa: every expert). */
   topK?: number;
-  epochs: number;
+  /** Unset: the coordinator's default (10; sisa: 4 per slice prefix). */
+  epochs?: number;
   batch: number;
   lr: number;
   weightDecay: number;
@@ -100,7 +101,7 @@ export function trainingRequest(flags: RemoteTrainFlags): StartTrainingRequest {
     preset: flags.preset,
     experts: flags.experts,
     topK: flags.topK ?? 0,
-    epochs: flags.epochs,
+    epochs: flags.epochs ?? 0,
     batchSize: flags.batch,
     learningRate: flags.lr,
     weightDecay: flags.weightDecay,

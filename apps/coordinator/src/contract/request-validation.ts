@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { DATASET_SCHEMES, DataError } from '@lethe/data';
 import { DEFAULT_ROUTER_NOISE, DEFAULT_SPECIALIZE_WEIGHT, PRESETS } from '@lethe/model';
-import { DEFAULT_SISA_OPTIONS, defaultTopK } from '@lethe/sisa';
+import { DEFAULT_SISA_OPTIONS, defaultEpochs, defaultTopK } from '@lethe/sisa';
 import {
   type DatasetSpec,
   type EvaluateRequest,
@@ -205,7 +205,7 @@ export function normaliseTrainingRequest(request: StartTrainingRequest): Trainin
     preset,
     experts,
     topK,
-    epochs: integer('epochs', request.epochs, 10, 1, 1000),
+    epochs: integer('epochs', request.epochs, defaultEpochs(sisaMode ? 'sisa' : 'joint'), 1, 1000),
     batchSize: integer('batch_size', request.batchSize, 128, 1, 4096),
     learningRate: real('learning_rate', orDefault(request.learningRate, 0.003), {
       min: 0,

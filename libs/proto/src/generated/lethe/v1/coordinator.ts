@@ -698,7 +698,7 @@ export interface StartTrainingRequest {
   topK: number;
   /**
    * Training epochs over the data (sisa: per slice pass of each shard, see SisaOptions),
-   * 1..1000. Default 10.
+   * 1..1000. Default 10; sisa 4.
    */
   epochs: number;
   /** Images per optimisation step, 1..4096. Default 128. */
