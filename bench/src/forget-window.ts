@@ -11,6 +11,7 @@ import {
 import { initEngine } from '@lethe/engine';
 import type { MoEConfig } from '@lethe/model';
 import {
+  DEFAULT_SISA_OPTIONS,
   defaultTopK,
   type ForgetClock,
   MAX_FORGET_WINDOW_MS,
@@ -31,10 +32,22 @@ const program = new Command()
   .option('--limit <N>', 'training samples (seeded subset)', '2000')
   .option('--preset <name>', 'model preset', 'small')
   .option('--experts <E>', 'experts = shards', '8')
-  .option('--slices <R>', 'slices per shard', '4')
-  .option('--epochs-per-slice <N>', 'epochs over each cumulative slice prefix', '2')
-  .option('--router-epochs <N>', 'router epochs (experts frozen)', '1')
-  .option('--router-fraction <F>', 'share of samples the router trains on', '0.2')
+  .option('--slices <R>', 'slices per shard', String(DEFAULT_SISA_OPTIONS.slices))
+  .option(
+    '--epochs-per-slice <N>',
+    'epochs over each cumulative slice prefix',
+    String(DEFAULT_SISA_OPTIONS.epochsPerSlice),
+  )
+  .option(
+    '--router-epochs <N>',
+    'router epochs (experts frozen)',
+    String(DEFAULT_SISA_OPTIONS.routerEpochs),
+  )
+  .option(
+    '--router-fraction <F>',
+    'share of samples the router trains on',
+    String(DEFAULT_SISA_OPTIONS.routerFraction),
+  )
   .option('--requests <N>', 'single-sample requests over the day', '100')
   .option('--windows <list>', 'forget windows to compare (0, 30m, 1h, 24h, …)', '0,1h,24h')
   .option('--seed <S>', 'seed of the samples and arrival times', '1')
