@@ -11,7 +11,6 @@ import {
 import { initEngine } from '@lethe/engine';
 import type { MoEConfig } from '@lethe/model';
 import {
-  DEFAULT_SISA_OPTIONS,
   defaultTopK,
   type ForgetClock,
   MAX_FORGET_WINDOW_MS,
@@ -22,32 +21,19 @@ import {
 import { LocalDirStore, ManifestStore } from '@lethe/store';
 import { Command } from 'commander';
 import { machine, today, writeSection } from './benchmarks-md';
+import { withSisaRecipeOptions } from './sisa-recipe-options';
 
 // 100 single-sample forget requests arriving over a simulated day, replayed by the product's
 // SisaForgetQueue (libs/sisa: the ForgetWindow policy the coordinator's job queue uses too, and
 // replayBatch) once per window setting, each on a copy of one trained sisa model.
 
-const program = new Command()
-  .requiredOption('--data <dir>', 'CIFAR-10 binary directory (../shared/data/make-cifar10-bin)')
-  .option('--limit <N>', 'training samples (seeded subset)', '2000')
-  .option('--preset <name>', 'model preset', 'small')
-  .option('--experts <E>', 'experts = shards', '8')
-  .option('--slices <R>', 'slices per shard', String(DEFAULT_SISA_OPTIONS.slices))
-  .option(
-    '--epochs-per-slice <N>',
-    'epochs over each cumulative slice prefix',
-    String(DEFAULT_SISA_OPTIONS.epochsPerSlice),
-  )
-  .option(
-    '--router-epochs <N>',
-    'router epochs (experts frozen)',
-    String(DEFAULT_SISA_OPTIONS.routerEpochs),
-  )
-  .option(
-    '--router-fraction <F>',
-    'share of samples the router trains on',
-    String(DEFAULT_SISA_OPTIONS.routerFraction),
-  )
+const program = withSisaRecipeOptions(
+  new Command()
+    .requiredOption('--data <dir>', 'CIFAR-10 binary directory (../shared/data/make-cifar10-bin)')
+    .option('--limit <N>', 'training samples (seeded subset)', '2000')
+    .option('--preset <name>', 'model preset', 'small')
+    .option('--experts <E>', 'experts = shards', '8'),
+)
   .option('--requests <N>', 'single-sample requests over the day', '100')
   .option('--windows <list>', 'forget windows to compare (0, 30m, 1h, 24h, …)', '0,1h,24h')
   .option('--seed <S>', 'seed of the samples and arrival times', '1')

@@ -14,34 +14,21 @@ import {
 import { initEngine } from '@lethe/engine';
 import { miaEfficacy } from '@lethe/metrics';
 import { evaluate, loadModel, MoEModel, type MoEConfig, trainModel } from '@lethe/model';
-import { DEFAULT_SISA_OPTIONS, defaultTopK, forgetSamples, trainSisaModel } from '@lethe/sisa';
+import { defaultTopK, forgetSamples, trainSisaModel } from '@lethe/sisa';
 import { LocalDirStore } from '@lethe/store';
 import { modelOutputs } from '@lethe/unlearning';
 import { Command } from 'commander';
 import { machine, today, writeSection } from './benchmarks-md';
+import { withSisaRecipeOptions } from './sisa-recipe-options';
 
-const program = new Command()
-  .requiredOption('--data <dir>', 'CIFAR-10 binary directory (../shared/data/make-cifar10-bin)')
-  .option('--limit <N>', 'training samples (seeded subset)', '10000')
-  .option('--preset <name>', 'model preset', 'small')
-  .option('--experts <E>', 'experts = shards', '8')
-  .option('--top-k <K>', "sisa: experts mixed per image (default: sisa's, every expert)")
-  .option('--slices <R>', 'slices per shard', String(DEFAULT_SISA_OPTIONS.slices))
-  .option(
-    '--epochs-per-slice <N>',
-    'epochs over each cumulative slice prefix',
-    String(DEFAULT_SISA_OPTIONS.epochsPerSlice),
-  )
-  .option(
-    '--router-epochs <N>',
-    'router epochs (experts frozen)',
-    String(DEFAULT_SISA_OPTIONS.routerEpochs),
-  )
-  .option(
-    '--router-fraction <F>',
-    'share of samples the router trains on',
-    String(DEFAULT_SISA_OPTIONS.routerFraction),
-  )
+const program = withSisaRecipeOptions(
+  new Command()
+    .requiredOption('--data <dir>', 'CIFAR-10 binary directory (../shared/data/make-cifar10-bin)')
+    .option('--limit <N>', 'training samples (seeded subset)', '10000')
+    .option('--preset <name>', 'model preset', 'small')
+    .option('--experts <E>', 'experts = shards', '8')
+    .option('--top-k <K>', "sisa: experts mixed per image (default: sisa's, every expert)"),
+)
   .option('--joint-epochs <N>', 'epochs of the joint model it is compared with', '3')
   .option('--forget <list>', 'random samples to forget, one run each', '1,10,100,1000')
   .option('--fraction <F>', 'share forgotten for the UA/RA/TA/MIA row (0 skips it)', '0.1')
