@@ -2,7 +2,8 @@
 // which request, proven by which receipt), the training set it leaves, subject tables, and the
 // roster of samples and subjects each stored model was trained on, and the coordinator's audit
 // log of forget requests (its one reader and the check that every request has its records), and
-// the stored forget receipt of every kind (its schema, its writer and its one reader).
+// the stored forget receipt of every kind (its schema, its writer and its one reader), and the
+// rates the last forget of each kind ran at (a manifest attribute, for the next estimate).
 export {
   type DropEvent,
   type ErasureEvent,
@@ -117,3 +118,13 @@ export {
   sameRequest,
   storeReceipt,
 } from './receipt';
+export {
+  type ForgetRate,
+  type ForgetRates,
+  FORGET_RATES_ATTRIBUTE,
+  ForgetRateSchema,
+  forgetRateKey,
+  forgetRateModel,
+  readForgetRates,
+  withForgetRate,
+} from './forget-rates';

@@ -4,6 +4,7 @@ import {
   appendErasures,
   erasedOf,
   excludeErased,
+  forgetRateKey,
   LEDGER_OBJECT,
   type Ledger,
   readLedger,
@@ -65,7 +66,13 @@ import {
   receiptObjectName,
   storeReceipt,
 } from './receipt';
-import { estimateForget, type ForgetEstimate, type ForgetWork } from './forget-estimate';
+import {
+  estimateForget,
+  forgetRateAttribute,
+  lastForgetRate,
+  type ForgetEstimate,
+  type ForgetWork,
+} from './forget-estimate';
 
 export interface ClassForgetRequest {
   /** Client-chosen id that makes the request idempotent; generated when absent. */
@@ -291,6 +298,7 @@ export async function previewClassForget(
         classForgetWork(prepared.record, plan, ctx),
         measured,
         readTrainingRecord(manifest),
+        lastForgetRate(manifest, forgetRateKey('class', prepared.record.method), model.config),
       ),
       manifestRevision: manifest.revision,
     };
@@ -459,7 +467,10 @@ export async function forgetClass(
     ]);
     await publishModel(ctx.store, newCard, refs, {
       objects: { [receiptObjectName(requestId)]: receiptRef, [LEDGER_OBJECT]: ledgerRef },
-      attributes: { forgotten: [...forgotten, entry] as unknown as JsonValue },
+      attributes: {
+        forgotten: [...forgotten, entry] as unknown as JsonValue,
+        ...forgetRateAttribute(manifest, forgetRateKey('class', method), requestId, model, receipt),
+      },
       expectRevision: manifest.revision,
     });
     // A cache: a failure to write it costs the next forget a measurement pass, nothing else.

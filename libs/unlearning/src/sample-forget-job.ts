@@ -11,6 +11,7 @@ import {
   type Erased,
   erasedOf,
   excludeErased,
+  forgetRateKey,
   LEDGER_OBJECT,
   type Ledger,
   LedgerError,
@@ -106,7 +107,12 @@ export type {
   SampleForgetReceipt,
   SampleForgetRequestRecord,
 } from '@lethe/ledger';
-import { estimateForget, type ForgetEstimate } from './forget-estimate';
+import {
+  estimateForget,
+  forgetRateAttribute,
+  lastForgetRate,
+  type ForgetEstimate,
+} from './forget-estimate';
 
 export interface SampleForgetContext {
   store: ObjectStore;
@@ -429,6 +435,11 @@ export async function previewSampleForget(
         { trainingSamples, epochs, expertsRetrained, teacherPass: record.method === 'scrub' },
         measured,
         training,
+        lastForgetRate(
+          prepared.loaded.manifest,
+          forgetRateKey('samples', record.method),
+          model.config,
+        ),
       ),
       manifestRevision: prepared.loaded.manifest.revision,
     };
@@ -602,6 +613,13 @@ export async function forgetJointSamples(
         [LEDGER_OBJECT]: ledgerRef,
         [ROUTING_LINEAGE_OBJECT]: lineageRef,
       },
+      attributes: forgetRateAttribute(
+        manifest,
+        forgetRateKey('samples', record.method),
+        requestId,
+        model,
+        receipt,
+      ),
       expectRevision: manifest.revision,
     });
     // A cache: a failure to write it costs the next forget a measurement pass, nothing else.

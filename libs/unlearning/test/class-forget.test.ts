@@ -194,6 +194,9 @@ describe('forgetting a class (targeted)', () => {
   it('estimates the next forget knowing its "before" is what this one measured after', async () => {
     const { estimate } = await previewClassForget({ store, train, test }, { class: 'cross' });
     expect(estimate.measuredBeforeReused).toBe(estimate.measuredSamples);
+    // ... and at the rates this one ran at, published with its receipt.
+    expect(estimate.rate).toMatchObject({ source: 'forget', requestId: receipt.requestId });
+    expect(estimate.seconds!.total).toBeGreaterThan(0);
   });
 
   it('rejects bad requests with a clear error and leaves the store untouched', async () => {

@@ -248,6 +248,11 @@ describe('forgetting a subject on a joint model', () => {
     });
     // The retraining's routing extends the lineage: one more epoch.
     expect((await readRoutingLineage(store))!.epochs).toHaveLength(7);
+    // The next request of this method is estimated at the rates this one ran at.
+    const next = await previewSampleForget({ store, train, test }, { sampleIds: [id(5)] });
+    expect(next.estimate.rate).toMatchObject({ source: 'forget', requestId: 'forget-ana' });
+    const history = receipt.history[0]!;
+    expect(next.estimate.rate!.retrainingRate).toBeCloseTo(history.images / history.seconds, 6);
     // A later training on this store leaves the samples out.
     const { train: kept, honoured } = await honourLedger(store, train, subjects);
     expect(honoured.excluded).toMatchObject({ samples: 3, subjects: ['ana'] });

@@ -10,6 +10,7 @@ import {
   DEFAULT_FORGET_RECIPE,
   FORGET_METHODS,
   type ForgetMethod,
+  type ForgetEstimate,
   type ForgetMetrics,
   type ForgetPreview,
   type ForgetReceipt,
@@ -539,12 +540,20 @@ function printSamplePreview(preview: SampleForgetPreview): void {
     `work: ${estimate.trainingSamples} samples × ${estimate.epochs} epochs × ${estimate.expertsRetrained} experts; ` +
       `measurement ${estimate.measuredSamples} samples after, ${estimate.measuredSamples - estimate.measuredBeforeReused} before (the store holds the rest)`,
   );
-  console.log(
-    estimate.seconds
-      ? `estimate: about ${estimate.seconds.total.toFixed(0)} s (retraining ${estimate.seconds.retraining.toFixed(0)} s, measurement ${estimate.seconds.measurement.toFixed(0)} s) at the ${estimate.trainingRate!.toFixed(0)} img/s the model trained at`
-      : 'estimate: no seconds (the stored training record has no timings)',
-  );
+  console.log(estimateLine(estimate));
   console.log('nothing was changed');
+}
+
+/** The estimate's seconds and the rate they assume: the last forget's, or the model's training. */
+function estimateLine(estimate: ForgetEstimate): string {
+  const { seconds, rate, trainingRate } = estimate;
+  if (!seconds) return 'estimate: no seconds (no forget or training on this model was timed)';
+  // A coordinator older than the rate field sends the training rate alone.
+  const from =
+    rate?.source === 'forget'
+      ? `the last such forget's rates (request ${rate.requestId}: retraining ${rate.retrainingRate.toFixed(0)} img/s, measuring ${rate.inferenceRate.toFixed(0)} samples/s)`
+      : `the ${(rate?.retrainingRate ?? trainingRate ?? 0).toFixed(0)} img/s the model trained at (no such forget was timed yet)`;
+  return `estimate: about ${seconds.total.toFixed(0)} s (retraining ${seconds.retraining.toFixed(0)} s, measurement ${seconds.measurement.toFixed(0)} s) at ${from}`;
 }
 
 const pct = (n: number | undefined): string =>
@@ -619,11 +628,7 @@ function printPreview(preview: ForgetPreview): void {
     `work: ${estimate.trainingSamples} samples × ${estimate.epochs} epochs × ${estimate.expertsRetrained} experts; ` +
       `measurement ${estimate.measuredSamples} samples after, ${estimate.measuredSamples - estimate.measuredBeforeReused} before (the store holds the rest)`,
   );
-  console.log(
-    estimate.seconds
-      ? `estimate: about ${estimate.seconds.total.toFixed(0)} s (retraining ${estimate.seconds.retraining.toFixed(0)} s, measurement ${estimate.seconds.measurement.toFixed(0)} s) at the ${estimate.trainingRate!.toFixed(0)} img/s the model trained at`
-      : 'estimate: no seconds (the stored training record has no timings)',
-  );
+  console.log(estimateLine(estimate));
   console.log('nothing was changed');
 }
 

@@ -4,6 +4,7 @@ import {
   DatasetSpec,
   EvaluateRequest,
   ForgetMethod,
+  type ForgetEstimate as ProtoEstimate,
   type ForgetPreview as ProtoPreview,
   Job,
   JobState,
@@ -23,6 +24,7 @@ import {
   DEFAULT_SAMPLE_FORGET_RECIPE,
   type ForgetMethod as ClassForgetMethod,
   FORGET_METHODS,
+  type ForgetEstimate,
   type ForgetPreview,
   type MeasureMode as MeasureModeName,
   SAMPLE_FORGET_METHODS,
@@ -376,8 +378,25 @@ function samplePreviewFromProto(preview: ProtoPreview): SampleForgetPreview {
       retainedRouted: plan.retainedRouted,
       collateral: plan.collateral,
     },
-    estimate: { trainingRate: undefined, seconds: undefined, ...preview.estimate! },
+    estimate: estimateFromProto(preview.estimate!),
     manifestRevision: preview.manifestRevision,
+  };
+}
+
+/** The proto's ForgetEstimate mirrors libs/unlearning's field for field, the rate's source a string. */
+function estimateFromProto(estimate: ProtoEstimate): ForgetEstimate {
+  const { rate, ...rest } = estimate;
+  return {
+    trainingRate: undefined,
+    seconds: undefined,
+    ...rest,
+    rate: rate
+      ? {
+          ...rate,
+          source: rate.source === 'forget' ? 'forget' : 'training',
+          measuredAt: rate.measuredAt,
+        }
+      : undefined,
   };
 }
 
@@ -424,8 +443,7 @@ function previewFromProto(preview: ProtoPreview): ForgetPreview | SampleForgetPr
       collateral: plan.collateral,
       retainedRouted: plan.retainedRouted,
     },
-    // The proto's ForgetEstimate mirrors libs/unlearning's field for field.
-    estimate: { trainingRate: undefined, seconds: undefined, ...preview.estimate! },
+    estimate: estimateFromProto(preview.estimate!),
     manifestRevision: preview.manifestRevision,
   };
 }

@@ -1123,7 +1123,7 @@ export interface ForgetPreview {
   manifestRevision: number;
 }
 
-/** The work a forget request implies, and its seconds at the rate the model trained at. */
+/** The work a forget request implies, and its seconds at the last measured rate. */
 export interface ForgetEstimate {
   /** Samples each retraining epoch visits (every forgotten one plus the retained subset). */
   trainingSamples: number;
@@ -1139,7 +1139,7 @@ export interface ForgetEstimate {
   trainingRate?:
     | number
     | undefined;
-  /** Estimated seconds at that rate; unset without a training rate. */
+  /** Estimated seconds at `rate`; unset when no rate was measured yet. */
   seconds?:
     | EstimatedSeconds
     | undefined;
@@ -1148,6 +1148,28 @@ export interface ForgetEstimate {
    * training's evaluation or the previous forget): the "before" measurement skips them.
    */
   measuredBeforeReused: number;
+  /** The rates `seconds` assume; unset when no rate was measured yet. */
+  rate?: EstimateRate | undefined;
+}
+
+/** The rates a forget estimate assumes, and where they were measured. */
+export interface EstimateRate {
+  /**
+   * `forget`: the last forget of the same kind and method on this store (its retraining and its
+   * "after" measurement, timed); `training`: the model's training rate (a retraining step as a
+   * training step, an inference pass as a third of one).
+   */
+  source: string;
+  /** The forget request it was measured on; empty for `training`. */
+  requestId: string;
+  /** When it was measured; unset for `training`. */
+  measuredAt?:
+    | Date
+    | undefined;
+  /** Retraining images per second. */
+  retrainingRate: number;
+  /** Measurement (inference) samples per second. */
+  inferenceRate: number;
 }
 
 /** Estimated wall-clock seconds of a forget request. */
@@ -4747,6 +4769,7 @@ function createBaseForgetEstimate(): ForgetEstimate {
     trainingRate: undefined,
     seconds: undefined,
     measuredBeforeReused: 0,
+    rate: undefined,
   };
 }
 
@@ -4775,6 +4798,9 @@ export const ForgetEstimate: MessageFns<ForgetEstimate> = {
     }
     if (message.measuredBeforeReused !== 0) {
       writer.uint32(64).uint32(message.measuredBeforeReused);
+    }
+    if (message.rate !== undefined) {
+      EstimateRate.encode(message.rate, writer.uint32(74).fork()).join();
     }
     return writer;
   },
@@ -4856,6 +4882,14 @@ export const ForgetEstimate: MessageFns<ForgetEstimate> = {
             message.measuredBeforeReused = reader.uint32();
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.rate = EstimateRate.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4902,6 +4936,7 @@ export const ForgetEstimate: MessageFns<ForgetEstimate> = {
         : isSet(object.measured_before_reused)
         ? globalThis.Number(object.measured_before_reused)
         : 0,
+      rate: isSet(object.rate) ? EstimateRate.fromJSON(object.rate) : undefined,
     };
   },
 
@@ -4931,6 +4966,9 @@ export const ForgetEstimate: MessageFns<ForgetEstimate> = {
     if (message.measuredBeforeReused !== 0) {
       obj.measuredBeforeReused = Math.round(message.measuredBeforeReused);
     }
+    if (message.rate !== undefined) {
+      obj.rate = EstimateRate.toJSON(message.rate);
+    }
     return obj;
   },
 
@@ -4949,6 +4987,158 @@ export const ForgetEstimate: MessageFns<ForgetEstimate> = {
       ? EstimatedSeconds.fromPartial(object.seconds)
       : undefined;
     message.measuredBeforeReused = object.measuredBeforeReused ?? 0;
+    message.rate = (object.rate !== undefined && object.rate !== null)
+      ? EstimateRate.fromPartial(object.rate)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseEstimateRate(): EstimateRate {
+  return { source: "", requestId: "", measuredAt: undefined, retrainingRate: 0, inferenceRate: 0 };
+}
+
+export const EstimateRate: MessageFns<EstimateRate> = {
+  encode(message: EstimateRate, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.source !== "") {
+      writer.uint32(10).string(message.source);
+    }
+    if (message.requestId !== "") {
+      writer.uint32(18).string(message.requestId);
+    }
+    if (message.measuredAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.measuredAt), writer.uint32(26).fork()).join();
+    }
+    if (message.retrainingRate !== 0) {
+      writer.uint32(33).double(message.retrainingRate);
+    }
+    if (message.inferenceRate !== 0) {
+      writer.uint32(41).double(message.inferenceRate);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EstimateRate {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEstimateRate();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.source = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.measuredAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 33) {
+              break;
+            }
+
+            message.retrainingRate = reader.double();
+            continue;
+          }
+          case 5: {
+            if (tag !== 41) {
+              break;
+            }
+
+            message.inferenceRate = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EstimateRate {
+    return {
+      source: isSet(object.source) ? globalThis.String(object.source) : "",
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      measuredAt: isSet(object.measuredAt)
+        ? fromJsonTimestamp(object.measuredAt)
+        : isSet(object.measured_at)
+        ? fromJsonTimestamp(object.measured_at)
+        : undefined,
+      retrainingRate: isSet(object.retrainingRate)
+        ? globalThis.Number(object.retrainingRate)
+        : isSet(object.retraining_rate)
+        ? globalThis.Number(object.retraining_rate)
+        : 0,
+      inferenceRate: isSet(object.inferenceRate)
+        ? globalThis.Number(object.inferenceRate)
+        : isSet(object.inference_rate)
+        ? globalThis.Number(object.inference_rate)
+        : 0,
+    };
+  },
+
+  toJSON(message: EstimateRate): unknown {
+    const obj: any = {};
+    if (message.source !== "") {
+      obj.source = message.source;
+    }
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.measuredAt !== undefined) {
+      obj.measuredAt = message.measuredAt.toISOString();
+    }
+    if (message.retrainingRate !== 0) {
+      obj.retrainingRate = floatToJson(message.retrainingRate);
+    }
+    if (message.inferenceRate !== 0) {
+      obj.inferenceRate = floatToJson(message.inferenceRate);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EstimateRate>, I>>(base?: I): EstimateRate {
+    return EstimateRate.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EstimateRate>, I>>(object: I): EstimateRate {
+    const message = createBaseEstimateRate();
+    message.source = object.source ?? "";
+    message.requestId = object.requestId ?? "";
+    message.measuredAt = object.measuredAt ?? undefined;
+    message.retrainingRate = object.retrainingRate ?? 0;
+    message.inferenceRate = object.inferenceRate ?? 0;
     return message;
   },
 };
