@@ -1,7 +1,5 @@
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import type { EngineInfo } from '@lethe/engine';
+import { type EngineInfo, threadEntry } from '@lethe/engine';
 import {
   type BackwardInput,
   type BackwardResult,
@@ -98,24 +96,6 @@ type Call = HostRequest extends infer R
     ? Omit<R, 'id'>
     : never
   : never;
-
-/** The thread's entry: the built .js, else the .ts source through tsx (tests, `tsx` runs). */
-function threadEntry(): { file: string; execArgv: string[] } {
-  const built = join(__dirname, 'host-thread-main.js');
-  if (existsSync(built)) return { file: built, execArgv: process.execArgv };
-  const execArgv: string[] = [];
-  for (let i = 0; i < process.execArgv.length; i++) {
-    const arg = process.execArgv[i]!;
-    // tsx's --import hook does not run in worker threads on Node 20; --require tsx/cjs does.
-    if (arg === '--import' && process.execArgv[i + 1]?.includes('tsx')) i++;
-    else if (!(arg.startsWith('--import=') && arg.includes('tsx'))) execArgv.push(arg);
-  }
-  if (!execArgv.some((a) => a.includes('@lethe/source'))) {
-    execArgv.push('--conditions=@lethe/source');
-  }
-  execArgv.push('--require', require.resolve('tsx/cjs'));
-  return { file: join(__dirname, 'host-thread-main.ts'), execArgv };
-}
 
 const EMPTY_LOAD: HostLoad = { expertIds: [], memoryUsedBytes: 0, busyMs: 0, tensors: 0 };
 
@@ -225,7 +205,7 @@ export class HostThread implements WorkerHost {
   }
 
   private spawn(): Promise<{ worker: Worker; engine: EngineInfo }> {
-    const { file, execArgv } = threadEntry();
+    const { file, execArgv } = threadEntry(__dirname, 'host-thread-main');
     const worker = new Worker(file, { workerData: this.data, execArgv, env: this.env });
     this.worker = worker;
     const role = this.data.role;

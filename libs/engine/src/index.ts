@@ -13,3 +13,4 @@ export {
   registerWasmTrainingKernels,
   type RegisterWasmKernelsOptions,
 } from './kernels/register-wasm-kernels';
+export { threadEntry } from './thread-entry';

@@ -66,6 +66,7 @@ import {
   receiptObjectName,
   storeReceipt,
 } from './receipt';
+import { fillMemosInThreads } from './output-threads';
 import {
   estimateForget,
   forgetRateAttribute,
@@ -112,6 +113,8 @@ export interface ClassForgetContext {
    * measured on the same weights, manifest revision and class.
    */
   beforeFrom?: ForgetReceipt;
+  /** Worker threads the before/after measurement may spread its inference over (default 1). */
+  measureThreads?: number;
 }
 
 /** A request that cannot be carried out as asked; nothing was changed. */
@@ -359,13 +362,32 @@ export async function forgetClass(
       : undefined;
     const shape = { classes: model.config.numClasses, topK: model.config.topK };
     const data = { train: ctx.train, test: ctx.test };
-    const measure = (m: MoEModel, suppress: readonly number[], memos: OutputMemos): ForgetMetrics =>
-      measureForgetting(m, ctx.train, ctx.test, classIndex, normalise, suppress, {
+    const measured = {
+      train: measurePositions(ctx.train, classIndex, record.measure ?? 'sample', record.seed),
+      test: Int32Array.from({ length: ctx.test.size }, (_, i) => i),
+    };
+    const measure = async (
+      m: MoEModel,
+      suppress: readonly number[],
+      memos: OutputMemos,
+    ): Promise<ForgetMetrics> => {
+      const threads = await fillMemosInThreads(
+        m,
+        normalise,
+        [
+          { ds: ctx.train, memo: memos.train, positions: measured.train },
+          { ds: ctx.test, memo: memos.test, positions: measured.test },
+        ],
+        ctx.measureThreads ?? 1,
+      );
+      if (threads > 1) status(`(the model ran on ${threads} threads)`);
+      return measureForgetting(m, ctx.train, ctx.test, classIndex, normalise, suppress, {
         mode: record.measure ?? 'sample',
         seed: record.seed,
         memos,
         ...(caches ? { caches } : {}),
       });
+    };
 
     status(
       ctx.beforeFrom
@@ -385,7 +407,8 @@ export async function forgetClass(
       shape,
     );
     const reused = beforeMemos.train.count() + beforeMemos.test.count();
-    const before = ctx.beforeFrom?.metrics.before ?? measure(model, suppressedBefore, beforeMemos);
+    const before =
+      ctx.beforeFrom?.metrics.before ?? (await measure(model, suppressedBefore, beforeMemos));
     if (!ctx.beforeFrom && reused > 0) {
       status(`the store held the outputs of ${reused} samples measured earlier on these weights`);
     }
@@ -439,7 +462,7 @@ export async function forgetClass(
       data,
       shape,
     );
-    const after = measure(model, suppressClasses, afterMemos);
+    const after = await measure(model, suppressClasses, afterMemos);
     measureSeconds += (performance.now() - t) / 1000;
     const receipt: ForgetReceipt = {
       schema: 1,

@@ -93,3 +93,4 @@ export {
   forgetJointSamples,
   previewSampleForget,
 } from './sample-forget-job';
+export { defaultOutputThreads, fillMemosInThreads } from './output-threads';

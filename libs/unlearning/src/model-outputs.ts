@@ -51,25 +51,9 @@ export function modelOutputs(
   }
   const missing = memo.missing(ds, positions);
   if (missing.length > 0) {
-    for (const batch of batches(ds, {
-      batchSize: 256,
-      shuffle: false,
-      normalise,
-      indices: missing,
-    })) {
-      tf.tidy(() => {
-        const x = batchToTensor(model, batch);
-        const cache = options.cache;
-        const { logits, routing } = model.forward(
-          x,
-          cache ? { expertLogits: cache.provider(x, batch.positions) } : {},
-        );
-        const probs = tf.softmax(logits).dataSync() as Float32Array;
-        for (let b = 0; b < batch.size; b++) {
-          memo.record(slot(batch.positions[b]!), probs, routing.chosen, b);
-        }
-      });
-    }
+    runModel(model, ds, normalise, missing, options.cache, (p, probs, chosen, row) =>
+      memo.record(slot(p), probs, chosen, row),
+    );
   }
   const n = positions.length;
   const suppress = new Set(options.suppressClasses ?? []);
@@ -95,6 +79,36 @@ export function modelOutputs(
     served.pred[i] = argMax(served.probs.subarray(i * classes, (i + 1) * classes));
   });
   return { ...served, labels, routing, raw };
+}
+
+/**
+ * Runs the model in inference mode over `positions` of `ds`, in batches; hands each sample's
+ * position, its batch's softmax and chosen experts, and its row in them to `record`.
+ */
+export function runModel(
+  model: MoEModel,
+  ds: Dataset,
+  normalise: ChannelStats,
+  positions: Int32Array,
+  cache: FrozenExpertCache | undefined,
+  record: (position: number, probs: Float32Array, chosen: Int32Array, row: number) => void,
+): void {
+  for (const batch of batches(ds, {
+    batchSize: 256,
+    shuffle: false,
+    normalise,
+    indices: positions,
+  })) {
+    tf.tidy(() => {
+      const x = batchToTensor(model, batch);
+      const { logits, routing } = model.forward(
+        x,
+        cache ? { expertLogits: cache.provider(x, batch.positions) } : {},
+      );
+      const probs = tf.softmax(logits).dataSync() as Float32Array;
+      for (let b = 0; b < batch.size; b++) record(batch.positions[b]!, probs, routing.chosen, b);
+    });
+  }
 }
 
 /** Index of the largest value, the lowest index on ties (as tf.argMax). */

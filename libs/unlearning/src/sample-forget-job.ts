@@ -54,6 +54,7 @@ import {
   storeRetrainedParts,
 } from './forget-methods';
 import { FrozenExpertCache } from './frozen-expert-cache';
+import { fillMemosInThreads } from './output-threads';
 import { MEASURE_MODES, type MeasureMode } from './measure-forgetting';
 import {
   measureSampleForgetting,
@@ -124,6 +125,8 @@ export interface SampleForgetContext {
   signal?: AbortSignal;
   /** Where the retrained experts step (the coordinator's workers); default here. */
   remoteExperts?: RemoteExperts;
+  /** Worker threads the before/after measurement may spread its inference over (default 1). */
+  measureThreads?: number;
 }
 
 /** What a sample forget would do and cost, computed without changing anything. */
@@ -491,16 +494,31 @@ export async function forgetJointSamples(
     const shape = { classes: model.config.numClasses, topK: model.config.topK };
     const data = { train, test: ctx.test };
     const suppress = card.suppressClasses ?? [];
-    const measure = (
+    const measured = {
+      train: sampleMeasurePositions(train, new Set(forgotten), record.measure, record.seed),
+      test: Int32Array.from({ length: ctx.test.size }, (_, i) => i),
+    };
+    const measure = async (
       m: MoEModel,
       memos: Awaited<ReturnType<typeof loadOutputMemos>>,
-    ): SampleForgetMetrics =>
-      measureSampleForgetting(m, train, ctx.test, forgotten, normalise, suppress, {
+    ): Promise<SampleForgetMetrics> => {
+      const threads = await fillMemosInThreads(
+        m,
+        normalise,
+        [
+          { ds: train, memo: memos.train, positions: measured.train },
+          { ds: ctx.test, memo: memos.test, positions: measured.test },
+        ],
+        ctx.measureThreads ?? 1,
+      );
+      if (threads > 1) status(`(the model ran on ${threads} threads)`);
+      return measureSampleForgetting(m, train, ctx.test, forgotten, normalise, suppress, {
         mode: record.measure,
         seed: record.seed,
         memos,
         ...(caches ? { caches } : {}),
       });
+    };
 
     status(`measuring the model before forgetting (${record.measure})`);
     let t = performance.now();
@@ -511,7 +529,7 @@ export async function forgetJointSamples(
       data,
       shape,
     );
-    const before = measure(model, beforeMemos);
+    const before = await measure(model, beforeMemos);
     let measureSeconds = (performance.now() - t) / 1000;
 
     // The retraining's routing extends the lineage (retrained experts only: frozen ones did
@@ -570,7 +588,7 @@ export async function forgetJointSamples(
       data,
       shape,
     );
-    const after = measure(model, afterMemos);
+    const after = await measure(model, afterMemos);
     measureSeconds += (performance.now() - t) / 1000;
     const receipt: SampleForgetReceipt = {
       schema: 1,

@@ -10,6 +10,7 @@ import {
   DEFAULT_FORGET_RECIPE,
   FORGET_METHODS,
   type ForgetMethod,
+  defaultOutputThreads,
   type ForgetEstimate,
   type ForgetMetrics,
   type ForgetPreview,
@@ -89,6 +90,7 @@ interface ForgetFlags extends ConnectionFlags {
   retainFraction?: number;
   anchor?: number;
   measure?: MeasureMode;
+  measureThreads?: number;
   dryRun: boolean;
   select?: string;
   maskOutput: boolean;
@@ -166,6 +168,11 @@ export function registerForgetCommand(program: Command): void {
       '--anchor <μ>',
       `targeted only: weight of the router anchor, KL(old gates ‖ new gates) on retained samples; 0 turns it off (default: ${TARGETED.anchor})`,
       nonNegativeNumber,
+    )
+    .option(
+      '--measure-threads <N>',
+      'worker threads the before/after measurement spreads its inference over (default: one per core, at most 4, on the wasm engine; 1 measures in this thread)',
+      positiveInt,
     )
     .option(
       '--measure <mode>',
@@ -283,6 +290,7 @@ export function registerForgetCommand(program: Command): void {
               request: { ...sampleRecipe(flags, command), requestId, sampleIds },
               dryRun: flags.dryRun,
               ...(flags.data ? { data: flags.data } : {}),
+              ...(flags.measureThreads ? { measureThreads: flags.measureThreads } : {}),
             });
             printSampleResult(result, flags.json);
             return;
@@ -379,6 +387,7 @@ export function registerForgetCommand(program: Command): void {
             test,
             onStatus: (m) => process.stderr.write(`${m}\n`),
             onStep: progress.onStep,
+            measureThreads: flags.measureThreads ?? defaultOutputThreads(),
             ...(flags.beforeFrom ? { beforeFrom: await readReceiptFile(flags.beforeFrom) } : {}),
           },
           request,

@@ -2,6 +2,7 @@ import { limitTrainingSet } from '@lethe/data';
 import { readTrainingRecord } from '@lethe/model';
 import { ManifestStore, type ObjectStore } from '@lethe/store';
 import {
+  defaultOutputThreads,
   forgetJointSamples,
   ForgetRequestError,
   previewSampleForget,
@@ -22,6 +23,8 @@ export interface JointSampleForgetJob {
   /** The model's training data; default: the dataset it was trained on. */
   data?: string;
   dryRun: boolean;
+  /** Threads the measurement may use; default: one per core (at most 4) on the wasm engine. */
+  measureThreads?: number;
 }
 
 const CODE_WORDS: Record<ForgetRequestError['code'], string> = {
@@ -53,6 +56,7 @@ export async function runJointSampleForget(
     train,
     test,
     onStatus: (m: string) => process.stderr.write(`${m}\n`),
+    measureThreads: job.measureThreads ?? defaultOutputThreads(),
   };
   try {
     if (job.dryRun) return await previewSampleForget(ctx, job.request);

@@ -1,33 +1,9 @@
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { threadEntry } from '@lethe/engine';
 import { unavailable } from '@lethe/rpc';
 import type { Logger } from 'pino';
 import { Bridge } from './bridge';
 import type { EngineApi, EngineThreadData, HostApi } from './engine-protocol';
-
-/**
- * The engine thread's entry, next to this file: `.js` when built, `.ts` when run from sources
- * (tsx, vitest). A thread from sources loads through tsx's CommonJS hook: Node 20 does not run
- * `--import` hooks in worker threads, and the source condition resolves the libs to their .ts.
- */
-function threadEntry(): { file: string; execArgv: string[] } {
-  const built = join(__dirname, 'engine-thread.js');
-  if (existsSync(built)) return { file: built, execArgv: process.execArgv };
-  const execArgv: string[] = [];
-  for (let i = 0; i < process.execArgv.length; i++) {
-    const arg = process.execArgv[i]!;
-    // tsx's --import hook (by package name or by file URL) does not run in worker threads on
-    // Node 20 and would make the .ts entry load as ESM; the --require hook below replaces it.
-    if (arg === '--import' && process.execArgv[i + 1]?.includes('tsx')) i++;
-    else if (!(arg.startsWith('--import=') && arg.includes('tsx'))) execArgv.push(arg);
-  }
-  if (!execArgv.some((a) => a.includes('@lethe/source')))
-    execArgv.push('--conditions=@lethe/source');
-  // Resolved here: a --require is looked up from the process's working directory.
-  execArgv.push('--require', require.resolve('tsx/cjs'));
-  return { file: join(__dirname, 'engine-thread.ts'), execArgv };
-}
 
 /** The main thread's end of the registry and a job's reports (HostApi without `ready`). */
 export type HostHandlers = Omit<HostApi, 'ready'>;
@@ -55,7 +31,7 @@ export class EngineThread {
   }
 
   private start(): Promise<Bridge<HostApi, EngineApi>> {
-    const { file, execArgv } = threadEntry();
+    const { file, execArgv } = threadEntry(__dirname, 'engine-thread');
     const worker = new Worker(file, { workerData: this.data, execArgv });
     this.worker = worker;
     return new Promise((resolve, reject) => {
