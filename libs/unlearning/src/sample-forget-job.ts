@@ -138,15 +138,17 @@ export interface SampleForgetPreview {
 }
 
 /**
- * The recipe a sample request gets for what it leaves unset. The default method is the one the
- * measurement in docs/forgetting-samples.md scored closest to the retrain oracle; λ is per
- * method (a loss weight for neggrad+ and scrub, an ℓ1 weight for l1-sparse).
+ * The recipe a sample request gets for what it leaves unset. The default method and its epochs
+ * and λ are the ones the measurements in docs/forgetting-samples.md scored closest to the
+ * retrain oracle (neggrad+: one epoch at λ 1, on a 10-epoch model); epochs and λ are per method
+ * (λ a loss weight for neggrad+ and scrub, an ℓ1 weight for l1-sparse).
  */
 export const DEFAULT_SAMPLE_FORGET_RECIPE = {
   method: 'neggrad+' as SampleForgetMethod,
-  epochs: 2,
+  // (retrain: the stored training recipe's, read from the model.)
+  epochs: { finetune: 2, 'neggrad+': 1, scrub: 2, 'l1-sparse': 2, retrain: 0 },
   learningRate: 3e-4,
-  lambda: { finetune: 0, 'neggrad+': 0.5, scrub: 1, 'l1-sparse': 5e-4, retrain: 0 },
+  lambda: { finetune: 0, 'neggrad+': 1, scrub: 1, 'l1-sparse': 5e-4, retrain: 0 },
   retainFraction: 0.2,
   batchSize: DEFAULT_FORGET_RECIPE.batchSize,
   measure: DEFAULT_FORGET_RECIPE.measure,
@@ -237,7 +239,12 @@ async function prepare(ctx: SampleForgetContext, request: SampleForgetRequest): 
       sampleIds,
       subjects,
       method,
-      epochs: request.epochs ?? recipe.epochs,
+      // The oracle trains a fresh model with the stored training recipe's epochs.
+      epochs:
+        request.epochs ??
+        (method === 'retrain'
+          ? trainingRecipe(readTrainingRecord(manifest)).epochs
+          : recipe.epochs[method]),
       learningRate: request.learningRate ?? recipe.learningRate,
       lambda: request.lambda ?? recipe.lambda[method],
       retainFraction: request.retainFraction ?? recipe.retainFraction,

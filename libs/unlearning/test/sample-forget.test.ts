@@ -123,7 +123,15 @@ describe('planning a sample forget on a joint model', () => {
       sampleIds: ids,
       subjects: ['ana'],
       method: DEFAULT_SAMPLE_FORGET_RECIPE.method,
+      epochs: DEFAULT_SAMPLE_FORGET_RECIPE.epochs[DEFAULT_SAMPLE_FORGET_RECIPE.method],
+      lambda: DEFAULT_SAMPLE_FORGET_RECIPE.lambda[DEFAULT_SAMPLE_FORGET_RECIPE.method],
     });
+    // The oracle's record names the epochs it trains: the stored training recipe's.
+    const oracle = await previewSampleForget(
+      { store, train, test },
+      { subjects: ['ana'], method: 'retrain' },
+    );
+    expect(oracle.request.epochs).toBe(recipe.epochs);
     const roster = (await readRoster(store))!;
     const lineage = (await readRoutingLineage(store))!;
     expect(preview.plan.experts).toEqual(expertsThatSaw(roster, lineage, ids));

@@ -936,8 +936,9 @@ export interface LogLine {
  * their comment: the targeted method's defaults are the cheap recipe libs/unlearning measured
  * best (DEFAULT_FORGET_RECIPE: distill, 1 epoch, lr 3e-4, lambda 3, 20% of the retained
  * samples, router anchor 1, experts at coverage:0.95); the baselines keep 5 epochs at lr 1e-4 on all data. Samples and
- * subjects of a joint model take DEFAULT_SAMPLE_FORGET_RECIPE (neggrad+, 2 epochs, lr 3e-4,
- * lambda 0.5 for neggrad+ / 1 scrub / 5e-4 l1-sparse / 0 finetune, 20% of the retained samples);
+ * subjects of a joint model take DEFAULT_SAMPLE_FORGET_RECIPE (neggrad+; lr 3e-4; 1 epoch for
+ * neggrad+, 2 for scrub, l1-sparse and finetune, the training recipe's for retrain; lambda 1
+ * for neggrad+ / 1 scrub / 5e-4 l1-sparse / 0 finetune; 20% of the retained samples);
  * loss, select, anchor and mask_output are refused for them (INVALID_ARGUMENT). On a sisa model
  * the recipe fields are ignored: a replay uses the model's stored recipe.
  */
@@ -976,11 +977,17 @@ export interface SubmitForgetRequest {
   method: ForgetMethod;
   /** Targeted only: the unlearning loss. Default distill. */
   loss: UnlearningLoss;
-  /** Retraining epochs, 1..100. Default 1 (targeted), 2 (samples of a joint model), 5 (baselines). */
+  /**
+   * Retraining epochs, 1..100. Default 1 (targeted; neggrad+ on samples of a joint model), 2
+   * (the other sample methods), 5 (the class baselines).
+   */
   epochs: number;
   /** Retraining learning rate, in (0, 10]. Default 3e-4 (targeted), 1e-4 (baselines). */
   learningRate: number;
-  /** Weight lambda of the unlearning loss on forgotten samples, in (0, 1000]. Default 3. */
+  /**
+   * Weight lambda of the unlearning loss on forgotten samples, in (0, 1000]. Default 3 (targeted),
+   * per method for samples of a joint model (DEFAULT_SAMPLE_FORGET_RECIPE, above).
+   */
   lambda: number;
   /**
    * Targeted only: which experts to retrain from their activation counts on the forgotten data:
