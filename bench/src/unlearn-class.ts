@@ -12,6 +12,7 @@ import {
   parseReceipt,
   receiptKind,
 } from '@lethe/unlearning';
+import { defaultEpochs } from '@lethe/sisa';
 import { machine, today, writeSection } from './benchmarks-md';
 import { lethe, TaskQueue } from './lethe-cli';
 
@@ -29,7 +30,12 @@ const program = new Command()
   )
   .option('--experts <E>', 'experts', '8')
   .option('--preset <name>', 'preset', 'small')
-  .option('--epochs <N>', 'training epochs (and the retrain oracle)', '6')
+  // What `lethe train` uses: the bench measures what a user gets.
+  .option(
+    '--epochs <N>',
+    'training epochs (and the retrain oracle)',
+    String(defaultEpochs('joint')),
+  )
   .option('--limit <N>', 'train on N samples (same subset for the oracle)')
   .option(
     '--then <class>',
