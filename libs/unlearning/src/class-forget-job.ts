@@ -379,6 +379,7 @@ export async function forgetClass(
           { ds: ctx.test, memo: memos.test, positions: measured.test },
         ],
         ctx.measureThreads ?? 1,
+        status,
       );
       if (threads > 1) status(`(the model ran on ${threads} threads)`);
       return measureForgetting(m, ctx.train, ctx.test, classIndex, normalise, suppress, {

@@ -41,13 +41,14 @@ export function defaultOutputThreads(): number {
  * `threads` worker threads; does nothing (the caller's own pass computes them) when there are
  * too few samples for a second thread to pay off. Outputs are the same as one thread's: each
  * sample's inference does not depend on the others in its batch. Returns the threads used (0
- * when it left the work to the caller).
+ * when it left the work to the caller, also when a thread failed: `onNote` says why).
  */
 export async function fillMemosInThreads(
   model: MoEModel,
   normalise: ChannelStats,
   targets: { ds: Dataset; memo: OutputMemo; positions: Int32Array }[],
   threads: number,
+  onNote?: (message: string) => void,
 ): Promise<number> {
   const missing = targets.map((t) => t.memo.missing(t.ds, t.positions));
   const total = missing.reduce((n, m) => n + m.length, 0);
@@ -75,17 +76,24 @@ export async function fillMemosInThreads(
   const parts = MoEModel.parts(model.config.experts).map((p) =>
     serializeParameters(model.part(p).params, { part: p }),
   );
-  const replies = await Promise.all(
-    shares.map((pieces) =>
-      runThread({
-        engine,
-        config: model.config,
-        parts,
-        normalise,
-        datasets: pieces.map((piece) => subset(targets[piece.target]!.ds, piece.positions)),
-      }),
-    ),
-  );
+  let replies: { probs: Float32Array; chosen: Int32Array }[][];
+  try {
+    replies = await Promise.all(
+      shares.map((pieces) =>
+        runThread({
+          engine,
+          config: model.config,
+          parts,
+          normalise,
+          datasets: pieces.map((piece) => subset(targets[piece.target]!.ds, piece.positions)),
+        }),
+      ),
+    );
+  } catch (error) {
+    // Nothing was recorded: the caller's own pass measures everything, a forget is not lost.
+    onNote?.(`note: measuring in one thread (${error instanceof Error ? error.message : error})`);
+    return 0;
+  }
   replies.forEach((outputs, s) =>
     shares[s]!.forEach((piece, d) => {
       const { memo, ds } = targets[piece.target]!;

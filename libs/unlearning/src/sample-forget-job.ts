@@ -517,6 +517,7 @@ export async function forgetJointSamples(
           { ds: ctx.test, memo: memos.test, positions: measured.test },
         ],
         ctx.measureThreads ?? 1,
+        status,
       );
       if (threads > 1) status(`(the model ran on ${threads} threads)`);
       return measureSampleForgetting(m, train, ctx.test, forgotten, normalise, suppress, {

@@ -81,4 +81,34 @@ describe('measuring in worker threads', () => {
       model.dispose();
     }
   });
+
+  it('leaves the work to the caller when a thread fails, saying why', async () => {
+    const model = new MoEModel(config);
+    try {
+      // Weights that do not fit the configuration the thread rebuilds (5 classes, not 4).
+      const misfit = { config: { ...config, numClasses: 5 }, part: model.part.bind(model) };
+      const memo = OutputMemo.for(test, 4, 2);
+      const all = Int32Array.from({ length: test.size }, (_, i) => i);
+      const notes: string[] = [];
+      const used = await fillMemosInThreads(
+        misfit as unknown as MoEModel,
+        normalise,
+        [
+          { ds: test, memo, positions: all },
+          {
+            ds: train,
+            memo: OutputMemo.for(train, 4, 2),
+            positions: Int32Array.from({ length: train.size }, (_, i) => i),
+          },
+        ],
+        2,
+        (m) => notes.push(m),
+      );
+      expect(used).toBe(0);
+      expect(memo.count()).toBe(0);
+      expect(notes).toEqual([expect.stringMatching(/^note: measuring in one thread/)]);
+    } finally {
+      model.dispose();
+    }
+  }, 120_000);
 });
