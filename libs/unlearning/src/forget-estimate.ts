@@ -5,8 +5,12 @@ import {
   readForgetRates,
   withForgetRate,
 } from '@lethe/ledger';
-import { type EpochSummary, recordedTrainingRate, type TrainingRecord } from '@lethe/model';
-import type { MoEConfig } from '@lethe/model';
+import {
+  type EpochSummary,
+  type MoEConfig,
+  recordedTrainingRate,
+  type TrainingRecord,
+} from '@lethe/model';
 import type { JsonValue, Manifest } from '@lethe/store';
 import type { MeasuredOutputs } from './output-memo';
 
