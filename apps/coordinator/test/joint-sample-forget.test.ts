@@ -258,6 +258,9 @@ describe('forgetting a subject of a joint model through SubmitForget', () => {
         expect(v).toBeLessThanOrEqual(100);
       }
     }
+    // neggrad+ says where its ascent stopped: a loss, at most chance's (ln 3).
+    expect(receipt!.ascentStop).toBeGreaterThan(0);
+    expect(receipt!.ascentStop).toBeLessThanOrEqual(Math.log(3)); // three classes
     expect(receipt!.manifest!.after).toBe(job.manifestRevision);
 
     const manifest = (await new ManifestStore(store).read())!;

@@ -247,6 +247,11 @@ export const SampleForgetReceiptSchema = z.looseObject({
   manifest: revisions,
   /** UA, RA, TA and MIA-Efficacy on the forgotten samples, before and after. */
   metrics: z.object({ before: SampleForgetMetricsSchema, after: SampleForgetMetricsSchema }),
+  /**
+   * neggrad+: the loss at which a forgotten sample's ascent stopped — the model's mean loss on
+   * the test split before the forget (receipts before 2026-12-06 stopped at ln C and lack it).
+   */
+  ascentStop: z.number().optional(),
   timings: z.object({
     forgetSeconds: z.number(),
     measureSeconds: z.number(),

@@ -79,6 +79,7 @@ export {
 } from './sample-forget-methods';
 export {
   type SampleForgetMetrics,
+  heldOutLoss,
   measureSampleForgetting,
   sampleMeasurePositions,
 } from './measure-samples';

@@ -88,3 +88,19 @@ export function measureSampleForgetting(
     seconds: (performance.now() - started) / 1000,
   };
 }
+
+/**
+ * The model's mean cross-entropy on the samples of `ds` whose outputs `memo` holds — on the test
+ * split, how a sample the model never saw looks to it; ln C (chance's) when none is measured.
+ */
+export function heldOutLoss(memo: OutputMemo, ds: Dataset, classes: number): number {
+  let sum = 0;
+  let count = 0;
+  for (let p = 0; p < ds.size; p++) {
+    const slot = ds.indices[p]!;
+    if (!memo.known[slot]) continue;
+    sum -= Math.log(Math.max(memo.probs[slot * classes + ds.labels[p]!]!, 1e-12));
+    count += 1;
+  }
+  return count > 0 ? sum / count : Math.log(classes);
+}

@@ -57,6 +57,7 @@ import { FrozenExpertCache } from './frozen-expert-cache';
 import { fillMemosInThreads } from './output-threads';
 import { MEASURE_MODES, type MeasureMode } from './measure-forgetting';
 import {
+  heldOutLoss,
   measureSampleForgetting,
   sampleMeasurePositions,
   type SampleForgetMetrics,
@@ -140,7 +141,8 @@ export interface SampleForgetPreview {
 /**
  * The recipe a sample request gets for what it leaves unset. The default method and its epochs
  * and λ are the ones the measurements in docs/forgetting-samples.md scored closest to the
- * retrain oracle (neggrad+: one epoch at λ 1, on a 10-epoch model); epochs and λ are per method
+ * retrain oracle (neggrad+: one epoch at λ 2, its ascent stopped at the model's test loss, on a
+ * 10-epoch model); epochs and λ are per method
  * (λ a loss weight for neggrad+ and scrub, an ℓ1 weight for l1-sparse).
  */
 export const DEFAULT_SAMPLE_FORGET_RECIPE = {
@@ -148,7 +150,7 @@ export const DEFAULT_SAMPLE_FORGET_RECIPE = {
   // (retrain: the stored training recipe's, read from the model.)
   epochs: { finetune: 2, 'neggrad+': 1, scrub: 2, 'l1-sparse': 2, retrain: 0 },
   learningRate: 3e-4,
-  lambda: { finetune: 0, 'neggrad+': 1, scrub: 1, 'l1-sparse': 5e-4, retrain: 0 },
+  lambda: { finetune: 0, 'neggrad+': 2, scrub: 1, 'l1-sparse': 5e-4, retrain: 0 },
   retainFraction: 0.2,
   batchSize: DEFAULT_FORGET_RECIPE.batchSize,
   measure: DEFAULT_FORGET_RECIPE.measure,
@@ -539,6 +541,14 @@ export async function forgetJointSamples(
     );
     const before = await measure(model, beforeMemos);
     let measureSeconds = (performance.now() - t) / 1000;
+    // neggrad+ stops its ascent where a sample looks unseen: at the model's loss on the test
+    // split, which the "before" has just measured (one number, the same for every sample), or
+    // at chance's if that is lower.
+    const classes = model.config.numClasses;
+    const ascentStop =
+      record.method === 'neggrad+'
+        ? Math.min(Math.log(classes), heldOutLoss(beforeMemos.test, ctx.test, classes))
+        : undefined;
 
     // The retraining's routing extends the lineage (retrained experts only: frozen ones did
     // not learn), so a later request for a sample they now saw plans them too.
@@ -569,6 +579,7 @@ export async function forgetJointSamples(
             learningRate: record.learningRate,
             batchSize: record.batchSize,
             lambda: record.lambda,
+            ...(ascentStop !== undefined ? { ascentStop } : {}),
             retainFraction: record.retainFraction,
             seed: record.seed,
             recipe: trainingRecipe(readTrainingRecord(manifest)),
@@ -609,6 +620,7 @@ export async function forgetJointSamples(
         ? expertsOf(outcome.parts)
         : Array.from({ length: model.config.experts }, (_, e) => e),
       metrics: { before, after },
+      ...(ascentStop !== undefined ? { ascentStop } : {}),
       timings: {
         forgetSeconds: outcome.seconds,
         measureSeconds,

@@ -28,7 +28,8 @@ import type { SampleForgetMethod } from '@lethe/ledger';
  * share of the retained ones; they differ in the objective:
  * - `finetune`: cross-entropy on the retained samples only (the forgotten ones are left out);
  * - `neggrad+`: descent on the retained samples, λ-weighted ascent on the forgotten ones
- *   (Kurmanji et al. 2023), the ascent stopped per sample once its loss reaches chance's;
+ *   (Kurmanji et al. 2023), the ascent stopped per sample once its loss reaches the model's
+ *   mean loss on held-out samples (`ascentStop`; chance's when not given);
  * - `scrub`: SCRUB-style distillation (Kurmanji et al. 2023): stay close to the original model
  *   on retained samples (KL to its outputs, plus cross-entropy), move away from it on forgotten
  *   ones (λ · KL, maximised, capped at chance's);
@@ -55,6 +56,11 @@ export interface SampleForgetRun {
   batchSize: number;
   /** Weight of the forgetting term (neggrad+, scrub) or of the ℓ1 penalty (l1-sparse). */
   lambda: number;
+  /**
+   * neggrad+: the loss at which a forgotten sample's ascent stops — the model's mean loss on
+   * samples it never saw (`heldOutLoss` of the test split). Default (and at most): chance's, ln C.
+   */
+  ascentStop?: number;
   /** Share of the retained samples retrained on (seeded, fixed for the run). */
   retainFraction: number;
   seed: number;
@@ -121,6 +127,7 @@ async function targetedSampleForget(
   const mask = (positions: Int32Array, size: number): Float32Array =>
     Float32Array.from({ length: size }, (_, b) => isForgotten[positions[b]!]!);
   const chance = Math.log(run.model.config.numClasses);
+  const stop = Math.min(chance, run.ascentStop ?? chance);
   const steps = run.epochs * Math.ceil(indices.length / run.batchSize);
   let step = 0;
   const batchLoss = (positions: Int32Array, size: number): TaskLoss => {
@@ -130,9 +137,11 @@ async function targetedSampleForget(
         return (logits, labels) => {
           const f = tf.tensor1d(forgotten);
           const ce = perSampleCrossEntropy(logits, labels);
-          // Ascent only while a sample is still more likely than chance: unbounded ascent
-          // diverges and takes the retained samples with it.
-          const ascent = tf.minimum(ce, chance);
+          // Ascent only until a sample looks unseen — the model's loss on held-out samples, which
+          // is what retraining without it gives (docs/forgetting-samples.md) — not further:
+          // beyond it the ascent pushes the sample below what the oracle scores, and unbounded
+          // ascent diverges and takes the retained samples with it.
+          const ascent = tf.minimum(ce, stop);
           return tf.mean(
             tf.sub(tf.mul(tf.sub(1, f), ce), tf.mul(f, tf.mul(ascent, run.lambda))),
           ) as tf.Scalar;

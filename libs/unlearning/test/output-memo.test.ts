@@ -1,6 +1,6 @@
 import type { Dataset } from '@lethe/data';
 import { describe, expect, it } from 'vitest';
-import { OutputMemo } from '../src';
+import { heldOutLoss, OutputMemo } from '../src';
 
 describe('OutputMemo', () => {
   it('round-trips through bytes and says what it still misses', () => {
@@ -26,5 +26,19 @@ describe('OutputMemo', () => {
     expect(grown.known[4]).toBe(1);
     expect(OutputMemo.decode(bytes, 5, 3, 1)).toBeUndefined();
     expect(OutputMemo.decode(bytes.subarray(1), 5, 3, 2)).toBeUndefined();
+  });
+
+  it('gives the mean loss of the samples it holds: how an unseen sample looks to the model', () => {
+    const memo = new OutputMemo(4, 2, 1);
+    memo.probs.set([0.8, 0.2, 0.4, 0.6, 0.5, 0.5], 0);
+    memo.known.set([1, 1, 0, 0]);
+    const ds = {
+      size: 3,
+      indices: Int32Array.from([0, 1, 2]),
+      labels: Int32Array.from([0, 0, 1]),
+    } as unknown as Dataset;
+    // Slot 2 is not measured: only −ln 0.8 and −ln 0.4 count.
+    expect(heldOutLoss(memo, ds, 2)).toBeCloseTo(-(Math.log(0.8) + Math.log(0.4)) / 2, 6);
+    expect(heldOutLoss(new OutputMemo(4, 2, 1), ds, 2)).toBeCloseTo(Math.log(2), 6);
   });
 });

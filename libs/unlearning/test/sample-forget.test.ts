@@ -26,6 +26,7 @@ import { LocalDirStore, ManifestStore } from '@lethe/store';
 import {
   DEFAULT_SAMPLE_FORGET_RECIPE,
   forgetJointSamples,
+  modelOutputs,
   previewSampleForget,
   runSampleForgetMethod,
   SAMPLE_FORGET_METHODS,
@@ -207,6 +208,40 @@ describe('sample forgetting methods', () => {
       }
     }
   }, 60_000);
+
+  it('neggrad+ ascends on a forgotten sample only while its loss is below the stop', async () => {
+    const forgotten = Int32Array.from([3, 70, 150]);
+    const weightsAfter = async (lambda: number, ascentStop?: number): Promise<Float32Array> => {
+      const { model } = await loadModel(store);
+      try {
+        await runSampleForgetMethod('neggrad+', {
+          model,
+          train,
+          normalise,
+          forgotten,
+          experts: [0, 1],
+          epochs: 2,
+          learningRate: 1e-3,
+          batchSize: 32,
+          lambda,
+          ...(ascentStop !== undefined ? { ascentStop } : {}),
+          retainFraction: 0.25,
+          seed: 0,
+          recipe: { ...recipe, epochs: 1, schedule: 'one-cycle' as const },
+        });
+        const parts = ['router', 'expert/0', 'expert/1'] as const;
+        const vars = parts.flatMap((p) => model.part(p).params.trainable());
+        return Float32Array.from(vars.flatMap((v) => Array.from(v.dataSync())));
+      } finally {
+        model.dispose();
+      }
+    };
+    const noAscent = await weightsAfter(0);
+    // Every forgotten sample's loss is above a stop this low from the first step: no ascent.
+    expect(await weightsAfter(2, 1e-9)).toEqual(noAscent);
+    // At chance's stop (the default) the same λ moves the weights.
+    expect(await weightsAfter(2)).not.toEqual(noAscent);
+  }, 60_000);
 });
 
 describe('forgetting a subject on a joint model', () => {
@@ -221,7 +256,20 @@ describe('forgetting a subject on a joint model', () => {
 
   it('retrains the planned experts and the router, and publishes receipt, ledger and lineage', async () => {
     const before = (await new ManifestStore(store).read())!;
+    const { model: original } = await loadModel(store);
+    const testLoss = (() => {
+      const { probs } = modelOutputs(original, test, normalise);
+      let sum = 0;
+      for (let p = 0; p < test.size; p++) sum -= Math.log(probs[p * 4 + test.labels[p]!]!);
+      return sum / test.size;
+    })();
+    original.dispose();
     receipt = await forgetJointSamples({ store, train, test }, request);
+    // The default method, neggrad+, stopped its ascent where an unseen sample's loss is (or
+    // at chance's, ln 4, if that is lower).
+    expect(receipt.request.method).toBe('neggrad+');
+    expect(testLoss).toBeLessThan(Math.log(4));
+    expect(receipt.ascentStop).toBeCloseTo(testLoss, 4);
     const after = (await new ManifestStore(store).read())!;
     expect(receipt.mode).toBe('approximate');
     expect(receipt.request.sampleIds).toEqual([3, 70, 150].map(id).sort());

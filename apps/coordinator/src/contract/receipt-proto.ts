@@ -189,6 +189,7 @@ function toProtoSampleReceipt(
     sisa: undefined,
     jobId,
     object,
+    ascentStop: receipt.ascentStop,
   };
 }
 

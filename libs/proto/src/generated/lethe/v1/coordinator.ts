@@ -330,8 +330,9 @@ export enum ForgetMethod {
   FORGET_METHOD_SISA_REPLAY = 7,
   /**
    * FORGET_METHOD_NEGGRAD_PLUS - Samples of a joint model: retrain the experts that saw them and the router with descent on
-   * retained samples and lambda-weighted ascent on the forgotten ones (stopped per sample at
-   * chance's loss). Approximate; the default for samples and subjects of a joint model.
+   * retained samples and lambda-weighted ascent on the forgotten ones (stopped per sample once
+   * its loss reaches the model's mean loss on the test split: where an unseen sample is).
+   * Approximate; the default for samples and subjects of a joint model.
    */
   FORGET_METHOD_NEGGRAD_PLUS = 8,
   /**
@@ -937,7 +938,7 @@ export interface LogLine {
  * best (DEFAULT_FORGET_RECIPE: distill, 1 epoch, lr 3e-4, lambda 3, 20% of the retained
  * samples, router anchor 1, experts at coverage:0.95); the baselines keep 5 epochs at lr 1e-4 on all data. Samples and
  * subjects of a joint model take DEFAULT_SAMPLE_FORGET_RECIPE (neggrad+; lr 3e-4; 1 epoch for
- * neggrad+, 2 for scrub, l1-sparse and finetune, the training recipe's for retrain; lambda 1
+ * neggrad+, 2 for scrub, l1-sparse and finetune, the training recipe's for retrain; lambda 2
  * for neggrad+ / 1 scrub / 5e-4 l1-sparse / 0 finetune; 20% of the retained samples);
  * loss, select, anchor and mask_output are refused for them (INVALID_ARGUMENT). On a sisa model
  * the recipe fields are ignored: a replay uses the model's stored recipe.
@@ -1273,7 +1274,16 @@ export interface Receipt {
   /** The forget job that produced the receipt. */
   jobId: string;
   /** Where the receipt document itself is stored (its hash is in the manifest revision). */
-  object?: ObjectRef | undefined;
+  object?:
+    | ObjectRef
+    | undefined;
+  /**
+   * Sample forgets with method neggrad+: the loss at which the ascent on a forgotten sample
+   * stopped — the model's mean cross-entropy on the test split before the forget, i.e. how an
+   * unseen sample looks to it. Unset for other methods and for receipts written before it was
+   * recorded (their ascent stopped at chance's, ln C).
+   */
+  ascentStop?: number | undefined;
 }
 
 /** A class, resolved. */
@@ -5547,6 +5557,7 @@ function createBaseReceipt(): Receipt {
     sisa: undefined,
     jobId: "",
     object: undefined,
+    ascentStop: undefined,
   };
 }
 
@@ -5616,6 +5627,9 @@ export const Receipt: MessageFns<Receipt> = {
     }
     if (message.object !== undefined) {
       ObjectRef.encode(message.object, writer.uint32(154).fork()).join();
+    }
+    if (message.ascentStop !== undefined) {
+      writer.uint32(161).double(message.ascentStop);
     }
     return writer;
   },
@@ -5805,6 +5819,14 @@ export const Receipt: MessageFns<Receipt> = {
             message.object = ObjectRef.decode(reader, reader.uint32());
             continue;
           }
+          case 20: {
+            if (tag !== 161) {
+              break;
+            }
+
+            message.ascentStop = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5868,6 +5890,11 @@ export const Receipt: MessageFns<Receipt> = {
         ? globalThis.String(object.job_id)
         : "",
       object: isSet(object.object) ? ObjectRef.fromJSON(object.object) : undefined,
+      ascentStop: isSet(object.ascentStop)
+        ? globalThis.Number(object.ascentStop)
+        : isSet(object.ascent_stop)
+        ? globalThis.Number(object.ascent_stop)
+        : undefined,
     };
   },
 
@@ -5930,6 +5957,9 @@ export const Receipt: MessageFns<Receipt> = {
     if (message.object !== undefined) {
       obj.object = ObjectRef.toJSON(message.object);
     }
+    if (message.ascentStop !== undefined) {
+      obj.ascentStop = floatToJson(message.ascentStop);
+    }
     return obj;
   },
 
@@ -5975,6 +6005,7 @@ export const Receipt: MessageFns<Receipt> = {
     message.object = (object.object !== undefined && object.object !== null)
       ? ObjectRef.fromPartial(object.object)
       : undefined;
+    message.ascentStop = object.ascentStop ?? undefined;
     return message;
   },
 };
