@@ -499,6 +499,11 @@ export function printSampleReceipt(receipt: SampleForgetReceipt): void {
       `they carry ${plan.collateral.toFixed(1)}% of the retained samples' routing`,
   );
   console.log(`changed: ${receipt.partsChanged.join(', ') || 'no weights'}`);
+  if (receipt.ascentStop !== undefined) {
+    console.log(
+      `ascent on a forgotten sample stopped at loss ${receipt.ascentStop.toFixed(3)}: the model's mean test loss, where an unseen sample is`,
+    );
+  }
   const row = (name: string, m: SampleForgetReceipt['metrics']['before']): string[] => [
     name,
     pct(m.ua),
