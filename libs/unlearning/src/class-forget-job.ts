@@ -568,6 +568,7 @@ function classForgetWork(
           : ctx.train.size;
   return {
     trainingSamples,
+    measureThreads: ctx.measureThreads ?? 1,
     epochs: record.method === 'mask' ? 0 : record.epochs,
     expertsRetrained: targeted
       ? plan.experts.length

@@ -56,13 +56,16 @@ export interface ForgetWork {
   expertsRetrained: number;
   /** Whether each retraining sample also runs through the original model (a distillation teacher). */
   teacherPass: boolean;
+  /** Worker threads the before/after measurement is split across (default 1). */
+  measureThreads?: number;
 }
 
 /**
  * Seconds at the last measured rate: the previous forget of the same kind and method on this
  * store when there is one (its retraining and its "after" measurement, timed), else the model's
  * training rate, where a retraining step costs about a training step and an inference pass (the
- * teacher's, a measurement's) about a third. The "before" skips what the output memo holds.
+ * teacher's, a measurement's) about a third, and the measurement's threads each run at that rate
+ * (a measured forget rate already includes them). The "before" skips what the output memo holds.
  */
 export function estimateForget(
   work: ForgetWork,
@@ -71,6 +74,7 @@ export function estimateForget(
   lastForget?: ForgetRate,
 ): ForgetEstimate {
   const { trainingSamples, epochs, expertsRetrained, teacherPass } = work;
+  const threads = Math.max(1, Math.floor(work.measureThreads ?? 1));
   const trainingRate = recordedTrainingRate(training);
   const rate: EstimateRate | undefined = lastForget
     ? {
@@ -95,8 +99,11 @@ export function estimateForget(
       (trainingSamples * epochs) / rate.retrainingRate +
       (teacherPass ? trainingSamples / rate.inferenceRate : 0);
     const { measuredSamples, measuredBeforeReused } = measured;
+    // The teacher's pass runs in the job's thread; the measurement on its threads.
+    const measureRate =
+      rate.source === 'training' ? rate.inferenceRate * threads : rate.inferenceRate;
     const measurement =
-      (2 * measuredSamples - Math.min(measuredSamples, measuredBeforeReused)) / rate.inferenceRate;
+      (2 * measuredSamples - Math.min(measuredSamples, measuredBeforeReused)) / measureRate;
     return { retraining, measurement, total: retraining + measurement };
   })();
   return {

@@ -444,7 +444,13 @@ export async function previewSampleForget(
       request: record,
       plan,
       estimate: estimateForget(
-        { trainingSamples, epochs, expertsRetrained, teacherPass: record.method === 'scrub' },
+        {
+          trainingSamples,
+          epochs,
+          expertsRetrained,
+          teacherPass: record.method === 'scrub',
+          measureThreads: ctx.measureThreads ?? 1,
+        },
         measured,
         training,
         lastForgetRate(

@@ -35,6 +35,24 @@ describe('estimateForget', () => {
     expect(taught.seconds!.retraining).toBeCloseTo(3.5);
   });
 
+  it("splits a training-rate measurement across the forget's measurement threads", () => {
+    const work = { trainingSamples: 300, epochs: 2, expertsRetrained: 3, teacherPass: true };
+    const one = estimateForget(work, measured, training);
+    const two = estimateForget({ ...work, measureThreads: 2 }, measured, training);
+    expect(two.seconds!.measurement).toBeCloseTo(one.seconds!.measurement / 2);
+    // The teacher's pass runs in the job's own thread: retraining seconds do not change.
+    expect(two.seconds!.retraining).toBeCloseTo(one.seconds!.retraining);
+    // A measured forget rate was timed on its threads already.
+    const last = measuredForgetRate(
+      { requestId: 'r-1', model: 'tiny/4/2' },
+      [{ images: 600, seconds: 6 }],
+      { samples: 1500, seconds: 3 },
+    )!;
+    expect(
+      estimateForget({ ...work, measureThreads: 2 }, measured, training, last).seconds!.measurement,
+    ).toBeCloseTo(3.6);
+  });
+
   it('gives no seconds for a model stored without epoch timings, only the work', () => {
     const work = { trainingSamples: 10, epochs: 1, expertsRetrained: 2, teacherPass: true };
     const bare = trainingRecordSchema.parse({ mode: 'joint', dataset: 'cifar10:/data' });

@@ -374,7 +374,9 @@ export function registerForgetCommand(program: Command): void {
           ...(flags.requestId ? { requestId: flags.requestId } : {}),
         };
         if (flags.dryRun) {
-          const preview = await previewClassForget({ store, train, test }, request);
+          // Estimated on the threads the forget itself would measure with.
+          const measureThreads = flags.measureThreads ?? defaultOutputThreads();
+          const preview = await previewClassForget({ store, train, test, measureThreads }, request);
           if (flags.json) process.stdout.write(`${JSON.stringify(preview, null, 2)}\n`);
           else printPreview(preview);
           return;
