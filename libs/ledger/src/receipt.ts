@@ -192,6 +192,11 @@ export const SampleForgetRequestRecordSchema = z.object({
   epochs: count,
   learningRate: z.number(),
   lambda: z.number(),
+  /**
+   * neggrad+: weight of the anchor, KL(original outputs ‖ new outputs) on retained samples.
+   * Absent for the other methods and in records made before it existed (no anchor).
+   */
+  anchor: z.number().optional(),
   retainFraction: z.number(),
   batchSize: count,
   seed: z.number().int(),

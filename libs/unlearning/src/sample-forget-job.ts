@@ -96,6 +96,8 @@ export interface SampleForgetRequest {
   learningRate?: number;
   /** Weight of the forgetting term (neggrad+, scrub) or of the ℓ1 penalty (l1-sparse). */
   lambda?: number;
+  /** neggrad+ only: weight of the anchor to the original model's outputs on retained samples. */
+  anchor?: number;
   /** Share of the retained samples retrained on (0 < F ≤ 1). */
   retainFraction?: number;
   measure?: MeasureMode;
@@ -141,16 +143,18 @@ export interface SampleForgetPreview {
 /**
  * The recipe a sample request gets for what it leaves unset. The default method and its epochs
  * and λ are the ones the measurements in docs/forgetting-samples.md scored closest to the
- * retrain oracle (neggrad+: one epoch at λ 2, its ascent stopped at the model's test loss, on a
- * 10-epoch model); epochs and λ are per method
- * (λ a loss weight for neggrad+ and scrub, an ℓ1 weight for l1-sparse).
+ * retrain oracle (neggrad+: one epoch at λ 3, its ascent stopped at the model's test loss, the
+ * retained samples anchored to the original outputs with weight 1, on a 10-epoch model); epochs
+ * and λ are per method (λ a loss weight for neggrad+ and scrub, an ℓ1 weight for l1-sparse).
  */
 export const DEFAULT_SAMPLE_FORGET_RECIPE = {
   method: 'neggrad+' as SampleForgetMethod,
   // (retrain: the stored training recipe's, read from the model.)
   epochs: { finetune: 2, 'neggrad+': 1, scrub: 2, 'l1-sparse': 2, retrain: 0 },
   learningRate: 3e-4,
-  lambda: { finetune: 0, 'neggrad+': 2, scrub: 1, 'l1-sparse': 5e-4, retrain: 0 },
+  lambda: { finetune: 0, 'neggrad+': 3, scrub: 1, 'l1-sparse': 5e-4, retrain: 0 },
+  /** neggrad+'s anchor to the original outputs on retained samples. */
+  anchor: 1,
   retainFraction: 0.2,
   batchSize: DEFAULT_FORGET_RECIPE.batchSize,
   measure: DEFAULT_FORGET_RECIPE.measure,
@@ -191,6 +195,12 @@ async function prepare(ctx: SampleForgetContext, request: SampleForgetRequest): 
   }
   // The same bounds as a class request's (its class is not a number to check).
   checkRecipeNumbers(request);
+  if (request.anchor !== undefined && method !== 'neggrad+') {
+    throw new ForgetRequestError(
+      `anchor applies to the neggrad+ sample method only, not ${method}`,
+      'invalid-argument',
+    );
+  }
   if (request.measure !== undefined && !MEASURE_MODES.includes(request.measure)) {
     throw new ForgetRequestError(
       `unknown measure mode ${String(request.measure).slice(0, 40)} (known: ${MEASURE_MODES.join(', ')})`,
@@ -249,6 +259,7 @@ async function prepare(ctx: SampleForgetContext, request: SampleForgetRequest): 
           : recipe.epochs[method]),
       learningRate: request.learningRate ?? recipe.learningRate,
       lambda: request.lambda ?? recipe.lambda[method],
+      ...(method === 'neggrad+' ? { anchor: request.anchor ?? recipe.anchor } : {}),
       retainFraction: request.retainFraction ?? recipe.retainFraction,
       batchSize: request.batchSize ?? recipe.batchSize,
       seed: request.seed ?? 0,
@@ -448,7 +459,7 @@ export async function previewSampleForget(
           trainingSamples,
           epochs,
           expertsRetrained,
-          teacherPass: record.method === 'scrub',
+          teacherPass: record.method === 'scrub' || (record.anchor ?? 0) > 0,
           measureThreads: ctx.measureThreads ?? 1,
         },
         measured,
@@ -585,6 +596,7 @@ export async function forgetJointSamples(
             learningRate: record.learningRate,
             batchSize: record.batchSize,
             lambda: record.lambda,
+            anchor: record.anchor ?? 0,
             ...(ascentStop !== undefined ? { ascentStop } : {}),
             retainFraction: record.retainFraction,
             seed: record.seed,

@@ -29,7 +29,9 @@ import type { SampleForgetMethod } from '@lethe/ledger';
  * - `finetune`: cross-entropy on the retained samples only (the forgotten ones are left out);
  * - `neggrad+`: descent on the retained samples, λ-weighted ascent on the forgotten ones
  *   (Kurmanji et al. 2023), the ascent stopped per sample once its loss reaches the model's
- *   mean loss on held-out samples (`ascentStop`; chance's when not given);
+ *   mean loss on held-out samples (`ascentStop`; chance's when not given); with an `anchor`,
+ *   the retained samples' descent adds μ · KL(original outputs ‖ new outputs), SCRUB's "stay
+ *   close" term, so the ascent's pull on the shared weights moves them less;
  * - `scrub`: SCRUB-style distillation (Kurmanji et al. 2023): stay close to the original model
  *   on retained samples (KL to its outputs, plus cross-entropy), move away from it on forgotten
  *   ones (λ · KL, maximised, capped at chance's);
@@ -56,6 +58,8 @@ export interface SampleForgetRun {
   batchSize: number;
   /** Weight of the forgetting term (neggrad+, scrub) or of the ℓ1 penalty (l1-sparse). */
   lambda: number;
+  /** neggrad+: weight μ of the anchor to the original outputs on retained samples (default 0). */
+  anchor?: number;
   /**
    * neggrad+: the loss at which a forgotten sample's ascent stops — the model's mean loss on
    * samples it never saw (`heldOutLoss` of the test split). Default (and at most): chance's, ln C.
@@ -123,7 +127,9 @@ async function targetedSampleForget(
     method === 'finetune' || method === 'l1-sparse'
       ? subset.filter((p) => !isForgotten[p])
       : subset;
-  const teacher = method === 'scrub' ? await Teacher.record(run, indices, cache, []) : undefined;
+  const anchor = method === 'neggrad+' ? (run.anchor ?? 0) : 0;
+  const teacher =
+    method === 'scrub' || anchor > 0 ? await Teacher.record(run, indices, cache, []) : undefined;
   const mask = (positions: Int32Array, size: number): Float32Array =>
     Float32Array.from({ length: size }, (_, b) => isForgotten[positions[b]!]!);
   const chance = Math.log(run.model.config.numClasses);
@@ -133,7 +139,8 @@ async function targetedSampleForget(
   const batchLoss = (positions: Int32Array, size: number): TaskLoss => {
     const forgotten = mask(positions, size);
     switch (method) {
-      case 'neggrad+':
+      case 'neggrad+': {
+        const targets = teacher?.rows(positions, size).targets;
         return (logits, labels) => {
           const f = tf.tensor1d(forgotten);
           const ce = perSampleCrossEntropy(logits, labels);
@@ -142,16 +149,17 @@ async function targetedSampleForget(
           // beyond it the ascent pushes the sample below what the oracle scores, and unbounded
           // ascent diverges and takes the retained samples with it.
           const ascent = tf.minimum(ce, stop);
+          const keep = targets ? tf.add(ce, tf.mul(teacherKl(targets, logits), anchor)) : ce;
           return tf.mean(
-            tf.sub(tf.mul(tf.sub(1, f), ce), tf.mul(f, tf.mul(ascent, run.lambda))),
+            tf.sub(tf.mul(tf.sub(1, f), keep), tf.mul(f, tf.mul(ascent, run.lambda))),
           ) as tf.Scalar;
         };
+      }
       case 'scrub': {
         const { targets } = teacher!.rows(positions, size);
         return (logits, labels) => {
           const f = tf.tensor1d(forgotten);
-          const t = tf.tensor2d(targets, [size, teacher!.classes]);
-          const kl = tf.sum(tf.mul(t, tf.sub(tf.log(tf.add(t, 1e-9)), tf.logSoftmax(logits))), 1);
+          const kl = teacherKl(targets, logits);
           const ce = perSampleCrossEntropy(logits, labels);
           const keep = tf.mul(tf.sub(1, f), tf.add(kl, ce));
           const away = tf.mul(f, tf.mul(tf.minimum(kl, chance), run.lambda));
@@ -195,4 +203,13 @@ async function targetedSampleForget(
     suppressClasses: [],
     frozenExpertPasses: cache.stats(),
   };
+}
+
+/** Per sample KL(teacher's softmax ‖ softmax(logits)): how far the outputs moved. */
+function teacherKl(targets: Float32Array, logits: tf.Tensor2D): tf.Tensor1D {
+  const t = tf.tensor2d(targets, logits.shape);
+  return tf.sum(
+    tf.mul(t, tf.sub(tf.log(tf.add(t, 1e-9)), tf.logSoftmax(logits))),
+    1,
+  ) as tf.Tensor1D;
 }
