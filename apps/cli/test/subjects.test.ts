@@ -215,6 +215,16 @@ describe('data subjects', () => {
     expect(mixed.stderr).toMatch(
       /lethe: error: invalid argument: --loss apply to class forgetting/,
     );
+    // --anchor reaches a sample forget (neggrad+'s); another method refuses it.
+    const wrongMethod = ['--subject', 's7', '--method', 'finetune', '--anchor', '1'];
+    expect(lethe(['forget', '--store', store, '--dry-run', ...wrongMethod]).stderr).toMatch(
+      /lethe: error: invalid argument: anchor applies to the neggrad\+ sample method only/,
+    );
+    const anchoredDry = lethe([
+      ...['forget', '--store', store, '--subject', 's7', '--anchor', '0.5', '--dry-run'],
+      '--json',
+    ]);
+    expect(JSON.parse(anchoredDry.stdout)).toMatchObject({ request: { anchor: 0.5 } });
     const notHeld = lethe(['forget', '--store', store, '--samples', 'cifar10:train:99999']);
     expect(notHeld.stderr).toMatch(/lethe: error: not found: sample cifar10:train:99999/);
     expect(digest(store)).toEqual(before);

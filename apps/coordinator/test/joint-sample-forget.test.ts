@@ -20,6 +20,7 @@ import {
   TrainingMode,
 } from '@lethe/proto';
 import { LocalDirStore, ManifestStore, sha256Hex } from '@lethe/store';
+import { DEFAULT_SAMPLE_FORGET_RECIPE } from '@lethe/unlearning';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ForgetJobRequest } from '../src/contract/forget-request';
 import { GrpcServerService } from '../src/grpc/grpc-server.service';
@@ -249,6 +250,8 @@ describe('forgetting a subject of a joint model through SubmitForget', () => {
       target: { $case: 'sampleIds', value: { ids: [id(0), id(5), id(9)] } },
       subjects: ['s1'],
       method: ForgetMethod.FORGET_METHOD_NEGGRAD_PLUS,
+      // The default anchor of neggrad+, recorded with the recipe.
+      anchor: DEFAULT_SAMPLE_FORGET_RECIPE.anchor,
     });
     expect(receipt!.expertsRetrained).toEqual(receipt!.plan!.experts);
     expect(receipt!.partsChanged).toContain('router');

@@ -117,7 +117,20 @@ describe('request contract', () => {
       maskOutput: false,
       seed: 0,
     });
+    // neggrad+'s anchor (and the default method's, which is neggrad+ on a joint model).
+    expect(
+      normaliseForgetOptions(
+        subjects(['s1'], { method: ForgetMethod.FORGET_METHOD_NEGGRAD_PLUS, anchor: 0 }),
+      ),
+    ).toMatchObject({ sampleMethod: 'neggrad+', anchor: 0 });
+    expect(normaliseForgetOptions(subjects(['s1'], { anchor: 2 }))).toMatchObject({ anchor: 2 });
     for (const [request, message] of [
+      [
+        subjects(['s1'], { method: ForgetMethod.FORGET_METHOD_SCRUB, anchor: 1 }),
+        /anchor applies to neggrad\+ among the sample methods, not scrub/,
+      ],
+      [subjects(['s1'], { anchor: Number.NaN }), /anchor/],
+      [subjects(['s1'], { anchor: 1001 }), /anchor/],
       [subjects([]), /subject_ids is empty/],
       [subjects([' padded']), /malformed subject id/],
       [subjects(['x'.repeat(257)]), /malformed subject id/],

@@ -127,6 +127,27 @@ describe('planning a sample forget on a joint model', () => {
       epochs: DEFAULT_SAMPLE_FORGET_RECIPE.epochs[DEFAULT_SAMPLE_FORGET_RECIPE.method],
       lambda: DEFAULT_SAMPLE_FORGET_RECIPE.lambda[DEFAULT_SAMPLE_FORGET_RECIPE.method],
     });
+    // neggrad+ records its anchor; the other methods have none and refuse one.
+    expect(preview.request.anchor).toBe(DEFAULT_SAMPLE_FORGET_RECIPE.anchor);
+    const tuned = await previewSampleForget(
+      { store, train, test },
+      { subjects: ['ana'], method: 'finetune' },
+    );
+    expect(tuned.request).not.toHaveProperty('anchor');
+    expect(
+      (await previewSampleForget({ store, train, test }, { subjects: ['ana'], anchor: 0 })).request
+        .anchor,
+    ).toBe(0);
+    for (const bad of [
+      { method: 'finetune' as const, anchor: 1 },
+      { anchor: Number.NaN },
+      { anchor: -1 },
+    ]) {
+      await expect(
+        previewSampleForget({ store, train, test }, { subjects: ['ana'], ...bad }),
+      ).rejects.toMatchObject({ code: 'invalid-argument' });
+    }
+    expect(digest()).toEqual(before);
     // The oracle's record names the epochs it trains: the stored training recipe's.
     const oracle = await previewSampleForget(
       { store, train, test },
@@ -179,6 +200,8 @@ describe('sample forgetting methods', () => {
         learningRate: 1e-3,
         batchSize: 32,
         lambda: DEFAULT_SAMPLE_FORGET_RECIPE.lambda[method],
+        // neggrad+ with its default anchor records a teacher: its tensors must go too.
+        anchor: method === 'neggrad+' ? DEFAULT_SAMPLE_FORGET_RECIPE.anchor : 0,
         retainFraction: 0.25,
         seed: 0,
         recipe: { ...recipe, epochs: 1, schedule: 'one-cycle' as const },
@@ -241,6 +264,52 @@ describe('sample forgetting methods', () => {
     expect(await weightsAfter(2, 1e-9)).toEqual(noAscent);
     // At chance's stop (the default) the same λ moves the weights.
     expect(await weightsAfter(2)).not.toEqual(noAscent);
+  }, 60_000);
+
+  it("neggrad+'s anchor holds the retained samples' outputs near the original's", async () => {
+    const forgotten = Int32Array.from([3, 70, 150]);
+    const { model: original } = await loadModel(store);
+    const before = modelOutputs(original, train, normalise).probs;
+    original.dispose();
+    // Mean KL(original ‖ after) over the retained training samples.
+    const driftWith = async (anchor: number): Promise<number> => {
+      const { model } = await loadModel(store);
+      try {
+        await runSampleForgetMethod('neggrad+', {
+          model,
+          train,
+          normalise,
+          forgotten,
+          experts: [0, 1, 2, 3],
+          epochs: 2,
+          learningRate: 3e-3,
+          batchSize: 32,
+          lambda: 3,
+          anchor,
+          retainFraction: 0.5,
+          seed: 0,
+          recipe: { ...recipe, epochs: 1, schedule: 'one-cycle' as const },
+        });
+        const after = modelOutputs(model, train, normalise).probs;
+        let kl = 0;
+        let n = 0;
+        for (let p = 0; p < train.size; p++) {
+          if (forgotten.includes(p)) continue;
+          for (let c = 0; c < 4; c++) {
+            const q = before[p * 4 + c]!;
+            kl += q * (Math.log(q + 1e-9) - Math.log(after[p * 4 + c]! + 1e-9));
+          }
+          n += 1;
+        }
+        return kl / n;
+      } finally {
+        model.dispose();
+      }
+    };
+    const free = await driftWith(0);
+    const anchored = await driftWith(10);
+    expect(free).toBeGreaterThan(0);
+    expect(anchored).toBeLessThan(free);
   }, 60_000);
 });
 

@@ -166,7 +166,7 @@ export function registerForgetCommand(program: Command): void {
     )
     .option(
       '--anchor <μ>',
-      `targeted only: weight of the router anchor, KL(old gates ‖ new gates) on retained samples; 0 turns it off (default: ${TARGETED.anchor})`,
+      `weight of the anchor to the model before forgetting on retained samples; 0 turns it off. A class (targeted): KL(old gates ‖ new gates) of the router (default: ${TARGETED.anchor}); samples (neggrad+): KL(old outputs ‖ new outputs) (default: ${DEFAULT_SAMPLE_FORGET_RECIPE.anchor})`,
       nonNegativeNumber,
     )
     .option(
@@ -452,7 +452,7 @@ function sampleRecipe(
   flags: ForgetFlags,
   command: Command,
 ): Omit<SampleForgetRequest, 'requestId' | 'sampleIds' | 'subjects'> {
-  const classOnly = ['loss', 'select', 'anchor', 'maskOutput', 'beforeFrom'].filter(
+  const classOnly = ['loss', 'select', 'maskOutput', 'beforeFrom'].filter(
     (name) => command.getOptionValueSource(name) === 'cli',
   );
   if (classOnly.length > 0) {
@@ -472,6 +472,7 @@ function sampleRecipe(
     ...(flags.epochs !== undefined ? { epochs: flags.epochs } : {}),
     ...(flags.lr !== undefined ? { learningRate: flags.lr } : {}),
     ...(flags.lambda !== undefined ? { lambda: flags.lambda } : {}),
+    ...(flags.anchor !== undefined ? { anchor: flags.anchor } : {}),
     ...(flags.retainFraction !== undefined ? { retainFraction: flags.retainFraction } : {}),
     ...(flags.measure ? { measure: flags.measure } : {}),
     ...(given('batch') ? { batchSize: flags.batch } : {}),

@@ -40,7 +40,7 @@ export const ForgetJobRequestSchema = z.object({
   select: z.string().optional(),
   /** Targeted only, where the client set it: share of retained samples retrained on. */
   retainFraction: z.number().positive().optional(),
-  /** Targeted only, where the client set it: weight of the router anchor. */
+  /** Where the client set it: weight of the router anchor (targeted) or neggrad+'s anchor. */
   anchor: z.number().min(0).optional(),
   measure: z.enum(MEASURE_MODES).optional(),
   epochs: z.number().int().min(1).optional(),

@@ -108,6 +108,7 @@ function sampleRequestRecord(r: SampleForgetRequestRecord): ForgetRequestRecord 
     batchSize: r.batchSize,
     seed: r.seed,
     retainFraction: r.retainFraction,
+    anchor: r.anchor,
     measure: MEASURES[r.measure],
   };
 }

@@ -336,16 +336,23 @@ function sampleTargetOptions(request: SubmitForgetRequest, field: string): Forge
       `${field} are forgotten by sisa replay (sisa model) or by finetune, retrain, neggrad+, scrub or l1-sparse (joint model), not ${ForgetMethod[request.method] ?? quote(request.method)}`,
     );
   }
-  if (
-    request.loss !== UnlearningLoss.UNLEARNING_LOSS_UNSPECIFIED ||
-    request.select ||
-    request.anchor !== undefined
-  ) {
-    throw invalidArgument(`loss, select and anchor apply to a class target only, not ${field}`);
+  if (request.loss !== UnlearningLoss.UNLEARNING_LOSS_UNSPECIFIED || request.select) {
+    throw invalidArgument(`loss and select apply to a class target only, not ${field}`);
   }
+  // The anchor of a sample forget holds neggrad+'s retained outputs (the default method).
+  if (request.anchor !== undefined && sampleMethod && sampleMethod !== 'neggrad+') {
+    throw invalidArgument(
+      `anchor applies to neggrad+ among the sample methods, not ${sampleMethod}`,
+    );
+  }
+  const anchor =
+    request.anchor === undefined
+      ? undefined
+      : real('anchor', request.anchor, { min: 0, max: 1000 });
   return {
     method: 'samples',
     ...(sampleMethod ? { sampleMethod } : {}),
+    ...(anchor !== undefined ? { anchor } : {}),
     retainFraction: optionalPositive('retain_fraction', request.retainFraction, 1),
     measure: MEASURES[request.measure],
     epochs: optionalInteger('epochs', request.epochs, 1, 100),

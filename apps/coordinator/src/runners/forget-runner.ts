@@ -160,6 +160,7 @@ function sampleForgetRequest(request: ForgetJobRequest): SampleForgetRequest {
     ...(request.epochs !== undefined ? { epochs: request.epochs } : {}),
     ...(request.learningRate !== undefined ? { learningRate: request.learningRate } : {}),
     ...(request.lambda !== undefined ? { lambda: request.lambda } : {}),
+    ...(request.anchor !== undefined ? { anchor: request.anchor } : {}),
     ...(request.retainFraction !== undefined ? { retainFraction: request.retainFraction } : {}),
     ...(request.measure !== undefined ? { measure: request.measure } : {}),
     ...(request.batchSize !== undefined ? { batchSize: request.batchSize } : {}),

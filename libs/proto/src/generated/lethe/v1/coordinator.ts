@@ -938,9 +938,9 @@ export interface LogLine {
  * best (DEFAULT_FORGET_RECIPE: distill, 1 epoch, lr 3e-4, lambda 3, 20% of the retained
  * samples, router anchor 1, experts at coverage:0.95); the baselines keep 5 epochs at lr 1e-4 on all data. Samples and
  * subjects of a joint model take DEFAULT_SAMPLE_FORGET_RECIPE (neggrad+; lr 3e-4; 1 epoch for
- * neggrad+, 2 for scrub, l1-sparse and finetune, the training recipe's for retrain; lambda 2
- * for neggrad+ / 1 scrub / 5e-4 l1-sparse / 0 finetune; 20% of the retained samples);
- * loss, select, anchor and mask_output are refused for them (INVALID_ARGUMENT). On a sisa model
+ * neggrad+, 2 for scrub, l1-sparse and finetune, the training recipe's for retrain; lambda 3
+ * for neggrad+ / 1 scrub / 5e-4 l1-sparse / 0 finetune; 20% of the retained samples; neggrad+'s
+ * anchor 1); loss, select and mask_output are refused for them (INVALID_ARGUMENT). On a sisa model
  * the recipe fields are ignored: a replay uses the model's stored recipe.
  */
 export interface SubmitForgetRequest {
@@ -1008,9 +1008,11 @@ export interface SubmitForgetRequest {
    */
   retainFraction: number;
   /**
-   * Targeted only: weight mu of the router anchor, mu * KL(old gates || new gates) on retained
-   * samples, which keeps the other classes' routing where it was; in [0, 1000], 0 turns it off.
-   * Default (unset) 1.
+   * Weight mu of the anchor to the model before forgetting, on retained samples; in [0, 1000],
+   * 0 turns it off. Targeted (class): mu * KL(old gates || new gates) of the router, which keeps
+   * the other classes' routing where it was. neggrad+ (samples of a joint model):
+   * mu * KL(old outputs || new outputs), which holds the retained outputs while the forgotten
+   * samples are ascended. Other methods refuse it. Default (unset) 1.
    */
   anchor?:
     | number
@@ -1325,7 +1327,10 @@ export interface ForgetRequestRecord {
   seed: number;
   /** Share of the retained samples retrained on (targeted); 1 = all. */
   retainFraction: number;
-  /** Weight of the router anchor (targeted distill); unset in receipts made before it existed. */
+  /**
+   * Weight of the anchor (targeted distill: the router's; neggrad+: the outputs'); unset in
+   * receipts made before it existed and for the other methods.
+   */
   anchor?:
     | number
     | undefined;
@@ -10410,9 +10415,10 @@ export const CoordinatorService = {
    *   empty or oversized sample id list or a malformed sample id; unknown method, loss or
    *   measure; epochs, learning_rate, lambda, retain_fraction, anchor, batch_size out of range;
    *   malformed `select`; options that contradict the method or target (loss, select,
-   *   retain_fraction or anchor with a class method other than targeted; loss, select, anchor or
-   *   mask_output with a samples or subjects target; a class method other than finetune and
-   *   retrain with one; neggrad+, scrub or l1-sparse with a class).
+   *   retain_fraction or anchor with a class method other than targeted; loss, select or
+   *   mask_output with a samples or subjects target, or anchor with one and a sample method
+   *   other than neggrad+; a class method other than finetune and retrain with one; neggrad+,
+   *   scrub or l1-sparse with a class).
    * NOT_FOUND: unknown class name, class index >= the model's class count, a sample id that
    *   is not in the model's training set, or a subject with no sample in it.
    * FAILED_PRECONDITION: no trained model, or a training job is queued or running (a forget
@@ -10612,9 +10618,10 @@ export interface CoordinatorServer extends UntypedServiceImplementation {
    *   empty or oversized sample id list or a malformed sample id; unknown method, loss or
    *   measure; epochs, learning_rate, lambda, retain_fraction, anchor, batch_size out of range;
    *   malformed `select`; options that contradict the method or target (loss, select,
-   *   retain_fraction or anchor with a class method other than targeted; loss, select, anchor or
-   *   mask_output with a samples or subjects target; a class method other than finetune and
-   *   retrain with one; neggrad+, scrub or l1-sparse with a class).
+   *   retain_fraction or anchor with a class method other than targeted; loss, select or
+   *   mask_output with a samples or subjects target, or anchor with one and a sample method
+   *   other than neggrad+; a class method other than finetune and retrain with one; neggrad+,
+   *   scrub or l1-sparse with a class).
    * NOT_FOUND: unknown class name, class index >= the model's class count, a sample id that
    *   is not in the model's training set, or a subject with no sample in it.
    * FAILED_PRECONDITION: no trained model, or a training job is queued or running (a forget
@@ -10789,9 +10796,10 @@ export interface CoordinatorClient extends Client {
    *   empty or oversized sample id list or a malformed sample id; unknown method, loss or
    *   measure; epochs, learning_rate, lambda, retain_fraction, anchor, batch_size out of range;
    *   malformed `select`; options that contradict the method or target (loss, select,
-   *   retain_fraction or anchor with a class method other than targeted; loss, select, anchor or
-   *   mask_output with a samples or subjects target; a class method other than finetune and
-   *   retrain with one; neggrad+, scrub or l1-sparse with a class).
+   *   retain_fraction or anchor with a class method other than targeted; loss, select or
+   *   mask_output with a samples or subjects target, or anchor with one and a sample method
+   *   other than neggrad+; a class method other than finetune and retrain with one; neggrad+,
+   *   scrub or l1-sparse with a class).
    * NOT_FOUND: unknown class name, class index >= the model's class count, a sample id that
    *   is not in the model's training set, or a subject with no sample in it.
    * FAILED_PRECONDITION: no trained model, or a training job is queued or running (a forget
