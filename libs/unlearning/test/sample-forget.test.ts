@@ -185,6 +185,33 @@ describe('planning a sample forget on a joint model', () => {
   });
 });
 
+/** neggrad+ on a fresh copy of the stored model (2 epochs of a small recipe), then `read` it. */
+async function neggradOnStored<T>(
+  run: Pick<SampleRun, 'forgotten' | 'lambda'> & Partial<SampleRun>,
+  read: (model: MoEModel) => T,
+): Promise<T> {
+  const { model } = await loadModel(store);
+  try {
+    await runSampleForgetMethod('neggrad+', {
+      model,
+      train,
+      normalise,
+      experts: [0, 1],
+      epochs: 2,
+      learningRate: 1e-3,
+      batchSize: 32,
+      retainFraction: 0.25,
+      seed: 0,
+      recipe: { ...recipe, epochs: 1, schedule: 'one-cycle' as const },
+      ...run,
+    });
+    return read(model);
+  } finally {
+    model.dispose();
+  }
+}
+type SampleRun = Parameters<typeof runSampleForgetMethod>[1];
+
 describe('sample forgetting methods', () => {
   it('each runs on the planned experts and leaves the tensor count flat', async () => {
     const forgotten = Int32Array.from([3, 70, 150]);
@@ -234,31 +261,15 @@ describe('sample forgetting methods', () => {
 
   it('neggrad+ ascends on a forgotten sample only while its loss is below the stop', async () => {
     const forgotten = Int32Array.from([3, 70, 150]);
-    const weightsAfter = async (lambda: number, ascentStop?: number): Promise<Float32Array> => {
-      const { model } = await loadModel(store);
-      try {
-        await runSampleForgetMethod('neggrad+', {
-          model,
-          train,
-          normalise,
-          forgotten,
-          experts: [0, 1],
-          epochs: 2,
-          learningRate: 1e-3,
-          batchSize: 32,
-          lambda,
-          ...(ascentStop !== undefined ? { ascentStop } : {}),
-          retainFraction: 0.25,
-          seed: 0,
-          recipe: { ...recipe, epochs: 1, schedule: 'one-cycle' as const },
-        });
-        const parts = ['router', 'expert/0', 'expert/1'] as const;
-        const vars = parts.flatMap((p) => model.part(p).params.trainable());
-        return Float32Array.from(vars.flatMap((v) => Array.from(v.dataSync())));
-      } finally {
-        model.dispose();
-      }
-    };
+    const weightsAfter = (lambda: number, ascentStop?: number): Promise<Float32Array> =>
+      neggradOnStored(
+        { forgotten, lambda, ...(ascentStop !== undefined ? { ascentStop } : {}) },
+        (model) => {
+          const parts = ['router', 'expert/0', 'expert/1'] as const;
+          const vars = parts.flatMap((p) => model.part(p).params.trainable());
+          return Float32Array.from(vars.flatMap((v) => Array.from(v.dataSync())));
+        },
+      );
     const noAscent = await weightsAfter(0);
     // Every forgotten sample's loss is above a stop this low from the first step: no ascent.
     expect(await weightsAfter(2, 1e-9)).toEqual(noAscent);
@@ -272,40 +283,31 @@ describe('sample forgetting methods', () => {
     const before = modelOutputs(original, train, normalise).probs;
     original.dispose();
     // Mean KL(original ‖ after) over the retained training samples.
-    const driftWith = async (anchor: number): Promise<number> => {
-      const { model } = await loadModel(store);
-      try {
-        await runSampleForgetMethod('neggrad+', {
-          model,
-          train,
-          normalise,
+    const driftWith = (anchor: number): Promise<number> =>
+      neggradOnStored(
+        {
           forgotten,
           experts: [0, 1, 2, 3],
-          epochs: 2,
           learningRate: 3e-3,
-          batchSize: 32,
           lambda: 3,
           anchor,
           retainFraction: 0.5,
-          seed: 0,
-          recipe: { ...recipe, epochs: 1, schedule: 'one-cycle' as const },
-        });
-        const after = modelOutputs(model, train, normalise).probs;
-        let kl = 0;
-        let n = 0;
-        for (let p = 0; p < train.size; p++) {
-          if (forgotten.includes(p)) continue;
-          for (let c = 0; c < 4; c++) {
-            const q = before[p * 4 + c]!;
-            kl += q * (Math.log(q + 1e-9) - Math.log(after[p * 4 + c]! + 1e-9));
+        },
+        (model) => {
+          const after = modelOutputs(model, train, normalise).probs;
+          let kl = 0;
+          let n = 0;
+          for (let p = 0; p < train.size; p++) {
+            if (forgotten.includes(p)) continue;
+            for (let c = 0; c < 4; c++) {
+              const q = before[p * 4 + c]!;
+              kl += q * (Math.log(q + 1e-9) - Math.log(after[p * 4 + c]! + 1e-9));
+            }
+            n += 1;
           }
-          n += 1;
-        }
-        return kl / n;
-      } finally {
-        model.dispose();
-      }
-    };
+          return kl / n;
+        },
+      );
     const free = await driftWith(0);
     const anchored = await driftWith(10);
     expect(free).toBeGreaterThan(0);
