@@ -575,7 +575,7 @@ function classForgetWork(
       : record.method === 'mask'
         ? 0
         : plan.activations.length,
-    teacherPass: targeted,
+    teacherSamples: targeted ? trainingSamples : 0,
   };
 }
 

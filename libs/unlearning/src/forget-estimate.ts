@@ -54,8 +54,8 @@ export interface ForgetWork {
   trainingSamples: number;
   epochs: number;
   expertsRetrained: number;
-  /** Whether each retraining sample also runs through the original model (a distillation teacher). */
-  teacherPass: boolean;
+  /** Samples the original model runs on once before retraining (a distillation teacher's). */
+  teacherSamples: number;
   /** Worker threads the before/after measurement is split across (default 1). */
   measureThreads?: number;
 }
@@ -73,7 +73,7 @@ export function estimateForget(
   training: TrainingRecord | undefined,
   lastForget?: ForgetRate,
 ): ForgetEstimate {
-  const { trainingSamples, epochs, expertsRetrained, teacherPass } = work;
+  const { trainingSamples, epochs, expertsRetrained, teacherSamples } = work;
   const threads = Math.max(1, Math.floor(work.measureThreads ?? 1));
   const trainingRate = recordedTrainingRate(training);
   const rate: EstimateRate | undefined = lastForget
@@ -96,8 +96,7 @@ export function estimateForget(
   const seconds = (() => {
     if (!rate) return undefined;
     const retraining =
-      (trainingSamples * epochs) / rate.retrainingRate +
-      (teacherPass ? trainingSamples / rate.inferenceRate : 0);
+      (trainingSamples * epochs) / rate.retrainingRate + teacherSamples / rate.inferenceRate;
     const { measuredSamples, measuredBeforeReused } = measured;
     // The teacher's pass runs in the job's thread; the measurement on its threads.
     const measureRate =

@@ -435,6 +435,23 @@ export async function previewSampleForget(
       : retained;
     const training = readTrainingRecord(prepared.loaded.manifest);
     const epochs = approximate ? record.epochs : trainingRecipe(training).epochs;
+    const measurePositions = sampleMeasurePositions(
+      prepared.train,
+      new Set(prepared.forgotten),
+      record.measure,
+      record.seed,
+    );
+    // scrub's teacher runs on every retraining sample; neggrad+'s anchor reads the "before"
+    // measurement's outputs and runs the model only on retained samples outside its draw.
+    const retainedMeasured = measurePositions.length - prepared.forgotten.length;
+    const teacherSamples =
+      record.method === 'scrub'
+        ? trainingSamples
+        : (record.anchor ?? 0) > 0
+          ? Math.round(
+              (trainingSamples - plan.samples) * (1 - retainedMeasured / Math.max(1, retained)),
+            )
+          : 0;
     const expertsRetrained = approximate
       ? plan.experts.length
       : prepared.loaded.card.config.experts;
@@ -444,12 +461,7 @@ export async function previewSampleForget(
       outputsKey(weightsOf(prepared.loaded.manifest), prepared.train, ctx.test),
       { train: prepared.train, test: ctx.test },
       { classes: model.config.numClasses, topK: model.config.topK },
-      sampleMeasurePositions(
-        prepared.train,
-        new Set(prepared.forgotten),
-        record.measure,
-        record.seed,
-      ),
+      measurePositions,
     );
     return {
       request: record,
@@ -459,7 +471,7 @@ export async function previewSampleForget(
           trainingSamples,
           epochs,
           expertsRetrained,
-          teacherPass: record.method === 'scrub' || (record.anchor ?? 0) > 0,
+          teacherSamples,
           measureThreads: ctx.measureThreads ?? 1,
         },
         measured,
@@ -597,6 +609,7 @@ export async function forgetJointSamples(
             batchSize: record.batchSize,
             lambda: record.lambda,
             anchor: record.anchor ?? 0,
+            originalOutputs: beforeMemos.train,
             ...(ascentStop !== undefined ? { ascentStop } : {}),
             retainFraction: record.retainFraction,
             seed: record.seed,

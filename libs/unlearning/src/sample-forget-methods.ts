@@ -19,6 +19,7 @@ import {
   type TrainingRecipe,
 } from './forget-methods';
 import type { FrozenExpertCache } from './frozen-expert-cache';
+import type { OutputMemo } from './output-memo';
 import type { SampleForgetMethod } from '@lethe/ledger';
 
 /**
@@ -60,6 +61,11 @@ export interface SampleForgetRun {
   lambda: number;
   /** neggrad+: weight μ of the anchor to the original outputs on retained samples (default 0). */
   anchor?: number;
+  /**
+   * The model's outputs on the training set as the "before" measurement left them: the anchor
+   * takes its targets from here where the memo holds them, and runs the model on the rest.
+   */
+  originalOutputs?: OutputMemo;
   /**
    * neggrad+: the loss at which a forgotten sample's ascent stops — the model's mean loss on
    * samples it never saw (`heldOutLoss` of the test split). Default (and at most): chance's, ln C.
@@ -128,8 +134,8 @@ async function targetedSampleForget(
       ? subset.filter((p) => !isForgotten[p])
       : subset;
   const anchor = method === 'neggrad+' ? (run.anchor ?? 0) : 0;
-  const teacher =
-    method === 'scrub' || anchor > 0 ? await Teacher.record(run, indices, cache, []) : undefined;
+  const teacher = method === 'scrub' ? await Teacher.record(run, indices, cache, []) : undefined;
+  const anchorTargets = anchor > 0 ? await originalTargets(run, indices, cache) : undefined;
   const mask = (positions: Int32Array, size: number): Float32Array =>
     Float32Array.from({ length: size }, (_, b) => isForgotten[positions[b]!]!);
   const chance = Math.log(run.model.config.numClasses);
@@ -140,7 +146,7 @@ async function targetedSampleForget(
     const forgotten = mask(positions, size);
     switch (method) {
       case 'neggrad+': {
-        const targets = teacher?.rows(positions, size).targets;
+        const targets = anchorTargets?.(positions, size);
         return (logits, labels) => {
           const f = tf.tensor1d(forgotten);
           const ce = perSampleCrossEntropy(logits, labels);
@@ -202,6 +208,34 @@ async function targetedSampleForget(
     history,
     suppressClasses: [],
     frozenExpertPasses: cache.stats(),
+  };
+}
+
+/**
+ * The original model's softmax on `positions`, batch by batch: read from the "before" memo where
+ * it holds them (no second pass over what the measurement just ran), recorded by a `Teacher`
+ * pass for the rest (the measurement samples at most 5,000 retained samples).
+ */
+async function originalTargets(
+  run: SampleForgetRun,
+  positions: Int32Array,
+  cache: FrozenExpertCache,
+): Promise<(batch: Int32Array, size: number) => Float32Array> {
+  const memo = run.originalOutputs;
+  const missing = memo ? memo.missing(run.train, positions) : positions;
+  const teacher = missing.length > 0 ? await Teacher.record(run, missing, cache, []) : undefined;
+  const classes = run.model.config.numClasses;
+  return (batch, size) => {
+    const targets = new Float32Array(size * classes);
+    for (let b = 0; b < size; b++) {
+      const slot = run.train.indices[batch[b]!]!;
+      const row =
+        memo?.known[slot] === 1
+          ? memo.probs.subarray(slot * classes, (slot + 1) * classes)
+          : teacher!.rows(batch.subarray(b, b + 1), 1).targets;
+      targets.set(row, b * classes);
+    }
+    return targets;
   };
 }
 

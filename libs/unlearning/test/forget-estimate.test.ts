@@ -22,7 +22,7 @@ const measured = { measuredSamples: 1200, measuredBeforeReused: 600 };
 
 describe('estimateForget', () => {
   it('costs a retraining step as a training step and an inference pass as a third of one', () => {
-    const work = { trainingSamples: 300, epochs: 2, expertsRetrained: 3, teacherPass: false };
+    const work = { trainingSamples: 300, epochs: 2, expertsRetrained: 3, teacherSamples: 0 };
     const estimate = estimateForget(work, measured, training);
     expect(estimate).toMatchObject({ ...measured, trainingRate: 200, expertSampleWork: 1800 });
     expect(estimate.rate).toMatchObject({ source: 'training', retrainingRate: 200 });
@@ -30,13 +30,13 @@ describe('estimateForget', () => {
     expect(estimate.seconds!.retraining).toBeCloseTo(3);
     expect(estimate.seconds!.measurement).toBeCloseTo(3);
     expect(estimate.seconds!.total).toBeCloseTo(6);
-    // A distillation teacher runs each retraining sample once more: 300 passes at 600/s.
-    const taught = estimateForget({ ...work, teacherPass: true }, measured, training);
+    // A distillation teacher runs the 300 retraining samples once more, at 600/s.
+    const taught = estimateForget({ ...work, teacherSamples: 300 }, measured, training);
     expect(taught.seconds!.retraining).toBeCloseTo(3.5);
   });
 
   it("splits a training-rate measurement across the forget's measurement threads", () => {
-    const work = { trainingSamples: 300, epochs: 2, expertsRetrained: 3, teacherPass: true };
+    const work = { trainingSamples: 300, epochs: 2, expertsRetrained: 3, teacherSamples: 300 };
     const one = estimateForget(work, measured, training);
     const two = estimateForget({ ...work, measureThreads: 2 }, measured, training);
     expect(two.seconds!.measurement).toBeCloseTo(one.seconds!.measurement / 2);
@@ -54,7 +54,7 @@ describe('estimateForget', () => {
   });
 
   it('gives no seconds for a model stored without epoch timings, only the work', () => {
-    const work = { trainingSamples: 10, epochs: 1, expertsRetrained: 2, teacherPass: true };
+    const work = { trainingSamples: 10, epochs: 1, expertsRetrained: 2, teacherSamples: 10 };
     const bare = trainingRecordSchema.parse({ mode: 'joint', dataset: 'cifar10:/data' });
     for (const record of [undefined, bare]) {
       const estimate = estimateForget(work, measured, record);
@@ -66,7 +66,7 @@ describe('estimateForget', () => {
   });
 
   it("uses the last forget's measured rates over the training rate", () => {
-    const work = { trainingSamples: 300, epochs: 2, expertsRetrained: 3, teacherPass: true };
+    const work = { trainingSamples: 300, epochs: 2, expertsRetrained: 3, teacherSamples: 300 };
     const last = measuredForgetRate(
       { requestId: 'r-1', model: 'tiny/4/2' },
       [

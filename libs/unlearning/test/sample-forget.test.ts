@@ -27,6 +27,7 @@ import {
   DEFAULT_SAMPLE_FORGET_RECIPE,
   forgetJointSamples,
   modelOutputs,
+  OutputMemo,
   previewSampleForget,
   runSampleForgetMethod,
   SAMPLE_FORGET_METHODS,
@@ -283,7 +284,7 @@ describe('sample forgetting methods', () => {
     const before = modelOutputs(original, train, normalise).probs;
     original.dispose();
     // Mean KL(original ‖ after) over the retained training samples.
-    const driftWith = (anchor: number): Promise<number> =>
+    const driftWith = (anchor: number, originalOutputs?: OutputMemo): Promise<number> =>
       neggradOnStored(
         {
           forgotten,
@@ -292,6 +293,7 @@ describe('sample forgetting methods', () => {
           lambda: 3,
           anchor,
           retainFraction: 0.5,
+          ...(originalOutputs ? { originalOutputs } : {}),
         },
         (model) => {
           const after = modelOutputs(model, train, normalise).probs;
@@ -312,6 +314,18 @@ describe('sample forgetting methods', () => {
     const anchored = await driftWith(10);
     expect(free).toBeGreaterThan(0);
     expect(anchored).toBeLessThan(free);
+
+    // The targets come from the "before" memo where it holds them (here every other sample),
+    // from a pass of the model for the rest: the same outputs, the same run.
+    const { model: measured } = await loadModel(store);
+    const memo = OutputMemo.for(train, 4, config.topK);
+    const everyOther = Int32Array.from({ length: train.size / 2 }, (_, i) => 2 * i);
+    modelOutputs(measured, train, normalise, { memo, positions: everyOther });
+    measured.dispose();
+    expect(await driftWith(10, memo)).toBeCloseTo(anchored, 6);
+    // …and they are read: a memo of other outputs (uniform) anchors somewhere else.
+    memo.probs.fill(0.25);
+    expect(await driftWith(10, memo)).not.toBeCloseTo(anchored, 3);
   }, 60_000);
 });
 
