@@ -29,7 +29,7 @@
 #
 # usage: /usr/bin/python3 routing_objectives.py --data DIR [--n 10000] [--epochs 6] [--beta 0]
 #          [--mi-kind softmax|slot] [--alpha 0.1] [--noise 1.0] [--noise-type gauss|gumbel] [--warmup 0]
-#          [--zloss 0] [--ema 0] [--he-weight 1] [--assign 0] [--assign-mode fixed|greedy] [--seed 17] [--threads 1]
+#          [--zloss 0] [--ema 0] [--he-weight 1] [--assign 0] [--assign-mode fixed|greedy] [--router 16,32:gap] [--seed 17] [--threads 1]
 # prints one line:  RESULT <knobs> test_acc=..% min_expert_util=..x_fair max=..x_fair
 #                   top2_share_mean=..% experts_chosen_mean=.. collateral_mean=..% wall=..s
 #
@@ -39,6 +39,8 @@
 #   --beta 4 --he-weight 2 --noise 0 (slot MI)  acc 56.05  util 0.54-1.48x  collateral 46.9%  (best balanced)
 #   --router-only: the 16-32 router alone reaches 36.8% top-1; the best 4-group pair table routed by its
 #   predictions gives 46.8% collateral, so the <=25% target is out of reach for this router whatever the loss.
+#   --router-only --router S for S in 16,32,64:gap|flatten, 32,64,128:gap|flatten, 64,128,256:gap: at most 62.2% top-1
+#   (32,64,128:flatten, an expert's trunk) and a 31.5% bound; 25% needs about 70% (docs/routing.md, router shapes).
 import argparse, math, time, numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 
 ap = argparse.ArgumentParser()
@@ -60,6 +62,8 @@ ap.add_argument('--router-only', action='store_true',
                 help='capacity check: train the router net alone as a 10-class classifier (CE) and route each test image to the '
                      'fixed --assign table pair of its predicted class; reports the router accuracy and the collateral of that routing')
 ap.add_argument('--ema', type=float, default=0.0, help='EMA decay of p(e|y), p(e) estimates')
+ap.add_argument('--router', default='16,32:gap',
+                help="router shape: conv filters per stage (3x3 conv, BN, ReLU, 2x2 pool), then 'gap' or 'flatten' (e.g. 32,64,128:flatten, the expert's trunk)")
 ap.add_argument('--seed', type=int, default=17)
 ap.add_argument('--threads', type=int, default=1)
 ap.add_argument('--log-every', type=int, default=1, help='print per-epoch lines (0 = quiet)')
@@ -77,7 +81,21 @@ sel = torch.randperm(len(xtr))[:n]; xtr, ytr = xtr[sel], ytr[sel]
 mean = xtr.float().mean((0, 2, 3), keepdim=True) / 255; std = xtr.float().std((0, 2, 3), keepdim=True) / 255
 norm = lambda x: (x.float() / 255 - mean) / std
 def stage(i, o): return [nn.Conv2d(i, o, 3, padding=1, bias=False), nn.BatchNorm2d(o), nn.ReLU(), nn.MaxPool2d(2)]
-def router(): return nn.Sequential(*stage(3, 16), *stage(16, 32), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, E))
+def router(out=E):
+    filters, head = a.router.split(':') if ':' in a.router else (a.router, 'gap')
+    fs = [int(f) for f in filters.split(',')]; layers, i = [], 3
+    for o in fs: layers += stage(i, o); i = o
+    side = 32 >> len(fs)
+    tail = [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(i, out)] if head == 'gap' else [nn.Flatten(), nn.Linear(i * side * side, out)]
+    return nn.Sequential(*layers, *tail)
+def conv_macs(net):
+    # multiply-accumulates of one 32x32 image through `net` (convs and the linear head)
+    total, side = 0, 32
+    for l in net:
+        if isinstance(l, nn.Conv2d): total += l.in_channels * l.out_channels * 9 * side * side
+        elif isinstance(l, nn.MaxPool2d): side //= 2
+        elif isinstance(l, nn.Linear): total += l.in_features * l.out_features
+    return total
 def expert(): return nn.Sequential(*stage(3, 32), *stage(32, 64), *stage(64, 128), nn.Flatten(), nn.Linear(128 * 16, C))
 
 class MoE(nn.Module):
@@ -158,7 +176,9 @@ def aux(logits, probs, mask, y, beta):
     return loss - beta * (a.he_weight * h_e - h_e_c)
 
 if a.router_only:
-    m = nn.Sequential(*stage(3, 16), *stage(16, 32), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, C))
+    m = router(C)
+    print(f'router {a.router}: {sum(p.numel() for p in m.parameters())} parameters, '
+          f'{conv_macs(m) / conv_macs(expert()):.2f}x an expert\'s multiply-accumulates', flush=True)
     opt = torch.optim.AdamW(m.parameters(), lr=3e-3, weight_decay=5e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, 3e-3, total_steps=steps)
 t0 = time.time(); step = 0
@@ -201,7 +221,7 @@ for c in range(C):
     chosen_n.append(len(chosen)); top2.append(share[c, order[:2]].sum().item())
 print('share[class,expert] % =\n' + '\n'.join(' '.join(f'{100*v:5.1f}' for v in row) for row in share.tolist()))
 print(f'RESULT {"ROUTER-ONLY(acc=router top-1) " if a.router_only else ""}beta={a.beta} mi_kind={a.mi_kind} alpha={a.alpha} noise={a.noise}{"" if a.noise_type == "gauss" else "(gumbel)"} '
-      f'warmup={a.warmup} zloss={a.zloss} ema={a.ema} he_w={a.he_weight} assign={a.assign}{"(greedy)" if a.assign and a.assign_mode == "greedy" else ""} seed={a.seed} n={n} epochs={a.epochs} '
+      f'router={a.router} warmup={a.warmup} zloss={a.zloss} ema={a.ema} he_w={a.he_weight} assign={a.assign}{"(greedy)" if a.assign and a.assign_mode == "greedy" else ""} seed={a.seed} n={n} epochs={a.epochs} '
       f'test_acc={100*correct/len(xte):.2f}% '
       f'min_expert_util={util.min().item()*E:.2f}x_fair max={util.max().item()*E:.2f}x_fair '
       f'top2_share_mean={100*np.mean(top2):.1f}% experts_chosen_mean={np.mean(chosen_n):.2f} '
