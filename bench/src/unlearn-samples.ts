@@ -458,7 +458,7 @@ function render(r: Results): void {
         Number(a.method === 'retrain') - Number(b.method === 'retrain'),
     );
     return [
-      `**${p.label}** (${p.samples} samples${p.subject ? `, \`--subject ${p.subject}\`` : ', `--samples-file`'}):`,
+      `**${p.label}** (${p.samples} sample${p.samples === 1 ? '' : 's'}${p.subject ? `, \`--subject ${p.subject}\`` : ', `--samples-file`'}):`,
       '',
       '| method | UA | RA | TA | MIA-Efficacy | Avg. Gap | experts retrained | retraining / end to end | process | speed-up: retraining / end to end / strict |',
       '|---|---|---|---|---|---|---|---|---|---|',

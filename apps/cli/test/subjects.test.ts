@@ -264,9 +264,9 @@ describe('data subjects', () => {
       'r3',
     ]);
     expect(samples.stderr).not.toMatch(/lethe: error/);
-    expect(samples.stdout).toMatch(/forgot 1 samples \(neggrad\+, approximate\)/);
+    expect(samples.stdout).toMatch(/forgot 1 sample \(neggrad\+, approximate\)/);
     expect(samples.stdout).toMatch(/ascent on a forgotten sample stopped at loss \d\.\d{3}/);
-    expect(lethe(['receipts', '--store', store]).stdout).toMatch(/r3 .*1 samples .*neggrad\+/);
+    expect(lethe(['receipts', '--store', store]).stdout).toMatch(/r3 .*1 sample .*neggrad\+/);
 
     // A later training on this store leaves all four samples out.
     const retrained = trainWith(subjects, store);

@@ -511,8 +511,8 @@ export async function forgetJointSamples(
     const { plan, routedRetained } = planOf(prepared);
     const approximate = record.method !== 'retrain';
     status(
-      `plan: ${plan.samples} samples were routed to ${plan.experts.map((e) => `e${e}`).join(', ') || 'no expert'} ` +
-        `in ${plan.lineageEpochs} recorded epochs; ` +
+      `plan: ${plan.samples} ${plan.samples === 1 ? 'sample was' : 'samples were'} routed to ${plan.experts.map((e) => `e${e}`).join(', ') || 'no expert'} ` +
+        `in ${plan.lineageEpochs} recorded epoch${plan.lineageEpochs === 1 ? '' : 's'}; ` +
         (approximate
           ? `retraining them + router (${record.method}); they carry ${plan.collateral.toFixed(1)}% of the retained samples' routing`
           : 'retraining a fresh model without them (oracle)'),

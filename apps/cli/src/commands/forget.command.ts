@@ -67,6 +67,7 @@ import {
 } from '../terminal/option-parsers';
 import { stepProgress } from '../terminal/progress';
 import { FORGET_METRICS_HEADER, table } from '../terminal/tables';
+import { counted, ofSubjects } from '../terminal/wording';
 
 const TARGETED = DEFAULT_FORGET_RECIPE.targeted;
 const BASELINE = DEFAULT_FORGET_RECIPE.baseline;
@@ -492,12 +493,12 @@ function printSampleResult(result: SampleResult, json: boolean): void {
 /** An approximate sample forget: what was retrained and the evidence, before and after. */
 export function printSampleReceipt(receipt: SampleForgetReceipt): void {
   const { request, plan, metrics, timings } = receipt;
-  const of = request.subjects.length > 0 ? ` of subject ${request.subjects.join(', ')}` : '';
+  const of = ofSubjects(request.subjects);
   console.log(
-    `forgot ${request.sampleIds.length} samples${of} (${request.method}, ${receipt.mode}) — request ${receipt.requestId}`,
+    `forgot ${counted(request.sampleIds.length, 'sample')}${of} (${request.method}, ${receipt.mode}) — request ${receipt.requestId}`,
   );
   console.log(
-    `plan: the routing lineage (${plan.lineageEpochs} epochs) says experts ${plan.experts.join(', ') || 'none'} saw them; ` +
+    `plan: the routing lineage (${counted(plan.lineageEpochs, 'epoch')}) says experts ${plan.experts.join(', ') || 'none'} saw them; ` +
       `retrained ${receipt.expertsRetrained.map((e) => `e${e}`).join(', ') || 'no expert'} + router; ` +
       `they carry ${plan.collateral.toFixed(1)}% of the retained samples' routing`,
   );
@@ -539,7 +540,7 @@ export function printSampleReceipt(receipt: SampleForgetReceipt): void {
 function printSamplePreview(preview: SampleForgetPreview): void {
   const { plan, estimate, request } = preview;
   console.log(
-    `dry run: forgetting ${plan.samples} samples (${request.method}) on manifest revision ${preview.manifestRevision} would retrain ` +
+    `dry run: forgetting ${counted(plan.samples, 'sample')} (${request.method}) on manifest revision ${preview.manifestRevision} would retrain ` +
       (request.method === 'retrain'
         ? `a fresh model (${estimate.expertsRetrained} experts)`
         : `experts ${plan.experts.map((e) => `e${e}`).join(', ') || 'none'} + router`),
@@ -551,7 +552,7 @@ function printSamplePreview(preview: SampleForgetPreview): void {
     ]),
   );
   console.log(
-    `collateral: the planned experts carry ${plan.collateral.toFixed(1)}% of the retained samples' routing (${plan.retainedRouted} samples; last of ${plan.lineageEpochs} recorded epochs)`,
+    `collateral: the planned experts carry ${plan.collateral.toFixed(1)}% of the retained samples' routing (${plan.retainedRouted} samples; last of ${counted(plan.lineageEpochs, 'recorded epoch')})`,
   );
   console.log(
     `work: ${estimate.trainingSamples} samples × ${estimate.epochs} epochs × ${estimate.expertsRetrained} experts; ` +
@@ -651,9 +652,9 @@ function printPreview(preview: ForgetPreview): void {
 
 /** An exact (sisa) forget: what was replayed, from which checkpoint, and what it cost. */
 export function printSisaReceipt(receipt: SisaReceipt): void {
-  const of = receipt.request.subjects ? ` of subject ${receipt.request.subjects.join(', ')}` : '';
+  const of = ofSubjects(receipt.request.subjects);
   console.log(
-    `receipt ${receipt.requestId}: ${receipt.request.sampleIds.length} samples${of} forgotten exactly (sisa replay), manifest revision ${receipt.manifest.before} → ${receipt.manifest.after}`,
+    `receipt ${receipt.requestId}: ${counted(receipt.request.sampleIds.length, 'sample')}${of} forgotten exactly (sisa replay), manifest revision ${receipt.manifest.before} → ${receipt.manifest.after}`,
   );
   console.log(
     table([

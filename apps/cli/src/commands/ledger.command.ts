@@ -4,6 +4,7 @@ import { dropErasure, erasedOf, type LedgerEvent, readLedger } from '@lethe/ledg
 import { LocalDirStore } from '@lethe/store';
 import { action } from '../terminal/errors';
 import { table } from '../terminal/tables';
+import { counted } from '../terminal/wording';
 
 interface LedgerFlags {
   store: string;
@@ -88,7 +89,7 @@ function row(event: LedgerEvent, binding: boolean): string[] {
   const what = [
     ...event.classes.map((c) => `class ${c}`),
     ...(event.subjects.length > 0 ? [`subjects ${event.subjects.join(', ')}`] : []),
-    ...(event.sampleIds.length > 0 ? [`${event.sampleIds.length} samples`] : []),
+    ...(event.sampleIds.length > 0 ? [counted(event.sampleIds.length, 'sample')] : []),
   ].join('; ');
   return [
     String(event.seq),

@@ -18,6 +18,7 @@ import {
 import { action, CliError } from '../terminal/errors';
 import { table } from '../terminal/tables';
 import { printReceipt, printSampleReceipt, printSisaReceipt } from './forget.command';
+import { counted } from '../terminal/wording';
 
 interface ReceiptsFlags extends ConnectionFlags {
   store: string;
@@ -166,7 +167,7 @@ export function registerReceiptsCommand(program: Command): void {
                 ? [
                     r.requestId,
                     r.createdAt,
-                    `${r.request.sampleIds.length} samples`,
+                    counted(r.request.sampleIds.length, 'sample'),
                     'sisa-replay (exact)',
                     r.sisa.shards.map((s) => s.shard).join(',') || '—',
                     '—',
@@ -175,7 +176,7 @@ export function registerReceiptsCommand(program: Command): void {
                   ? [
                       r.requestId,
                       r.createdAt,
-                      `${r.request.sampleIds.length} samples`,
+                      counted(r.request.sampleIds.length, 'sample'),
                       `${r.request.method} (approximate)`,
                       r.expertsRetrained.join(',') || '—',
                       '—',

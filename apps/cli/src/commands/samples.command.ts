@@ -14,6 +14,7 @@ import { currentSamples } from '../jobs/subject-samples';
 import { action, CliError } from '../terminal/errors';
 import { nonNegativeInt } from '../terminal/option-parsers';
 import { table } from '../terminal/tables';
+import { counted } from '../terminal/wording';
 
 interface SamplesFlags extends ConnectionFlags {
   store: string;
@@ -128,5 +129,5 @@ function printSamples(rows: SampleRow[], bySlice: boolean, json: boolean): void 
       ]),
     ]),
   );
-  console.log(`${rows.length} samples`);
+  console.log(counted(rows.length, 'sample'));
 }

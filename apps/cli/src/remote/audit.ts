@@ -13,6 +13,7 @@ import type { ObjectStore } from '@lethe/store';
 import { table } from '../terminal/tables';
 import { callUnary, isServiceError, withCoordinator } from './grpc';
 import type { CoordinatorTarget } from './target';
+import { counted } from '../terminal/wording';
 
 export { readAuditLog };
 
@@ -20,7 +21,7 @@ function describeTarget(target: AuditEntry['target']): string {
   if (!target) return '—';
   if (target.className !== undefined) return `class ${target.className}`;
   if (target.classIndex !== undefined) return `class #${target.classIndex}`;
-  if (target.sampleCount !== undefined) return `${target.sampleCount} samples`;
+  if (target.sampleCount !== undefined) return counted(target.sampleCount, 'sample');
   return '—';
 }
 

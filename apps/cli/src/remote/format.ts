@@ -14,6 +14,7 @@ import {
   workerStateToJSON,
 } from '@lethe/proto';
 import { FORGET_METRICS_HEADER, percent, table } from '../terminal/tables';
+import { counted, ofSubjects } from '../terminal/wording';
 import { jobStateName } from './grpc';
 
 /** `gradient-ascent` for `FORGET_METHOD_GRADIENT_ASCENT` with prefix `FORGET_METHOD_`. */
@@ -29,8 +30,7 @@ export function receiptTarget(receipt: Receipt): string {
   const target = receipt.request?.target;
   if (target?.$case === 'classTarget') return `class ${target.value.name}`;
   if (target?.$case === 'sampleIds') {
-    const of = receipt.request?.subjects.length ? ` of ${receipt.request.subjects.join(', ')}` : '';
-    return `${target.value.ids.length} samples${of}`;
+    return `${counted(target.value.ids.length, 'sample')}${ofSubjects(receipt.request?.subjects)}`;
   }
   return receipt.plan?.className ? `class ${receipt.plan.className}` : 'unknown target';
 }
@@ -58,8 +58,8 @@ export function printRemoteReceipt(receipt: Receipt): void {
   } else if (plan && plan.lineageEpochs > 0) {
     // A joint model's samples: the experts the routing lineage says saw them.
     console.log(
-      `plan: ${plan.samples} samples were routed to ${plan.experts.map((e) => `e${e}`).join(', ') || 'no expert'} ` +
-        `in ${plan.lineageEpochs} recorded epochs; they carry ${plan.collateral.toFixed(1)}% of the retained samples' routing`,
+      `plan: ${counted(plan.samples, 'sample was', 'samples were')} routed to ${plan.experts.map((e) => `e${e}`).join(', ') || 'no expert'} ` +
+        `in ${counted(plan.lineageEpochs, 'recorded epoch')}; they carry ${plan.collateral.toFixed(1)}% of the retained samples' routing`,
     );
   }
   console.log(`changed: ${receipt.partsChanged.join(', ') || 'no weights'}`);
