@@ -103,6 +103,8 @@ export interface ClassForgetContext {
   train: Dataset;
   test: Dataset;
   onStatus?: (message: string) => void;
+  /** What the result's own evidence warns about (default: `onStatus`). */
+  onWarning?: (message: string) => void;
   onStep?: (progress: StepProgress) => void;
   signal?: AbortSignal;
   /** Where the targeted method retrains its experts (the coordinator's workers); default here. */
@@ -503,10 +505,32 @@ export async function forgetClass(
       .catch((error: unknown) =>
         status(`note: could not store the measured outputs for reuse (${String(error)})`),
       );
+    const residual = residualClassWarning(receipt);
+    if (residual) (ctx.onWarning ?? status)(residual);
     return receipt;
   } finally {
     model.dispose();
   }
+}
+
+/**
+ * Forgotten-class test accuracy (%, unmasked) above which the retrained weights still recognise
+ * the class: a model trained without it scores about 0, and the benchmark's forgets at most 0.8.
+ */
+export const RESIDUAL_CLASS_ACCURACY = 5;
+
+/**
+ * The warning a class forget's own evidence calls for: its weights still recognise the class
+ * (a short recipe on a model it could not move far enough). `mask` keeps the weights by design.
+ */
+export function residualClassWarning(receipt: ForgetReceipt): string | undefined {
+  const left = receipt.metrics.after.unmasked.forgottenClassTestAccuracy;
+  if (receipt.request.method === 'mask' || !(left > RESIDUAL_CLASS_ACCURACY)) return undefined;
+  return (
+    `warning: the weights still recognise ${receipt.request.className} in ${left.toFixed(1)}% of its ` +
+    `test images (a model trained without it: about 0%); the erasure ledger holds the class, so ` +
+    `the next training on this store leaves it out`
+  );
 }
 
 /** Rejects numbers no recipe can run with: NaN, infinities, negative or absurd sizes. */

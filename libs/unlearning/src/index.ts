@@ -68,6 +68,8 @@ export {
   DEFAULT_FORGET_RECIPE,
   ForgetRequestError,
   forgetClass,
+  RESIDUAL_CLASS_ACCURACY,
+  residualClassWarning,
   previewClassForget,
 } from './class-forget-job';
 export { type ForgetEstimate } from './forget-estimate';

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,12 +14,16 @@ import {
   listReceipts,
   outputsKey,
   previewClassForget,
+  RESIDUAL_CLASS_ACCURACY,
+  residualClassWarning,
 } from '../src';
 
 const train = makeSyntheticDataset({ perClass: 100, split: 'train', seed: 3, classes: 4 });
 const test = makeSyntheticDataset({ perClass: 25, split: 'test', seed: 3, classes: 4 });
 const dir = mkdtempSync(join(tmpdir(), 'lethe-forget-'));
 const store = new LocalDirStore(dir);
+/** The trained model before any forget, for tests that need it untouched. */
+const pristine = mkdtempSync(join(tmpdir(), 'lethe-forget-pristine-'));
 const revision = async (): Promise<number> => (await new ManifestStore(store).read())!.revision;
 
 beforeAll(async () => {
@@ -63,8 +67,12 @@ beforeAll(async () => {
     },
   );
   model.dispose();
+  cpSync(dir, pristine, { recursive: true });
 });
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true });
+  rmSync(pristine, { recursive: true, force: true });
+});
 
 /** sha256 of every file in the store directory: what "nothing changed" means. */
 function storeDigest(): Record<string, string> {
@@ -274,7 +282,11 @@ describe('forgetting a class (targeted)', () => {
 
   it('mask suppresses the class at the output without touching any weights', async () => {
     const before = (await new ManifestStore(store).read())!;
-    const masked = await forgetClass({ store, train, test }, { class: 'square', method: 'mask' });
+    const messages: string[] = [];
+    const masked = await forgetClass(
+      { store, train, test, onStatus: (m) => messages.push(m) },
+      { class: 'square', method: 'mask' },
+    );
     const after = (await new ManifestStore(store).read())!;
     expect(masked.partsChanged).toEqual([]);
     expect(masked.suppressClasses).toEqual([0]);
@@ -288,5 +300,42 @@ describe('forgetting a class (targeted)', () => {
     for (const part of ['router', 'expert/0', 'expert/1', 'expert/2', 'expert/3']) {
       expect(after.objects[part]).toEqual(before.objects[part]);
     }
+    // Keeping the weights is what a mask is for: no warning about them.
+    expect(messages.filter((m) => m.startsWith('warning:'))).toEqual([]);
+  });
+
+  it('warns when the retrained weights still recognise the class', async () => {
+    const messages: string[] = [];
+    // A step too small to move anything: the forget completes, and its evidence says it fell short.
+    const short = await forgetClass(
+      { store: new LocalDirStore(pristine), train, test, onStatus: (m) => messages.push(m) },
+      { class: 'disc', epochs: 1, learningRate: 1e-9, batchSize: 32 },
+    );
+    const left = short.metrics.after.unmasked.forgottenClassTestAccuracy;
+    expect(left).toBeGreaterThan(RESIDUAL_CLASS_ACCURACY);
+    expect(messages).toContain(
+      `warning: the weights still recognise disc in ${left.toFixed(1)}% of its test ` +
+        'images (a model trained without it: about 0%); the erasure ledger holds the class, so the ' +
+        'next training on this store leaves it out',
+    );
+  });
+});
+
+describe('the residual-class warning', () => {
+  it('speaks when the unmasked forgotten-class accuracy is above the threshold, not for mask', () => {
+    const receipt = (left: number, method: ForgetReceipt['request']['method']): ForgetReceipt => {
+      const after = { unmasked: { ua: 0, forgottenClassTestAccuracy: left, miaEfficacy: 0 } };
+      return {
+        request: { method, className: 'cat' },
+        metrics: { after },
+      } as unknown as ForgetReceipt;
+    };
+    expect(residualClassWarning(receipt(0.8, 'targeted'))).toBeUndefined();
+    expect(residualClassWarning(receipt(RESIDUAL_CLASS_ACCURACY, 'targeted'))).toBeUndefined();
+    expect(residualClassWarning(receipt(12.5, 'targeted'))).toMatch(
+      /^warning: the weights still recognise cat in 12\.5% of its test images/,
+    );
+    expect(residualClassWarning(receipt(12.5, 'finetune'))).toBeDefined();
+    expect(residualClassWarning(receipt(80, 'mask'))).toBeUndefined();
   });
 });

@@ -383,12 +383,15 @@ export function registerForgetCommand(program: Command): void {
           return;
         }
         const progress = stepProgress('forget');
+        // Said after the receipt, where the eye lands, not among the progress lines.
+        const warnings: string[] = [];
         const receipt = await forgetClass(
           {
             store,
             train,
             test,
             onStatus: (m) => process.stderr.write(`${m}\n`),
+            onWarning: (m) => warnings.push(m),
             onStep: progress.onStep,
             measureThreads: flags.measureThreads ?? defaultOutputThreads(),
             ...(flags.beforeFrom ? { beforeFrom: await readReceiptFile(flags.beforeFrom) } : {}),
@@ -398,9 +401,8 @@ export function registerForgetCommand(program: Command): void {
         progress.stop();
         if (flags.json) {
           process.stdout.write(`${JSON.stringify(receipt, null, 2)}\n`);
-          return;
-        }
-        printReceipt(receipt);
+        } else printReceipt(receipt);
+        for (const warning of warnings) process.stderr.write(`${warning}\n`);
       }),
     );
   withConnectionOptions(registered);

@@ -71,6 +71,7 @@ export async function runForgetJob(
   const progress = {
     signal: job.signal,
     onStatus: (message: string) => job.log('info', message),
+    onWarning: (message: string) => job.log('warn', message),
     onStep: (p: StepProgress) =>
       job.progress(
         stepProgress('forget', p, Math.round(p.totalSteps / Math.max(1, p.stepsPerEpoch))),
