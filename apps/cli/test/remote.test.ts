@@ -27,6 +27,7 @@ import {
   JobProgress,
   JobState,
   LearningRateSchedule,
+  LogLevel,
   MeasureMode,
   Receipt,
   Split,
@@ -136,8 +137,10 @@ function receipt(requestId: string, className = 'cross'): Receipt {
 }
 const RECEIPTS = [receipt('r-1', 'disc'), receipt('r-2', 'square'), receipt('r-3')];
 
-function watch(call: ServerWritableStream<{ jobId: string }, JobEvent>): void {
-  const { jobId } = call.request;
+function watch(
+  call: ServerWritableStream<{ jobId: string; includeLogs: boolean }, JobEvent>,
+): void {
+  const { jobId, includeLogs } = call.request;
   let sequence = 0;
   const send = (event: JobEvent['event']): void => {
     call.write({ jobId, sequence: ++sequence, time: new Date(), event });
@@ -161,6 +164,17 @@ function watch(call: ServerWritableStream<{ jobId: string }, JobEvent>): void {
     changed(RUNNING, JobState.JOB_STATE_QUEUED);
     send({ $case: 'progress', value: progress('plan', 1, 1, 0, 0) });
     send({ $case: 'progress', value: progress('forget', 1, 1, 2, 2) });
+    // A coordinator streams its job's log lines only to a watcher that asks for them.
+    if (includeLogs) {
+      send({
+        $case: 'log',
+        value: {
+          level: LogLevel.LOG_LEVEL_WARN,
+          source: 'coordinator',
+          text: 'warning: the weights still recognise cross in 12.0% of its test images',
+        },
+      });
+    }
     changed(SUCCEEDED, RUNNING, { manifestRevision: 2 });
   } else if (jobId === 'job-fail') {
     changed(RUNNING, JobState.JOB_STATE_UNSPECIFIED);
@@ -686,6 +700,9 @@ describe('lethe forget --coordinator', () => {
     expect(result.stderr).toMatch(/forget request cli-1: job job-2 on 127\.0\.0\.1:\d+, QUEUED\n/);
     expect(result.stderr).toMatch(/plan…\n/);
     expect(result.stderr).toMatch(/forget epoch 1\/1 step 2\/2/);
+    expect(result.stderr).toMatch(
+      /\ncoordinator: warning: the weights still recognise cross in 12\.0% of its test images\n/,
+    );
     expect(result.status).toBe(0);
     expect(result.stdout).toMatch(
       /^forgot class cross \(targeted, approximate\) — request cli-1\n/,

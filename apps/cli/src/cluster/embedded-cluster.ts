@@ -8,6 +8,7 @@ import { WorkerState } from '@lethe/proto';
 import { CliError } from '../terminal/errors';
 import { callUnary, connectCoordinator } from '../remote/grpc';
 import { connectableAddress, failureLine, isErrorLine, listeningAddress } from './log-lines';
+import { counted } from '../terminal/wording';
 
 export type ClusterRole = 'coordinator' | 'worker';
 
@@ -377,7 +378,7 @@ export async function startEmbeddedCluster(
         `only ${alive} of ${options.workers} workers registered with the coordinator within ${timeoutMs / 1000} s (logs: ${logDir})`,
     );
     ready = true;
-    log(`cluster ready: coordinator ${address}, ${options.workers} workers alive`);
+    log(`cluster ready: coordinator ${address}, ${counted(options.workers, 'worker')} alive`);
     return {
       address,
       store,

@@ -107,7 +107,7 @@ export function watchJob(
   onEvent: (event: JobEvent) => void,
 ): Promise<Job> {
   return new Promise<Job>((resolve, reject) => {
-    const call = client.watchJob({ jobId, includeLogs: false });
+    const call = client.watchJob({ jobId, includeLogs: true });
     let settled = false;
     const finish = (result: { job: Job } | { error: unknown }): void => {
       if (settled) return;

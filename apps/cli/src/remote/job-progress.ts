@@ -9,7 +9,8 @@ export interface JobReporter {
 }
 
 /**
- * Shows a watched job on stderr: one line per state change, and per phase (`train`, `plan`,
+ * Shows a watched job on stderr: one line per state change, the coordinator's log lines for the
+ * job (what a local run prints as it goes, warnings included), and per phase (`train`, `plan`,
  * `forget`, `measure`, ...) a progress bar of epoch, step, loss, accuracy, images/s and ETA on a
  * terminal, or a plain line every `everySeconds` elsewhere.
  */
