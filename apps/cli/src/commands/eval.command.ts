@@ -153,7 +153,7 @@ export function printEvaluation(result: Evaluation, classes: string[], rule?: Se
     console.log(`routing health: ${formatRoutingHealth(health)}`);
     if (health.deadExperts.length > 0) {
       console.log(
-        `warning: ${health.deadExperts.map((e) => `e${e}`).join(', ')} ${health.deadExperts.length === 1 ? 'gets' : 'get'} less than ${DEAD_EXPERT_SHARE * 100}% of their fair share of routing`,
+        `warning: ${health.deadExperts.map((e) => `e${e}`).join(', ')} ${health.deadExperts.length === 1 ? 'gets' : 'get'} less than ${DEAD_EXPERT_SHARE * 100}% of ${health.deadExperts.length === 1 ? 'its' : 'their'} fair share of routing`,
       );
     }
   }
