@@ -267,6 +267,12 @@ describe('data subjects', () => {
     expect(samples.stdout).toMatch(/forgot 1 sample \(neggrad\+, approximate\)/);
     expect(samples.stdout).toMatch(/ascent on a forgotten sample stopped at loss \d\.\d{3}/);
     expect(lethe(['receipts', '--store', store]).stdout).toMatch(/r3 .*1 sample .*neggrad\+/);
+    // verify checks exact forgets from the store; an approximate receipt is named as one.
+    const verify = lethe(['verify', '--request-id', 'r3', '--store', store]);
+    expect(verify.status).toBe(1);
+    expect(verify.stderr).toMatch(
+      /^lethe: error: receipt r3 is of an approximate samples forget: only an exact \(sisa\) forget can be verified from the store/m,
+    );
 
     // A later training on this store leaves all four samples out.
     const retrained = trainWith(subjects, store);

@@ -743,17 +743,19 @@ export async function verifyForgetting(
   store: ObjectStore,
   requestId: string,
 ): Promise<VerifyResult> {
-  const { manifest, sisa } = await loadSisa(store);
-  const problems: string[] = [];
-  const receipt = await readReceipt(store, requestId, manifest);
-  if (!receipt)
-    throw new SisaRequestError(`no receipt ${requestId} in the current manifest`, 'not-found');
-  if (!isSisaReceipt(receipt)) {
+  // The receipt first: on a joint model's store, what to say is what kind of receipt it is.
+  const current = await new ManifestStore(store).read();
+  const receipt = current ? await readReceipt(store, requestId, current) : undefined;
+  if (receipt && !isSisaReceipt(receipt)) {
     throw new SisaRequestError(
-      `receipt ${requestId} is of an approximate ${receiptKind(receipt)} forget: only an exact (sisa) forget can be verified from the store`,
+      `receipt ${requestId} is of an approximate ${receiptKind(receipt)} forget: only an exact (sisa) forget can be verified from the store (an approximate receipt's evidence is its metrics; a coordinator checks its weight hashes against the served experts)`,
       'failed-precondition',
     );
   }
+  const { manifest, sisa } = await loadSisa(store);
+  if (!receipt)
+    throw new SisaRequestError(`no receipt ${requestId} in the current manifest`, 'not-found');
+  const problems: string[] = [];
   const forgotten = new Set(receipt.request.sampleIds.map((id) => parseSampleId(id).index));
   let objects = 1;
   let checkpoints = 0;
