@@ -37,10 +37,17 @@ describe('lethe report', () => {
       'report-1',
     ]);
     expect(forget.status, forget.stderr).toBe(0);
+    // A person's samples too: a row in the erasures table, no charts.
+    const listed = lethe(['samples', '--store', store, '--class', 'square', '--json']);
+    const sample = (JSON.parse(listed.stdout) as { sampleId: string }[])[0]!.sampleId;
+    const erase = lethe(['forget', ...common, '--samples', sample, '--request-id', 'report-2']);
+    expect(erase.status, erase.stderr).toBe(0);
 
     const report = lethe(['report', '--store', store, '--out', out]);
     expect(report.status, report.stderr).toBe(0);
-    expect(report.stdout).toContain(`wrote ${join(out, 'report.html')} with 4 charts`);
+    expect(report.stdout).toContain(
+      `wrote ${join(out, 'report.html')} with 4 charts (1 class forget, 1 sample or subject erasure)`,
+    );
     const html = readFileSync(join(out, 'report.html'), 'utf8');
     const images = [...html.matchAll(/<img src="([^"]+)"/g)].map((m) => m[1]!);
     expect(images).toEqual([
@@ -56,6 +63,9 @@ describe('lethe report', () => {
       expect(existsSync(join(out, image.replace(/\.png$/, '.svg')))).toBe(true);
     }
     expect(html).toContain('report-1');
+    expect(html).toMatch(
+      /<tr><td><code>report-2<\/code><\/td><td>[^<]+<\/td><td>neggrad\+ \(approximate\)<\/td><td>1<\/td>/,
+    );
     expect(html).toMatch(/preset<\/th><td>tiny/);
     expect(html).toContain('square, disc, cross, h-stripes');
     // UA, RA, TA, forgotten-class accuracy, MIA-Efficacy; the feature probe only in a full

@@ -37,6 +37,8 @@ export {
 export { type FeatureProbeInput, type FeatureProbeResult, featureProbe } from './feature-probe';
 export {
   type ReportEpoch,
+  type ReportErasure,
+  type ReportErasureMetrics,
   type ReportForget,
   type ReportForgetMetrics,
   type ReportInput,

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   MetricsError,
+  type ReportErasure,
   type ReportForget,
   type ReportInput,
   routingHealth as routingHealthOf,
@@ -178,6 +179,73 @@ describe('writeReport', () => {
     const html = readFileSync(written.html, 'utf8');
     expect(html).toContain('No training history');
     expect(html).toContain('does not retrain');
+  });
+
+  it('lists sample and subject erasures in one table: approximate with evidence, exact without', async () => {
+    const out = join(work, 'erasures');
+    const erasures: ReportErasure[] = [
+      {
+        requestId: 'erase-4711',
+        createdAt: '2026-01-03T00:00:00.000Z',
+        mode: 'approximate',
+        method: 'neggrad+',
+        samples: 12,
+        subjects: ['4711 <i>'],
+        retrained: 'e0, e1 + router',
+        metrics: {
+          before: { ua: 12.5, ra: 90.25, ta: 88.75, miaEfficacy: 40 },
+          after: { ua: 47, ra: 89.5, ta: 87.25, miaEfficacy: 61.5 },
+        },
+        totalSeconds: 21.25,
+      },
+      {
+        requestId: 'erase-row-9',
+        createdAt: '2026-01-04T00:00:00.000Z',
+        mode: 'exact',
+        method: 'sisa replay',
+        samples: 1,
+        subjects: [],
+        retrained: 'shards 3 + router',
+        totalSeconds: 8,
+      },
+    ];
+    const written = await writeReport({ ...input, forgets: [], erasures }, out);
+    // No charts of their own: the page's images are the training curve only.
+    expect(written.charts).toEqual([join(out, 'training-curve.png')]);
+    const html = readFileSync(written.html, 'utf8');
+    expect(html).toContain('<h2>Sample and subject erasures</h2>');
+    expect(html).not.toContain('No forget requests yet.');
+    const rowOf = (id: string): string[] =>
+      [
+        ...(html.match(new RegExp(`<tr><td><code>${id}</code>.*?</tr>`))?.[0] ?? '').matchAll(
+          /<td>(.*?)<\/td>/g,
+        ),
+      ].map((m) => m[1]!);
+    expect(rowOf('erase-4711')).toEqual([
+      '<code>erase-4711</code>',
+      '2026-01-03T00:00:00.000Z',
+      'neggrad+ (approximate)',
+      '12 (subject 4711 &lt;i&gt;)',
+      'e0, e1 + router',
+      '12.50 → 47.00',
+      '90.25 → 89.50',
+      '88.75 → 87.25',
+      '40.00 → 61.50',
+      '21.3 s',
+    ]);
+    expect(rowOf('erase-row-9')).toEqual([
+      '<code>erase-row-9</code>',
+      '2026-01-04T00:00:00.000Z',
+      'sisa replay (exact)',
+      '1',
+      'shards 3 + router',
+      '—',
+      '—',
+      '—',
+      '—',
+      '8.0 s',
+    ]);
+    expect(html).not.toContain('<i>');
   });
 
   it('rejects a receipt whose per-class numbers do not match the classes', async () => {

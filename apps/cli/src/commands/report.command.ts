@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import {
   type ReportEpoch,
+  type ReportErasure,
   type ReportForget,
   type ReportInput,
   type ReportTraining,
@@ -9,9 +10,17 @@ import {
 } from '@lethe/metrics';
 import { type ModelCard, readTrainingRecord, type TrainingRecord } from '@lethe/model';
 import { LocalDirStore, ManifestStore } from '@lethe/store';
-import { type ClassForgetReceipt, isClassReceipt, listReceipts } from '@lethe/ledger';
+import {
+  type ClassForgetReceipt,
+  isClassReceipt,
+  isSampleForgetReceipt,
+  isSisaReceipt,
+  listReceipts,
+  type StoredReceipt,
+} from '@lethe/ledger';
 import { explicitCoordinator } from '../remote/target';
 import { action, CliError } from '../terminal/errors';
+import { counted } from '../terminal/wording';
 
 interface StoredForgotten {
   className: string;
@@ -46,6 +55,43 @@ function forgetOf(r: ClassForgetReceipt): ReportForget {
   };
 }
 
+/** A sample or subject erasure's row: a joint model's approximate forget or a sisa replay. */
+function erasureOf(r: StoredReceipt): ReportErasure | undefined {
+  if (isSampleForgetReceipt(r)) {
+    const pick = (m: typeof r.metrics.before) => ({
+      ua: m.ua,
+      ra: m.ra,
+      ta: m.ta,
+      miaEfficacy: m.miaEfficacy,
+    });
+    return {
+      requestId: r.requestId,
+      createdAt: r.createdAt,
+      mode: r.mode,
+      method: r.request.method,
+      samples: r.request.sampleIds.length,
+      subjects: r.request.subjects,
+      retrained: `${r.expertsRetrained.map((e) => `e${e}`).join(', ') || 'no expert'} + router`,
+      metrics: { before: pick(r.metrics.before), after: pick(r.metrics.after) },
+      totalSeconds: r.timings.totalSeconds,
+    };
+  }
+  if (isSisaReceipt(r)) {
+    const replayed = r.sisa.shards.filter((s) => s.slicesReplayed.length > 0);
+    return {
+      requestId: r.requestId,
+      createdAt: r.createdAt,
+      mode: r.mode,
+      method: 'sisa replay',
+      samples: r.request.sampleIds.length,
+      subjects: r.request.subjects ?? [],
+      retrained: `shards ${replayed.map((s) => s.shard).join(', ') || 'none'} + router${r.batch && r.batch.requestIds.length > 1 ? ` (one replay for ${r.batch.requestIds.length} requests)` : ''}`,
+      totalSeconds: r.timings.totalSeconds,
+    };
+  }
+  return undefined;
+}
+
 export function registerReportCommand(program: Command): void {
   program
     .command('report')
@@ -71,9 +117,10 @@ export function registerReportCommand(program: Command): void {
         }
         const store = new LocalDirStore(flags.store);
         const manifest = await new ManifestStore(store).read();
-        // The report's forget sections are per class; sample and sisa receipts are counted only.
+        // A class forget gets a section with charts; sample and subject erasures a table row.
         const receipts = await listReceipts(store);
         const classForgets = receipts.filter(isClassReceipt);
+        const erasures = receipts.flatMap((r) => erasureOf(r) ?? []);
         const card = manifest?.attributes['model'] as unknown as ModelCard | undefined;
         if (!manifest || !card) throw new CliError(`no trained model in ${store.describe()}`);
         const stored = readTrainingRecord(manifest);
@@ -108,18 +155,13 @@ export function registerReportCommand(program: Command): void {
           },
           ...(training ? { training } : {}),
           forgets: classForgets.map(forgetOf),
+          erasures,
         };
         const written = await writeReport(input, flags.out);
         console.log(
           `wrote ${written.html} with ${written.charts.length} charts ` +
-            `(${input.forgets.length} forget receipt${input.forgets.length === 1 ? '' : 's'})`,
+            `(${counted(classForgets.length, 'class forget')}, ${counted(erasures.length, 'sample or subject erasure')})`,
         );
-        const others = receipts.length - classForgets.length;
-        if (others > 0) {
-          console.log(
-            `not in the report: ${others} sample or sisa forget receipt${others === 1 ? '' : 's'} (npx lethe receipts --store ${flags.store})`,
-          );
-        }
       }),
     );
 }

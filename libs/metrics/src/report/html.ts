@@ -1,5 +1,5 @@
 import { DEAD_EXPERT_SHARE, type RoutingHealth } from '../routing-health';
-import type { ReportForget, ReportForgetMetrics, ReportInput } from './types';
+import type { ReportErasure, ReportForget, ReportForgetMetrics, ReportInput } from './types';
 
 /** A chart as report.html links it: a path relative to the report. */
 export interface ChartLink {
@@ -171,6 +171,31 @@ function forgetSection(forget: ReportForget, charts: ForgetCharts): string {
   ].join('\n');
 }
 
+/** Every sample and subject erasure in one table: what was asked, retrained and measured. */
+function erasuresSection(erasures: readonly ReportErasure[]): string[] {
+  const moved = (e: ReportErasure, metric: 'ua' | 'ra' | 'ta' | 'miaEfficacy'): string =>
+    e.metrics ? `${pct(e.metrics.before[metric])} → ${pct(e.metrics.after[metric])}` : '—';
+  const rows = erasures.map((e) =>
+    row([
+      `<code>${escapeHtml(e.requestId)}</code>`,
+      escapeHtml(e.createdAt),
+      escapeHtml(`${e.method} (${e.mode})`),
+      `${e.samples}${e.subjects.length ? ` (${e.subjects.length === 1 ? 'subject' : 'subjects'} ${escapeHtml(e.subjects.join(', '))})` : ''}`,
+      escapeHtml(e.retrained),
+      moved(e, 'ua'),
+      moved(e, 'ra'),
+      moved(e, 'ta'),
+      moved(e, 'miaEfficacy'),
+      secs(e.totalSeconds),
+    ]),
+  );
+  return [
+    '<h2>Sample and subject erasures</h2>',
+    `<table>${row(['request', 'created', 'method', 'samples', 'retrained', 'UA', 'RA', 'TA', 'MIA-Efficacy', 'time'], true)}${rows.join('')}</table>`,
+    '<p class="meta">Percentages, before → after. UA: 100 − accuracy on the forgotten samples; RA: accuracy on retained training samples; TA: test accuracy; MIA-Efficacy: share of the forgotten samples a membership attack calls non-members. An approximate erasure is read against a model retrained without the samples (its UA and MIA-Efficacy are those of unseen data, not 100); an exact one replays every shard that held a sample from a checkpoint before it, so it needs no such evidence.</p>',
+  ];
+}
+
 export function reportHtml(
   input: ReportInput,
   generatedAt: string,
@@ -216,7 +241,10 @@ export function reportHtml(
     ...(tr?.routingHealth ? routingHealthSection(tr.routingHealth, m.classes) : []),
     ...(input.forgets.length
       ? input.forgets.map((f, i) => forgetSection(f, forgets[i]!))
-      : ['<h2>Forget requests</h2>', '<p>No forget requests yet.</p>']),
+      : input.erasures?.length
+        ? []
+        : ['<h2>Forget requests</h2>', '<p>No forget requests yet.</p>']),
+    ...(input.erasures?.length ? erasuresSection(input.erasures) : []),
   ];
   return `<!DOCTYPE html>
 <html lang="en">

@@ -1,5 +1,7 @@
 export type {
   ReportEpoch,
+  ReportErasure,
+  ReportErasureMetrics,
   ReportForget,
   ReportForgetMetrics,
   ReportInput,

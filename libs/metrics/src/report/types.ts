@@ -82,6 +82,31 @@ export interface ReportForget {
   engine?: string;
 }
 
+/** UA, RA, TA and MIA-Efficacy on a set of forgotten samples, percent (docs/metrics.md). */
+export interface ReportErasureMetrics {
+  ua: number;
+  ra: number;
+  ta: number;
+  miaEfficacy: number;
+}
+
+/** One completed sample or subject erasure (a sample-forget or sisa receipt): a table row. */
+export interface ReportErasure {
+  requestId: string;
+  createdAt: string;
+  /** `approximate` (a joint model's sample forget) or `exact` (a sisa replay). */
+  mode: string;
+  /** The method (neggrad+, scrub, …) or `sisa replay`. */
+  method: string;
+  samples: number;
+  subjects: string[];
+  /** What was retrained, in words: the experts and router, or the shards replayed. */
+  retrained: string;
+  /** Approximate erasures: the evidence before and after. Exact ones need none. */
+  metrics?: { before: ReportErasureMetrics; after: ReportErasureMetrics };
+  totalSeconds: number;
+}
+
 export interface ReportInput {
   title: string;
   /** Where the data came from (a store description), shown under the title. */
@@ -92,6 +117,8 @@ export interface ReportInput {
   training?: ReportTraining;
   /** Oldest first. */
   forgets: ReportForget[];
+  /** Sample and subject erasures, oldest first. */
+  erasures?: ReportErasure[];
 }
 
 export interface ReportOutput {
