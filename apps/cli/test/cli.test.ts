@@ -131,7 +131,7 @@ describe('lethe train / eval', () => {
 
     const list = lethe(['receipts', '--store', store]);
     expect(list.status).toBe(0);
-    expect(list.stdout).toMatch(/cli-1 .* cross +targeted/);
+    expect(list.stdout).toMatch(/cli-1 .* class cross +targeted/);
     const shown = lethe(['receipts', '--store', store, '--request-id', 'cli-1']);
     expect(shown.stdout).toMatch(/forgot class cross \(targeted, approximate\)/);
     expect(shown.stdout).toMatch(/before .*\n.*after/);

@@ -161,7 +161,7 @@ export function registerReceiptsCommand(program: Command): void {
         }
         console.log(
           table([
-            ['request', 'created', 'class', 'method', 'experts', 'forgotten-class acc after'],
+            ['request', 'created', 'forgot', 'method', 'experts', 'forgotten-class acc after'],
             ...receipts.map((r) =>
               isSisaReceipt(r)
                 ? [
@@ -184,7 +184,7 @@ export function registerReceiptsCommand(program: Command): void {
                   : [
                       r.requestId,
                       r.createdAt,
-                      r.request.className,
+                      `class ${r.request.className}`,
                       r.request.method,
                       r.expertsRetrained.join(',') || '—',
                       r.metrics.after.forgottenClassTestAccuracy.toFixed(2),
