@@ -61,7 +61,7 @@ describe('lethe train / eval', () => {
     const ev = JSON.parse(evaluation.stdout) as Evaluated;
     expect(ev.accuracy).toBe(result.test.accuracy);
     expect(ev.routing).toEqual(result.test.routing);
-    expect(ev.routingHealth.rule).toBe('coverage:0.95');
+    expect(ev.routingHealth.rule).toBe('coverage:0.99');
 
     // Collateral as a forget with another selection rule would see it.
     const top1 = lethe([

@@ -15,7 +15,7 @@ describe('routing health', () => {
     // Experts 0 and 1 carry 200 of the other classes' 600 slots (class 3 on e0, class 1 on e1).
     expect(h.collateral[0]).toBeCloseTo((100 * 200) / 600, 10);
     expect(h.meanCollateral).toBeCloseTo(100 / 3, 10);
-    expect(h.rule).toBe('coverage:0.95');
+    expect(h.rule).toBe('coverage:0.99');
   });
 
   it('generalist routing: every class on the same two experts, two dead experts', () => {

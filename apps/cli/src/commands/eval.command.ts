@@ -55,7 +55,7 @@ export function registerEvalCommand(program: Command): void {
     )
     .option(
       '--select <rule>',
-      'collateral as a forget with this expert selection would see it: coverage:F | top:N (default: the forget default, coverage:0.95)',
+      'collateral as a forget with this expert selection would see it: coverage:F | top:N (default: the forget default, coverage:0.99)',
     )
     .option(
       '--ignore-output-mask',

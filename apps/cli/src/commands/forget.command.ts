@@ -185,7 +185,7 @@ export function registerForgetCommand(program: Command): void {
       'print the plan (experts, what they carry of the rest of the data, estimated cost) and change nothing',
       false,
     )
-    .option('--select <rule>', 'targeted only: coverage:F | top:N (default: coverage:0.95)')
+    .option('--select <rule>', 'targeted only: coverage:F | top:N (default: coverage:0.99)')
     .option('--mask-output', 'also never predict the class at serving time', false)
     .option('--batch <B>', 'batch size', positiveInt, DEFAULT_FORGET_RECIPE.batchSize)
     .option('--seed <S>', 'random seed', nonNegativeInt, 0)
