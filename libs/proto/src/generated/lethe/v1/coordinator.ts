@@ -936,7 +936,7 @@ export interface LogLine {
  * A forget request. Zero-valued scalars (and unset optional ones) take the default named in
  * their comment: the targeted method's defaults are the cheap recipe libs/unlearning measured
  * best (DEFAULT_FORGET_RECIPE: distill, 1 epoch, lr 3e-4, lambda 3, 20% of the retained
- * samples, router anchor 1, experts at coverage:0.95); the baselines keep 5 epochs at lr 1e-4 on all data. Samples and
+ * samples, router anchor 1, experts at coverage:0.99); the baselines keep 5 epochs at lr 1e-4 on all data. Samples and
  * subjects of a joint model take DEFAULT_SAMPLE_FORGET_RECIPE (neggrad+; lr 3e-4; 1 epoch for
  * neggrad+, 2 for scrub, l1-sparse and finetune, the training recipe's for retrain; lambda 3
  * for neggrad+ / 1 scrub / 5e-4 l1-sparse / 0 finetune; 20% of the retained samples; neggrad+'s
@@ -993,7 +993,7 @@ export interface SubmitForgetRequest {
   /**
    * Targeted only: which experts to retrain from their activation counts on the forgotten data:
    * `coverage:F` (the fewest experts receiving a fraction F of the activations, 0 < F <= 1) or
-   * `top:N` (the N most activated, N >= 1). Default `coverage:0.95`.
+   * `top:N` (the N most activated, N >= 1). Default `coverage:0.99`.
    */
   select: string;
   /** Class target only: also never predict the class at serving time (its probability is 0). */
