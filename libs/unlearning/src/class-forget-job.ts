@@ -373,6 +373,9 @@ export async function forgetClass(
       suppress: readonly number[],
       memos: OutputMemos,
     ): Promise<ForgetMetrics> => {
+      // Timed from here: on several threads the outputs are computed before measureForgetting
+      // runs, and the next forget's estimate reads its rate from these seconds.
+      const started = performance.now();
       const threads = await fillMemosInThreads(
         m,
         normalise,
@@ -384,12 +387,13 @@ export async function forgetClass(
         status,
       );
       if (threads > 1) status(`(the model ran on ${threads} threads)`);
-      return measureForgetting(m, ctx.train, ctx.test, classIndex, normalise, suppress, {
+      const metrics = measureForgetting(m, ctx.train, ctx.test, classIndex, normalise, suppress, {
         mode: record.measure ?? 'sample',
         seed: record.seed,
         memos,
         ...(caches ? { caches } : {}),
       });
+      return { ...metrics, seconds: (performance.now() - started) / 1000 };
     };
 
     status(

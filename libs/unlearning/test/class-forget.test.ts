@@ -321,6 +321,34 @@ describe('forgetting a class (targeted)', () => {
   });
 });
 
+describe('timing a measurement', () => {
+  it('counts the threads that computed the outputs in the seconds the next estimate reads', async () => {
+    const copy = mkdtempSync(join(tmpdir(), 'lethe-forget-threads-'));
+    cpSync(pristine, copy, { recursive: true });
+    // Enough samples for two threads (each takes at least 1,000).
+    const bigTest = makeSyntheticDataset({ perClass: 600, split: 'test', seed: 5, classes: 4 });
+    const notes: string[] = [];
+    try {
+      const receipt = await forgetClass(
+        {
+          store: new LocalDirStore(copy),
+          train,
+          test: bigTest,
+          measureThreads: 2,
+          onStatus: (m) => notes.push(m),
+        },
+        { class: train.classes[3]!, method: 'mask' },
+      );
+      expect(notes).toContain('(the model ran on 2 threads)');
+      // The next forget's estimate divides the samples measured by these seconds.
+      const { before, after } = receipt.metrics;
+      expect(before.seconds + after.seconds).toBeGreaterThan(0.8 * receipt.timings.measureSeconds);
+    } finally {
+      rmSync(copy, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('the residual-class warning', () => {
   it('speaks when the unmasked forgotten-class accuracy is above the threshold, not for mask', () => {
     const receipt = (left: number, method: ForgetReceipt['request']['method']): ForgetReceipt => {
