@@ -66,7 +66,7 @@ import {
   receiptObjectName,
   storeReceipt,
 } from './receipt';
-import { fillMemosInThreads } from './output-threads';
+import { measureWithThreads } from './output-threads';
 import {
   estimateForget,
   forgetRateAttribute,
@@ -372,11 +372,8 @@ export async function forgetClass(
       m: MoEModel,
       suppress: readonly number[],
       memos: OutputMemos,
-    ): Promise<ForgetMetrics> => {
-      // Timed from here: on several threads the outputs are computed before measureForgetting
-      // runs, and the next forget's estimate reads its rate from these seconds.
-      const started = performance.now();
-      const threads = await fillMemosInThreads(
+    ): Promise<ForgetMetrics> =>
+      measureWithThreads(
         m,
         normalise,
         [
@@ -385,16 +382,14 @@ export async function forgetClass(
         ],
         ctx.measureThreads ?? 1,
         status,
+        () =>
+          measureForgetting(m, ctx.train, ctx.test, classIndex, normalise, suppress, {
+            mode: record.measure ?? 'sample',
+            seed: record.seed,
+            memos,
+            ...(caches ? { caches } : {}),
+          }),
       );
-      if (threads > 1) status(`(the model ran on ${threads} threads)`);
-      const metrics = measureForgetting(m, ctx.train, ctx.test, classIndex, normalise, suppress, {
-        mode: record.measure ?? 'sample',
-        seed: record.seed,
-        memos,
-        ...(caches ? { caches } : {}),
-      });
-      return { ...metrics, seconds: (performance.now() - started) / 1000 };
-    };
 
     status(
       ctx.beforeFrom

@@ -104,6 +104,25 @@ export async function fillMemosInThreads(
   return n;
 }
 
+/**
+ * A measurement whose outputs threads may compute first: fills the memos (as
+ * `fillMemosInThreads`), then runs `compute` on them, and gives it the seconds of both — the
+ * next forget's estimate divides the samples measured by them.
+ */
+export async function measureWithThreads<M extends { seconds: number }>(
+  model: MoEModel,
+  normalise: ChannelStats,
+  targets: { ds: Dataset; memo: OutputMemo; positions: Int32Array }[],
+  threads: number,
+  onNote: (message: string) => void,
+  compute: () => M,
+): Promise<M> {
+  const started = performance.now();
+  const used = await fillMemosInThreads(model, normalise, targets, threads, onNote);
+  if (used > 1) onNote(`(the model ran on ${used} threads)`);
+  return { ...compute(), seconds: (performance.now() - started) / 1000 };
+}
+
 function runThread(task: OutputThreadTask): Promise<{ probs: Float32Array; chosen: Int32Array }[]> {
   const { file, execArgv } = threadEntry(__dirname, 'output-thread');
   const worker = new Worker(file, { workerData: task, execArgv });

@@ -54,7 +54,7 @@ import {
   storeRetrainedParts,
 } from './forget-methods';
 import { FrozenExpertCache } from './frozen-expert-cache';
-import { fillMemosInThreads } from './output-threads';
+import { measureWithThreads } from './output-threads';
 import { MEASURE_MODES, type MeasureMode } from './measure-forgetting';
 import {
   heldOutLoss,
@@ -539,10 +539,8 @@ export async function forgetJointSamples(
     const measure = async (
       m: MoEModel,
       memos: Awaited<ReturnType<typeof loadOutputMemos>>,
-    ): Promise<SampleForgetMetrics> => {
-      // Timed from here, threads included: the next forget's estimate reads its rate from these.
-      const started = performance.now();
-      const threads = await fillMemosInThreads(
+    ): Promise<SampleForgetMetrics> =>
+      measureWithThreads(
         m,
         normalise,
         [
@@ -551,16 +549,14 @@ export async function forgetJointSamples(
         ],
         ctx.measureThreads ?? 1,
         status,
+        () =>
+          measureSampleForgetting(m, train, ctx.test, forgotten, normalise, suppress, {
+            mode: record.measure,
+            seed: record.seed,
+            memos,
+            ...(caches ? { caches } : {}),
+          }),
       );
-      if (threads > 1) status(`(the model ran on ${threads} threads)`);
-      const metrics = measureSampleForgetting(m, train, ctx.test, forgotten, normalise, suppress, {
-        mode: record.measure,
-        seed: record.seed,
-        memos,
-        ...(caches ? { caches } : {}),
-      });
-      return { ...metrics, seconds: (performance.now() - started) / 1000 };
-    };
 
     status(`measuring the model before forgetting (${record.measure})`);
     let t = performance.now();
