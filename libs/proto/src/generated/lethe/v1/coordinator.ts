@@ -935,7 +935,7 @@ export interface LogLine {
 /**
  * A forget request. Zero-valued scalars (and unset optional ones) take the default named in
  * their comment: the targeted method's defaults are the cheap recipe libs/unlearning measured
- * best (DEFAULT_FORGET_RECIPE: distill, 1 epoch, lr 3e-4, lambda 3, 20% of the retained
+ * best (DEFAULT_FORGET_RECIPE: distill, 1 epoch, lr 2e-4, lambda 3, 20% of the retained
  * samples, router anchor 1, experts at coverage:0.99); the baselines keep 5 epochs at lr 1e-4 on all data. Samples and
  * subjects of a joint model take DEFAULT_SAMPLE_FORGET_RECIPE (neggrad+; lr 3e-4; 1 epoch for
  * neggrad+, 2 for scrub, l1-sparse and finetune, the training recipe's for retrain; lambda 3
@@ -983,7 +983,7 @@ export interface SubmitForgetRequest {
    * (the other sample methods), 5 (the class baselines).
    */
   epochs: number;
-  /** Retraining learning rate, in (0, 10]. Default 3e-4 (targeted), 1e-4 (baselines). */
+  /** Retraining learning rate, in (0, 10]. Default 2e-4 (targeted), 1e-4 (baselines). */
   learningRate: number;
   /**
    * Weight lambda of the unlearning loss on forgotten samples, in (0, 1000]. Default 3 (targeted),
