@@ -371,7 +371,7 @@ export async function forgetClass(
       train: measurePositions(ctx.train, classIndex, record.measure ?? 'sample', record.seed),
       test: Int32Array.from({ length: ctx.test.size }, (_, i) => i),
     };
-    const measure = async (
+    const measure = (
       m: MoEModel,
       suppress: readonly number[],
       memos: OutputMemos,

@@ -536,7 +536,7 @@ export async function forgetJointSamples(
       train: sampleMeasurePositions(train, new Set(forgotten), record.measure, record.seed),
       test: Int32Array.from({ length: ctx.test.size }, (_, i) => i),
     };
-    const measure = async (
+    const measure = (
       m: MoEModel,
       memos: Awaited<ReturnType<typeof loadOutputMemos>>,
     ): Promise<SampleForgetMetrics> =>

@@ -3,7 +3,9 @@ import { batches, type Split } from '@lethe/data';
 import { openData } from '../jobs/open-data';
 import {
   DEAD_EXPERT_SHARE,
+  DEFAULT_SELECTION,
   formatRoutingHealth,
+  formatSelectionRule,
   parseSelectionRule,
   type RoutingHealth,
   routingHealth,
@@ -55,7 +57,7 @@ export function registerEvalCommand(program: Command): void {
     )
     .option(
       '--select <rule>',
-      'collateral as a forget with this expert selection would see it: coverage:F | top:N (default: the forget default, coverage:0.99)',
+      `collateral as a forget with this expert selection would see it: coverage:F | top:N (default: the forget default, ${formatSelectionRule(DEFAULT_SELECTION)})`,
     )
     .option(
       '--ignore-output-mask',

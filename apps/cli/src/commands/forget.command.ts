@@ -11,11 +11,13 @@ import {
   FORGET_METHODS,
   type ForgetMethod,
   defaultOutputThreads,
+  DEFAULT_SELECTION,
   type ForgetEstimate,
   type ForgetMetrics,
   type ForgetPreview,
   type ForgetReceipt,
   forgetClass,
+  formatSelectionRule,
   MEASURE_MODES,
   type MeasureMode,
   previewClassForget,
@@ -185,7 +187,10 @@ export function registerForgetCommand(program: Command): void {
       'print the plan (experts, what they carry of the rest of the data, estimated cost) and change nothing',
       false,
     )
-    .option('--select <rule>', 'targeted only: coverage:F | top:N (default: coverage:0.99)')
+    .option(
+      '--select <rule>',
+      `targeted only: coverage:F | top:N (default: ${formatSelectionRule(DEFAULT_SELECTION)})`,
+    )
     .option('--mask-output', 'also never predict the class at serving time', false)
     .option('--batch <B>', 'batch size', positiveInt, DEFAULT_FORGET_RECIPE.batchSize)
     .option('--seed <S>', 'random seed', nonNegativeInt, 0)
